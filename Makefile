@@ -1,0 +1,141 @@
+# gvmmem: one Makefile for everything. `make` builds into build/, `make check`
+# runs every test under ASan+UBSan (in build/san/), `make demo` shows the main
+# job, `make bench` measures. Debian packages come from `make deps`.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+SAN ?= 0
+WERROR ?= 1
+CC ?= cc
+FUZZ_SECONDS ?= 15
+
+PKGS := libuv libprotobuf-c libsodium
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wno-missing-field-initializers \
+	  -fno-strict-aliasing -fPIC -MMD -MP
+ifeq ($(WERROR),1)
+CFLAGS += -Werror
+endif
+ifeq ($(SAN),1)
+CFLAGS += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+CPPFLAGS += -D_GNU_SOURCE -I$(BUILD)/gen -Iproto $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread
+
+BIN := $(BUILD)/bin
+LIB := $(BUILD)/lib
+OBJ := $(BUILD)/obj
+GEN := $(BUILD)/gen
+
+# ---- proto/: codec, auth, config, logging -> libgvmproto.a ----
+PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c
+PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(PROTO_SRC:%.c=$(OBJ)/%.o)
+
+$(GEN)/gvm.pb-c.c $(GEN)/gvm.pb-c.h: proto/gvm.proto
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=proto --c_out=$(GEN) proto/gvm.proto
+
+$(OBJ)/gen/gvm.pb-c.o: $(GEN)/gvm.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(OBJ)/%.o: %.c | $(GEN)/gvm.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB)/libgvmproto.a: $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# ---- memserver/ -> gvm-memserver ----
+MEMSERVER_SRC := memserver/main.c memserver/server.c memserver/store.c
+$(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# ---- broker/ -> gvmctl (donor commands; the broker daemon comes next) ----
+$(BIN)/gvmctl: $(OBJ)/broker/gvmctl.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# ---- bench/ ----
+$(BIN)/gvm-memserver-bench: $(OBJ)/bench/memserver_bench.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+PROGS := $(BIN)/gvm-memserver $(BIN)/gvmctl $(BIN)/gvm-memserver-bench
+
+# ---- tests/ (cmocka) ----
+TEST_LIBS := -lcmocka
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/test_*.c))
+TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(TEST_SUPPORT) $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+
+# ---- fuzz (clang libFuzzer) ----
+FUZZ_CC ?= clang
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/gvm.pb-c.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
+		$(CPPFLAGS) $^ $(PKG_LIBS) -o $@
+
+# ---- top-level targets ----
+.PHONY: all deps check tests fuzz fuzz-short bench demo install clean format
+.DEFAULT_GOAL := all
+
+all: $(LIB)/libgvmproto.a $(PROGS)
+
+deps:
+	@bash dist/deps.sh
+
+tests: all $(UNIT_TESTS) $(INTEG_TESTS)
+
+# The release build (warnings as errors), then every test under ASan+UBSan,
+# then a short fuzz run of the frame decoder.
+check: deps
+	$(MAKE) all
+	$(MAKE) SAN=1 BUILD=build/san tests
+	bash tests/run.sh build/san
+	$(MAKE) fuzz-short
+
+fuzz-short: $(BUILD)/fuzz/fuzz_frame
+	bash tests/fuzz/run.sh $< $(FUZZ_SECONDS)
+
+fuzz: deps $(BUILD)/fuzz/fuzz_frame
+	bash tests/fuzz/run.sh $(BUILD)/fuzz/fuzz_frame 600
+
+bench: deps
+	$(MAKE) all
+	bash bench/run.sh $(BUILD)
+
+demo: deps
+	$(MAKE) all
+	bash dist/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+		$(DESTDIR)$(PREFIX)/include/gvmmem
+	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(LIB)/libgvmproto.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 proto/gvm.proto $(DESTDIR)$(PREFIX)/include/gvmmem/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,684 @@
+/* server.c: the donor protocol on TCP (docs/protocol.md). Each thread runs
+ * its own libuv loop and listening socket (SO_REUSEPORT); a connection lives
+ * on one loop. Frames come through proto/frame.c's reader; a malformed one
+ * closes that connection with one log line. Replies are written at once when
+ * the socket takes them, else queued, and a peer that stops reading stops
+ * being read (MS_CONN_BACKLOG_MAX_BYTES). Pages live in store.c. */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "frame.h"
+#include "log.h"
+
+struct ms_stats {
+	atomic_uint_fast64_t reads, writes, pages_read, pages_written,
+		zero_pages_read, bytes_in, bytes_out, auth_failures, bad_frames,
+		enospc;
+	atomic_uint conns;
+};
+
+struct ms_server;
+
+struct ms_worker {
+	struct ms_server *srv;
+	unsigned index;
+	bool loop_ready;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_async_t stop;
+	uv_thread_t thread;
+	uint8_t *scratch; /* a READ reply's payload, built then sent */
+	struct ms_conn *conns;
+};
+
+struct ms_server {
+	const struct ms_config *cfg;
+	struct ms_store *store;
+	const struct gvm_key *key;
+	struct ms_worker *workers;
+	unsigned nworkers;
+	uv_signal_t sigterm, sigint;
+	struct ms_stats stats;
+};
+
+struct ms_conn {
+	uv_tcp_t tcp;
+	uv_timer_t auth_timer;
+	struct ms_worker *w;
+	struct ms_conn *prev, *next;
+	struct gvm_reader rd;
+	size_t rlen, roff;
+	size_t backlog; /* reply bytes queued in libuv */
+	int open_handles;
+	bool authed, closing, paused, close_when_flushed;
+	uint8_t nonce[GVM_AUTH_NONCE_BYTES];
+	char peer[64];
+	uint8_t rbuf[MS_READ_BUF_BYTES];
+};
+
+struct ms_wreq {
+	uv_write_t req;
+	size_t len;
+	uint8_t data[];
+};
+
+static void conn_process(struct ms_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct ms_conn *c = h->data;
+
+	if (--c->open_handles)
+		return;
+	gvm_reader_free(&c->rd);
+	free(c);
+}
+
+static void conn_close(struct ms_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	atomic_fetch_sub(&c->w->srv->stats.conns, 1);
+	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->auth_timer, conn_handle_closed);
+}
+
+/* Closes a connection for a protocol violation: one line, with the reason. */
+static void conn_reject(struct ms_conn *c, const char *what, const char *why)
+{
+	gvm_warn("peer %s: closing: %s: %s", c->peer, what, why);
+	conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct ms_wreq *wr = (struct ms_wreq *)req;
+	struct ms_conn *c = req->data;
+
+	c->backlog -= wr->len;
+	free(wr);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		gvm_info("peer %s: closing: send failed: %s", c->peer, uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	if (c->close_when_flushed && c->backlog == 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->paused && c->backlog <= MS_CONN_BACKLOG_MAX_BYTES / 2) {
+		c->paused = false;
+		conn_process(c);
+	}
+}
+
+/* Sends a reply: straight into the socket when it takes it, the rest copied
+ * and queued behind earlier replies. */
+static void conn_send(struct ms_conn *c, const struct gvm_hdr *h,
+		      const uint8_t *payload)
+{
+	uint8_t hb[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
+	int hl = gvm_hdr_encode(h, hb, sizeof(hb));
+	uv_buf_t bufs[2];
+	size_t total, sent = 0, skip;
+	struct ms_wreq *wr;
+	uv_buf_t b;
+	int n;
+
+	if (hl < 0) {
+		conn_reject(c, "reply", "header does not encode");
+		return;
+	}
+	bufs[0] = uv_buf_init((char *)hb, (unsigned)hl);
+	bufs[1] = uv_buf_init((char *)payload, h->payload_len);
+	total = (size_t)hl + h->payload_len;
+	atomic_fetch_add(&c->w->srv->stats.bytes_out, total);
+	if (c->backlog == 0) {
+		n = uv_try_write((uv_stream_t *)&c->tcp, bufs, h->payload_len ? 2 : 1);
+		if (n < 0 && n != UV_EAGAIN) {
+			gvm_info("peer %s: closing: send failed: %s", c->peer, uv_strerror(n));
+			conn_close(c);
+			return;
+		}
+		sent = n > 0 ? (size_t)n : 0;
+	}
+	if (sent == total)
+		return;
+	wr = malloc(sizeof(*wr) + total - sent);
+	if (!wr) {
+		conn_reject(c, "reply", "out of memory");
+		return;
+	}
+	wr->len = total - sent;
+	skip = sent;
+	for (size_t i = 0, off = 0; i < 2; i++) {
+		size_t from = skip < bufs[i].len ? skip : bufs[i].len;
+
+		skip -= from;
+		memcpy(wr->data + off, bufs[i].base + from, bufs[i].len - from);
+		off += bufs[i].len - from;
+	}
+	wr->req.data = c;
+	b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
+	n = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (n < 0) {
+		free(wr);
+		gvm_info("peer %s: closing: send failed: %s", c->peer, uv_strerror(n));
+		conn_close(c);
+		return;
+	}
+	c->backlog += wr->len;
+}
+
+static void reply_init(struct gvm_hdr *r, const struct gvm_hdr *req)
+{
+	gvm_hdr_init(r, req->op, req->id);
+	r->response = true;
+	r->ns = req->ns;
+}
+
+static void reply_error(struct ms_conn *c, const struct gvm_hdr *req, int err,
+			const char *why)
+{
+	struct gvm_hdr r;
+
+	reply_init(&r, req);
+	r.status = -err;
+	snprintf(r.error, sizeof(r.error), "%s", why);
+	conn_send(c, &r, NULL);
+}
+
+static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
+			const uint8_t *p)
+{
+	const struct gvm_key *key = c->w->srv->key;
+	uint8_t mac[GVM_AUTH_MAC_BYTES];
+	struct gvm_hdr r;
+
+	if (h->payload_len != GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES) {
+		conn_reject(c, "AUTH", "answer of the wrong length");
+		return;
+	}
+	gvm_auth_client_mac(key, c->nonce, p, mac);
+	if (!gvm_auth_mac_equal(mac, p + GVM_AUTH_NONCE_BYTES)) {
+		atomic_fetch_add(&c->w->srv->stats.auth_failures, 1);
+		gvm_warn("peer %s: auth failed: bad key; closing", c->peer);
+		reply_error(c, h, -EACCES, "bad key");
+		c->close_when_flushed = true;
+		if (c->backlog == 0)
+			conn_close(c);
+		return;
+	}
+	c->authed = true;
+	uv_timer_stop(&c->auth_timer);
+	gvm_debug("peer %s: authenticated", c->peer);
+	gvm_auth_donor_mac(key, c->nonce, p, mac);
+	reply_init(&r, h);
+	r.payload_len = GVM_AUTH_MAC_BYTES;
+	conn_send(c, &r, mac);
+}
+
+static const char *store_error(int err)
+{
+	switch (err) {
+	case -ENOENT: return "unknown namespace";
+	case -ENOSPC: return "capacity full";
+	case -EINVAL: return "bad namespace name";
+	case -ENOMEM: return "donor out of memory";
+	default: return strerror(-err);
+	}
+}
+
+static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
+{
+	struct ms_stats *st = &c->w->srv->stats;
+	uint32_t data_pages;
+	struct gvm_hdr r;
+	int err;
+
+	reply_init(&r, h);
+	r.first_page = h->first_page;
+	r.page_count = h->page_count;
+	err = ms_store_read(c->w->srv->store, h->ns, h->first_page, h->page_count,
+			    r.zero_bitmap, c->w->scratch, &data_pages);
+	if (err) {
+		reply_error(c, h, err, store_error(err));
+		return;
+	}
+	r.payload_len = data_pages * GVM_PAGE_SIZE;
+	atomic_fetch_add(&st->reads, 1);
+	atomic_fetch_add(&st->pages_read, h->page_count);
+	atomic_fetch_add(&st->zero_pages_read, h->page_count - data_pages);
+	conn_send(c, &r, c->w->scratch);
+}
+
+static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
+			 const uint8_t *p)
+{
+	struct ms_stats *st = &c->w->srv->stats;
+	struct ms_store_info info;
+	struct gvm_hdr r;
+	char why[GVM_ERROR_MAX_BYTES + 1];
+	int err;
+
+	err = ms_store_write(c->w->srv->store, h->ns, h->first_page, h->page_count,
+			     h->zero_bitmap, p);
+	if (err == -ENOSPC) {
+		atomic_fetch_add(&st->enospc, 1);
+		ms_store_get_info(c->w->srv->store, &info);
+		snprintf(why, sizeof(why), "capacity full: %llu of %llu pages used",
+			 (unsigned long long)info.used_pages,
+			 (unsigned long long)info.capacity_pages);
+		gvm_warn("peer %s: WRITE of %u pages refused: %s", c->peer,
+			 h->page_count, why);
+		reply_error(c, h, err, why);
+		return;
+	}
+	if (err) {
+		reply_error(c, h, err, store_error(err));
+		return;
+	}
+	atomic_fetch_add(&st->writes, 1);
+	atomic_fetch_add(&st->pages_written, h->page_count);
+	reply_init(&r, h);
+	r.first_page = h->first_page;
+	r.page_count = h->page_count;
+	conn_send(c, &r, NULL);
+}
+
+static void handle_stats(struct ms_conn *c, const struct gvm_hdr *h)
+{
+	struct ms_server *srv = c->w->srv;
+	Gvm__MemserverStats m = GVM__MEMSERVER_STATS__INIT;
+	uint8_t buf[GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES];
+	struct ms_store_info info;
+	struct gvm_hdr r;
+
+	ms_store_get_info(srv->store, &info);
+	m.capacity_pages = info.capacity_pages;
+	m.used_pages = info.used_pages;
+	m.namespaces = info.namespaces;
+	m.connections = atomic_load(&srv->stats.conns);
+	m.reads = atomic_load(&srv->stats.reads);
+	m.writes = atomic_load(&srv->stats.writes);
+	m.pages_read = atomic_load(&srv->stats.pages_read);
+	m.pages_written = atomic_load(&srv->stats.pages_written);
+	m.zero_pages_read = atomic_load(&srv->stats.zero_pages_read);
+	m.bytes_in = atomic_load(&srv->stats.bytes_in);
+	m.bytes_out = atomic_load(&srv->stats.bytes_out);
+	m.auth_failures = atomic_load(&srv->stats.auth_failures);
+	m.bad_frames = atomic_load(&srv->stats.bad_frames);
+	m.enospc = atomic_load(&srv->stats.enospc);
+	m.threads = srv->nworkers;
+	if (h->ns_name[0])
+		m.ns_used_pages = ms_store_ns_pages(srv->store, h->ns_name);
+	reply_init(&r, h);
+	r.payload_len = (uint32_t)gvm__memserver_stats__pack(&m, buf);
+	conn_send(c, &r, buf);
+}
+
+static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
+			 const uint8_t *p)
+{
+	struct ms_store *store = c->w->srv->store;
+	struct gvm_hdr r;
+	uint32_t id;
+	int err;
+
+	if (h->response) {
+		conn_reject(c, gvm_op_name(h->op), "a reply where a request belongs");
+		return;
+	}
+	if (!c->authed) {
+		if (h->op == GVM__OP__OP_AUTH)
+			handle_auth(c, h, p);
+		else
+			conn_reject(c, gvm_op_name(h->op), "request before authentication");
+		return;
+	}
+	switch (h->op) {
+	case GVM__OP__OP_READ:
+		handle_read(c, h);
+		return;
+	case GVM__OP__OP_WRITE:
+		handle_write(c, h, p);
+		return;
+	case GVM__OP__OP_OPEN_NS:
+		err = ms_store_open_ns(store, h->ns_name, &id);
+		if (err) {
+			reply_error(c, h, err, err == -ENOSPC ? "namespace table full" :
+							     store_error(err));
+			return;
+		}
+		reply_init(&r, h);
+		r.ns = id;
+		conn_send(c, &r, NULL);
+		return;
+	case GVM__OP__OP_DISCARD:
+		err = ms_store_discard(store, h->ns, h->first_page, h->page_count);
+		break;
+	case GVM__OP__OP_DROP_NS:
+		err = ms_store_drop_ns(store, h->ns_name[0] ? h->ns_name : NULL, h->ns);
+		if (!err)
+			gvm_info("peer %s: dropped namespace %s", c->peer,
+				 h->ns_name[0] ? h->ns_name : "(by id)");
+		break;
+	case GVM__OP__OP_STATS:
+		handle_stats(c, h);
+		return;
+	case GVM__OP__OP_PING:
+		reply_init(&r, h);
+		r.payload_len = h->payload_len;
+		conn_send(c, &r, p);
+		return;
+	default: /* AUTH again */
+		conn_reject(c, gvm_op_name(h->op), "unexpected op after authentication");
+		return;
+	}
+	if (err) {
+		reply_error(c, h, err, store_error(err));
+		return;
+	}
+	reply_init(&r, h);
+	conn_send(c, &r, NULL);
+}
+
+/* Runs the frames in rbuf[roff..rlen); stops reading while too many replies
+ * wait to be sent, and picks up where it left off when they drain. */
+static void conn_process(struct ms_conn *c)
+{
+	while (c->roff < c->rlen && !c->closing) {
+		ssize_t n;
+
+		if (c->backlog > MS_CONN_BACKLOG_MAX_BYTES || c->close_when_flushed) {
+			if (!c->paused)
+				uv_read_stop((uv_stream_t *)&c->tcp);
+			c->paused = true;
+			return;
+		}
+		n = gvm_reader_feed(&c->rd, c->rbuf + c->roff, c->rlen - c->roff);
+		if (n < 0) {
+			atomic_fetch_add(&c->w->srv->stats.bad_frames, 1);
+			conn_reject(c, "bad frame", c->rd.why);
+			return;
+		}
+		c->roff += (size_t)n;
+		if (gvm_reader_ready(&c->rd)) {
+			handle_frame(c, &c->rd.hdr, c->rd.payload);
+			gvm_reader_next(&c->rd);
+		}
+	}
+	if (!c->closing && c->roff == c->rlen && c->paused && !c->close_when_flushed) {
+		c->paused = false;
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct ms_conn *c = h->data;
+
+	(void)suggested;
+	c->rlen = c->roff = 0;
+	*buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ms_conn *c = s->data;
+
+	(void)buf;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			gvm_info("peer %s: closing: receive failed: %s", c->peer,
+				 uv_strerror((int)nread));
+		else if (!gvm_reader_idle(&c->rd))
+			gvm_warn("peer %s: closing: disconnected in the middle of a frame",
+				 c->peer);
+		else
+			gvm_debug("peer %s: disconnected", c->peer);
+		conn_close(c);
+		return;
+	}
+	atomic_fetch_add(&c->w->srv->stats.bytes_in, (uint64_t)nread);
+	c->rlen = (size_t)nread;
+	c->roff = 0;
+	conn_process(c);
+}
+
+static void on_auth_timeout(uv_timer_t *t)
+{
+	struct ms_conn *c = t->data;
+
+	gvm_warn("peer %s: closing: no authentication within %u ms", c->peer,
+		 MS_AUTH_TIMEOUT_MS);
+	conn_close(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct ms_worker *w = listener->data;
+	struct ms_server *srv = w->srv;
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	struct ms_conn *c;
+	struct gvm_hdr h;
+
+	if (status < 0) {
+		gvm_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		gvm_err("accept: out of memory");
+		return;
+	}
+	c->w = w;
+	uv_tcp_init(&w->loop, &c->tcp);
+	uv_timer_init(&w->loop, &c->auth_timer);
+	c->tcp.data = c->auth_timer.data = c;
+	c->open_handles = 2;
+	gvm_reader_init(&c->rd);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	atomic_fetch_add(&srv->stats.conns, 1);
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
+		gvm_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+	else
+		strcpy(c->peer, "?");
+	if (atomic_load(&srv->stats.conns) > MS_CONNS_MAX) {
+		gvm_warn("peer %s: refused: already %u connections", c->peer, MS_CONNS_MAX);
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	gvm_debug("peer %s: connected", c->peer);
+	uv_timer_start(&c->auth_timer, on_auth_timeout, MS_AUTH_TIMEOUT_MS, 0);
+	gvm_auth_nonce(c->nonce);
+	gvm_hdr_init(&h, GVM__OP__OP_AUTH, 0);
+	h.payload_len = GVM_AUTH_NONCE_BYTES;
+	conn_send(c, &h, c->nonce);
+	if (!c->closing)
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_stop(uv_async_t *a)
+{
+	struct ms_worker *w = a->data;
+
+	uv_close((uv_handle_t *)&w->listener, NULL);
+	uv_close((uv_handle_t *)&w->stop, NULL);
+	while (w->conns)
+		conn_close(w->conns);
+	if (w->index == 0) {
+		uv_close((uv_handle_t *)&w->srv->sigterm, NULL);
+		uv_close((uv_handle_t *)&w->srv->sigint, NULL);
+	}
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct ms_server *srv = sig->data;
+
+	gvm_info("%s: shutting down", strsignal(signum));
+	uv_signal_stop(&srv->sigterm);
+	uv_signal_stop(&srv->sigint);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		uv_async_send(&srv->workers[i].stop);
+}
+
+/* A listening socket; SO_REUSEPORT only when several threads share the port. */
+static int listen_socket(const struct sockaddr *sa, socklen_t len, bool reuseport)
+{
+	int one = 1, fd, err;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, sa, len) < 0 || listen(fd, MS_LISTEN_BACKLOG) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void worker_thread(void *arg)
+{
+	struct ms_worker *w = arg;
+
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Closes whatever a worker still has open (after a failed start, or
+ * nothing after a normal stop) and frees it. */
+static void worker_teardown(struct ms_worker *w)
+{
+	if (w->loop_ready) {
+		uv_walk(&w->loop, walk_close, NULL);
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&w->loop);
+	}
+	free(w->scratch);
+}
+
+static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
+		       socklen_t len)
+{
+	int fd, err;
+
+	w->scratch = malloc(GVM_FRAME_DATA_MAX_BYTES);
+	if (!w->scratch)
+		return -ENOMEM;
+	err = uv_loop_init(&w->loop);
+	if (err)
+		return err;
+	w->loop_ready = true;
+	uv_async_init(&w->loop, &w->stop, on_stop);
+	w->stop.data = w;
+	fd = listen_socket((struct sockaddr *)ss, len, w->srv->nworkers > 1);
+	if (fd < 0)
+		return fd;
+	/* Port 0 picks one port; every other thread then binds that one. */
+	getsockname(fd, (struct sockaddr *)ss, &len);
+	uv_tcp_init(&w->loop, &w->listener);
+	w->listener.data = w;
+	err = uv_tcp_open(&w->listener, fd);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return uv_listen((uv_stream_t *)&w->listener, MS_LISTEN_BACKLOG, on_connection);
+}
+
+int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
+		  const struct gvm_key *key)
+{
+	struct ms_server srv = { .cfg = cfg, .store = store, .key = key };
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char addr[80];
+	int err;
+
+	err = gvm_parse_hostport(cfg->listen, GVM_DONOR_DEFAULT_PORT, &ss, &len);
+	if (err) {
+		gvm_err("--listen %s: not an ADDR:PORT this host can bind", cfg->listen);
+		return err;
+	}
+	err = gvm_auth_init();
+	if (err) {
+		gvm_err("libsodium failed to initialise");
+		return err;
+	}
+	srv.nworkers = cfg->threads;
+	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
+	if (!srv.workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < srv.nworkers; i++) {
+		srv.workers[i].srv = &srv;
+		srv.workers[i].index = i;
+		err = worker_init(&srv.workers[i], &ss, len);
+		if (err) {
+			gvm_err("listen %s: %s", cfg->listen, strerror(-err));
+			goto out;
+		}
+	}
+	uv_signal_init(&srv.workers[0].loop, &srv.sigterm);
+	uv_signal_init(&srv.workers[0].loop, &srv.sigint);
+	srv.sigterm.data = srv.sigint.data = &srv;
+	uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&srv.sigint, on_signal, SIGINT);
+	gvm_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
+	gvm_info("listening on %s (%u thread%s)", addr, srv.nworkers,
+		 srv.nworkers > 1 ? "s" : "");
+	for (unsigned i = 1; i < srv.nworkers; i++)
+		uv_thread_create(&srv.workers[i].thread, worker_thread, &srv.workers[i]);
+	uv_run(&srv.workers[0].loop, UV_RUN_DEFAULT);
+	for (unsigned i = 1; i < srv.nworkers; i++)
+		uv_thread_join(&srv.workers[i].thread);
+out:
+	for (unsigned i = 0; i < srv.nworkers; i++)
+		worker_teardown(&srv.workers[i]);
+	free(srv.workers);
+	return err;
+}

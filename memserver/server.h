@@ -1,0 +1,16 @@
+/* server.h: gvm-memserver's network side: N libuv loops (one per thread)
+ * accepting on SO_REUSEPORT sockets, authenticating peers and serving the
+ * donor protocol from the shared store (store.h). */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include "config.h"
+#include "memserver.h"
+#include "store.h"
+
+/* Binds, serves until SIGTERM/SIGINT, then closes every connection.
+ * Returns 0, or -errno after logging why it could not start. */
+int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
+		  const struct gvm_key *key);
+
+#endif

@@ -1,0 +1,610 @@
+/* store.c: the donor's page store (store.h). One layout for anonymous memory
+ * and for a backing file: a header, a namespace table, a slot table saying
+ * which (namespace, page) each 4 KiB data slot holds, then the slots. Each
+ * namespace indexes its pages with an open-addressing hash map; a restart
+ * from a file rebuilds the maps from the slot table. */
+#include "store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+#include "memserver.h"
+
+#define STORE_MAGIC "GVMSTOR1"
+#define STORE_VERSION 1u
+
+struct store_hdr {
+	char magic[8];
+	uint32_t version;
+	uint32_t page_size;
+	uint64_t slots;
+	uint64_t ns_off, slot_off, data_off, total_bytes;
+	uint32_t clean; /* 1 after a clean shutdown */
+};
+
+struct store_ns_rec {
+	char name[GVM_NS_NAME_MAX_BYTES + 1];
+	uint32_t used;
+	uint32_t pad;
+};
+
+struct store_slot_rec {
+	uint32_t ns; /* 0: free; else namespace id */
+	uint32_t pad;
+	uint64_t page;
+};
+
+/* page -> slot, linear probing; key 0 marks an empty cell (keys are page+1). */
+struct pmap {
+	uint64_t *keys;
+	uint32_t *vals;
+	uint32_t cap, len;
+};
+
+struct ms_store {
+	pthread_rwlock_t lock;
+	uint8_t *base;
+	size_t map_bytes;
+	int fd; /* -1: anonymous */
+	struct store_hdr *hdr;
+	struct store_ns_rec *nsrec; /* [MS_NAMESPACES_MAX], id = index + 1 */
+	struct store_slot_rec *slot;
+	uint8_t *data;
+	struct pmap maps[MS_NAMESPACES_MAX];
+	uint32_t *free_slots; /* stack of released slots */
+	uint32_t nfree;
+	uint32_t next_fresh; /* slots at or above were never used */
+	uint64_t used;
+};
+
+static uint64_t pmap_hash(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	k ^= k >> 33;
+	return k;
+}
+
+static bool pmap_find(const struct pmap *m, uint64_t page, uint32_t *idx)
+{
+	uint64_t key = page + 1;
+
+	if (!m->cap)
+		return false;
+	for (uint32_t i = pmap_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (m->keys[i] == key) {
+			*idx = i;
+			return true;
+		}
+		if (!m->keys[i])
+			return false;
+	}
+}
+
+static int pmap_grow(struct pmap *m)
+{
+	struct pmap n = { .cap = m->cap ? m->cap * 2 : 64 };
+
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = malloc(n.cap * sizeof(*n.vals));
+	if (!n.keys || !n.vals) {
+		free(n.keys);
+		free(n.vals);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < m->cap; i++) {
+		uint32_t j;
+
+		if (!m->keys[i])
+			continue;
+		for (j = pmap_hash(m->keys[i]) & (n.cap - 1); n.keys[j];
+		     j = (j + 1) & (n.cap - 1))
+			;
+		n.keys[j] = m->keys[i];
+		n.vals[j] = m->vals[i];
+	}
+	n.len = m->len;
+	free(m->keys);
+	free(m->vals);
+	*m = n;
+	return 0;
+}
+
+/* Inserts a page known to be absent. */
+static int pmap_insert(struct pmap *m, uint64_t page, uint32_t slot)
+{
+	uint64_t key = page + 1;
+	uint32_t i;
+
+	if ((uint64_t)(m->len + 1) * 10 > (uint64_t)m->cap * 7) {
+		int err = pmap_grow(m);
+		if (err)
+			return err;
+	}
+	for (i = pmap_hash(key) & (m->cap - 1); m->keys[i]; i = (i + 1) & (m->cap - 1))
+		;
+	m->keys[i] = key;
+	m->vals[i] = slot;
+	m->len++;
+	return 0;
+}
+
+/* Backward-shift deletion keeps every probe chain unbroken. */
+static void pmap_remove_at(struct pmap *m, uint32_t i)
+{
+	uint32_t mask = m->cap - 1, j = i;
+
+	for (;;) {
+		uint32_t home;
+
+		j = (j + 1) & mask;
+		if (!m->keys[j])
+			break;
+		home = pmap_hash(m->keys[j]) & mask;
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		m->keys[i] = m->keys[j];
+		m->vals[i] = m->vals[j];
+		i = j;
+	}
+	m->keys[i] = 0;
+	m->len--;
+}
+
+static void pmap_free(struct pmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+static uint8_t *slot_data(struct ms_store *s, uint32_t slot)
+{
+	return s->data + (size_t)slot * GVM_PAGE_SIZE;
+}
+
+static uint64_t slots_available(const struct ms_store *s)
+{
+	return s->nfree + (s->hdr->slots - s->next_fresh);
+}
+
+static uint32_t slot_take(struct ms_store *s)
+{
+	return s->nfree ? s->free_slots[--s->nfree] : s->next_fresh++;
+}
+
+/* Returns a slot's memory to the host, so a donor's RSS follows its data. */
+static void slot_release(struct ms_store *s, uint32_t slot)
+{
+	uint8_t *p = slot_data(s, slot);
+
+	s->slot[slot].ns = 0;
+	s->free_slots[s->nfree++] = slot;
+	s->used--;
+	if (s->fd >= 0)
+		fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(p - s->base), GVM_PAGE_SIZE);
+	else
+		madvise(p, GVM_PAGE_SIZE, MADV_DONTNEED);
+}
+
+static bool ns_valid(const struct ms_store *s, uint32_t ns)
+{
+	return ns >= 1 && ns <= MS_NAMESPACES_MAX && s->nsrec[ns - 1].used;
+}
+
+static bool name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > GVM_NS_NAME_MAX_BYTES)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!isgraph((unsigned char)*p))
+			return false;
+	return true;
+}
+
+static void store_layout(struct ms_store *s, uint64_t slots)
+{
+	uint64_t ns_off = 4096;
+	uint64_t slot_off = ns_off + MS_NAMESPACES_MAX * sizeof(struct store_ns_rec);
+	uint64_t data_off = slot_off + slots * sizeof(struct store_slot_rec);
+
+	data_off = (data_off + GVM_PAGE_SIZE - 1) & ~(uint64_t)(GVM_PAGE_SIZE - 1);
+	s->map_bytes = data_off + slots * GVM_PAGE_SIZE;
+	s->hdr->slots = slots;
+	s->hdr->ns_off = ns_off;
+	s->hdr->slot_off = slot_off;
+	s->hdr->data_off = data_off;
+	s->hdr->total_bytes = s->map_bytes;
+}
+
+static void store_bind(struct ms_store *s)
+{
+	s->hdr = (struct store_hdr *)s->base;
+	s->nsrec = (struct store_ns_rec *)(s->base + s->hdr->ns_off);
+	s->slot = (struct store_slot_rec *)(s->base + s->hdr->slot_off);
+	s->data = s->base + s->hdr->data_off;
+}
+
+static size_t layout_bytes(uint64_t slots)
+{
+	struct store_hdr h;
+	struct ms_store tmp = { .hdr = &h };
+
+	store_layout(&tmp, slots);
+	return tmp.map_bytes;
+}
+
+/* Rebuilds the namespace maps and the free list from a file's slot table. */
+static int store_recover(struct ms_store *s)
+{
+	for (uint64_t i = 0; i < s->hdr->slots; i++) {
+		struct store_slot_rec *r = &s->slot[i];
+		int err;
+
+		if (!r->ns)
+			continue;
+		if (!ns_valid(s, r->ns) || r->page > UINT64_MAX / GVM_PAGE_SIZE) {
+			r->ns = 0; /* a record of a dropped namespace */
+			continue;
+		}
+		err = pmap_insert(&s->maps[r->ns - 1], r->page, (uint32_t)i);
+		if (err)
+			return err;
+		s->used++;
+		s->next_fresh = (uint32_t)i + 1;
+	}
+	for (uint32_t i = 0; i < s->next_fresh; i++)
+		if (!s->slot[i].ns)
+			s->free_slots[s->nfree++] = i;
+	return 0;
+}
+
+static int store_map_file(struct ms_store *s, const char *path,
+			  uint64_t capacity_bytes, char *why, size_t n)
+{
+	struct store_hdr h;
+	struct stat st;
+	uint64_t slots;
+	bool fresh;
+	int err;
+
+	s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
+		err = -errno;
+		snprintf(why, n, "backing file %s: %s", path, strerror(errno));
+		return err;
+	}
+	fresh = st.st_size == 0;
+	if (!fresh) {
+		if (pread(s->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+		    memcmp(h.magic, STORE_MAGIC, 8) || h.version != STORE_VERSION ||
+		    h.page_size != GVM_PAGE_SIZE || h.slots == 0 ||
+		    h.slots > MS_STORE_SLOTS_MAX ||
+		    h.total_bytes != layout_bytes(h.slots) ||
+		    (uint64_t)st.st_size != h.total_bytes) {
+			snprintf(why, n, "backing file %s: not a gvm-memserver store (or damaged); move it away to start empty",
+				 path);
+			return -EINVAL;
+		}
+		if (capacity_bytes && capacity_bytes / GVM_PAGE_SIZE != h.slots) {
+			snprintf(why, n, "backing file %s holds %llu MiB; pass --capacity %lluM or use a new file",
+				 path, (unsigned long long)(h.slots * GVM_PAGE_SIZE >> 20),
+				 (unsigned long long)(h.slots * GVM_PAGE_SIZE >> 20));
+			return -EINVAL;
+		}
+		slots = h.slots;
+	} else {
+		slots = (capacity_bytes ? capacity_bytes : MS_DEFAULT_CAPACITY_BYTES) /
+			GVM_PAGE_SIZE;
+	}
+	s->map_bytes = layout_bytes(slots);
+	if (fresh && ftruncate(s->fd, (off_t)s->map_bytes) < 0) {
+		err = -errno;
+		snprintf(why, n, "backing file %s: cannot size to %llu bytes: %s", path,
+			 (unsigned long long)s->map_bytes, strerror(errno));
+		return err;
+	}
+	s->base = mmap(NULL, s->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		s->base = NULL;
+		err = -errno;
+		snprintf(why, n, "backing file %s: mmap: %s", path, strerror(errno));
+		return err;
+	}
+	if (fresh) {
+		s->hdr = (struct store_hdr *)s->base;
+		memcpy(s->hdr->magic, STORE_MAGIC, 8);
+		s->hdr->version = STORE_VERSION;
+		s->hdr->page_size = GVM_PAGE_SIZE;
+		store_layout(s, slots);
+	} else if (!((struct store_hdr *)s->base)->clean) {
+		gvm_warn("backing file %s was not closed cleanly; pages written just before the stop may be stale",
+			 path);
+	}
+	store_bind(s);
+	return 0;
+}
+
+int ms_store_open(struct ms_store **out, const char *backing,
+		  uint64_t capacity_bytes, char *why, size_t n)
+{
+	struct ms_store *s;
+	uint64_t slots;
+	int err;
+
+	if (capacity_bytes && (capacity_bytes < GVM_PAGE_SIZE ||
+			       capacity_bytes / GVM_PAGE_SIZE > MS_STORE_SLOTS_MAX)) {
+		snprintf(why, n, "capacity must be between 4K and 16T");
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_rwlock_init(&s->lock, NULL);
+	s->fd = -1;
+	if (backing) {
+		err = store_map_file(s, backing, capacity_bytes, why, n);
+		if (err)
+			goto fail;
+	} else {
+		slots = (capacity_bytes ? capacity_bytes : MS_DEFAULT_CAPACITY_BYTES) /
+			GVM_PAGE_SIZE;
+		s->map_bytes = layout_bytes(slots);
+		s->base = mmap(NULL, s->map_bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (s->base == MAP_FAILED) {
+			s->base = NULL;
+			err = -errno;
+			snprintf(why, n, "cannot reserve %llu bytes: %s",
+				 (unsigned long long)s->map_bytes, strerror(errno));
+			goto fail;
+		}
+		s->hdr = (struct store_hdr *)s->base;
+		store_layout(s, slots);
+		store_bind(s);
+	}
+	s->free_slots = malloc(s->hdr->slots * sizeof(*s->free_slots));
+	if (!s->free_slots) {
+		snprintf(why, n, "out of memory for %llu slots",
+			 (unsigned long long)s->hdr->slots);
+		err = -ENOMEM;
+		goto fail;
+	}
+	if (backing) {
+		err = store_recover(s);
+		if (err) {
+			snprintf(why, n, "out of memory rebuilding the page index");
+			goto fail;
+		}
+		s->hdr->clean = 0;
+	}
+	*out = s;
+	return 0;
+fail:
+	ms_store_close(s);
+	return err;
+}
+
+int ms_store_close(struct ms_store *s)
+{
+	int err = 0;
+
+	if (!s)
+		return 0;
+	if (s->base && s->fd >= 0) {
+		s->hdr->clean = 1;
+		if (msync(s->base, s->map_bytes, MS_SYNC) < 0 || fsync(s->fd) < 0)
+			err = -errno;
+	}
+	if (s->base)
+		munmap(s->base, s->map_bytes);
+	if (s->fd >= 0)
+		close(s->fd);
+	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++)
+		pmap_free(&s->maps[i]);
+	free(s->free_slots);
+	pthread_rwlock_destroy(&s->lock);
+	free(s);
+	return err;
+}
+
+static int ns_lookup(struct ms_store *s, const char *name)
+{
+	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++)
+		if (s->nsrec[i].used && strcmp(s->nsrec[i].name, name) == 0)
+			return (int)i + 1;
+	return 0;
+}
+
+int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id)
+{
+	int found, err = -ENOSPC;
+
+	if (!name_valid(name))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&s->lock);
+	found = ns_lookup(s, name);
+	if (found) {
+		*id = (uint32_t)found;
+		err = 0;
+	} else {
+		for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++) {
+			if (s->nsrec[i].used)
+				continue;
+			memset(&s->nsrec[i], 0, sizeof(s->nsrec[i]));
+			strcpy(s->nsrec[i].name, name);
+			s->nsrec[i].used = 1;
+			*id = i + 1;
+			err = 0;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return err;
+}
+
+int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
+{
+	struct pmap *m;
+
+	pthread_rwlock_wrlock(&s->lock);
+	if (name)
+		id = (uint32_t)ns_lookup(s, name);
+	if (!ns_valid(s, id)) {
+		pthread_rwlock_unlock(&s->lock);
+		return -ENOENT;
+	}
+	m = &s->maps[id - 1];
+	for (uint32_t i = 0; i < m->cap; i++)
+		if (m->keys[i])
+			slot_release(s, m->vals[i]);
+	pmap_free(m);
+	memset(&s->nsrec[id - 1], 0, sizeof(s->nsrec[id - 1]));
+	pthread_rwlock_unlock(&s->lock);
+	return 0;
+}
+
+int ms_store_read(struct ms_store *s, uint32_t ns, uint64_t first,
+		  uint32_t count, uint8_t *zero_bitmap, uint8_t *out,
+		  uint32_t *data_pages)
+{
+	uint32_t copied = 0, idx;
+	struct pmap *m;
+
+	memset(zero_bitmap, 0, (count + 7) / 8);
+	pthread_rwlock_rdlock(&s->lock);
+	if (!ns_valid(s, ns)) {
+		pthread_rwlock_unlock(&s->lock);
+		return -ENOENT;
+	}
+	m = &s->maps[ns - 1];
+	for (uint32_t i = 0; i < count; i++) {
+		if (pmap_find(m, first + i, &idx)) {
+			memcpy(out + (size_t)copied * GVM_PAGE_SIZE,
+			       slot_data(s, m->vals[idx]), GVM_PAGE_SIZE);
+			copied++;
+		} else {
+			zero_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+		}
+	}
+	pthread_rwlock_unlock(&s->lock);
+	*data_pages = copied;
+	return 0;
+}
+
+static void store_forget(struct ms_store *s, uint32_t ns, uint64_t page)
+{
+	struct pmap *m = &s->maps[ns - 1];
+	uint32_t idx;
+
+	if (!pmap_find(m, page, &idx))
+		return;
+	slot_release(s, m->vals[idx]);
+	pmap_remove_at(m, idx);
+}
+
+int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
+		   uint32_t count, const uint8_t *zero_bitmap,
+		   const uint8_t *data)
+{
+	uint64_t needed = 0;
+	struct pmap *m;
+	uint32_t idx;
+	int err = 0;
+
+	pthread_rwlock_wrlock(&s->lock);
+	if (!ns_valid(s, ns)) {
+		err = -ENOENT;
+		goto out;
+	}
+	m = &s->maps[ns - 1];
+	for (uint32_t i = 0; i < count; i++)
+		if (!(zero_bitmap[i / 8] & (1u << (i % 8))) && !pmap_find(m, first + i, &idx))
+			needed++;
+	if (needed > slots_available(s)) {
+		err = -ENOSPC;
+		goto out;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t page = first + i;
+		uint32_t slot;
+
+		if (zero_bitmap[i / 8] & (1u << (i % 8))) {
+			store_forget(s, ns, page);
+			continue;
+		}
+		if (pmap_find(m, page, &idx)) {
+			slot = m->vals[idx];
+		} else {
+			slot = slot_take(s);
+			err = pmap_insert(m, page, slot);
+			if (err) {
+				s->free_slots[s->nfree++] = slot;
+				goto out;
+			}
+			s->used++;
+		}
+		memcpy(slot_data(s, slot), data, GVM_PAGE_SIZE);
+		data += GVM_PAGE_SIZE;
+		s->slot[slot].page = page;
+		s->slot[slot].ns = ns;
+	}
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return err;
+}
+
+int ms_store_discard(struct ms_store *s, uint32_t ns, uint64_t first,
+		     uint32_t count)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&s->lock);
+	if (!ns_valid(s, ns))
+		err = -ENOENT;
+	else
+		for (uint32_t i = 0; i < count; i++)
+			store_forget(s, ns, first + i);
+	pthread_rwlock_unlock(&s->lock);
+	return err;
+}
+
+void ms_store_get_info(struct ms_store *s, struct ms_store_info *info)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	info->capacity_pages = s->hdr->slots;
+	info->used_pages = s->used;
+	info->namespaces = 0;
+	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++)
+		info->namespaces += s->nsrec[i].used ? 1 : 0;
+	pthread_rwlock_unlock(&s->lock);
+}
+
+uint64_t ms_store_ns_pages(struct ms_store *s, const char *name)
+{
+	uint64_t pages = 0;
+	int id;
+
+	pthread_rwlock_rdlock(&s->lock);
+	id = ns_lookup(s, name);
+	if (id)
+		pages = s->maps[id - 1].len;
+	pthread_rwlock_unlock(&s->lock);
+	return pages;
+}

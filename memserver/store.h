@@ -1,0 +1,48 @@
+/* store.h: the donor's page store: namespaces (one per VM) of 4 KiB pages in
+ * a fixed number of slots, in anonymous memory or a backing file whose pages
+ * survive a restart. Thread-safe; server.c calls it from every loop. */
+#ifndef MS_STORE_H
+#define MS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ms_store;
+
+struct ms_store_info {
+	uint64_t capacity_pages;
+	uint64_t used_pages;
+	uint32_t namespaces;
+};
+
+/* backing NULL: anonymous memory. capacity_bytes 0: the file's capacity or
+ * MS_DEFAULT_CAPACITY_BYTES. On failure *why says what and how to fix it. */
+int ms_store_open(struct ms_store **out, const char *backing,
+		  uint64_t capacity_bytes, char *why, size_t n);
+/* Flushes a backing file to disk and frees everything. */
+int ms_store_close(struct ms_store *s);
+
+/* Name -> id (>= 1), created on first open. -EINVAL for a bad name,
+ * -ENOSPC when MS_NAMESPACES_MAX are in use. */
+int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id);
+/* Forgets a namespace (by name, or by id when name is NULL): -ENOENT. */
+int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id);
+
+/* Copies the stored pages of [first, first+count) into out, packed; sets the
+ * zero bit of every page never written. *data_pages: pages copied. */
+int ms_store_read(struct ms_store *s, uint32_t ns, uint64_t first,
+		  uint32_t count, uint8_t *zero_bitmap, uint8_t *out,
+		  uint32_t *data_pages);
+/* Stores count pages: packed non-zero pages in data, zero bits for the
+ * rest. All or nothing: -ENOSPC changes no page. */
+int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
+		   uint32_t count, const uint8_t *zero_bitmap,
+		   const uint8_t *data);
+int ms_store_discard(struct ms_store *s, uint32_t ns, uint64_t first,
+		     uint32_t count);
+
+void ms_store_get_info(struct ms_store *s, struct ms_store_info *info);
+/* Pages held for a namespace name; 0 if unknown. */
+uint64_t ms_store_ns_pages(struct ms_store *s, const char *name);
+
+#endif

@@ -1,0 +1,30 @@
+/* auth.h: mutual HMAC-SHA256 challenge/response on the cluster key, used by
+ * memserver/server.c (donor side) and every donor client. The donor sends a
+ * nonce; the client answers with its nonce and a MAC over both; the donor
+ * answers with its own MAC, so each side proves it holds the key. */
+#ifndef GVM_AUTH_H
+#define GVM_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+void gvm_auth_nonce(uint8_t nonce[GVM_AUTH_NONCE_BYTES]);
+/* MAC the client sends: HMAC(key, "gvm-auth-client-v1" | donor | client). */
+void gvm_auth_client_mac(const struct gvm_key *key,
+			 const uint8_t donor_nonce[GVM_AUTH_NONCE_BYTES],
+			 const uint8_t client_nonce[GVM_AUTH_NONCE_BYTES],
+			 uint8_t mac[GVM_AUTH_MAC_BYTES]);
+/* MAC the donor answers: HMAC(key, "gvm-auth-donor-v1" | client | donor). */
+void gvm_auth_donor_mac(const struct gvm_key *key,
+			const uint8_t donor_nonce[GVM_AUTH_NONCE_BYTES],
+			const uint8_t client_nonce[GVM_AUTH_NONCE_BYTES],
+			uint8_t mac[GVM_AUTH_MAC_BYTES]);
+/* Constant-time comparison. */
+bool gvm_auth_mac_equal(const uint8_t a[GVM_AUTH_MAC_BYTES],
+			const uint8_t b[GVM_AUTH_MAC_BYTES]);
+/* 0, or -EIO if libsodium cannot start. Call once before the above. */
+int gvm_auth_init(void);
+
+#endif

@@ -1,0 +1,32 @@
+/* config.h: parsing shared by every command line: sizes ("4G"), donor
+ * addresses ("host:port", "[::1]:7700") and the cluster key file. */
+#ifndef GVM_CONFIG_H
+#define GVM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "gvm_proto.h"
+
+struct gvm_key {
+	uint8_t bytes[GVM_KEY_MAX_BYTES];
+	size_t len;
+};
+
+/* "4096", "64K", "512M", "4G", "1T" (also "4GiB", "4GB"): binary units. */
+int gvm_parse_size(const char *s, uint64_t *bytes);
+
+/* "HOST:PORT", "[V6]:PORT", or "HOST" (default_port). Resolves with
+ * getaddrinfo; writes the first address. 0 or -EINVAL / -ENOENT. */
+int gvm_parse_hostport(const char *s, const char *default_port,
+		       struct sockaddr_storage *ss, socklen_t *len);
+
+/* "1.2.3.4:7700" / "[::1]:7700" for logs. */
+void gvm_format_addr(const struct sockaddr *sa, char *buf, size_t n);
+
+/* Reads the raw key bytes. Refuses a file that group or others may read, or
+ * one shorter than GVM_KEY_MIN_BYTES. On error *why explains it. */
+int gvm_key_load(const char *path, struct gvm_key *key, char *why, size_t n);
+
+#endif

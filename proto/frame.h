@@ -1,0 +1,105 @@
+/* frame.h: the donor-protocol codec every binary uses. A frame is a 4-byte
+ * big-endian header length, a protobuf `gvm.Frame` header, then payload_len
+ * raw bytes. gvm_hdr is the plain-C view of the header; gvm_reader turns a
+ * byte stream (partial TCP reads) into frames, bounding every length before
+ * it allocates. See docs/protocol.md. */
+#ifndef GVM_FRAME_H
+#define GVM_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "gvm.pb-c.h"
+#include "gvm_proto.h"
+
+struct gvm_hdr {
+	uint32_t version;
+	uint64_t id;
+	uint32_t op; /* GVM__OP__OP_* */
+	bool response;
+	int32_t status; /* 0 or a positive errno value */
+	char error[GVM_ERROR_MAX_BYTES + 1];
+	uint32_t ns;
+	uint64_t first_page;
+	uint32_t page_count;
+	uint8_t zero_bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t payload_len;
+	char ns_name[GVM_NS_NAME_MAX_BYTES + 1];
+};
+
+/* A zeroed header of the current version for op. */
+void gvm_hdr_init(struct gvm_hdr *h, uint32_t op, uint64_t id);
+const char *gvm_op_name(uint32_t op);
+
+static inline bool gvm_hdr_zero_test(const struct gvm_hdr *h, uint32_t i)
+{
+	return h->zero_bitmap[i / 8] & (1u << (i % 8));
+}
+static inline void gvm_hdr_zero_set(struct gvm_hdr *h, uint32_t i)
+{
+	h->zero_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+/* Pages that travel as bytes: page_count minus the zero bits. */
+uint32_t gvm_hdr_data_pages(const struct gvm_hdr *h);
+bool gvm_page_is_zero(const void *page);
+
+/* Encodes the length prefix and header into out. Returns the byte count, or
+ * -EMSGSIZE when it would not fit cap or GVM_FRAME_HDR_MAX_BYTES. */
+int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap);
+
+/* Decodes a serialized header (without the length prefix) and checks it
+ * with gvm_hdr_check. 0, or -EBADMSG / -EPROTO with *why set. */
+int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
+		   const char **why);
+
+/* The rules of docs/protocol.md: version, known op, page counts, bitmap
+ * bounds, and the exact payload length each op allows. */
+int gvm_hdr_check(const struct gvm_hdr *h, const char **why);
+
+enum gvm_reader_state { GVM_RD_LEN, GVM_RD_HDR, GVM_RD_PAYLOAD, GVM_RD_READY };
+
+struct gvm_reader {
+	enum gvm_reader_state state;
+	uint32_t need; /* bytes the current state still wants */
+	uint32_t have;
+	uint8_t lenbuf[GVM_FRAME_LEN_BYTES];
+	uint8_t hdrbuf[GVM_FRAME_HDR_MAX_BYTES];
+	struct gvm_hdr hdr;
+	uint8_t *payload; /* GVM_FRAME_DATA_MAX_BYTES, allocated on first use */
+	char why[160];    /* reason of the last error */
+};
+
+void gvm_reader_init(struct gvm_reader *r);
+void gvm_reader_free(struct gvm_reader *r);
+
+/* Consumes up to len bytes; stops after a frame completes. Returns the bytes
+ * consumed, or a negative errno with r->why set (the stream is then broken).
+ * When gvm_reader_ready(), r->hdr and r->payload hold the frame until
+ * gvm_reader_next(). */
+ssize_t gvm_reader_feed(struct gvm_reader *r, const uint8_t *data, size_t len);
+static inline bool gvm_reader_ready(const struct gvm_reader *r)
+{
+	return r->state == GVM_RD_READY;
+}
+void gvm_reader_next(struct gvm_reader *r);
+
+/* While a payload is being received: where its remaining bytes go, so a
+ * caller can recv() straight into it. Returns the count (0 in other states);
+ * report what arrived with gvm_reader_feed(r, NULL, n). */
+size_t gvm_reader_direct(struct gvm_reader *r, uint8_t **dst);
+
+/* True if the reader is between frames (nothing partial buffered). */
+bool gvm_reader_idle(const struct gvm_reader *r);
+
+
+/* Page helpers for READ/WRITE payloads. */
+/* Sets h's zero bits for the all-zero pages among count pages; returns how
+ * many are not zero (those that travel). */
+uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
+				 uint32_t count);
+/* Expands a READ response payload to h->page_count full pages in out. */
+void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
+			    uint8_t *out);
+#endif

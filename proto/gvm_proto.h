@@ -1,0 +1,28 @@
+/* gvm_proto.h: limits and defaults of the gvmmem wire protocols, shared by
+ * every binary. The codec (frame.c) enforces them before any allocation. */
+#ifndef GVM_PROTO_H
+#define GVM_PROTO_H
+
+#define GVM_PROTO_VERSION 1u
+#define GVM_PAGE_SIZE 4096u
+
+/* Donor protocol frame bounds. */
+#define GVM_FRAME_LEN_BYTES 4u          /* big-endian header length prefix */
+#define GVM_FRAME_HDR_MAX_BYTES 1024u   /* serialized Frame header */
+#define GVM_FRAME_PAGES_MAX 256u        /* pages in one READ/WRITE (1 MiB) */
+#define GVM_FRAME_BITMAP_MAX_BYTES (GVM_FRAME_PAGES_MAX / 8u)
+#define GVM_FRAME_DATA_MAX_BYTES (GVM_FRAME_PAGES_MAX * GVM_PAGE_SIZE)
+#define GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES 4096u /* AUTH, STATS, PING payloads */
+#define GVM_NS_NAME_MAX_BYTES 63u
+#define GVM_ERROR_MAX_BYTES 255u
+
+/* Authentication: HMAC-SHA256 challenge/response on the cluster key. */
+#define GVM_AUTH_NONCE_BYTES 32u
+#define GVM_AUTH_MAC_BYTES 32u
+#define GVM_KEY_MIN_BYTES 16u
+#define GVM_KEY_MAX_BYTES 4096u
+
+#define GVM_DONOR_DEFAULT_PORT "7700"
+#define GVM_DEFAULT_KEY_FILE "/etc/gvm/cluster.key"
+
+#endif
