@@ -128,10 +128,8 @@ static void on_write(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (c->paused && c->backlog <= MS_CONN_BACKLOG_MAX_BYTES / 2) {
-		c->paused = false;
+	if (c->paused && c->backlog <= MS_CONN_BACKLOG_MAX_BYTES / 2)
 		conn_process(c);
-	}
 }
 
 /* Sends a reply: straight into the socket when it takes it, the rest copied
@@ -192,11 +190,14 @@ static void conn_send(struct ms_conn *c, const struct gvm_hdr *h,
 	c->backlog += wr->len;
 }
 
+/* A reply names the request's id, namespace and page range. */
 static void reply_init(struct gvm_hdr *r, const struct gvm_hdr *req)
 {
 	gvm_hdr_init(r, req->op, req->id);
 	r->response = true;
 	r->ns = req->ns;
+	r->first_page = req->first_page;
+	r->page_count = req->page_count;
 }
 
 static void reply_error(struct ms_conn *c, const struct gvm_hdr *req, int err,
@@ -259,8 +260,6 @@ static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
 	int err;
 
 	reply_init(&r, h);
-	r.first_page = h->first_page;
-	r.page_count = h->page_count;
 	err = ms_store_read(c->w->srv->store, h->ns, h->first_page, h->page_count,
 			    r.zero_bitmap, c->w->scratch, &data_pages);
 	if (err) {
@@ -303,8 +302,6 @@ static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 	atomic_fetch_add(&st->writes, 1);
 	atomic_fetch_add(&st->pages_written, h->page_count);
 	reply_init(&r, h);
-	r.first_page = h->first_page;
-	r.page_count = h->page_count;
 	conn_send(c, &r, NULL);
 }
 

@@ -126,7 +126,8 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 	} else {
 		strcpy(h->error, f->error);
 		strcpy(h->ns_name, f->ns_name);
-		memcpy(h->zero_bitmap, f->zero_bitmap.data, f->zero_bitmap.len);
+		if (f->zero_bitmap.len)
+			memcpy(h->zero_bitmap, f->zero_bitmap.data, f->zero_bitmap.len);
 	}
 	gvm__frame__free_unpacked(f, NULL);
 	return err ? err : gvm_hdr_check(h, why);

@@ -1,0 +1,263 @@
+/* test_store.c: memserver/store.c against a reference model. Random writes,
+ * zero writes, discards, drops and reads on several namespaces must always
+ * read back exactly what the model holds; ENOSPC must come exactly when the
+ * model says the slots are gone, and change nothing; a backing file must
+ * give everything back after a reopen. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "frame.h"
+#include "store.h"
+
+#define NS_COUNT 3
+#define UNIVERSE 3000u  /* page indices in use: [0, UNIVERSE) and a far band */
+#define FAR_BASE (UINT64_MAX / GVM_PAGE_SIZE - 4 * UNIVERSE)
+#define CAP_PAGES 700u
+
+struct model {
+	uint32_t tag[NS_COUNT][2 * UNIVERSE]; /* 0: zero page, else content tag */
+	uint64_t used;
+};
+
+static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static uint64_t page_index(uint32_t slot)
+{
+	return slot < UNIVERSE ? slot : FAR_BASE + (slot - UNIVERSE);
+}
+
+static void fill(uint8_t *page, uint32_t tag)
+{
+	for (size_t i = 0; i < GVM_PAGE_SIZE / 4; i++)
+		((uint32_t *)page)[i] = tag * 2654435761u + (uint32_t)i;
+}
+
+static void check_read(struct ms_store *s, uint32_t ns, const struct model *m,
+		       uint32_t ns_idx, uint32_t slot, uint32_t count)
+{
+	static uint8_t out[GVM_FRAME_DATA_MAX_BYTES], want[GVM_PAGE_SIZE];
+	uint8_t bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t data_pages, k = 0;
+
+	assert_int_equal(ms_store_read(s, ns, page_index(slot), count, bitmap, out, &data_pages), 0);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t tag = m->tag[ns_idx][slot + i];
+		bool zero = bitmap[i / 8] & (1u << (i % 8));
+
+		assert_int_equal(zero, tag == 0);
+		if (!tag)
+			continue;
+		fill(want, tag);
+		assert_memory_equal(out + (size_t)k * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE);
+		k++;
+	}
+	assert_int_equal(k, data_pages);
+}
+
+/* One random write of count pages at slot; mirrors it into the model
+ * unless the store refused it for capacity, which must match the model. */
+static void random_write(struct ms_store *s, uint32_t ns, struct model *m,
+			 uint32_t ns_idx, uint32_t slot, uint32_t count)
+{
+	static uint8_t data[GVM_FRAME_DATA_MAX_BYTES];
+	uint8_t bitmap[GVM_FRAME_BITMAP_MAX_BYTES] = { 0 };
+	uint32_t tags[GVM_FRAME_PAGES_MAX], k = 0;
+	uint64_t needed = 0, freed = 0;
+	int err;
+
+	for (uint32_t i = 0; i < count; i++) {
+		tags[i] = rnd() % 4 == 0 ? 0 : (uint32_t)(rnd() | 1);
+		if (!tags[i]) {
+			bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+			freed += m->tag[ns_idx][slot + i] != 0;
+			continue;
+		}
+		needed += m->tag[ns_idx][slot + i] == 0;
+		fill(data + (size_t)k++ * GVM_PAGE_SIZE, tags[i]);
+	}
+	err = ms_store_write(s, ns, page_index(slot), count, bitmap, data);
+	if (m->used + needed > CAP_PAGES) {
+		assert_int_equal(err, -ENOSPC);
+		return;
+	}
+	assert_int_equal(err, 0);
+	for (uint32_t i = 0; i < count; i++)
+		m->tag[ns_idx][slot + i] = tags[i];
+	m->used = m->used + needed - freed;
+}
+
+static void check_all(struct ms_store *s, const uint32_t *ids, const struct model *m)
+{
+	struct ms_store_info info;
+
+	for (uint32_t n = 0; n < NS_COUNT; n++)
+		for (uint32_t slot = 0; slot < 2 * UNIVERSE; slot += 200)
+			check_read(s, ids[n], m, n, slot, 200);
+	ms_store_get_info(s, &info);
+	assert_int_equal(info.used_pages, m->used);
+	assert_int_equal(info.capacity_pages, CAP_PAGES);
+}
+
+static void run_model(struct ms_store *s, uint32_t *ids, struct model *m, int ops)
+{
+	char name[32];
+
+	for (int op = 0; op < ops; op++) {
+		uint32_t n = (uint32_t)(rnd() % NS_COUNT);
+		uint32_t count = 1 + (uint32_t)(rnd() % 40);
+		uint32_t slot = (uint32_t)(rnd() % (2 * UNIVERSE - count));
+		uint64_t r = rnd() % 100;
+
+		if (slot < UNIVERSE && slot + count > UNIVERSE)
+			slot = UNIVERSE - count;
+		if (r < 55) {
+			random_write(s, ids[n], m, n, slot, count);
+		} else if (r < 70) {
+			assert_int_equal(ms_store_discard(s, ids[n], page_index(slot), count), 0);
+			for (uint32_t i = 0; i < count; i++) {
+				m->used -= m->tag[n][slot + i] != 0;
+				m->tag[n][slot + i] = 0;
+			}
+		} else if (r < 71) {
+			snprintf(name, sizeof(name), "vm-%u", n);
+			assert_int_equal(ms_store_drop_ns(s, name, 0), 0);
+			for (uint32_t i = 0; i < 2 * UNIVERSE; i++) {
+				m->used -= m->tag[n][i] != 0;
+				m->tag[n][i] = 0;
+			}
+			assert_int_equal(ms_store_open_ns(s, name, &ids[n]), 0);
+		} else {
+			check_read(s, ids[n], m, n, slot, count);
+		}
+	}
+	check_all(s, ids, m);
+}
+
+static void open_namespaces(struct ms_store *s, uint32_t *ids)
+{
+	char name[32];
+
+	for (uint32_t n = 0; n < NS_COUNT; n++) {
+		snprintf(name, sizeof(name), "vm-%u", n);
+		assert_int_equal(ms_store_open_ns(s, name, &ids[n]), 0);
+	}
+}
+
+static void test_store_matches_model_under_random_ops(void **state)
+{
+	struct model *m = calloc(1, sizeof(*m));
+	uint32_t ids[NS_COUNT];
+	struct ms_store *s;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(ms_store_open(&s, NULL, CAP_PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	open_namespaces(s, ids);
+	run_model(s, ids, m, 20000);
+	assert_int_equal(ms_store_close(s), 0);
+	free(m);
+}
+
+static void test_store_file_survives_reopen_with_same_pages(void **state)
+{
+	char path[] = "/tmp/gvm-test-store-XXXXXX", why[256];
+	struct model *m = calloc(1, sizeof(*m));
+	uint32_t ids[NS_COUNT], again[NS_COUNT];
+	struct ms_store *s;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ms_store_open(&s, path, CAP_PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	open_namespaces(s, ids);
+	run_model(s, ids, m, 6000);
+	assert_int_equal(ms_store_drop_ns(s, "vm-2", 0), 0);
+	for (uint32_t i = 0; i < 2 * UNIVERSE; i++) {
+		m->used -= m->tag[2][i] != 0;
+		m->tag[2][i] = 0;
+	}
+	assert_int_equal(ms_store_close(s), 0);
+
+	/* capacity 0 adopts the file's; another capacity is refused */
+	assert_int_equal(ms_store_open(&s, path, 2 * CAP_PAGES * GVM_PAGE_SIZE, why, sizeof(why)),
+			 -EINVAL);
+	assert_non_null(strstr(why, "--capacity"));
+	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), 0);
+	assert_int_equal(ms_store_ns_pages(s, "vm-2"), 0);
+	open_namespaces(s, again);
+	assert_int_equal(again[0], ids[0]);
+	assert_int_equal(again[1], ids[1]);
+	check_all(s, again, m);
+	run_model(s, again, m, 3000); /* the rebuilt free list hands out only free slots */
+	assert_int_equal(ms_store_close(s), 0);
+	unlink(path);
+	free(m);
+}
+
+static void test_store_refuses_a_file_that_is_not_a_store(void **state)
+{
+	char path[] = "/tmp/gvm-test-store-XXXXXX", why[256];
+	struct ms_store *s;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_int_equal(write(fd, "not a store at all", 18), 18);
+	close(fd);
+	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "not a gvm-memserver store"));
+	unlink(path);
+}
+
+static void test_store_namespace_names_and_table_limit(void **state)
+{
+	struct ms_store *s;
+	uint32_t id, first;
+	char why[256], name[32];
+
+	(void)state;
+	assert_int_equal(ms_store_open(&s, NULL, 64 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	assert_int_equal(ms_store_open_ns(s, "", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "has space", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "0123456789012345678901234567890123456789012345678901234567890123", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "vm-a", &first), 0);
+	assert_int_equal(ms_store_open_ns(s, "vm-a", &id), 0);
+	assert_int_equal(id, first);
+	for (int i = 1; i < 4096; i++) {
+		snprintf(name, sizeof(name), "ns-%d", i);
+		assert_int_equal(ms_store_open_ns(s, name, &id), 0);
+	}
+	assert_int_equal(ms_store_open_ns(s, "one-too-many", &id), -ENOSPC);
+	assert_int_equal(ms_store_drop_ns(s, "ns-7", 0), 0);
+	assert_int_equal(ms_store_drop_ns(s, "ns-7", 0), -ENOENT);
+	assert_int_equal(ms_store_open_ns(s, "one-too-many", &id), 0);
+	assert_int_equal(ms_store_close(s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_matches_model_under_random_ops),
+		cmocka_unit_test(test_store_file_survives_reopen_with_same_pages),
+		cmocka_unit_test(test_store_refuses_a_file_that_is_not_a_store),
+		cmocka_unit_test(test_store_namespace_names_and_table_limit),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
