@@ -49,9 +49,9 @@ bool gvm_page_is_zero(const void *page)
 	return true;
 }
 
-static size_t bitmap_bytes(uint32_t pages)
+static uint64_t bitmap_bytes(uint32_t pages)
 {
-	return (pages + 7u) / 8u;
+	return ((uint64_t)pages + 7u) / 8u;
 }
 
 int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap)
@@ -64,12 +64,14 @@ int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap)
 	f.op = (Gvm__Op)h->op;
 	f.response = h->response;
 	f.status = h->status;
-	f.error = (char *)h->error;
+	f.error.data = (uint8_t *)h->error;
+	f.error.len = strlen(h->error);
 	f.ns = h->ns;
 	f.first_page = h->first_page;
 	f.page_count = h->page_count;
 	f.payload_len = h->payload_len;
-	f.ns_name = (char *)h->ns_name;
+	f.ns_name.data = (uint8_t *)h->ns_name;
+	f.ns_name.len = strlen(h->ns_name);
 	if (h->page_count && h->page_count <= GVM_FRAME_PAGES_MAX &&
 	    gvm_hdr_data_pages(h) != h->page_count) {
 		f.zero_bitmap.data = (uint8_t *)h->zero_bitmap;
@@ -86,6 +88,19 @@ int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap)
 	return (int)(len + GVM_FRAME_LEN_BYTES);
 }
 
+/* Copies a text field: at most max bytes on the wire, no NUL inside. */
+static bool copy_text(char *dst, const ProtobufCBinaryData *src, size_t max)
+{
+	dst[0] = '\0';
+	if (!src->len)
+		return true;
+	if (src->len > max || memchr(src->data, 0, src->len))
+		return false;
+	memcpy(dst, src->data, src->len);
+	dst[src->len] = '\0';
+	return true;
+}
+
 /* protobuf-c allocates while unpacking; the input is at most
  * GVM_FRAME_HDR_MAX_BYTES, so these allocations are bounded too. */
 int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
@@ -94,6 +109,7 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 	Gvm__Frame *f;
 	int err = 0;
 
+	memset(h, 0, sizeof(*h));
 	if (len > GVM_FRAME_HDR_MAX_BYTES) {
 		*why = "header longer than GVM_FRAME_HDR_MAX_BYTES";
 		return -EBADMSG;
@@ -103,7 +119,6 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 		*why = "header is not a valid protobuf Frame";
 		return -EBADMSG;
 	}
-	memset(h, 0, sizeof(*h));
 	h->version = f->version;
 	h->id = f->id;
 	h->op = (uint32_t)f->op;
@@ -113,21 +128,18 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 	h->first_page = f->first_page;
 	h->page_count = f->page_count;
 	h->payload_len = f->payload_len;
-	if (strlen(f->error) > GVM_ERROR_MAX_BYTES) {
-		*why = "error string too long";
+	if (!copy_text(h->error, &f->error, GVM_ERROR_MAX_BYTES)) {
+		*why = "error string too long or not text";
 		err = -EBADMSG;
-	} else if (strlen(f->ns_name) > GVM_NS_NAME_MAX_BYTES) {
-		*why = "namespace name too long";
+	} else if (!copy_text(h->ns_name, &f->ns_name, GVM_NS_NAME_MAX_BYTES)) {
+		*why = "namespace name too long or not text";
 		err = -EBADMSG;
 	} else if (f->zero_bitmap.len > GVM_FRAME_BITMAP_MAX_BYTES ||
 		   f->zero_bitmap.len > bitmap_bytes(f->page_count)) {
 		*why = "zero bitmap longer than its page count";
 		err = -EBADMSG;
-	} else {
-		strcpy(h->error, f->error);
-		strcpy(h->ns_name, f->ns_name);
-		if (f->zero_bitmap.len)
-			memcpy(h->zero_bitmap, f->zero_bitmap.data, f->zero_bitmap.len);
+	} else if (f->zero_bitmap.len) {
+		memcpy(h->zero_bitmap, f->zero_bitmap.data, f->zero_bitmap.len);
 	}
 	gvm__frame__free_unpacked(f, NULL);
 	return err ? err : gvm_hdr_check(h, why);
@@ -247,6 +259,10 @@ static ssize_t reader_step(struct gvm_reader *r)
 		break;
 	case GVM_RD_HDR:
 		err = gvm_hdr_decode(r->hdrbuf, r->have, &r->hdr, &why);
+		if (err && !r->hdr.version && !r->hdr.op) { /* did not parse */
+			snprintf(r->why, sizeof(r->why), "%s", why);
+			return err;
+		}
 		if (err) {
 			snprintf(r->why, sizeof(r->why), "%s (op %s, version %u, payload_len %u)",
 				 why, gvm_op_name(r->hdr.op), r->hdr.version,
@@ -319,6 +335,8 @@ uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 	uint32_t data = 0;
 
 	memset(h->zero_bitmap, 0, sizeof(h->zero_bitmap));
+	if (count > GVM_FRAME_PAGES_MAX)
+		count = GVM_FRAME_PAGES_MAX;
 	for (uint32_t i = 0; i < count; i++) {
 		if (gvm_page_is_zero(pages + (size_t)i * GVM_PAGE_SIZE))
 			gvm_hdr_zero_set(h, i);
@@ -331,7 +349,8 @@ uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 			    uint8_t *out)
 {
-	for (uint32_t i = 0; i < h->page_count; i++, out += GVM_PAGE_SIZE) {
+	for (uint32_t i = 0; i < h->page_count && i < GVM_FRAME_PAGES_MAX;
+	     i++, out += GVM_PAGE_SIZE) {
 		if (gvm_hdr_zero_test(h, i)) {
 			memset(out, 0, GVM_PAGE_SIZE);
 		} else {

@@ -95,8 +95,8 @@ bool gvm_reader_idle(const struct gvm_reader *r);
 
 
 /* Page helpers for READ/WRITE payloads. */
-/* Sets h's zero bits for the all-zero pages among count pages; returns how
- * many are not zero (those that travel). */
+/* Sets h's zero bits for the all-zero pages among count pages (at most
+ * GVM_FRAME_PAGES_MAX); returns how many are not zero (those that travel). */
 uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 				 uint32_t count);
 /* Expands a READ response payload to h->page_count full pages in out. */
