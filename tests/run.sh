@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# run.sh BUILD_DIR: runs every test program in BUILD_DIR/tests (unit first,
+# then integration) with GVM_BIN_DIR pointing at BUILD_DIR/bin, and ends with
+# one "N passed, N failed" line. Exit status 1 if anything failed.
+set -uo pipefail
+build=${1:?usage: tests/run.sh BUILD_DIR}
+export GVM_BIN_DIR=$build/bin
+export TMPDIR=${TMPDIR:-/tmp}
+passed=0 failed=0 broken=()
+
+for t in "$build"/tests/test_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	echo "== $name"
+	log=$(mktemp)
+	"$t" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+	# A crash or sanitizer report after the summary still fails the run.
+	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+		failed=$((failed + 1))
+		broken+=("$name (exit $rc)")
+	fi
+	rm -f "$log"
+done
+[ ${#broken[@]} -gt 0 ] && echo "programs that exited badly: ${broken[*]}"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
