@@ -77,6 +77,9 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/test_*.c))
 TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
 
+# Integration tests write the benchmarks' page patterns.
+$(OBJ)/tests/integration/%.o: CPPFLAGS += -Ibench
+
 # The store's test links the store itself.
 $(OBJ)/tests/unit/test_store.o: CPPFLAGS += -Imemserver
 $(BUILD)/tests/test_store: $(OBJ)/tests/unit/test_store.o $(OBJ)/memserver/store.o $(LIB)/libgvmproto.a

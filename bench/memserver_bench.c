@@ -15,6 +15,7 @@
 #include "config.h"
 #include "dclient.h"
 #include "log.h"
+#include "pattern.h"
 
 #define BENCH_DEPTH_MAX 256u
 
@@ -34,28 +35,6 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-/* Page p's content: a stream seeded by (seed, p); every 16th page is zero so
- * the zero bitmap is exercised too. */
-static void fill_page(uint8_t *page, uint64_t seed, uint64_t p)
-{
-	uint64_t *w = (uint64_t *)page, s = mix64(seed ^ mix64(p));
-
-	if (p % 16 == 15) {
-		memset(page, 0, GVM_PAGE_SIZE);
-		return;
-	}
-	for (size_t i = 0; i < GVM_PAGE_SIZE / 8; i++)
-		w[i] = s = mix64(s);
 }
 
 static int bench_fail(struct bench *b, const char *what)
@@ -129,7 +108,7 @@ static int fill_region(struct bench *b, double *mbps)
 	double t0 = now_s();
 
 	for (uint64_t p = 0; p < b->region_pages; p++)
-		fill_page(b->pages + p * GVM_PAGE_SIZE, b->seed, p);
+		gvm_pattern_fill_page(b->pages + p * GVM_PAGE_SIZE, b->seed, p, 16);
 	t0 = now_s();
 	for (uint64_t p = 0; p < b->region_pages; p += GVM_FRAME_PAGES_MAX) {
 		uint32_t n = b->region_pages - p < GVM_FRAME_PAGES_MAX ?
@@ -260,7 +239,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	b.region_pages = region / GVM_PAGE_SIZE;
-	b.seed = mix64((uint64_t)getpid() ^ (uint64_t)time(NULL));
+	b.seed = gvm_pattern_mix64((uint64_t)getpid() ^ (uint64_t)time(NULL));
 	b.pages = malloc(b.region_pages * GVM_PAGE_SIZE);
 	if (!b.pages || gvm_dconn_open_ns(b.c, ns_name, &b.ns)) {
 		fprintf(stderr, "gvm-memserver-bench: %s\n",

@@ -217,26 +217,6 @@ uint64_t gvmt_proc_rss_kib(const struct gvmt_proc *p)
 	return kib;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-void gvmt_fill_page(uint8_t *page, uint64_t seed, uint64_t index, unsigned zero_every)
-{
-	uint64_t *w = (uint64_t *)page, s = mix64(seed ^ mix64(index));
-
-	if (zero_every && index % zero_every == zero_every - 1) {
-		memset(page, 0, GVM_PAGE_SIZE);
-		return;
-	}
-	for (size_t i = 0; i < GVM_PAGE_SIZE / 8; i++)
-		w[i] = s = mix64(s);
-}
-
 /* FNV-1a over 64-bit words: enough to tell page contents apart. */
 uint64_t gvmt_checksum(const uint8_t *data, size_t len)
 {

@@ -39,9 +39,6 @@ int gvmt_file_count(const char *path, const char *needle);
 uint64_t gvmt_proc_rss_kib(const struct gvmt_proc *p);
 const char *gvmt_bin(const char *name, char *buf, size_t n);
 
-/* Page contents: a stream seeded by (seed, page); pages with
- * page % zero_every == zero_every - 1 are all zero (0: none). */
-void gvmt_fill_page(uint8_t *page, uint64_t seed, uint64_t index, unsigned zero_every);
 uint64_t gvmt_checksum(const uint8_t *data, size_t len);
 
 #endif

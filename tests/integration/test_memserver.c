@@ -23,6 +23,7 @@
 
 #include "dclient.h"
 #include "frame.h"
+#include "pattern.h"
 #include "procs.h"
 
 static char key_path[512];
@@ -57,7 +58,7 @@ static void write_pattern(struct gvm_dconn *c, uint32_t ns, uint64_t seed,
 						first + pages - p : GVM_FRAME_PAGES_MAX);
 
 		for (uint32_t i = 0; i < n; i++)
-			gvmt_fill_page(buf + (size_t)i * GVM_PAGE_SIZE, seed, p + i, zero_every);
+			gvm_pattern_fill_page(buf + (size_t)i * GVM_PAGE_SIZE, seed, p + i, zero_every);
 		if (gvm_dconn_write(c, ns, p, n, buf))
 			fail_msg("write: %s", gvm_dconn_error(c));
 	}
@@ -79,7 +80,7 @@ static uint64_t read_checksum(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		if (gvm_dconn_read(c, ns, p, n, buf, NULL))
 			fail_msg("read: %s", gvm_dconn_error(c));
 		for (uint32_t i = 0; i < n; i++) {
-			gvmt_fill_page(want, seed, p + i, zero_every);
+			gvm_pattern_fill_page(want, seed, p + i, zero_every);
 			*mismatches += memcmp(want, buf + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE) != 0;
 			sum = sum * 31 + gvmt_checksum(buf + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
 		}
@@ -94,7 +95,7 @@ static uint64_t pattern_checksum(uint64_t first, uint64_t pages, uint64_t seed,
 	uint64_t sum = 0;
 
 	for (uint64_t p = first; p < first + pages; p++) {
-		gvmt_fill_page(page, seed, p, zero_every);
+		gvm_pattern_fill_page(page, seed, p, zero_every);
 		sum = sum * 31 + gvmt_checksum(page, GVM_PAGE_SIZE);
 	}
 	return sum;
@@ -202,12 +203,12 @@ static void test_capacity_full_is_a_clear_error_and_loses_nothing(void **state)
 	assert_int_equal(gvm_dconn_open_ns(c, "vm-full", &ns), 0);
 	assert_int_equal(gvm_dconn_open_ns(c, "vm-other", &other), 0);
 	write_pattern(c, ns, 9, 0, 256, 0); /* exactly the capacity */
-	gvmt_fill_page(buf, 10, 0, 0);
+	gvm_pattern_fill_page(buf, 10, 0, 0);
 	assert_int_equal(gvm_dconn_write(c, other, 0, 1, buf), -ENOSPC);
 	assert_non_null(strstr(gvm_dconn_error(c), "capacity full: 256 of 256 pages used"));
 	/* A write mixing overwrites and one new page is refused whole. */
 	for (int i = 0; i < 4; i++)
-		gvmt_fill_page(buf + i * GVM_PAGE_SIZE, 99, (uint64_t)i, 0);
+		gvm_pattern_fill_page(buf + i * GVM_PAGE_SIZE, 99, (uint64_t)i, 0);
 	assert_int_equal(gvm_dconn_write(c, ns, 253, 4, buf), -ENOSPC);
 	assert_int_equal(read_checksum(c, ns, 0, 256, 64, 9, 0, &bad),
 			 pattern_checksum(0, 256, 9, 0));
@@ -499,7 +500,7 @@ static void test_pipelined_requests_are_answered_in_order_by_id(void **state)
 	assert_int_equal(gvm_dconn_open_ns(c, "vm-pipe", &ns), 0);
 	/* 64 WRITEs then 64 READs, all sent before any answer is read. */
 	for (uint64_t i = 0; i < 64; i++) {
-		gvmt_fill_page(pages[i], 7, i, 0);
+		gvm_pattern_fill_page(pages[i], 7, i, 0);
 		assert_int_equal(gvm_dconn_send_write(c, 1000 + i, ns, i, 1, pages[i]), 0);
 	}
 	for (uint64_t i = 0; i < 64; i++) {
