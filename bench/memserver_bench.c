@@ -43,16 +43,54 @@ static int bench_fail(struct bench *b, const char *what)
 	return -1;
 }
 
-/* Pipelined ops of io_pages each at random aligned offsets; returns MB/s. */
-static int run_phase(struct bench *b, uint32_t op, uint32_t io_pages, double *mbps,
-		     double *ops_s)
+#define BENCH_WINDOW_S 0.25
+#define BENCH_WINDOWS_MAX 1024
+
+/* What one phase measured. This machine's CPUs may be taken by its host
+ * (steal time), so a phase is cut into short windows and reports their
+ * median and best next to the mean, and the steal it saw. */
+struct phase_result {
+	double mean_mbps, median_mbps, best_mbps, ops_s, steal_pct;
+};
+
+/* Jiffies stolen by the hypervisor and in all, from /proc/stat. */
+static void cpu_times(uint64_t *steal, uint64_t *total)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+
+	*steal = *total = 0;
+	if (!f)
+		return;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		for (int i = 0; i < 8; i++)
+			*total += v[i];
+		*steal = v[7];
+	}
+	fclose(f);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Pipelined ops of io_pages each at random aligned offsets. */
+static int run_phase(struct bench *b, uint32_t op, uint32_t io_pages,
+		     struct phase_result *res)
 {
 	uint64_t slots = b->region_pages / io_pages, done = 0, rng = b->seed | 1;
-	uint64_t first[BENCH_DEPTH_MAX];
+	uint64_t first[BENCH_DEPTH_MAX], win_done = 0, steal0, total0, steal1, total1;
+	double win[BENCH_WINDOWS_MAX], t0 = now_s(), win_t0 = t0, t;
+	double io_mb = (double)io_pages * GVM_PAGE_SIZE / 1e6;
+	unsigned nwin = 0;
 	uint32_t inflight = 0;
-	double t0 = now_s(), t = t0;
 	bool sending = true;
 
+	cpu_times(&steal0, &total0);
 	while (sending || inflight) {
 		while (sending && inflight < b->depth) {
 			uint64_t id = gvm_dconn_next_id(b->c);
@@ -91,16 +129,42 @@ static int run_phase(struct bench *b, uint32_t op, uint32_t io_pages, double *mb
 		}
 		inflight--;
 		done++;
-		if ((done & 63) == 0) {
+		win_done++;
+		if ((done & 15) == 0 && sending) {
 			t = now_s();
+			if (t - win_t0 >= BENCH_WINDOW_S && nwin < BENCH_WINDOWS_MAX) {
+				win[nwin++] = (double)win_done * io_mb / (t - win_t0);
+				win_done = 0;
+				win_t0 = t;
+			}
 			if (t - t0 >= b->seconds)
 				sending = false;
 		}
 	}
 	t = now_s() - t0;
-	*mbps = (double)done * io_pages * GVM_PAGE_SIZE / t / 1e6;
-	*ops_s = (double)done / t;
+	cpu_times(&steal1, &total1);
+	res->mean_mbps = (double)done * io_mb / t;
+	res->ops_s = (double)done / t;
+	res->steal_pct = total1 > total0 ? 100.0 * (double)(steal1 - steal0) /
+						   (double)(total1 - total0) : 0;
+	if (!nwin)
+		win[nwin++] = res->mean_mbps;
+	qsort(win, nwin, sizeof(win[0]), cmp_double);
+	res->median_mbps = win[nwin / 2];
+	res->best_mbps = win[nwin - 1];
 	return 0;
+}
+
+static void print_phase(const char *what, uint64_t io_bytes, uint32_t depth,
+			const struct phase_result *r)
+{
+	printf("%-5s %4" PRIu64 "K x depth %-3u: median %7.1f MB/s, best %7.1f, mean %7.1f"
+	       "  %7.0f ops/s  (steal %.0f%%)\n",
+	       what, io_bytes >> 10, depth, r->median_mbps, r->best_mbps, r->mean_mbps,
+	       r->ops_s, r->steal_pct);
+	printf("key %s_%" PRIu64 "k_mbps %.1f\n", what, io_bytes >> 10, r->median_mbps);
+	printf("key %s_%" PRIu64 "k_best_mbps %.1f\n", what, io_bytes >> 10, r->best_mbps);
+	printf("key %s_%" PRIu64 "k_steal_pct %.0f\n", what, io_bytes >> 10, r->steal_pct);
 }
 
 static int fill_region(struct bench *b, double *mbps)
@@ -187,7 +251,7 @@ int main(int argc, char **argv)
 	unsigned nio = 0;
 	bool writes = false, verify = false, keep = false;
 	struct gvm_key key;
-	double mbps, ops;
+	double mbps;
 	int opt, rc = 0;
 
 	snprintf(ns_name, sizeof(ns_name), "bench-%d", (int)getpid());
@@ -253,21 +317,17 @@ int main(int argc, char **argv)
 	printf("fill (256-page WRITEs, one at a time): %.1f MB/s\n", mbps);
 	for (unsigned i = 0; i < nio && !rc; i++) {
 		uint32_t io_pages = (uint32_t)(io[i] / GVM_PAGE_SIZE);
+		struct phase_result r;
 
-		rc = run_phase(&b, GVM__OP__OP_READ, io_pages, &mbps, &ops);
+		rc = run_phase(&b, GVM__OP__OP_READ, io_pages, &r);
 		if (rc)
 			break;
-		printf("read  %4" PRIu64 "K x depth %u: %8.1f MB/s  %8.0f ops/s\n",
-		       io[i] >> 10, b.depth, mbps, ops);
-		printf("key read_%" PRIu64 "k_mbps %.1f\n", io[i] >> 10, mbps);
+		print_phase("read", io[i], b.depth, &r);
 		if (!writes)
 			continue;
-		rc = run_phase(&b, GVM__OP__OP_WRITE, io_pages, &mbps, &ops);
-		if (!rc) {
-			printf("write %4" PRIu64 "K x depth %u: %8.1f MB/s  %8.0f ops/s\n",
-			       io[i] >> 10, b.depth, mbps, ops);
-			printf("key write_%" PRIu64 "k_mbps %.1f\n", io[i] >> 10, mbps);
-		}
+		rc = run_phase(&b, GVM__OP__OP_WRITE, io_pages, &r);
+		if (!rc)
+			print_phase("write", io[i], b.depth, &r);
 	}
 	if (!rc && verify) {
 		uint64_t bad, zero;
