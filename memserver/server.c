@@ -233,6 +233,7 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 		return;
 	}
 	c->authed = true;
+	gvm_reader_limit(&c->rd, GVM_FRAME_DATA_MAX_BYTES);
 	uv_timer_stop(&c->auth_timer);
 	gvm_debug("peer %s: authenticated", c->peer);
 	gvm_auth_donor_mac(key, c->nonce, p, mac);
@@ -500,6 +501,8 @@ static void on_connection(uv_stream_t *listener, int status)
 	c->tcp.data = c->auth_timer.data = c;
 	c->open_handles = 2;
 	gvm_reader_init(&c->rd);
+	/* Until it authenticates, a peer may send nothing larger than AUTH. */
+	gvm_reader_limit(&c->rd, GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;

@@ -4,6 +4,7 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,12 +213,20 @@ void gvm_reader_init(struct gvm_reader *r)
 	memset(r, 0, sizeof(*r));
 	r->state = GVM_RD_LEN;
 	r->need = GVM_FRAME_LEN_BYTES;
+	r->max_payload = GVM_FRAME_DATA_MAX_BYTES;
+}
+
+void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload)
+{
+	r->max_payload = max_payload < GVM_FRAME_DATA_MAX_BYTES ? max_payload :
+								  GVM_FRAME_DATA_MAX_BYTES;
 }
 
 void gvm_reader_free(struct gvm_reader *r)
 {
 	free(r->payload);
 	r->payload = NULL;
+	r->payload_cap = 0;
 }
 
 void gvm_reader_next(struct gvm_reader *r)
@@ -232,10 +241,16 @@ bool gvm_reader_idle(const struct gvm_reader *r)
 	return r->state == GVM_RD_LEN && r->have == 0;
 }
 
-static ssize_t reader_fail(struct gvm_reader *r, int err, const char *fmt,
-			   unsigned long long a, unsigned long long b)
+static ssize_t reader_fail(struct gvm_reader *r, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static ssize_t reader_fail(struct gvm_reader *r, int err, const char *fmt, ...)
 {
-	snprintf(r->why, sizeof(r->why), fmt, a, b);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
 	return err;
 }
 
@@ -251,33 +266,35 @@ static ssize_t reader_step(struct gvm_reader *r)
 		len = (uint32_t)r->lenbuf[0] << 24 | (uint32_t)r->lenbuf[1] << 16 |
 		      (uint32_t)r->lenbuf[2] << 8 | r->lenbuf[3];
 		if (len == 0 || len > GVM_FRAME_HDR_MAX_BYTES)
-			return reader_fail(r, -EBADMSG,
-					   "header length %llu outside 1..%llu",
+			return reader_fail(r, -EBADMSG, "header length %u outside 1..%u",
 					   len, GVM_FRAME_HDR_MAX_BYTES);
 		r->state = GVM_RD_HDR;
 		r->need = len;
 		break;
 	case GVM_RD_HDR:
 		err = gvm_hdr_decode(r->hdrbuf, r->have, &r->hdr, &why);
-		if (err && !r->hdr.version && !r->hdr.op) { /* did not parse */
-			snprintf(r->why, sizeof(r->why), "%s", why);
-			return err;
-		}
-		if (err) {
-			snprintf(r->why, sizeof(r->why), "%s (op %s, version %u, payload_len %u)",
-				 why, gvm_op_name(r->hdr.op), r->hdr.version,
-				 r->hdr.payload_len);
-			return err;
-		}
+		if (err && !r->hdr.version && !r->hdr.op) /* did not parse */
+			return reader_fail(r, err, "%s", why);
+		if (err)
+			return reader_fail(r, err, "%s (op %s, version %u, payload_len %u)", why,
+					   gvm_op_name(r->hdr.op), r->hdr.version,
+					   r->hdr.payload_len);
 		if (r->hdr.payload_len == 0) {
 			r->state = GVM_RD_READY;
 			return 0;
 		}
-		if (!r->payload) {
-			r->payload = malloc(GVM_FRAME_DATA_MAX_BYTES);
-			if (!r->payload)
-				return reader_fail(r, -ENOMEM, "no memory for a payload of %llu bytes (max %llu)",
-						   r->hdr.payload_len, GVM_FRAME_DATA_MAX_BYTES);
+		if (r->hdr.payload_len > r->max_payload)
+			return reader_fail(r, -EBADMSG,
+					   "payload_len %u over this connection's limit %u",
+					   r->hdr.payload_len, r->max_payload);
+		if (r->hdr.payload_len > r->payload_cap) {
+			uint8_t *p = realloc(r->payload, r->hdr.payload_len);
+
+			if (!p)
+				return reader_fail(r, -ENOMEM, "no memory for a payload of %u bytes",
+						   r->hdr.payload_len);
+			r->payload = p;
+			r->payload_cap = r->hdr.payload_len;
 		}
 		r->state = GVM_RD_PAYLOAD;
 		r->need = r->hdr.payload_len;

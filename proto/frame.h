@@ -67,12 +67,18 @@ struct gvm_reader {
 	uint8_t lenbuf[GVM_FRAME_LEN_BYTES];
 	uint8_t hdrbuf[GVM_FRAME_HDR_MAX_BYTES];
 	struct gvm_hdr hdr;
-	uint8_t *payload; /* GVM_FRAME_DATA_MAX_BYTES, allocated on first use */
-	char why[160];    /* reason of the last error */
+	uint8_t *payload;     /* grown to the largest payload received */
+	uint32_t payload_cap;
+	uint32_t max_payload; /* larger payloads are refused before allocating */
+	char why[160];        /* reason of the last error */
 };
 
 void gvm_reader_init(struct gvm_reader *r);
 void gvm_reader_free(struct gvm_reader *r);
+/* Refuse frames whose payload exceeds max_payload bytes (default and upper
+ * bound GVM_FRAME_DATA_MAX_BYTES): e.g. a donor allows only an AUTH answer
+ * until the peer has authenticated. */
+void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload);
 
 /* Consumes up to len bytes; stops after a frame completes. Returns the bytes
  * consumed, or a negative errno with r->why set (the stream is then broken).

@@ -340,6 +340,18 @@ static void test_wrong_key_and_unauthenticated_peers_get_nothing(void **state)
 	assert_int_equal((size_t)used, got); /* nothing after the challenge */
 	gvm_reader_free(&rd);
 
+	/* A WRITE header announcing 1 MiB before AUTH: cut off at the header,
+	 * its payload never read nor buffered. */
+	fd = raw_connect(p.addr);
+	gvm_hdr_init(&h, GVM__OP__OP_WRITE, 2);
+	h.ns = 1;
+	h.page_count = GVM_FRAME_PAGES_MAX;
+	h.payload_len = GVM_FRAME_DATA_MAX_BYTES;
+	len = gvm_hdr_encode(&h, frame, sizeof(frame));
+	assert_int_equal(send(fd, frame, (size_t)len, 0), len);
+	read_to_eof(fd, buf, sizeof(buf));
+	close(fd);
+
 	c = connect_ok(&p);
 	m = stats(c, NULL);
 	assert_int_equal(m->auth_failures, 1);
@@ -348,6 +360,7 @@ static void test_wrong_key_and_unauthenticated_peers_get_nothing(void **state)
 	gvm_dconn_close(c);
 	assert_int_equal(gvmt_file_count(p.log, "auth failed: bad key"), 1);
 	assert_int_equal(gvmt_file_count(p.log, "READ: request before authentication"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "payload_len 1048576 over this connection's limit 64"), 1);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 }
 

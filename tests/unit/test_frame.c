@@ -1167,10 +1167,43 @@ static void test_garbage_header_reason_does_not_name_the_previous_frame(void **s
 	gvm_reader_free(&r);
 }
 
+/* A connection's payload limit refuses a larger frame before allocating,
+ * and the buffer grows only to the largest payload actually received. */
+static void test_reader_limit_refuses_before_allocating_and_buffer_grows_to_need(void **state)
+{
+	static uint8_t data[8 * GVM_PAGE_SIZE];
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	size_t len;
+
+	(void)state;
+	memset(data, 0x5a, sizeof(data));
+	gvm_hdr_init(&h, GVM__OP__OP_WRITE, 9);
+	h.ns = 1;
+	h.page_count = 8;
+	h.payload_len = 8 * GVM_PAGE_SIZE;
+	len = build_frame(&h, data, frame_buf, sizeof(frame_buf));
+
+	gvm_reader_init(&r);
+	gvm_reader_limit(&r, 64);
+	assert_int_equal(gvm_reader_feed(&r, frame_buf, len), -EBADMSG);
+	assert_non_null(strstr(r.why, "over this connection's limit 64"));
+	assert_null(r.payload);
+	gvm_reader_free(&r);
+
+	gvm_reader_init(&r);
+	assert_int_equal(gvm_reader_feed(&r, frame_buf, len), (ssize_t)len);
+	assert_true(gvm_reader_ready(&r));
+	assert_int_equal(r.payload_cap, 8 * GVM_PAGE_SIZE);
+	assert_memory_equal(r.payload, data, sizeof(data));
+	gvm_reader_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_error_field_over_255_wire_bytes_is_ebadmsg_even_with_a_nul),
+	    cmocka_unit_test(test_reader_limit_refuses_before_allocating_and_buffer_grows_to_need),
+		cmocka_unit_test(test_error_field_over_255_wire_bytes_is_ebadmsg_even_with_a_nul),
 		cmocka_unit_test(test_ns_name_with_a_nul_inside_is_ebadmsg),
 		cmocka_unit_test(test_garbage_header_reason_does_not_name_the_previous_frame),
 		cmocka_unit_test(test_roundtrip_every_op_request_and_response),
