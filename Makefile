@@ -135,11 +135,9 @@ demo: deps
 	bash dist/demo.sh $(BUILD)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-		$(DESTDIR)$(PREFIX)/include/gvmmem
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gvmmem
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(LIB)/libgvmproto.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 proto/gvm.proto $(DESTDIR)$(PREFIX)/include/gvmmem/
+	install -m 0644 proto/gvm.proto $(DESTDIR)$(PREFIX)/share/gvmmem/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
