@@ -34,7 +34,8 @@ OBJ := $(BUILD)/obj
 GEN := $(BUILD)/gen
 
 # ---- proto/: codec, auth, config, logging -> libgvmproto.a ----
-PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c
+PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c \
+	proto/control.c
 PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(PROTO_SRC:%.c=$(OBJ)/%.o)
 
 $(GEN)/gvm.pb-c.c $(GEN)/gvm.pb-c.h: proto/gvm.proto
@@ -52,6 +53,27 @@ $(OBJ)/%.o: %.c | $(GEN)/gvm.pb-c.h
 $(LIB)/libgvmproto.a: $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+# ---- client-lib/ -> libgvmmem.so, libgvmmem.a, gvmmem.pc ----
+CLIENT_OBJ := $(OBJ)/client-lib/gvmmem.o
+CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/control.o $(OBJ)/proto/log.o
+$(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include
+
+$(LIB)/libgvmmem.so: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libgvmmem.so.0 \
+		-Wl,--version-script=client-lib/libgvmmem.map \
+		$(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) -lprotobuf-c -lpthread -o $@
+
+$(LIB)/libgvmmem.a: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB)/pkgconfig/gvmmem.pc: client-lib/gvmmem.pc.in
+	@mkdir -p $(dir $@)
+	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
+
+CLIENT_LIBS := $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LIB)/pkgconfig/gvmmem.pc
 
 # ---- memserver/ -> gvm-memserver ----
 MEMSERVER_SRC := memserver/main.c memserver/server.c memserver/store.c
@@ -105,7 +127,7 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/gvm.pb-c.
 .PHONY: all deps check tests fuzz fuzz-short bench demo install clean format
 .DEFAULT_GOAL := all
 
-all: $(LIB)/libgvmproto.a $(PROGS)
+all: $(LIB)/libgvmproto.a $(CLIENT_LIBS) $(PROGS)
 
 deps:
 	@bash dist/deps.sh

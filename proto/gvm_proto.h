@@ -22,6 +22,15 @@
 #define GVM_KEY_MIN_BYTES 16u
 #define GVM_KEY_MAX_BYTES 4096u
 
+/* Control protocol (client-lib <-> broker, AF_UNIX SOCK_SEQPACKET). */
+#define GVM_CTL_MSG_MAX_BYTES (64u * 1024u) /* one datagram */
+#define GVM_CTL_FDS_MAX 65u                 /* uffd + one memfd per region */
+#define GVM_CTL_REGIONS_MAX 64u
+#define GVM_VM_NAME_MAX_BYTES 31u
+#define GVM_REGION_NAME_MAX_BYTES 31u /* "vm.region" fits a namespace name */
+#define GVM_DEFAULT_SOCKET "/run/gvm/broker.sock"
+#define GVM_DEFAULT_EXTENT_PAGES 32u
+
 #define GVM_DONOR_DEFAULT_PORT "7700"
 #define GVM_DEFAULT_KEY_FILE "/etc/gvm/cluster.key"
 

@@ -1,0 +1,393 @@
+/* gvmmem.c: libgvmmem (gvmmem.h). Mode detection, and the attach handshake
+ * of DESIGN.md with gvm-broker (broker/control.c) over its SOCK_SEQPACKET
+ * socket: Hello -> Welcome + /dev/userfaultfd fd -> our uffd -> Attach +
+ * uffd + memfds -> Attached. A monitor thread watches the connection and
+ * re-attaches the same uffd to a restarted broker. */
+#include "gvmmem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+
+#define GVM__CUSE_DEVICE "/dev/gvmmem"
+#define GVM__REATTACH_MIN_MS 50
+#define GVM__REATTACH_MAX_MS 2000
+
+struct gvm_session {
+	char endpoint[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char vm_name[GVM_VM_NAME_MAX_BYTES + 1];
+	struct gvm_region *regions;
+	char (*names)[GVM_REGION_NAME_MAX_BYTES + 1];
+	size_t nregions;
+	int sock;
+	int uffd;   /* our own copy: while it is open, faults wait, never read zeros */
+	int stopfd; /* eventfd that ends the monitor */
+	uint64_t session;
+	pthread_t monitor;
+};
+
+const char *gvm_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case -ENOENT: return "no broker socket at the endpoint (is gvm-broker running?)";
+	case -ECONNREFUSED: return "the broker is not accepting connections";
+	case -EACCES: return "permission denied (is the user in group gvm?)";
+	case -EPERM: return "the broker refused this process";
+	case -EPROTO: return "the broker speaks another protocol version";
+	case -EBADMSG: return "malformed message from the broker";
+	case -EINVAL: return "invalid region (alignment, size, overlap, or not a shared memfd mapping)";
+	case -EEXIST: return "a VM of this name is already attached";
+	case -ECONNRESET: return "the broker closed the connection";
+	case -EPROTONOSUPPORT: return "this endpoint needs the CUSE device support (not built yet)";
+	default: return strerror(-err);
+	}
+}
+
+static const char *endpoint_default(void)
+{
+	const char *env = getenv("GVM_ENDPOINT");
+	struct stat st;
+
+	if (env && *env)
+		return env;
+	if (stat(GVM__CUSE_DEVICE, &st) == 0 && S_ISCHR(st.st_mode))
+		return GVM__CUSE_DEVICE;
+	return GVM_DEFAULT_SOCKET;
+}
+
+/* A connected SOCK_SEQPACKET socket to the broker, or -errno. */
+static int gvm__connect(const char *endpoint)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int s, err;
+
+	if (stat(endpoint, &st) == 0 && S_ISCHR(st.st_mode))
+		return -EPROTONOSUPPORT;
+	if (strlen(endpoint) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, endpoint);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		close(s);
+		return err;
+	}
+	return s;
+}
+
+static bool gvm__exists(const char *root, const char *path)
+{
+	char full[512];
+
+	snprintf(full, sizeof(full), "%s%s", root, path);
+	return access(full, F_OK) == 0;
+}
+
+enum gvm_mode gvm_detect_mode(void)
+{
+	const char *force = getenv("GVM_MODE"), *root = getenv("GVM_SYSROOT");
+	const char *endpoint = endpoint_default();
+	char kvm_path[512];
+	const char *accel;
+	int s;
+
+	if (!root)
+		root = "";
+	snprintf(kvm_path, sizeof(kvm_path), "%s/dev/kvm", root);
+	accel = access(kvm_path, R_OK | W_OK) == 0 ? "KVM" : "TCG (no usable /dev/kvm)";
+	if (force && *force) {
+		if (!strcmp(force, "none") || !strcmp(force, "local")) {
+			gvm_info("gvmmem: GVM_MODE=%s: guest RAM stays local; %s", force, accel);
+			return GVM_MODE_NONE;
+		}
+		if (!strcmp(force, "memory-only") || !strcmp(force, "memory")) {
+			gvm_info("gvmmem: GVM_MODE=%s: memory-only mode; %s", force, accel);
+			return GVM_MODE_MEMORY_ONLY;
+		}
+		if (!strcmp(force, "full-share") || !strcmp(force, "full")) {
+			gvm_info("gvmmem: GVM_MODE=%s: full-share mode; %s", force, accel);
+			return GVM_MODE_FULL_SHARE;
+		}
+		gvm_warn("gvmmem: GVM_MODE=%s is not none, memory-only or full-share; ignored",
+			 force);
+	}
+	if (gvm__exists(root, "/sys/module/giantvm_kvm") || gvm__exists(root, "/dev/giantvm")) {
+		gvm_info("gvmmem: GiantVM kernel found: full-share mode, the kernel shares memory; %s",
+			 accel);
+		return GVM_MODE_FULL_SHARE;
+	}
+	s = gvm__connect(endpoint);
+	if (s >= 0 || s == -EPROTONOSUPPORT) {
+		if (s >= 0)
+			close(s);
+		gvm_info("gvmmem: broker at %s: memory-only mode; %s", endpoint, accel);
+		return GVM_MODE_MEMORY_ONLY;
+	}
+	gvm_info("gvmmem: no GiantVM kernel and no broker at %s (%s): guest RAM stays local; %s",
+		 endpoint, strerror(-s), accel);
+	return GVM_MODE_NONE;
+}
+
+/* Waits for the broker's answer; a ControlError becomes -status. */
+static int gvm__expect(struct gvm_session *s, Gvm__Control__MsgCase want,
+		       Gvm__Control **m, int *fds, int *nfds, int maxfds)
+{
+	int err = gvm_ctl_recv(s->sock, m, fds, nfds, maxfds);
+
+	if (err)
+		return err;
+	if ((*m)->msg_case == GVM__CONTROL__MSG_ERROR) {
+		err = (*m)->error->status > 0 ? -(*m)->error->status : -EPROTO;
+		gvm_warn("gvmmem: broker refused %s: %s", s->vm_name, (*m)->error->error);
+	} else if ((*m)->msg_case != want) {
+		err = -EBADMSG;
+	}
+	if (err) {
+		gvm_ctl_close_fds(fds, *nfds);
+		*nfds = 0;
+		gvm__control__free_unpacked(*m, NULL);
+		*m = NULL;
+	}
+	return err;
+}
+
+/* Hello/Welcome/Attach/Attached on s->sock. With reattach the uffd exists
+ * already and is only handed over again. */
+static int gvm__handshake(struct gvm_session *s, bool reattach)
+{
+	Gvm__Control msg = GVM__CONTROL__INIT, *in = NULL;
+	Gvm__Hello hello = GVM__HELLO__INIT;
+	Gvm__Attach attach = GVM__ATTACH__INIT;
+	Gvm__Region *rp[GVM_CTL_REGIONS_MAX], rv[GVM_CTL_REGIONS_MAX];
+	int fds[GVM_CTL_FDS_MAX], nfds = 0, devfd = -1, err;
+	bool client_makes_uffd;
+
+	hello.version = GVM_PROTO_VERSION;
+	hello.vm_name = s->vm_name;
+	hello.reattach = reattach;
+	msg.msg_case = GVM__CONTROL__MSG_HELLO;
+	msg.hello = &hello;
+	err = gvm_ctl_send(s->sock, &msg, NULL, 0);
+	if (!err)
+		err = gvm__expect(s, GVM__CONTROL__MSG_WELCOME, &in, fds, &nfds, 1);
+	if (err)
+		return err;
+	s->session = in->welcome->session;
+	client_makes_uffd = in->welcome->client_makes_uffd;
+	gvm__control__free_unpacked(in, NULL);
+	if (!client_makes_uffd) {
+		if (nfds != 1)
+			return -EBADMSG;
+		devfd = fds[0];
+	}
+	if (!reattach) {
+		if (client_makes_uffd)
+			s->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		else
+			s->uffd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		if (s->uffd < 0) {
+			err = -errno;
+			gvm_warn("gvmmem: cannot create a userfaultfd: %s", strerror(errno));
+		}
+	}
+	if (devfd >= 0)
+		close(devfd);
+	if (err)
+		return err;
+
+	for (size_t i = 0; i < s->nregions; i++) {
+		gvm__region__init(&rv[i]);
+		rv[i].name = s->names[i];
+		rv[i].host_addr = (uint64_t)(uintptr_t)s->regions[i].host_addr;
+		rv[i].size = s->regions[i].size;
+		rv[i].guest_phys = s->regions[i].guest_phys;
+		rv[i].memfd_offset = s->regions[i].memfd_offset;
+		rp[i] = &rv[i];
+		fds[1 + i] = s->regions[i].memfd;
+	}
+	fds[0] = s->uffd;
+	attach.n_regions = s->nregions;
+	attach.regions = rp;
+	msg = (Gvm__Control)GVM__CONTROL__INIT;
+	msg.msg_case = GVM__CONTROL__MSG_ATTACH;
+	msg.attach = &attach;
+	err = gvm_ctl_send(s->sock, &msg, fds, 1 + (int)s->nregions);
+	if (!err)
+		err = gvm__expect(s, GVM__CONTROL__MSG_ATTACHED, &in, fds, &nfds, 0);
+	if (!err)
+		gvm__control__free_unpacked(in, NULL);
+	return err;
+}
+
+/* Watches the broker connection; when it drops, reconnects with backoff
+ * and re-attaches. Faults on the regions simply wait meanwhile: our uffd
+ * copy keeps them registered. */
+static void *gvm__monitor(void *arg)
+{
+	struct gvm_session *s = arg;
+	long backoff = GVM__REATTACH_MIN_MS;
+
+	for (;;) {
+		struct pollfd p[2] = { { s->sock, POLLIN | POLLRDHUP, 0 },
+				       { s->stopfd, POLLIN, 0 } };
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		if (!(p[0].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLIN)))
+			continue;
+		if (p[0].revents & POLLIN && !(p[0].revents & (POLLHUP | POLLRDHUP))) {
+			Gvm__Control *m;
+			int fds[1], nfds, err = gvm_ctl_recv(s->sock, &m, fds, &nfds, 1);
+
+			if (!err) { /* nothing is sent unasked today; ignore */
+				gvm_ctl_close_fds(fds, nfds);
+				gvm__control__free_unpacked(m, NULL);
+				continue;
+			}
+		}
+		gvm_warn("gvmmem: %s: lost the broker at %s; faults wait while re-attaching",
+			 s->vm_name, s->endpoint);
+		close(s->sock);
+		s->sock = -1;
+		for (;;) {
+			struct pollfd stop = { s->stopfd, POLLIN, 0 };
+			int fd, err;
+
+			if (poll(&stop, 1, (int)backoff) > 0)
+				return NULL;
+			backoff = backoff * 2 > GVM__REATTACH_MAX_MS ? GVM__REATTACH_MAX_MS :
+								      backoff * 2;
+			fd = gvm__connect(s->endpoint);
+			if (fd < 0)
+				continue;
+			s->sock = fd;
+			err = gvm__handshake(s, true);
+			if (!err)
+				break;
+			gvm_warn("gvmmem: %s: re-attach failed: %s", s->vm_name, gvm_strerror(err));
+			close(fd);
+			s->sock = -1;
+		}
+		gvm_info("gvmmem: %s: re-attached to the broker", s->vm_name);
+		backoff = GVM__REATTACH_MIN_MS;
+	}
+}
+
+static bool gvm__name_ok(const char *name, size_t max)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len == 0 || len > max)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (*p <= ' ' || *p > '~' || *p == '/')
+			return false;
+	return true;
+}
+
+static void gvm__free(struct gvm_session *s)
+{
+	if (s->sock >= 0)
+		close(s->sock);
+	if (s->uffd >= 0)
+		close(s->uffd);
+	if (s->stopfd >= 0)
+		close(s->stopfd);
+	free(s->regions);
+	free(s->names);
+	free(s);
+}
+
+struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
+			       const struct gvm_region *regions, size_t nregions,
+			       int *err)
+{
+	struct gvm_session *s;
+	int e;
+
+	*err = -EINVAL;
+	if (!gvm__name_ok(vm_name, GVM_VM_NAME_MAX_BYTES) || !regions || !nregions ||
+	    nregions > GVM_CTL_REGIONS_MAX)
+		return NULL;
+	for (size_t i = 0; i < nregions; i++)
+		if (!gvm__name_ok(regions[i].name, GVM_REGION_NAME_MAX_BYTES))
+			return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	s->sock = s->uffd = s->stopfd = -1;
+	s->regions = calloc(nregions, sizeof(*s->regions));
+	s->names = calloc(nregions, sizeof(*s->names));
+	s->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (!s->regions || !s->names || s->stopfd < 0) {
+		gvm__free(s);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint ? endpoint : endpoint_default());
+	strcpy(s->vm_name, vm_name);
+	s->nregions = nregions;
+	for (size_t i = 0; i < nregions; i++) {
+		s->regions[i] = regions[i];
+		strcpy(s->names[i], regions[i].name);
+		s->regions[i].name = s->names[i];
+	}
+	s->sock = gvm__connect(s->endpoint);
+	if (s->sock < 0) {
+		e = s->sock;
+		s->sock = -1;
+		gvm_warn("gvmmem: %s: cannot reach the broker at %s: %s", vm_name, s->endpoint,
+			 gvm_strerror(e));
+		goto fail;
+	}
+	e = gvm__handshake(s, false);
+	if (e)
+		goto fail;
+	e = pthread_create(&s->monitor, NULL, gvm__monitor, s);
+	if (e) {
+		e = -e;
+		goto fail;
+	}
+	*err = 0;
+	return s;
+fail:
+	gvm__free(s);
+	*err = e;
+	return NULL;
+}
+
+void gvm_detach(struct gvm_session *s)
+{
+	uint64_t one = 1;
+
+	if (!s)
+		return;
+	if (write(s->stopfd, &one, sizeof(one)) != sizeof(one))
+		gvm_warn("gvmmem: %s: cannot stop the monitor: %s", s->vm_name, strerror(errno));
+	pthread_join(s->monitor, NULL);
+	gvm__free(s);
+}

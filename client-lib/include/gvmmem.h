@@ -1,0 +1,59 @@
+/* gvmmem.h: what a VMM links to put guest RAM under gvm-broker.
+ *
+ *   mode = gvm_detect_mode();          FULL_SHARE: the GiantVM kernel shares
+ *                                      everything, do nothing; NONE: local RAM
+ *   s = gvm_attach(NULL, "vm1", regions, n, &err);   MEMORY_ONLY
+ *   ...                                faults on the regions are served by the
+ *   gvm_detach(s);                     broker from the donors
+ *
+ * Guest RAM must be a shared memfd mapping (QEMU: memory-backend-memfd,
+ * share=on). Every call reports errors as -errno; gvm_strerror() explains
+ * them. Link with `pkg-config --libs gvmmem`. */
+#ifndef GVMMEM_H
+#define GVMMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum gvm_mode { GVM_MODE_NONE, GVM_MODE_MEMORY_ONLY, GVM_MODE_FULL_SHARE };
+
+/* GVM_MODE=none|memory-only|full-share overrides. Else FULL_SHARE when the
+ * GiantVM kernel is there (/sys/module/giantvm_kvm or /dev/giantvm, under
+ * $GVM_SYSROOT if set), MEMORY_ONLY when a broker answers at the default
+ * endpoint, else NONE. Logs one line saying which, and whether KVM or TCG. */
+enum gvm_mode gvm_detect_mode(void);
+
+struct gvm_region {
+	const char *name;      /* e.g. "pc.ram"; printable, <= 31 bytes */
+	void *host_addr;       /* page-aligned start of the shared mapping */
+	size_t size;           /* page-aligned length */
+	int memfd;             /* the memfd that mapping comes from */
+	uint64_t memfd_offset; /* offset of host_addr within the memfd */
+	uint64_t guest_phys;   /* where the guest sees it */
+};
+
+struct gvm_session;
+
+/* endpoint NULL: $GVM_ENDPOINT, then /dev/gvmmem, then
+ * /run/gvm/broker.sock. Returns NULL with *err set on failure. The session
+ * keeps the connection: if the broker goes away, faults wait and the
+ * library re-attaches to a restarted broker. */
+struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
+			       const struct gvm_region *regions, size_t nregions,
+			       int *err);
+
+const char *gvm_strerror(int err);
+
+/* Ends the session: the broker forgets the VM and frees its pages on the
+ * donors. The regions become plain memory (missing pages read as zero). */
+void gvm_detach(struct gvm_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,128 @@
+/* control.c: sending and receiving `gvm.Control` datagrams with descriptors
+ * (control.h). Every received descriptor is either handed to the caller or
+ * closed: nothing leaks on a malformed or oversized message. */
+#include "control.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int gvm_ctl_send(int sock, const Gvm__Control *m, const int *fds, int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * GVM_CTL_FDS_MAX)];
+		struct cmsghdr align;
+	} u;
+	size_t len = gvm__control__get_packed_size(m);
+	struct msghdr msg = { 0 };
+	struct iovec iov;
+	uint8_t *buf;
+	ssize_t n;
+
+	if (len > GVM_CTL_MSG_MAX_BYTES || nfds < 0 || nfds > (int)GVM_CTL_FDS_MAX)
+		return -EMSGSIZE;
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	gvm__control__pack(m, buf);
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	free(buf);
+	if (n < 0)
+		return errno == EPIPE ? -ECONNRESET : -errno;
+	return 0;
+}
+
+void gvm_ctl_close_fds(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+int gvm_ctl_recv(int sock, Gvm__Control **m, int *fds, int *nfds, int maxfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * GVM_CTL_FDS_MAX)];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = { 0 };
+	struct iovec iov;
+	struct cmsghdr *c;
+	uint8_t *buf;
+	ssize_t n;
+	int got = 0, err = 0;
+
+	*nfds = 0;
+	*m = NULL;
+	buf = malloc(GVM_CTL_MSG_MAX_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	iov.iov_base = buf;
+	iov.iov_len = GVM_CTL_MSG_MAX_BYTES;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		err = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		free(buf);
+		return err;
+	}
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		int k, *in;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		in = (int *)CMSG_DATA(c);
+		for (int i = 0; i < k; i++) {
+			if (got < maxfds)
+				fds[got++] = in[i];
+			else {
+				close(in[i]);
+				err = -EMSGSIZE;
+			}
+		}
+	}
+	if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
+		err = -EMSGSIZE;
+	if (n == 0 && !got && !err) {
+		free(buf);
+		return -ECONNRESET;
+	}
+	if (!err) {
+		*m = gvm__control__unpack(NULL, (size_t)n, buf);
+		if (!*m)
+			err = -EBADMSG;
+	}
+	free(buf);
+	if (err) {
+		gvm_ctl_close_fds(fds, got);
+		return err;
+	}
+	*nfds = got;
+	return 0;
+}
