@@ -26,7 +26,7 @@ CFLAGS += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 LDFLAGS += -fsanitize=address,undefined
 endif
 CPPFLAGS += -D_GNU_SOURCE -I$(BUILD)/gen -Iproto $(PKG_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lpthread
+LDLIBS += $(PKG_LIBS) -lpthread -lm
 
 BIN := $(BUILD)/bin
 LIB := $(BUILD)/lib
@@ -35,7 +35,7 @@ GEN := $(BUILD)/gen
 
 # ---- proto/: codec, auth, config, logging -> libgvmproto.a ----
 PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c \
-	proto/control.c
+	proto/ctlmsg.c proto/placement.c
 PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(PROTO_SRC:%.c=$(OBJ)/%.o)
 
 $(GEN)/gvm.pb-c.c $(GEN)/gvm.pb-c.h: proto/gvm.proto
@@ -56,14 +56,17 @@ $(LIB)/libgvmproto.a: $(PROTO_OBJ)
 
 # ---- client-lib/ -> libgvmmem.so, libgvmmem.a, gvmmem.pc ----
 CLIENT_OBJ := $(OBJ)/client-lib/gvmmem.o
-CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/control.o $(OBJ)/proto/log.o
+CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/ctlmsg.o $(OBJ)/proto/log.o
 $(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include
 
-$(LIB)/libgvmmem.so: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
+$(LIB)/libgvmmem.so.0: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libgvmmem.so.0 \
 		-Wl,--version-script=client-lib/libgvmmem.map \
 		$(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) -lprotobuf-c -lpthread -o $@
+
+$(LIB)/libgvmmem.so: $(LIB)/libgvmmem.so.0
+	ln -sf libgvmmem.so.0 $@
 
 $(LIB)/libgvmmem.a: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ)
 	@mkdir -p $(dir $@)
@@ -73,7 +76,7 @@ $(LIB)/pkgconfig/gvmmem.pc: client-lib/gvmmem.pc.in
 	@mkdir -p $(dir $@)
 	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
 
-CLIENT_LIBS := $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LIB)/pkgconfig/gvmmem.pc
+CLIENT_LIBS := $(LIB)/libgvmmem.so.0 $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LIB)/pkgconfig/gvmmem.pc
 
 # ---- memserver/ -> gvm-memserver ----
 MEMSERVER_SRC := memserver/main.c memserver/server.c memserver/store.c
@@ -81,7 +84,13 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# ---- broker/ -> gvmctl (donor commands; the broker daemon comes next) ----
+# ---- broker/ -> gvm-broker, gvmctl ----
+BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/fault.c \
+	broker/pool.c broker/prefetch.c broker/stats.c
+$(BIN)/gvm-broker: $(BROKER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BIN)/gvmctl: $(OBJ)/broker/gvmctl.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -91,7 +100,7 @@ $(BIN)/gvm-memserver-bench: $(OBJ)/bench/memserver_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-PROGS := $(BIN)/gvm-memserver $(BIN)/gvmctl $(BIN)/gvm-memserver-bench
+PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench
 
 # ---- tests/ (cmocka) ----
 TEST_LIBS := -lcmocka

@@ -1,29 +1,35 @@
-/* gvmctl.c: the operator's command-line tool. For now it speaks to donors
- * (gvm-memserver) through proto/dclient.c: stats and ping; the broker's
- * `gvmctl stats` joins when the broker exists. */
+/* gvmctl.c: the operator's command-line tool: `stats` asks gvm-broker over
+ * its socket (proto/ctlmsg.c); donor-stats and donor-ping talk to a donor
+ * (gvm-memserver) through proto/dclient.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "ctlmsg.h"
 #include "dclient.h"
 #include "log.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gvmctl [--key-file PATH] COMMAND ARGS\n"
+		"Usage: gvmctl [--socket PATH] [--key-file PATH] COMMAND ARGS\n"
 		"Operator tool of gvmmem.\n"
 		"\n"
 		"Commands:\n"
+		"  stats                              the broker's counters, 'key: value' a line\n"
 		"  donor-stats HOST:PORT [NAMESPACE]  a donor's counters, one 'key value' a line\n"
 		"  donor-ping HOST:PORT               authenticate and round-trip one PING\n"
 		"\n"
-		"  --key-file PATH  cluster key (default %s)\n"
+		"  --socket PATH    the broker's socket (default %s)\n"
+		"  --key-file PATH  cluster key, for donor commands (default %s)\n"
 		"  -h, --help       this text\n",
-		GVM_DEFAULT_KEY_FILE);
+		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE);
 }
 
 static void print_stats(const Gvm__MemserverStats *m, const char *ns)
@@ -47,14 +53,54 @@ static void print_stats(const Gvm__MemserverStats *m, const char *ns)
 		printf("ns_used_pages %" PRIu64 "\n", m->ns_used_pages);
 }
 
+/* Asks the broker for its counters and prints them. */
+static int broker_stats(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
+	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+	int s, fds[1], nfds, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "gvmctl: --socket %s: path too long\n", path);
+		return 2;
+	}
+	strcpy(sa.sun_path, path);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "gvmctl: broker at %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
+	req.stats_request = &sr;
+	err = gvm_ctl_send(s, &req, NULL, 0);
+	if (!err)
+		err = gvm_ctl_recv(s, &m, fds, &nfds, 1);
+	close(s);
+	if (!err && m->msg_case != GVM__CONTROL__MSG_STATS) {
+		gvm__control__free_unpacked(m, NULL);
+		err = -EBADMSG;
+	}
+	if (err) {
+		fprintf(stderr, "gvmctl: broker at %s: %s\n", path, strerror(-err));
+		return 1;
+	}
+	for (size_t i = 0; i < m->stats->n_entries; i++)
+		printf("%s: %" PRIu64 "\n", m->stats->entries[i]->key, m->stats->entries[i]->value);
+	gvm__control__free_unpacked(m, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *key_file = GVM_DEFAULT_KEY_FILE, *cmd, *ns = NULL;
+	const char *key_file = GVM_DEFAULT_KEY_FILE, *socket_path = GVM_DEFAULT_SOCKET;
+	const char *cmd, *ns = NULL;
 	Gvm__MemserverStats *m;
 	struct gvm_dconn *c;
 	struct gvm_key key;
@@ -65,6 +111,9 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'k':
 			key_file = optarg;
+			break;
+		case 's':
+			socket_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -80,6 +129,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
+	if (!strcmp(cmd, "stats")) {
+		if (optind != argc) {
+			fprintf(stderr, "gvmctl stats: takes no arguments\nTry 'gvmctl --help'.\n");
+			return 2;
+		}
+		return broker_stats(socket_path);
+	}
 	if (strcmp(cmd, "donor-stats") && strcmp(cmd, "donor-ping")) {
 		fprintf(stderr, "gvmctl: unknown command '%s'\nTry 'gvmctl --help'.\n", cmd);
 		return 2;

@@ -22,7 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "ctlmsg.h"
 #include "log.h"
 
 #define GVM__CUSE_DEVICE "/dev/gvmmem"
@@ -114,7 +114,10 @@ enum gvm_mode gvm_detect_mode(void)
 	if (!root)
 		root = "";
 	snprintf(kvm_path, sizeof(kvm_path), "%s/dev/kvm", root);
-	accel = access(kvm_path, R_OK | W_OK) == 0 ? "KVM" : "TCG (no usable /dev/kvm)";
+	s = open(kvm_path, O_RDWR | O_CLOEXEC); /* a node may exist without a module */
+	accel = s >= 0 ? "KVM" : "TCG (no usable /dev/kvm)";
+	if (s >= 0)
+		close(s);
 	if (force && *force) {
 		if (!strcmp(force, "none") || !strcmp(force, "local")) {
 			gvm_info("gvmmem: GVM_MODE=%s: guest RAM stays local; %s", force, accel);

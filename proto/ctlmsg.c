@@ -1,7 +1,7 @@
-/* control.c: sending and receiving `gvm.Control` datagrams with descriptors
- * (control.h). Every received descriptor is either handed to the caller or
+/* ctlmsg.c: sending and receiving `gvm.Control` datagrams with descriptors
+ * (ctlmsg.h). Every received descriptor is either handed to the caller or
  * closed: nothing leaks on a malformed or oversized message. */
-#include "control.h"
+#include "ctlmsg.h"
 
 #include <errno.h>
 #include <stdlib.h>

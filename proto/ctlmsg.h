@@ -1,8 +1,8 @@
-/* control.h: the control protocol's transport, shared by client-lib/,
+/* ctlmsg.h: the control protocol's transport, shared by client-lib/,
  * broker/control.c and gvmctl: one protobuf `gvm.Control` per SOCK_SEQPACKET
  * datagram, with file descriptors riding along as SCM_RIGHTS. */
-#ifndef GVM_CONTROL_H
-#define GVM_CONTROL_H
+#ifndef GVM_CTLMSG_H
+#define GVM_CTLMSG_H
 
 #include <stddef.h>
 

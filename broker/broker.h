@@ -1,0 +1,129 @@
+/* broker.h: gvm-broker's defaults, limits and the state every part shares:
+ * the broker (main.c), its attached VMs and their regions (attach.c), the
+ * fault service (fault.c), the donor pool (pool.c), the prefetch cache
+ * (prefetch.c), placement (placement.c) and counters (stats.c). */
+#ifndef BK_BROKER_H
+#define BK_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+#include "gvm_proto.h"
+
+#define BK_DEFAULT_POOL_CONNS 2u
+#define BK_POOL_CONNS_MAX 16u
+#define BK_DONORS_MAX 64u
+#define BK_CLIENTS_MAX 256u
+#define BK_FAULT_BATCH_MAX 64u       /* uffd messages read at once */
+#define BK_DEFAULT_PREFETCH_BYTES (64ull << 20)
+#define BK_PREFETCH_WINDOW_MAX_EXTENTS 16u
+#define BK_CONN_INFLIGHT_MAX 64u     /* requests in flight on one connection */
+#define BK_CONN_PREFETCH_INFLIGHT_MAX 4u /* of which prefetches */
+#define BK_RECONNECT_MIN_MS 100u
+#define BK_RECONNECT_MAX_MS 5000u
+#define BK_DONOR_STALL_MS 5000u      /* no answer for this long: reconnect */
+#define BK_COPY_EAGAIN_RETRIES 3u
+
+struct bk_pool;
+struct bk_cache;
+struct bk_client;
+
+struct bk_donor_cfg {
+	char addr[128];
+	unsigned weight; /* relative capacity; keep it stable, it decides placement */
+};
+
+struct bk_config {
+	const char *socket_path;
+	struct bk_donor_cfg donors[BK_DONORS_MAX];
+	unsigned ndonors;
+	const char *key_file;
+	unsigned pool_conns;
+	unsigned extent_pages;
+	uint64_t budget_bytes;
+	uint64_t prefetch_bytes;
+	bool no_cuse;
+};
+
+/* Per extent of a region. */
+enum bk_extent_state {
+	BK_EXT_NONE,        /* nothing local, nothing asked */
+	BK_EXT_FETCHING,    /* a demand READ is on its way */
+	BK_EXT_PREFETCHING, /* a prefetch READ is on its way */
+	BK_EXT_CACHED,      /* its pages wait in the prefetch cache */
+	BK_EXT_LOCAL,       /* installed */
+};
+
+struct bk_region {
+	struct bk_vm *vm;
+	unsigned index;
+	char name[GVM_REGION_NAME_MAX_BYTES + 1];
+	char ns[GVM_NS_NAME_MAX_BYTES + 1]; /* "<vm>.<region>" on the donors */
+	uint64_t host_addr, size, npages, nextents, memfd_offset, guest_phys;
+	int memfd;
+	uint8_t *ext_state;  /* enum bk_extent_state per extent */
+	uint64_t *resident;  /* page bitmap: installed by us */
+	uint64_t *dirty;     /* page bitmap: written since installed */
+	bool fresh;          /* empty on every donor at attach: unwritten pages are zero */
+	uint32_t ns_id[BK_DONORS_MAX]; /* per donor, 0 until opened */
+	uint64_t last_extent;
+	unsigned streak;     /* consecutive sequential extents */
+};
+
+struct bk_vm {
+	struct bk_broker *b;
+	struct bk_vm *next;
+	uint64_t session;
+	char name[GVM_VM_NAME_MAX_BYTES + 1];
+	pid_t pid;
+	uid_t uid;
+	int uffd;
+	uv_poll_t poll;
+	bool polling, detached;
+	unsigned refs; /* pool requests and handles still pointing here */
+	struct bk_client *client;
+	size_t nregions;
+	struct bk_region *regions;
+};
+
+struct bk_broker {
+	uv_loop_t *loop;
+	struct bk_config cfg;
+	struct gvm_key key;
+	struct bk_pool *pool;
+	struct bk_cache *cache;
+	struct bk_vm *vms;
+	uint8_t *zero_extent; /* extent_pages zero pages */
+	uint64_t next_session;
+	struct bk_control *control;
+};
+
+/* attach.c */
+int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t uid,
+		 const char *vm_name, bool reattach, const void *attach_msg, int *fds,
+		 int nfds, struct bk_vm **out, char *why, size_t n);
+void bk_vm_detach(struct bk_vm *vm, const char *reason);
+void bk_vm_put(struct bk_vm *vm);
+struct bk_vm *bk_vm_find(struct bk_broker *b, const char *name);
+
+/* fault.c */
+int bk_fault_start(struct bk_vm *vm);
+void bk_fault_stop(struct bk_vm *vm);
+
+static inline bool bk_bit_test(const uint64_t *map, uint64_t i)
+{
+	return map[i / 64] & (1ull << (i % 64));
+}
+static inline void bk_bit_set(uint64_t *map, uint64_t i)
+{
+	map[i / 64] |= 1ull << (i % 64);
+}
+static inline void bk_bit_clear(uint64_t *map, uint64_t i)
+{
+	map[i / 64] &= ~(1ull << (i % 64));
+}
+
+#endif

@@ -1,0 +1,425 @@
+/* fault.c: serving page faults. Each attached VM's userfaultfd is polled on
+ * the broker's loop; a batch of fault messages is read at once. A missing
+ * page's whole extent is installed with UFFDIO_COPY: zeros straight away for
+ * a region the donors have never seen, otherwise the extent's pages from its
+ * donor (pool.c, placement.c) in one READ, or from the prefetch cache
+ * (prefetch.c). Read faults install write-protected, so the first write is
+ * a WP fault that marks the page dirty (for eviction) and lifts the WP. */
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "log.h"
+#include "placement.h"
+#include "pool.h"
+#include "prefetch.h"
+#include "stats.h"
+
+#define NO_PAGE UINT64_MAX
+
+struct bk_fetch {
+	struct bk_req req; /* first: the pool hands back &req */
+	struct bk_region *rg;
+	uint64_t extent;
+	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
+};
+
+static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t extent_pages(const struct bk_region *rg)
+{
+	return rg->vm->b->cfg.extent_pages;
+}
+
+static uint64_t extent_count(const struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * extent_pages(rg);
+
+	return rg->npages - first < extent_pages(rg) ? rg->npages - first : extent_pages(rg);
+}
+
+static void uffd_wake(struct bk_region *rg, uint64_t page, uint64_t count)
+{
+	struct uffdio_range r = { rg->host_addr + page * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
+
+	ioctl(rg->vm->uffd, UFFDIO_WAKE, &r);
+}
+
+static void mark_resident(struct bk_region *rg, uint64_t page)
+{
+	if (!bk_bit_test(rg->resident, page)) {
+		bk_bit_set(rg->resident, page);
+		bk_stats.resident_pages++;
+	}
+}
+
+/* The process behind this uffd is gone, or the uffd broke: stop serving. */
+static void vm_lost(struct bk_vm *vm, int err)
+{
+	if (!vm->detached)
+		bk_vm_detach(vm, err == -ESRCH ? "the process exited" : strerror(-err));
+}
+
+/* UFFDIO_COPY of n pages at page from src. Returns pages handled (installed,
+ * or found present and woken), or -errno. */
+static int64_t copy_run(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
+			bool wp)
+{
+	struct uffdio_copy c;
+	uint64_t done = 0;
+
+	for (unsigned tries = 0;;) {
+		c.dst = rg->host_addr + (page + done) * GVM_PAGE_SIZE;
+		c.src = (uintptr_t)(src + done * GVM_PAGE_SIZE);
+		c.len = (n - done) * GVM_PAGE_SIZE;
+		c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
+		c.copy = 0;
+		if (ioctl(rg->vm->uffd, UFFDIO_COPY, &c) == 0) {
+			for (uint64_t i = done; i < n; i++)
+				mark_resident(rg, page + i);
+			return (int64_t)n;
+		}
+		if (c.copy > 0) {
+			for (uint64_t i = 0; i < (uint64_t)c.copy / GVM_PAGE_SIZE; i++)
+				mark_resident(rg, page + done + i);
+			done += (uint64_t)c.copy / GVM_PAGE_SIZE;
+		}
+		if (errno == EEXIST) {
+			/* Already there (another path installed it): wake its waiters. */
+			mark_resident(rg, page + done);
+			uffd_wake(rg, page + done, 1);
+			return (int64_t)done + 1;
+		}
+		if (errno == EAGAIN && ++tries <= BK_COPY_EAGAIN_RETRIES)
+			continue;
+		if (errno == EAGAIN) {
+			/* The mm is changing under us: let the threads fault again. */
+			uffd_wake(rg, page, n);
+			return (int64_t)n;
+		}
+		return -errno;
+	}
+}
+
+/* Installs the pages of extent e that are not resident from pages (the
+ * extent's full contents). write_page, if any, took a write fault: it goes
+ * in writable and dirty; every other page write-protected and clean. */
+static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages,
+			  uint64_t write_page)
+{
+	uint64_t first = e * extent_pages(rg), count = extent_count(rg, e), i = 0;
+
+	while (i < count) {
+		uint64_t j = i + 1;
+		bool wp = first + i != write_page;
+		int64_t n;
+
+		if (bk_bit_test(rg->resident, first + i)) {
+			i++;
+			continue;
+		}
+		if (wp)
+			while (j < count && !bk_bit_test(rg->resident, first + j) &&
+			       first + j != write_page)
+				j++;
+		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, wp);
+		if (n < 0)
+			return (int)n;
+		if (!wp)
+			bk_bit_set(rg->dirty, first + i);
+		i += (uint64_t)n;
+	}
+	rg->ext_state[e] = BK_EXT_LOCAL;
+	return 0;
+}
+
+static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t t0_us);
+
+static unsigned extent_donor(const struct bk_region *rg, uint64_t e)
+{
+	const struct bk_config *cfg = &rg->vm->b->cfg;
+	struct gvm_place_donor donors[BK_DONORS_MAX];
+	unsigned d;
+
+	for (unsigned i = 0; i < cfg->ndonors; i++) {
+		donors[i].addr = cfg->donors[i].addr;
+		donors[i].weight = cfg->donors[i].weight;
+	}
+	gvm_place(rg->ns, e, donors, cfg->ndonors, &d, 1);
+	return d;
+}
+
+static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
+		       const uint8_t *payload)
+{
+	struct bk_fetch *f = (struct bk_fetch *)req;
+	struct bk_region *rg = f->rg;
+	struct bk_vm *vm = rg->vm;
+	uint64_t e = f->extent;
+	int err;
+
+	if (vm->detached)
+		goto out;
+	if (!status && h->status == ENOENT) {
+		/* The donor restarted and forgot the namespace: open it again. */
+		rg->ns_id[req->donor] = 0;
+		fetch_extent(rg, e, rg->ext_state[e] == BK_EXT_FETCHING, f->t0_us);
+		goto out;
+	}
+	if (status || h->status) {
+		bk_stats.donor_errors++;
+		gvm_warn("donor %s: READ of %s extent %llu failed: %s",
+			 bk_pool_donor_addr(vm->b->pool, req->donor), rg->ns,
+			 (unsigned long long)e, status ? strerror(-status) : h->error);
+		rg->ext_state[e] = BK_EXT_NONE;
+		uffd_wake(rg, e * extent_pages(rg), extent_count(rg, e)); /* fault again */
+		goto out;
+	}
+	bk_stats.remote_reads++;
+	bk_stats.remote_pages += h->page_count;
+	gvm_frame_unpack_pages(h, payload, fetch_buf);
+	if (rg->ext_state[e] == BK_EXT_FETCHING) {
+		err = install_extent(rg, e, fetch_buf, NO_PAGE);
+		if (err)
+			vm_lost(vm, err);
+		else if (f->t0_us)
+			bk_stats_latency(now_us() - f->t0_us);
+	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING &&
+		   !bk_cache_put(vm->b->cache, rg, e, fetch_buf)) {
+		rg->ext_state[e] = BK_EXT_NONE;
+	}
+out:
+	free(f);
+	bk_vm_put(vm);
+}
+
+static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h,
+			 const uint8_t *payload)
+{
+	struct bk_fetch *f = (struct bk_fetch *)req;
+	struct bk_region *rg = f->rg;
+
+	(void)payload;
+	if (!rg->vm->detached) {
+		if (!status && !h->status) {
+			rg->ns_id[req->donor] = h->ns;
+			fetch_extent(rg, f->extent, rg->ext_state[f->extent] == BK_EXT_FETCHING,
+				     f->t0_us);
+		} else {
+			bk_stats.donor_errors++;
+			gvm_warn("donor %s: OPEN_NS %s failed: %s",
+				 bk_pool_donor_addr(rg->vm->b->pool, req->donor), rg->ns,
+				 status ? strerror(-status) : h->error);
+			rg->ext_state[f->extent] = BK_EXT_NONE;
+			uffd_wake(rg, f->extent * extent_pages(rg), extent_count(rg, f->extent));
+		}
+	}
+	bk_vm_put(rg->vm);
+	free(f);
+}
+
+/* Asks the extent's donor for its pages (opening the namespace there first
+ * if needed). The reply installs them (demand) or caches them (prefetch). */
+static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t t0_us)
+{
+	struct bk_fetch *f = calloc(1, sizeof(*f));
+	unsigned d = extent_donor(rg, e);
+
+	if (!f) {
+		gvm_err("out of memory fetching %s extent %llu", rg->ns, (unsigned long long)e);
+		return;
+	}
+	f->rg = rg;
+	f->extent = e;
+	f->t0_us = t0_us;
+	f->req.donor = d;
+	f->req.flags = demand ? BK_REQ_DEMAND : 0;
+	f->req.arg = f;
+	rg->ext_state[e] = demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING;
+	rg->vm->refs++;
+	if (!rg->ns_id[d]) {
+		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_OPEN_NS, 0);
+		strcpy(f->req.hdr.ns_name, rg->ns);
+		f->req.cb = on_ns_opened;
+	} else {
+		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
+		f->req.hdr.ns = rg->ns_id[d];
+		f->req.hdr.first_page = e * extent_pages(rg);
+		f->req.hdr.page_count = (uint32_t)extent_count(rg, e);
+		f->req.cb = on_fetched;
+	}
+	bk_pool_submit(rg->vm->b->pool, &f->req);
+}
+
+/* A sequential run of demand faults widens the prefetch window: 1, 2, 4...
+ * up to BK_PREFETCH_WINDOW_MAX_EXTENTS extents ahead. */
+static void prefetch_after(struct bk_region *rg, uint64_t e)
+{
+	unsigned window;
+
+	if (e == rg->last_extent + 1)
+		rg->streak++;
+	else if (e != rg->last_extent)
+		rg->streak = 0;
+	rg->last_extent = e;
+	if (!rg->streak)
+		return;
+	window = rg->streak > 5 ? BK_PREFETCH_WINDOW_MAX_EXTENTS : 1u << (rg->streak - 1);
+	if (window > BK_PREFETCH_WINDOW_MAX_EXTENTS)
+		window = BK_PREFETCH_WINDOW_MAX_EXTENTS;
+	for (uint64_t k = e + 1; k <= e + window && k < rg->nextents; k++) {
+		if (rg->ext_state[k] != BK_EXT_NONE)
+			continue;
+		bk_stats.prefetch_issued++;
+		fetch_extent(rg, k, false, 0);
+	}
+}
+
+static struct bk_region *region_of(struct bk_vm *vm, uint64_t addr)
+{
+	for (size_t i = 0; i < vm->nregions; i++) {
+		struct bk_region *rg = &vm->regions[i];
+
+		if (addr >= rg->host_addr && addr - rg->host_addr < rg->size)
+			return rg;
+	}
+	return NULL;
+}
+
+static int handle_wp_fault(struct bk_region *rg, uint64_t page)
+{
+	struct uffdio_writeprotect w = {
+		.range = { rg->host_addr + page * GVM_PAGE_SIZE, GVM_PAGE_SIZE },
+		.mode = 0, /* lift the protection and wake the writer */
+	};
+
+	bk_stats.wp_faults++;
+	bk_bit_set(rg->dirty, page);
+	if (ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
+{
+	uint64_t addr = msg->arg.pagefault.address, flags = msg->arg.pagefault.flags;
+	struct bk_region *rg = region_of(vm, addr);
+	uint64_t page, e;
+	const uint8_t *cached;
+	int err = 0;
+
+	bk_stats.faults++;
+	if (!rg) {
+		gvm_warn("vm %s: fault at 0x%llx outside its regions", vm->name,
+			 (unsigned long long)addr);
+		return 0;
+	}
+	page = (addr - rg->host_addr) / GVM_PAGE_SIZE;
+	if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		return handle_wp_fault(rg, page);
+	if (bk_bit_test(rg->resident, page)) {
+		uffd_wake(rg, page, 1);
+		return 0;
+	}
+	e = page / extent_pages(rg);
+	switch (rg->ext_state[e]) {
+	case BK_EXT_FETCHING:
+		return 0; /* its reply wakes this thread too */
+	case BK_EXT_PREFETCHING:
+		rg->ext_state[e] = BK_EXT_FETCHING; /* install on arrival */
+		return 0;
+	case BK_EXT_CACHED:
+		cached = bk_cache_get(vm->b->cache, rg, e);
+		if (cached) {
+			bk_stats.prefetch_hits++;
+			err = install_extent(rg, e, cached,
+					     flags & UFFD_PAGEFAULT_FLAG_WRITE ? page : NO_PAGE);
+			bk_cache_drop(vm->b->cache, rg, e);
+			bk_stats_latency(now_us() - t0);
+			prefetch_after(rg, e);
+			return err;
+		}
+		rg->ext_state[e] = BK_EXT_NONE;
+		/* fall through */
+	default:
+		break;
+	}
+	if (rg->fresh) {
+		bk_stats.zero_fills++;
+		err = install_extent(rg, e, vm->b->zero_extent,
+				     flags & UFFD_PAGEFAULT_FLAG_WRITE ? page : NO_PAGE);
+		bk_stats_latency(now_us() - t0);
+		return err;
+	}
+	fetch_extent(rg, e, true, t0);
+	prefetch_after(rg, e);
+	return 0;
+}
+
+static void on_uffd(uv_poll_t *h, int status, int events)
+{
+	struct bk_vm *vm = h->data;
+	struct uffd_msg msgs[BK_FAULT_BATCH_MAX];
+	ssize_t n;
+
+	(void)events;
+	if (status < 0) {
+		vm_lost(vm, status);
+		return;
+	}
+	n = read(vm->uffd, msgs, sizeof(msgs));
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			vm_lost(vm, -errno);
+		return;
+	}
+	uint64_t t0 = now_us();
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]) && !vm->detached; i++) {
+		int err;
+
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		err = handle_fault(vm, &msgs[i], t0);
+		if (err)
+			vm_lost(vm, err);
+	}
+}
+
+int bk_fault_start(struct bk_vm *vm)
+{
+	int err = uv_poll_init(vm->b->loop, &vm->poll, vm->uffd);
+
+	if (err)
+		return err;
+	vm->poll.data = vm;
+	vm->polling = true;
+	vm->refs++;
+	return uv_poll_start(&vm->poll, UV_READABLE, on_uffd);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+	bk_vm_put(h->data);
+}
+
+void bk_fault_stop(struct bk_vm *vm)
+{
+	if (!vm->polling)
+		return;
+	vm->polling = false;
+	uv_poll_stop(&vm->poll);
+	uv_close((uv_handle_t *)&vm->poll, on_poll_closed);
+}

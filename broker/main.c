@@ -1,0 +1,257 @@
+/* main.c: gvm-broker, the per-host daemon: parses the command line, loads
+ * the cluster key, connects the donor pool (pool.c), opens the client
+ * socket (control.c) and serves every attached VM's faults (fault.c) on
+ * one libuv loop until SIGTERM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "control.h"
+#include "log.h"
+#include "pool.h"
+#include "prefetch.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gvm-broker --donor HOST:PORT[,WEIGHT]... [OPTIONS]\n"
+		"Per-host daemon of gvmmem: serves the page faults of every attached VM\n"
+		"from a shared pool of connections to the donors (gvm-memserver).\n"
+		"\n"
+		"  --socket PATH          client socket (default %s; mode 0660,\n"
+		"                         group gvm when it exists)\n"
+		"  --donor HOST:PORT[,W]  a donor, weight W (default 1, relative capacity);\n"
+		"                         repeat for each donor\n"
+		"  --donors-file PATH     donors, one 'HOST:PORT [WEIGHT]' a line (# comments)\n"
+		"  --key-file PATH        cluster key (default %s)\n"
+		"  --pool-conns N         connections per donor, shared by all VMs (default %u)\n"
+		"  --extent-pages N       pages fetched per fault (default %u, max %u)\n"
+		"  --prefetch-cache SIZE  host-wide prefetch cache (default 64M)\n"
+		"  --budget SIZE          host memory budget for guest RAM (accepted; eviction\n"
+		"                         is not implemented yet, so nothing is evicted)\n"
+		"  --no-cuse              serve the socket only (this build has no /dev/gvmmem)\n"
+		"  --log-level LEVEL      error, warn, info (default) or debug\n"
+		"  -h, --help             this text\n",
+		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_POOL_CONNS,
+		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "gvm-broker: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'gvm-broker --help'.\n");
+	return 2;
+}
+
+/* "HOST:PORT[,WEIGHT]" or "HOST:PORT WEIGHT". */
+static int add_donor(struct bk_config *cfg, const char *spec)
+{
+	struct bk_donor_cfg *d;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char *sep;
+	long w = 1;
+
+	if (cfg->ndonors == BK_DONORS_MAX)
+		return -ENOSPC;
+	d = &cfg->donors[cfg->ndonors];
+	snprintf(d->addr, sizeof(d->addr), "%s", spec);
+	sep = strpbrk(d->addr, ", \t");
+	if (sep) {
+		char *end;
+
+		*sep = '\0';
+		w = strtol(sep + 1 + strspn(sep + 1, " \t"), &end, 10);
+		if (*end || w < 1 || w > 1000000)
+			return -EINVAL;
+	}
+	if (gvm_parse_hostport(d->addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->ndonors; i++)
+		if (!strcmp(cfg->donors[i].addr, d->addr))
+			return -EEXIST;
+	d->weight = (unsigned)w;
+	cfg->ndonors++;
+	return 0;
+}
+
+static int read_donors_file(struct bk_config *cfg, const char *path)
+{
+	char line[256];
+	FILE *f = fopen(path, "r");
+	int lineno = 0;
+
+	if (!f) {
+		fprintf(stderr, "gvm-broker: --donors-file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s = line + strspn(line, " \t");
+
+		lineno++;
+		s[strcspn(s, "#\r\n")] = '\0';
+		for (char *e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = '\0';
+		if (!*s)
+			continue;
+		if (add_donor(cfg, s)) {
+			fprintf(stderr, "gvm-broker: %s:%d: '%s' is not 'HOST:PORT [WEIGHT]' (or repeats)\n",
+				path, lineno, s);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static struct bk_broker broker;
+static uv_signal_t sigterm, sigint;
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	(void)sig;
+	gvm_info("%s: shutting down", strsignal(signum));
+	bk_control_stop(&broker);
+	bk_pool_close(broker.pool);
+	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_close((uv_handle_t *)&sigint, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "donor", required_argument, NULL, 'd' },
+		{ "donors-file", required_argument, NULL, 'D' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "pool-conns", required_argument, NULL, 'p' },
+		{ "extent-pages", required_argument, NULL, 'e' },
+		{ "prefetch-cache", required_argument, NULL, 'c' },
+		{ "budget", required_argument, NULL, 'b' },
+		{ "no-cuse", no_argument, NULL, 'n' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bk_config *cfg = &broker.cfg;
+	enum gvm_log_level level = GVM_LOG_INFO;
+	char why[512], *end;
+	long v;
+	int opt, err, devfd;
+
+	cfg->socket_path = GVM_DEFAULT_SOCKET;
+	cfg->key_file = GVM_DEFAULT_KEY_FILE;
+	cfg->pool_conns = BK_DEFAULT_POOL_CONNS;
+	cfg->extent_pages = GVM_DEFAULT_EXTENT_PAGES;
+	cfg->prefetch_bytes = BK_DEFAULT_PREFETCH_BYTES;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			cfg->socket_path = optarg;
+			break;
+		case 'd':
+			if (add_donor(cfg, optarg))
+				return usage_error("--donor %s: want HOST:PORT[,WEIGHT], each donor once",
+						   optarg);
+			break;
+		case 'D':
+			if (read_donors_file(cfg, optarg))
+				return 2;
+			break;
+		case 'k':
+			cfg->key_file = optarg;
+			break;
+		case 'p':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (long)BK_POOL_CONNS_MAX)
+				return usage_error("--pool-conns %s: want 1..16", optarg);
+			cfg->pool_conns = (unsigned)v;
+			break;
+		case 'e':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (long)GVM_FRAME_PAGES_MAX)
+				return usage_error("--extent-pages %s: want 1..256", optarg);
+			cfg->extent_pages = (unsigned)v;
+			break;
+		case 'c':
+			if (gvm_parse_size(optarg, &cfg->prefetch_bytes))
+				return usage_error("--prefetch-cache %s: not a size like 64M", optarg);
+			break;
+		case 'b':
+			if (gvm_parse_size(optarg, &cfg->budget_bytes))
+				return usage_error("--budget %s: not a size like 4G", optarg);
+			break;
+		case 'n':
+			cfg->no_cuse = true;
+			break;
+		case 'L':
+			if (gvm_log_parse_level(optarg, &level))
+				return usage_error("--log-level %s: want error, warn, info or debug",
+						   optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'gvm-broker --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!cfg->ndonors)
+		return usage_error("%s", "no donors: give --donor HOST:PORT or --donors-file");
+	gvm_log_init("gvm-broker", level);
+	signal(SIGPIPE, SIG_IGN);
+
+	err = gvm_key_load(cfg->key_file, &broker.key, why, sizeof(why));
+	if (err) {
+		gvm_err("%s", why);
+		return 1;
+	}
+	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (devfd < 0)
+		gvm_warn("cannot open /dev/userfaultfd (%s): clients must create their uffd themselves, which needs privileges",
+			 strerror(errno));
+	else
+		close(devfd);
+	if (!cfg->no_cuse)
+		gvm_info("this build has no /dev/gvmmem (CUSE): serving the socket only");
+	broker.loop = uv_default_loop();
+	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
+	if (!broker.zero_extent ||
+	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
+	    bk_pool_create(&broker.pool, broker.loop, &broker.key, cfg->donors, cfg->ndonors,
+			   cfg->pool_conns)) {
+		gvm_err("out of memory");
+		return 1;
+	}
+	err = bk_control_start(&broker, why, sizeof(why));
+	if (err) {
+		gvm_err("%s", why);
+		return 1;
+	}
+	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB",
+		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->extent_pages,
+		 (unsigned long long)(cfg->prefetch_bytes >> 20));
+	uv_signal_init(broker.loop, &sigterm);
+	uv_signal_init(broker.loop, &sigint);
+	uv_signal_start(&sigterm, on_signal, SIGTERM);
+	uv_signal_start(&sigint, on_signal, SIGINT);
+	uv_run(broker.loop, UV_RUN_DEFAULT);
+	bk_pool_free(broker.pool);
+	bk_cache_free(broker.cache);
+	free(broker.zero_extent);
+	uv_loop_close(broker.loop);
+	explicit_bzero(&broker.key, sizeof(broker.key));
+	gvm_info("stopped cleanly");
+	return 0;
+}

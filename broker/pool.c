@@ -1,0 +1,536 @@
+/* pool.c: the donor connection pool (pool.h). Each connection authenticates
+ * (proto/auth.c), then carries pipelined frames; replies come back in
+ * order, so the oldest request in flight on a connection is the one a reply
+ * answers. Failures close the connection, requeue its requests at the front
+ * and reconnect with backoff; one log line says when a donor goes away and
+ * one when it is back. */
+#include "pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "log.h"
+
+#define POOL_READ_BUF_BYTES (256u * 1024u)
+
+enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_AUTH, CONN_READY, CONN_CLOSING };
+
+struct bk_conn {
+	uv_tcp_t tcp;
+	uv_connect_t connect;
+	uv_timer_t timer; /* reconnect backoff, and the stall check */
+	struct bk_donor *d;
+	unsigned index;
+	enum conn_state state;
+	struct gvm_reader rd;
+	struct bk_req *head, *tail; /* in flight, oldest first */
+	unsigned ninflight, nprefetch;
+	unsigned backoff_ms;
+	uint8_t client_nonce[GVM_AUTH_NONCE_BYTES];
+	uint8_t donor_nonce[GVM_AUTH_NONCE_BYTES];
+	uint8_t auth_wire[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES +
+			  GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES];
+	uv_write_t auth_write;
+	uint8_t *rbuf;
+};
+
+struct bk_queue {
+	struct bk_req *head, *tail;
+};
+
+struct bk_donor {
+	struct bk_pool *p;
+	unsigned index;
+	char addr[128];
+	struct sockaddr_storage ss;
+	bool resolved;
+	struct bk_conn *conns;
+	unsigned nready;
+	bool was_up, reported_down;
+	struct bk_queue demand, prefetch;
+};
+
+struct bk_pool {
+	uv_loop_t *loop;
+	const struct gvm_key *key;
+	struct bk_donor *donors;
+	unsigned ndonors, conns_per;
+	uint64_t next_id;
+	bool closing;
+};
+
+static void conn_start(struct bk_conn *c);
+static void donor_kick(struct bk_donor *d);
+
+static void on_reconnect(uv_timer_t *t)
+{
+	conn_start(t->data);
+}
+
+static void queue_push(struct bk_queue *q, struct bk_req *r)
+{
+	r->next = NULL;
+	if (q->tail)
+		q->tail->next = r;
+	else
+		q->head = r;
+	q->tail = r;
+}
+
+static void queue_push_front(struct bk_queue *q, struct bk_req *r)
+{
+	r->next = q->head;
+	q->head = r;
+	if (!q->tail)
+		q->tail = r;
+}
+
+static struct bk_req *queue_pop(struct bk_queue *q)
+{
+	struct bk_req *r = q->head;
+
+	if (r) {
+		q->head = r->next;
+		if (!q->head)
+			q->tail = NULL;
+		r->next = NULL;
+	}
+	return r;
+}
+
+static struct bk_queue *queue_for(struct bk_donor *d, const struct bk_req *r)
+{
+	return r->flags & BK_REQ_DEMAND ? &d->demand : &d->prefetch;
+}
+
+/* Fails the queued requests that must not wait for an unreachable donor. */
+static void donor_fail_impatient(struct bk_donor *d)
+{
+	struct bk_queue *qs[2] = { &d->demand, &d->prefetch };
+
+	for (int i = 0; i < 2; i++) {
+		struct bk_queue keep = { 0 };
+		struct bk_req *r;
+
+		while ((r = queue_pop(qs[i]))) {
+			if (r->flags & BK_REQ_FAIL_IF_DOWN)
+				r->cb(r, -EHOSTDOWN, NULL, NULL);
+			else
+				queue_push(&keep, r);
+		}
+		*qs[i] = keep;
+	}
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct bk_conn *c = h->data;
+
+	if (c->d->p->closing)
+		return;
+	c->state = CONN_DOWN;
+	uv_timer_start(&c->timer, on_reconnect, c->backoff_ms, 0);
+}
+
+/* Drops a connection: its requests go back to the front of the queue. */
+static void conn_fail(struct bk_conn *c, const char *why)
+{
+	struct bk_donor *d = c->d;
+	struct bk_req *r, *requeue = NULL;
+
+	if (c->state == CONN_CLOSING || c->state == CONN_DOWN)
+		return;
+	if (c->state == CONN_READY)
+		d->nready--;
+	/* Keep the original order when pushing back to the front. */
+	while ((r = c->head)) {
+		c->head = r->next;
+		r->next = requeue;
+		requeue = r;
+	}
+	while ((r = requeue)) {
+		requeue = r->next;
+		queue_push_front(queue_for(d, r), r);
+	}
+	c->tail = NULL;
+	c->ninflight = c->nprefetch = 0;
+	c->state = CONN_CLOSING;
+	if (d->nready == 0 && !d->reported_down) {
+		gvm_warn("donor %s: unreachable (%s); faults on its extents wait, retrying",
+			 d->addr, why);
+		d->reported_down = true;
+	} else if (!d->reported_down) {
+		gvm_info("donor %s: connection %u lost (%s); reconnecting", d->addr, c->index, why);
+	} else {
+		gvm_debug("donor %s: connection %u: %s", d->addr, c->index, why);
+	}
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BK_RECONNECT_MIN_MS;
+	if (c->backoff_ms > BK_RECONNECT_MAX_MS)
+		c->backoff_ms = BK_RECONNECT_MAX_MS;
+	uv_timer_stop(&c->timer);
+	gvm_reader_next(&c->rd);
+	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+	if (d->nready == 0)
+		donor_fail_impatient(d);
+}
+
+static void on_req_written(uv_write_t *w, int status)
+{
+	struct bk_req *r = w->data;
+
+	(void)r;
+	(void)status; /* a failed write shows up as a read error too */
+}
+
+static void conn_send(struct bk_conn *c, struct bk_req *r)
+{
+	uv_buf_t bufs[2];
+	int len, err;
+
+	r->hdr.id = ++c->d->p->next_id;
+	len = gvm_hdr_encode(&r->hdr, r->wire, sizeof(r->wire));
+	bufs[0] = uv_buf_init((char *)r->wire, (unsigned)len);
+	bufs[1] = uv_buf_init((char *)r->payload, r->hdr.payload_len);
+	r->write.data = r;
+	r->sent_ms = uv_now(c->d->p->loop);
+	r->next = NULL;
+	if (c->tail)
+		c->tail->next = r;
+	else
+		c->head = r;
+	c->tail = r;
+	c->ninflight++;
+	if (!(r->flags & BK_REQ_DEMAND))
+		c->nprefetch++;
+	err = uv_write(&r->write, (uv_stream_t *)&c->tcp, bufs, r->hdr.payload_len ? 2 : 1,
+		       on_req_written);
+	if (err)
+		conn_fail(c, uv_strerror(err));
+}
+
+/* The ready connection with the fewest requests in flight that may take r. */
+static struct bk_conn *donor_pick(struct bk_donor *d, bool demand)
+{
+	struct bk_conn *best = NULL;
+
+	for (unsigned i = 0; i < d->p->conns_per; i++) {
+		struct bk_conn *c = &d->conns[i];
+
+		if (c->state != CONN_READY || c->ninflight >= BK_CONN_INFLIGHT_MAX)
+			continue;
+		if (!demand && c->nprefetch >= BK_CONN_PREFETCH_INFLIGHT_MAX)
+			continue;
+		if (!best || c->ninflight < best->ninflight)
+			best = c;
+	}
+	return best;
+}
+
+static void donor_kick(struct bk_donor *d)
+{
+	struct bk_conn *c;
+
+	while (d->demand.head && (c = donor_pick(d, true)))
+		conn_send(c, queue_pop(&d->demand));
+	while (d->prefetch.head && (c = donor_pick(d, false)))
+		conn_send(c, queue_pop(&d->prefetch));
+}
+
+void bk_pool_submit(struct bk_pool *p, struct bk_req *r)
+{
+	struct bk_donor *d = &p->donors[r->donor];
+
+	if ((r->flags & BK_REQ_FAIL_IF_DOWN) && d->nready == 0) {
+		r->cb(r, -EHOSTDOWN, NULL, NULL);
+		return;
+	}
+	queue_push(queue_for(d, r), r);
+	donor_kick(d);
+}
+
+static void conn_ready(struct bk_conn *c)
+{
+	struct bk_donor *d = c->d;
+
+	c->state = CONN_READY;
+	c->backoff_ms = 0;
+	d->nready++;
+	if (d->reported_down)
+		gvm_info("donor %s: reachable again", d->addr);
+	else if (!d->was_up && d->nready == 1)
+		gvm_info("donor %s: connected", d->addr);
+	d->reported_down = false;
+	d->was_up = true;
+	donor_kick(d);
+}
+
+static void on_auth_written(uv_write_t *w, int status)
+{
+	(void)w;
+	(void)status;
+}
+
+static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const uint8_t *p)
+{
+	const struct gvm_key *key = c->d->p->key;
+	uint8_t mac[GVM_AUTH_MAC_BYTES];
+	struct bk_req *r;
+
+	if (c->state == CONN_AUTH) {
+		if (h->op != GVM__OP__OP_AUTH) {
+			conn_fail(c, "expected AUTH");
+			return;
+		}
+		if (!h->response) { /* the challenge */
+			struct gvm_hdr a;
+			int len;
+
+			if (h->payload_len != GVM_AUTH_NONCE_BYTES) {
+				conn_fail(c, "bad AUTH challenge");
+				return;
+			}
+			memcpy(c->donor_nonce, p, GVM_AUTH_NONCE_BYTES);
+			gvm_auth_nonce(c->client_nonce);
+			gvm_hdr_init(&a, GVM__OP__OP_AUTH, 0);
+			a.payload_len = GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES;
+			len = gvm_hdr_encode(&a, c->auth_wire, GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES);
+			memcpy(c->auth_wire + len, c->client_nonce, GVM_AUTH_NONCE_BYTES);
+			gvm_auth_client_mac(key, c->donor_nonce, c->client_nonce,
+					    c->auth_wire + len + GVM_AUTH_NONCE_BYTES);
+			uv_buf_t b = uv_buf_init((char *)c->auth_wire,
+						 (unsigned)len + GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES);
+			if (uv_write(&c->auth_write, (uv_stream_t *)&c->tcp, &b, 1, on_auth_written))
+				conn_fail(c, "send AUTH");
+			return;
+		}
+		if (h->status) {
+			if (!c->d->reported_down)
+				gvm_err("donor %s: auth failed: %s (is --key-file the cluster key?)",
+					c->d->addr, h->error[0] ? h->error : "refused");
+			conn_fail(c, "auth failed");
+			return;
+		}
+		gvm_auth_donor_mac(key, c->donor_nonce, c->client_nonce, mac);
+		if (h->payload_len != GVM_AUTH_MAC_BYTES || !gvm_auth_mac_equal(mac, p)) {
+			gvm_err("donor %s: auth failed: it does not hold the cluster key", c->d->addr);
+			conn_fail(c, "donor failed auth");
+			return;
+		}
+		conn_ready(c);
+		return;
+	}
+	r = c->head;
+	if (!r || !h->response || h->id != r->hdr.id) {
+		conn_fail(c, "reply out of order");
+		return;
+	}
+	c->head = r->next;
+	if (!c->head)
+		c->tail = NULL;
+	c->ninflight--;
+	if (!(r->flags & BK_REQ_DEMAND))
+		c->nprefetch--;
+	r->next = NULL;
+	r->cb(r, 0, h, p);
+	if (c->state == CONN_READY)
+		donor_kick(c->d);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct bk_conn *c = h->data;
+
+	(void)suggested;
+	*buf = uv_buf_init((char *)c->rbuf, POOL_READ_BUF_BYTES);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct bk_conn *c = s->data;
+	size_t off = 0;
+
+	if (nread < 0) {
+		conn_fail(c, nread == UV_EOF ? "closed by the donor" : uv_strerror((int)nread));
+		return;
+	}
+	while (off < (size_t)nread && (c->state == CONN_AUTH || c->state == CONN_READY)) {
+		ssize_t n = gvm_reader_feed(&c->rd, (const uint8_t *)buf->base + off,
+					    (size_t)nread - off);
+
+		if (n < 0) {
+			gvm_warn("donor %s: bad frame: %s", c->d->addr, c->rd.why);
+			conn_fail(c, "bad frame");
+			return;
+		}
+		off += (size_t)n;
+		if (gvm_reader_ready(&c->rd)) {
+			conn_handle_frame(c, &c->rd.hdr, c->rd.payload);
+			gvm_reader_next(&c->rd);
+		}
+	}
+}
+
+/* Runs every second while connected: a donor that stops answering is
+ * treated as lost, so its requests move to a fresh connection. */
+static void on_stall_check(uv_timer_t *t)
+{
+	struct bk_conn *c = t->data;
+
+	if (c->state == CONN_READY && c->head &&
+	    uv_now(c->d->p->loop) - c->head->sent_ms > BK_DONOR_STALL_MS)
+		conn_fail(c, "no answer for 5 s");
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct bk_conn *c = req->data;
+
+	if (c->state != CONN_CONNECTING)
+		return;
+	if (status < 0) {
+		conn_fail(c, uv_strerror(status));
+		return;
+	}
+	c->state = CONN_AUTH;
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	uv_timer_start(&c->timer, on_stall_check, 1000, 1000);
+}
+
+static void conn_start(struct bk_conn *c)
+{
+	struct bk_donor *d = c->d;
+	socklen_t len;
+
+	if (d->p->closing)
+		return;
+	if (!d->resolved) {
+		if (gvm_parse_hostport(d->addr, GVM_DONOR_DEFAULT_PORT, &d->ss, &len)) {
+			c->backoff_ms = BK_RECONNECT_MAX_MS;
+			uv_timer_start(&c->timer, on_reconnect, c->backoff_ms, 0);
+			return;
+		}
+		d->resolved = true;
+	}
+	uv_tcp_init(d->p->loop, &c->tcp);
+	c->tcp.data = c;
+	c->connect.data = c;
+	c->state = CONN_CONNECTING;
+	gvm_reader_next(&c->rd);
+	if (uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&d->ss, on_connect))
+		conn_fail(c, "connect failed");
+}
+
+int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
+		   const struct bk_donor_cfg *donors, unsigned ndonors, unsigned conns_per)
+{
+	struct bk_pool *p = calloc(1, sizeof(*p));
+
+	if (!p || gvm_auth_init())
+		return -ENOMEM;
+	p->loop = loop;
+	p->key = key;
+	p->ndonors = ndonors;
+	p->conns_per = conns_per;
+	p->donors = calloc(ndonors, sizeof(*p->donors));
+	if (!p->donors)
+		return -ENOMEM;
+	for (unsigned i = 0; i < ndonors; i++) {
+		struct bk_donor *d = &p->donors[i];
+
+		d->p = p;
+		d->index = i;
+		snprintf(d->addr, sizeof(d->addr), "%s", donors[i].addr);
+		d->conns = calloc(conns_per, sizeof(*d->conns));
+		if (!d->conns)
+			return -ENOMEM;
+		for (unsigned k = 0; k < conns_per; k++) {
+			struct bk_conn *c = &d->conns[k];
+
+			c->d = d;
+			c->index = k;
+			c->rbuf = malloc(POOL_READ_BUF_BYTES);
+			if (!c->rbuf)
+				return -ENOMEM;
+			gvm_reader_init(&c->rd);
+			uv_timer_init(loop, &c->timer);
+			c->timer.data = c;
+			conn_start(c);
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+unsigned bk_pool_ready_connections(const struct bk_pool *p)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < p->ndonors; i++)
+		n += p->donors[i].nready;
+	return n;
+}
+
+bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor)
+{
+	return p->donors[donor].nready > 0;
+}
+
+unsigned bk_pool_donors(const struct bk_pool *p)
+{
+	return p->ndonors;
+}
+
+const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor)
+{
+	return p->donors[donor].addr;
+}
+
+static void free_queue(struct bk_queue *q)
+{
+	struct bk_req *r;
+
+	while ((r = queue_pop(q)))
+		free(r);
+}
+
+void bk_pool_free(struct bk_pool *p)
+{
+	for (unsigned i = 0; i < p->ndonors; i++) {
+		struct bk_donor *d = &p->donors[i];
+
+		free_queue(&d->demand);
+		free_queue(&d->prefetch);
+		for (unsigned k = 0; k < p->conns_per; k++) {
+			struct bk_req *r;
+
+			while ((r = d->conns[k].head)) {
+				d->conns[k].head = r->next;
+				free(r);
+			}
+			gvm_reader_free(&d->conns[k].rd);
+			free(d->conns[k].rbuf);
+		}
+		free(d->conns);
+	}
+	free(p->donors);
+	free(p);
+}
+
+void bk_pool_close(struct bk_pool *p)
+{
+	p->closing = true;
+	for (unsigned i = 0; i < p->ndonors; i++) {
+		struct bk_donor *d = &p->donors[i];
+
+		for (unsigned k = 0; k < p->conns_per; k++) {
+			struct bk_conn *c = &d->conns[k];
+
+			uv_close((uv_handle_t *)&c->timer, NULL);
+			if (c->state != CONN_DOWN && !uv_is_closing((uv_handle_t *)&c->tcp))
+				uv_close((uv_handle_t *)&c->tcp, NULL);
+		}
+	}
+}

@@ -1,0 +1,54 @@
+/* pool.h: the broker's connections to the donors: --pool-conns TCP
+ * connections per donor, shared by every VM on the host. Requests are
+ * pipelined with ids; a lost connection's requests go back to the queue and
+ * are sent again when the donor is reachable, so a fault waits rather than
+ * fails. Demand requests always go ahead of prefetches. */
+#ifndef BK_POOL_H
+#define BK_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "broker.h"
+#include "frame.h"
+
+struct bk_req;
+/* status: 0 with the donor's reply (h->status may be non-zero), or
+ * -EHOSTDOWN for a BK_REQ_FAIL_IF_DOWN request whose donor is unreachable.
+ * payload is valid only during the call. The callback owns req. */
+typedef void (*bk_req_cb)(struct bk_req *req, int status, const struct gvm_hdr *h,
+			  const uint8_t *payload);
+
+enum bk_req_flags {
+	BK_REQ_DEMAND = 1,       /* a fault waits on it: ahead of prefetches */
+	BK_REQ_FAIL_IF_DOWN = 2, /* do not wait for an unreachable donor */
+};
+
+struct bk_req {
+	struct bk_req *next;
+	struct gvm_hdr hdr; /* id set by the pool */
+	const uint8_t *payload;
+	unsigned donor;
+	unsigned flags;
+	bk_req_cb cb;
+	void *arg;
+	uint64_t sent_ms;
+	uv_write_t write;
+	uint8_t wire[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
+};
+
+int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
+		   const struct bk_donor_cfg *donors, unsigned ndonors, unsigned conns_per);
+void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
+unsigned bk_pool_ready_connections(const struct bk_pool *p);
+bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
+unsigned bk_pool_donors(const struct bk_pool *p);
+const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor);
+/* Closes every connection. Then, once the loop has run the close
+ * callbacks, bk_pool_free frees the pool and the requests (malloc'd by
+ * their submitters) it never answered. */
+void bk_pool_close(struct bk_pool *p);
+void bk_pool_free(struct bk_pool *p);
+
+#endif

@@ -1,0 +1,146 @@
+/* prefetch.c: the prefetch cache (prefetch.h): a hash of (region, extent)
+ * with an LRU list; each entry holds one extent's pages. */
+#include "prefetch.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_BUCKETS 4096u
+
+struct cache_entry {
+	struct bk_region *rg;
+	uint64_t extent;
+	struct cache_entry *hnext;
+	struct cache_entry *older, *newer;
+	uint8_t pages[];
+};
+
+struct bk_cache {
+	uint64_t max_bytes, bytes;
+	size_t entry_bytes;
+	struct cache_entry *buckets[CACHE_BUCKETS];
+	struct cache_entry *oldest, *newest;
+};
+
+static unsigned cache_hash(const struct bk_region *rg, uint64_t extent)
+{
+	uint64_t h = ((uintptr_t)rg >> 4) * 0x9e3779b97f4a7c15ULL ^ extent * 0xff51afd7ed558ccdULL;
+
+	return (unsigned)(h >> 40) % CACHE_BUCKETS;
+}
+
+int bk_cache_create(struct bk_cache **out, uint64_t max_bytes, unsigned extent_pages)
+{
+	struct bk_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->max_bytes = max_bytes;
+	c->entry_bytes = (size_t)extent_pages * GVM_PAGE_SIZE;
+	*out = c;
+	return 0;
+}
+
+static struct cache_entry **cache_slot(struct bk_cache *c, struct bk_region *rg, uint64_t extent)
+{
+	struct cache_entry **pp = &c->buckets[cache_hash(rg, extent)];
+
+	while (*pp && !((*pp)->rg == rg && (*pp)->extent == extent))
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void cache_unlink(struct bk_cache *c, struct cache_entry **slot)
+{
+	struct cache_entry *e = *slot;
+
+	*slot = e->hnext;
+	if (e->older)
+		e->older->newer = e->newer;
+	else
+		c->oldest = e->newer;
+	if (e->newer)
+		e->newer->older = e->older;
+	else
+		c->newest = e->older;
+	c->bytes -= c->entry_bytes;
+	free(e);
+}
+
+bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent,
+		  const uint8_t *pages)
+{
+	struct cache_entry *e, **slot;
+
+	if (c->entry_bytes > c->max_bytes)
+		return false;
+	while (c->bytes + c->entry_bytes > c->max_bytes && c->oldest) {
+		struct cache_entry *old = c->oldest;
+
+		if (old->rg->ext_state[old->extent] == BK_EXT_CACHED)
+			old->rg->ext_state[old->extent] = BK_EXT_NONE;
+		cache_unlink(c, cache_slot(c, old->rg, old->extent));
+	}
+	slot = cache_slot(c, rg, extent);
+	if (*slot)
+		cache_unlink(c, slot);
+	e = malloc(sizeof(*e) + c->entry_bytes);
+	if (!e)
+		return false;
+	e->rg = rg;
+	e->extent = extent;
+	memcpy(e->pages, pages, c->entry_bytes);
+	e->hnext = *slot;
+	*slot = e;
+	e->newer = NULL;
+	e->older = c->newest;
+	if (c->newest)
+		c->newest->newer = e;
+	else
+		c->oldest = e;
+	c->newest = e;
+	c->bytes += c->entry_bytes;
+	rg->ext_state[extent] = BK_EXT_CACHED;
+	return true;
+}
+
+const uint8_t *bk_cache_get(struct bk_cache *c, struct bk_region *rg, uint64_t extent)
+{
+	struct cache_entry *e = *cache_slot(c, rg, extent);
+
+	return e ? e->pages : NULL;
+}
+
+void bk_cache_drop(struct bk_cache *c, struct bk_region *rg, uint64_t extent)
+{
+	struct cache_entry **slot = cache_slot(c, rg, extent);
+
+	if (*slot)
+		cache_unlink(c, slot);
+}
+
+void bk_cache_drop_region(struct bk_cache *c, struct bk_region *rg)
+{
+	struct cache_entry *e = c->oldest;
+
+	while (e) {
+		struct cache_entry *next = e->newer;
+
+		if (e->rg == rg)
+			cache_unlink(c, cache_slot(c, rg, e->extent));
+		e = next;
+	}
+}
+
+uint64_t bk_cache_bytes(const struct bk_cache *c)
+{
+	return c->bytes;
+}
+
+void bk_cache_free(struct bk_cache *c)
+{
+	while (c->oldest)
+		cache_unlink(c, cache_slot(c, c->oldest->rg, c->oldest->extent));
+	free(c);
+}

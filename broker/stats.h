@@ -1,0 +1,27 @@
+/* stats.h: the broker's counters and fault-latency histogram, reported by
+ * `gvmctl stats` (control.c answers StatsRequest with bk_stats_fill). */
+#ifndef BK_STATS_H
+#define BK_STATS_H
+
+#include <stdint.h>
+
+#include "broker.h"
+#include "gvm.pb-c.h"
+
+struct bk_stats {
+	uint64_t faults, wp_faults, remote_reads, remote_pages, prefetch_issued,
+		prefetch_hits, zero_fills, resident_pages, attaches, attach_errors,
+		donor_errors;
+};
+
+extern struct bk_stats bk_stats;
+
+/* One fault served, in microseconds from its message to its page. */
+void bk_stats_latency(uint64_t us);
+uint64_t bk_stats_latency_pct(double pct);
+
+/* Fills m with "key value" entries; free with bk_stats_free. */
+void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m);
+void bk_stats_free(Gvm__Stats *m);
+
+#endif
