@@ -108,8 +108,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/test_*.c))
 TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
 
-# Integration tests write the benchmarks' page patterns.
-$(OBJ)/tests/integration/%.o: CPPFLAGS += -Ibench
+# Integration tests write the benchmarks' page patterns and link libgvmmem.
+$(OBJ)/tests/integration/%.o: CPPFLAGS += -Ibench -Iclient-lib/include
 
 # The store's test links the store itself.
 $(OBJ)/tests/unit/test_store.o: CPPFLAGS += -Imemserver
@@ -121,7 +121,7 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(TEST_SUPPORT) $(LIB)/libgvmproto.a
+$(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(TEST_SUPPORT) $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 

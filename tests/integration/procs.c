@@ -11,13 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlmsg.h"
 #include "frame.h"
 
 #define START_TRIES 5
@@ -122,40 +126,178 @@ static pid_t spawn(const char *log, const char *const *argv)
 	return pid;
 }
 
+/* One try at starting gvm-memserver on p->addr: true once it accepts. */
+static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char *const *extra)
+{
+	const char *argv[32];
+	char bin[512];
+	int argc = 0, port = atoi(strrchr(p->addr, ':') + 1), status;
+
+	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
+	argv[argc++] = "--listen";
+	argv[argc++] = p->addr;
+	argv[argc++] = "--key-file";
+	argv[argc++] = key_path;
+	for (int i = 0; extra && extra[i] && argc < 31; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+	p->pid = spawn(p->log, argv);
+	for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return false;
+		}
+		if (can_connect(port))
+			return true;
+		sleep_ms(10);
+	}
+	gvmt_proc_stop(p, SIGKILL); /* alive but never accepted */
+	return false;
+}
+
 bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
 			  const char *const *extra)
 {
 	static int serial;
-	char bin[512];
 
 	memset(p, 0, sizeof(*p));
-	gvmt_bin("gvm-memserver", bin, sizeof(bin));
 	snprintf(p->log, sizeof(p->log), "%s/memserver-%d.log", gvmt_dir(), ++serial);
 	for (int attempt = 0; attempt < START_TRIES; attempt++) {
-		const char *argv[32] = { bin, "--listen", p->addr, "--key-file", key_path };
-		int argc = 5, port = free_port(), status;
-
-		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", port);
-		for (int i = 0; extra && extra[i] && argc < 31; i++)
-			argv[argc++] = extra[i];
-		p->pid = spawn(p->log, argv);
-		for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
-			if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-				p->pid = 0;
-				break;
-			}
-			if (can_connect(port))
-				return true;
-			sleep_ms(10);
-		}
-		if (p->pid) { /* alive but never accepted */
-			gvmt_proc_stop(p, SIGKILL);
-			return false;
-		}
+		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", free_port());
+		if (memserver_try(p, key_path, extra))
+			return true;
 		if (!gvmt_file_count(p->log, "Address already in use"))
 			return false;
 	}
 	return false;
+}
+
+bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
+			    const char *const *extra)
+{
+	return memserver_try(p, key_path, extra);
+}
+
+static bool unix_connects(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *socket_path,
+		       const char *const *donors, const char *const *extra)
+{
+	static int serial;
+	const char *argv[48];
+	char bin[512];
+	int argc = 0, status;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->addr, sizeof(p->addr), "%s", socket_path);
+	snprintf(p->log, sizeof(p->log), "%s/broker-%d.log", gvmt_dir(), ++serial);
+	argv[argc++] = gvmt_bin("gvm-broker", bin, sizeof(bin));
+	argv[argc++] = "--no-cuse";
+	argv[argc++] = "--socket";
+	argv[argc++] = socket_path;
+	argv[argc++] = "--key-file";
+	argv[argc++] = key_path;
+	for (int i = 0; donors[i] && argc < 40; i++) {
+		argv[argc++] = "--donor";
+		argv[argc++] = donors[i];
+	}
+	for (int i = 0; extra && extra[i] && argc < 47; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+	p->pid = spawn(p->log, argv);
+	for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return false;
+		}
+		if (unix_connects(socket_path))
+			return true;
+		sleep_ms(10);
+	}
+	gvmt_proc_stop(p, SIGKILL);
+	return false;
+}
+
+uint64_t gvmt_broker_stat(const char *socket_path, const char *key)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
+	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+	uint64_t v = UINT64_MAX;
+	int s, fds[1], nfds;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", socket_path);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(s);
+		return v;
+	}
+	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
+	req.stats_request = &sr;
+	if (!gvm_ctl_send(s, &req, NULL, 0) && !gvm_ctl_recv(s, &m, fds, &nfds, 1)) {
+		if (m->msg_case == GVM__CONTROL__MSG_STATS)
+			for (size_t i = 0; i < m->stats->n_entries; i++)
+				if (!strcmp(m->stats->entries[i]->key, key))
+					v = m->stats->entries[i]->value;
+		gvm__control__free_unpacked(m, NULL);
+	}
+	close(s);
+	return v;
+}
+
+bool gvmt_broker_wait_stat(const char *socket_path, const char *key, uint64_t want,
+			   int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 20) {
+		if (gvmt_broker_stat(socket_path, key) == want)
+			return true;
+		sleep_ms(20);
+	}
+	return false;
+}
+
+bool gvmt_test_user(uid_t *uid, gid_t *gid, gid_t *gvm_gid)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	if (geteuid() != 0)
+		return false;
+	if (!getgrnam("gvm") && system("groupadd --system gvm") != 0)
+		return false;
+	if (!getpwnam("gvmtest") &&
+	    system("useradd --system --no-create-home --shell /usr/sbin/nologin "
+		   "--gid nogroup --groups gvm gvmtest") != 0)
+		return false;
+	if (system("id -nG gvmtest | grep -qw gvm || usermod -aG gvm gvmtest") != 0)
+		return false;
+	pw = getpwnam("gvmtest");
+	gr = getgrnam("gvm");
+	if (!pw || !gr)
+		return false;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	*gvm_gid = gr->gr_gid;
+	return true;
+}
+
+void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid)
+{
+	if (setgroups(1, &gvm_gid) || setgid(gid) || setuid(uid)) {
+		perror("gvmt_become");
+		_exit(90);
+	}
+	prctl(PR_SET_DUMPABLE, 1); /* so the broker may read our /proc/PID/maps */
 }
 
 int gvmt_run(const char *log, const char *const *argv)
@@ -199,6 +341,20 @@ int gvmt_file_count(const char *path, const char *needle)
 	while (fgets(line, sizeof(line), f))
 		for (char *s = line; (s = strstr(s, needle)); s += strlen(needle))
 			count++;
+	fclose(f);
+	return count;
+}
+
+int gvmt_file_count_lines(const char *path, const char *prefix)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int count = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		count += strncmp(line, prefix, strlen(prefix)) == 0;
 	fclose(f);
 	return count;
 }

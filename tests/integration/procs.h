@@ -29,6 +29,28 @@ void gvmt_make_key(const char *path, size_t len, struct gvm_key *key);
  * false if it exited instead (then p->log says why). */
 bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
 			  const char *const *extra);
+/* Starts gvm-broker on socket_path with --no-cuse, the key, one --donor
+ * per address and the extra arguments; waits until the socket accepts. */
+bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *socket_path,
+		       const char *const *donors, const char *const *extra);
+/* One counter from the broker's Stats (gvmctl stats), or UINT64_MAX. */
+uint64_t gvmt_broker_stat(const char *socket_path, const char *key);
+/* Polls gvmt_broker_stat until it equals want or timeout_ms passes. */
+bool gvmt_broker_wait_stat(const char *socket_path, const char *key, uint64_t want,
+			   int timeout_ms);
+
+/* The unprivileged test user (gvmtest, in group gvm, created if missing;
+ * needs root). Returns false where it cannot be had. */
+bool gvmt_test_user(uid_t *uid, gid_t *gid, gid_t *gvm_gid);
+/* In a child: become that user with no capabilities. */
+void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid);
+
+/* Starts a stopped gvm-memserver again on the same address and log. */
+bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
+			    const char *const *extra);
+/* Lines of the file that start with prefix. */
+int gvmt_file_count_lines(const char *path, const char *prefix);
+
 /* Runs a program to completion (stdout+stderr to log): its exit status. */
 int gvmt_run(const char *log, const char *const *argv);
 /* Sends sig and waits: the exit status, or 128+signal if killed. */

@@ -1,0 +1,612 @@
+/* test_broker.c: gvm-broker with two real gvm-memserver donors, driven by
+ * real libgvmmem clients running as an unprivileged user (gvmtest, group
+ * gvm, no capabilities, vm.unprivileged_userfaultfd untouched) and by raw
+ * sockets: pre-seeded pages come back exactly from the donors placement
+ * names, three VMs share one pool, bad handshakes are refused without
+ * disturbing anyone, a killed donor stalls only its own extents, a VM that
+ * exits has its namespace dropped, and gvm_detect_mode follows its signals. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ctlmsg.h"
+#include "dclient.h"
+#include "gvmmem.h"
+#include "pattern.h"
+#include "placement.h"
+#include "procs.h"
+
+#define EXTENT_PAGES 32u
+#define SEED 4242u
+
+struct cluster;
+static unsigned donor_of(const struct cluster *cl, const char *ns, uint64_t extent);
+
+static char key_path[512], sock_path[512];
+static struct gvm_key key;
+/* Set by the killed-donor test: verify the extents on this donor first,
+ * then say so on ready_fd, then the rest. */
+static const struct cluster *order_cluster;
+static unsigned order_first_donor;
+static uid_t test_uid;
+static gid_t test_gid, gvm_gid;
+static bool have_user;
+
+struct cluster {
+	struct gvmt_proc donor[2], broker;
+	char backing[2][512];
+};
+
+static void cluster_start(struct cluster *cl, const char *const *broker_extra)
+{
+	static int serial;
+	const char *donors[3];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(cl->backing[i], sizeof(cl->backing[i]), "%s/donor%d-%d.img", gvmt_dir(), i,
+			 ++serial);
+		assert_true(gvmt_memserver_start(&cl->donor[i], key_path,
+						 (const char *[]){ "--backing", cl->backing[i],
+								   "--capacity", "1G", NULL }));
+		donors[i] = cl->donor[i].addr;
+	}
+	donors[2] = NULL;
+	snprintf(sock_path, sizeof(sock_path), "%s/broker-%d.sock", gvmt_dir(), serial);
+	assert_true(gvmt_broker_start(&cl->broker, key_path, sock_path, donors, broker_extra));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+}
+
+static void cluster_stop(struct cluster *cl)
+{
+	assert_int_equal(gvmt_proc_stop(&cl->broker, SIGTERM), 0);
+	for (int i = 0; i < 2; i++)
+		if (cl->donor[i].pid)
+			assert_int_equal(gvmt_proc_stop(&cl->donor[i], SIGTERM), 0);
+}
+
+static unsigned donor_of(const struct cluster *cl, const char *ns, uint64_t extent)
+{
+	struct gvm_place_donor d[2] = { { cl->donor[0].addr, 1 }, { cl->donor[1].addr, 1 } };
+	unsigned out;
+
+	gvm_place(ns, extent, d, 2, &out, 1);
+	return out;
+}
+
+/* Writes pages [0, pages) of ns, each extent on the donor placement picks. */
+static void preseed(const struct cluster *cl, const char *ns, uint64_t pages)
+{
+	static uint8_t buf[EXTENT_PAGES * GVM_PAGE_SIZE];
+	struct gvm_dconn *c[2];
+	uint32_t id[2];
+	char why[512];
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(gvm_dconn_open(&c[i], cl->donor[i].addr, &key, why, sizeof(why)), 0);
+		assert_int_equal(gvm_dconn_open_ns(c[i], ns, &id[i]), 0);
+	}
+	for (uint64_t e = 0; e < pages / EXTENT_PAGES; e++) {
+		unsigned d = donor_of(cl, ns, e);
+
+		for (uint32_t k = 0; k < EXTENT_PAGES; k++)
+			gvm_pattern_fill_page(buf + k * GVM_PAGE_SIZE, SEED, e * EXTENT_PAGES + k, 7);
+		assert_int_equal(gvm_dconn_write(c[d], id[d], e * EXTENT_PAGES, EXTENT_PAGES, buf), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		gvm_dconn_close(c[i]);
+}
+
+static Gvm__MemserverStats *donor_stats(const struct gvmt_proc *p)
+{
+	Gvm__MemserverStats *m = NULL;
+	struct gvm_dconn *c;
+	char why[512];
+
+	assert_int_equal(gvm_dconn_open(&c, p->addr, &key, why, sizeof(why)), 0);
+	assert_int_equal(gvm_dconn_stats(c, NULL, &m), 0);
+	gvm_dconn_close(c);
+	return m;
+}
+
+struct guest {
+	uint8_t *mem;
+	size_t size;
+	int memfd;
+};
+
+static int guest_map(struct guest *g, size_t size)
+{
+	g->size = size;
+	g->memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	if (g->memfd < 0 || ftruncate(g->memfd, (off_t)size))
+		return -1;
+	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
+	return g->mem == MAP_FAILED ? -1 : 0;
+}
+
+/* Child-side checks end the child with a distinct status and a message. */
+#define CHILD_CHECK(cond, code, ...)                                                     \
+	do {                                                                             \
+		if (!(cond)) {                                                           \
+			fprintf(stderr, "child: " __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                          \
+			_exit(code);                                                     \
+		}                                                                        \
+	} while (0)
+
+/* Verifies pages [from, to) of g against the seeded pattern (pages beyond
+ * seeded read as zero). */
+static uint64_t verify_pattern(const struct guest *g, uint64_t from, uint64_t to, uint64_t seeded)
+{
+	uint8_t want[GVM_PAGE_SIZE];
+	uint64_t bad = 0;
+
+	for (uint64_t p = from; p < to; p++) {
+		if (p < seeded)
+			gvm_pattern_fill_page(want, SEED, p, 7);
+		else
+			memset(want, 0, sizeof(want));
+		bad += memcmp(g->mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	return bad;
+}
+
+/* The unprivileged client: attach, check the seeded pages, write a new
+ * pattern everywhere, check it. Exits 0 when every page is right. */
+static void client_run(const char *vm, size_t size, uint64_t seeded, int ready_fd, int go_fd)
+{
+	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
+	struct gvm_session *s;
+	struct guest g;
+	uint64_t pages = size / GVM_PAGE_SIZE, bad = 0;
+	uint8_t want[GVM_PAGE_SIZE];
+	int err;
+	char c = 'r';
+
+	if (have_user) {
+		gvmt_become(test_uid, test_gid, gvm_gid);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* cleared by the credential change */
+		/* Proof of no privilege: the kernel refuses us a full userfaultfd. */
+		CHILD_CHECK(geteuid() != 0, 80, "still root");
+		CHILD_CHECK(syscall(SYS_userfaultfd, O_CLOEXEC) < 0 && errno == EPERM, 81,
+			    "an unprivileged user could create a userfaultfd itself");
+	}
+	CHILD_CHECK(guest_map(&g, size) == 0, 82, "memfd: %s", strerror(errno));
+	r.host_addr = g.mem;
+	r.memfd = g.memfd;
+	s = gvm_attach(sock_path, vm, &r, 1, &err);
+	CHILD_CHECK(s, 83, "attach %s: %s", vm, gvm_strerror(err));
+	if (order_cluster) {
+		char ns[64];
+
+		snprintf(ns, sizeof(ns), "%s.ram", vm);
+		for (int pass = 0; pass < 2; pass++) {
+			for (uint64_t e = 0; e < pages / EXTENT_PAGES; e++)
+				if ((donor_of(order_cluster, ns, e) == order_first_donor) == (pass == 0))
+					bad += verify_pattern(&g, e * EXTENT_PAGES,
+							      (e + 1) * EXTENT_PAGES, seeded);
+			if (pass == 0)
+				CHILD_CHECK(write(ready_fd, &c, 1) == 1, 84, "ready");
+		}
+	} else if (ready_fd >= 0) {
+		CHILD_CHECK(write(ready_fd, &c, 1) == 1, 84, "ready");
+		CHILD_CHECK(read(go_fd, &c, 1) == 1, 85, "go");
+	}
+	if (!order_cluster)
+		bad = verify_pattern(&g, 0, pages, seeded);
+	CHILD_CHECK(bad == 0, 86, "%llu of %llu pages differ from the donors' data",
+		    (unsigned long long)bad, (unsigned long long)pages);
+	for (uint64_t p = 0; p < pages; p++)
+		gvm_pattern_fill_page(g.mem + p * GVM_PAGE_SIZE, SEED + 1, p, 0);
+	for (uint64_t p = 0; p < pages; p++) {
+		gvm_pattern_fill_page(want, SEED + 1, p, 0);
+		bad += memcmp(g.mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	CHILD_CHECK(bad == 0, 87, "%llu pages lost a write", (unsigned long long)bad);
+	gvm_detach(s);
+	_exit(0);
+}
+
+static pid_t client_fork(const char *vm, size_t size, uint64_t seeded, int ready_fd, int go_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		client_run(vm, size, seeded, ready_fd, go_fd);
+	return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_unprivileged_client_reads_preseeded_pages_and_writes(void **state)
+{
+	struct cluster cl;
+	Gvm__MemserverStats *m[2];
+	uint64_t seeded = (64u << 20) / GVM_PAGE_SIZE;
+
+	(void)state;
+	if (!have_user)
+		skip();
+	cluster_start(&cl, NULL);
+	preseed(&cl, "vm-solo.ram", seeded);
+	assert_int_equal(wait_exit(client_fork("vm-solo", 256u << 20, seeded, -1, -1)), 0);
+	/* Every extent was asked of the donors (the namespace was not empty),
+	 * and both donors served their share. */
+	assert_true(gvmt_broker_stat(sock_path, "remote_reads") >= (256u << 20) / (EXTENT_PAGES * GVM_PAGE_SIZE));
+	assert_int_equal(gvmt_broker_stat(sock_path, "zero_fills"), 0);
+	assert_true(gvmt_broker_stat(sock_path, "faults") >= (256u << 20) / GVM_PAGE_SIZE);
+	assert_int_equal(gvmt_broker_stat(sock_path, "attaches"), 1);
+	for (int i = 0; i < 2; i++) {
+		m[i] = donor_stats(&cl.donor[i]);
+		assert_true(m[i]->pages_read > seeded / 4);
+	}
+	/* The VM detached: its namespace is gone from both donors. */
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
+	for (int i = 0; i < 2; i++) {
+		gvm__memserver_stats__free_unpacked(m[i], NULL);
+		for (int t = 0; t < 100; t++) {
+			m[i] = donor_stats(&cl.donor[i]);
+			if (m[i]->namespaces == 0)
+				break;
+			gvm__memserver_stats__free_unpacked(m[i], NULL);
+			m[i] = NULL;
+			usleep(20000);
+		}
+		assert_non_null(m[i]);
+		assert_int_equal(m[i]->used_pages, 0);
+		gvm__memserver_stats__free_unpacked(m[i], NULL);
+	}
+	assert_int_equal(gvmt_file_count(cl.broker.log, "vm vm-solo (pid"), 2);
+	cluster_stop(&cl);
+}
+
+static void test_three_vms_share_one_pool(void **state)
+{
+	struct cluster cl;
+	int ready[2], go[2];
+	pid_t pid[3];
+	char c, name[16];
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "vm-%d", i);
+		pid[i] = client_fork(name, 64u << 20, 0, ready[1], go[0]);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(gvmt_broker_stat(sock_path, "vms"), 3);
+	assert_int_equal(gvmt_broker_stat(sock_path, "donor_connections"), 4);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(write(go[1], "g", 1), 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(wait_exit(pid[i]), 0);
+	/* Fresh namespaces: every first touch was a local zero fill. */
+	assert_int_equal(gvmt_broker_stat(sock_path, "zero_fills"), 3 * (64u << 20) / (EXTENT_PAGES * GVM_PAGE_SIZE));
+	assert_int_equal(gvmt_broker_stat(sock_path, "donor_connections"), 4);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	cluster_stop(&cl);
+}
+
+/* ---- raw handshakes ---- */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(strlen(sock_path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+static void raw_hello(int s, uint32_t version, int *devfd)
+{
+	Gvm__Control m = GVM__CONTROL__INIT, *in;
+	Gvm__Hello h = GVM__HELLO__INIT;
+	int fds[1], nfds;
+
+	h.version = version;
+	h.vm_name = "vm-raw";
+	m.msg_case = GVM__CONTROL__MSG_HELLO;
+	m.hello = &h;
+	assert_int_equal(gvm_ctl_send(s, &m, NULL, 0), 0);
+	if (!devfd)
+		return;
+	assert_int_equal(gvm_ctl_recv(s, &in, fds, &nfds, 1), 0);
+	assert_int_equal(in->msg_case, GVM__CONTROL__MSG_WELCOME);
+	assert_int_equal(nfds, 1);
+	*devfd = fds[0];
+	gvm__control__free_unpacked(in, NULL);
+}
+
+static void raw_attach(int s, const Gvm__Region *const *regions, size_t n, const int *fds, int nfds)
+{
+	Gvm__Control m = GVM__CONTROL__INIT;
+	Gvm__Attach a = GVM__ATTACH__INIT;
+
+	a.n_regions = n;
+	a.regions = (Gvm__Region **)regions;
+	m.msg_case = GVM__CONTROL__MSG_ATTACH;
+	m.attach = &a;
+	assert_int_equal(gvm_ctl_send(s, &m, fds, nfds), 0);
+}
+
+/* The broker's answer must be a ControlError containing text, then EOF. */
+static void expect_refusal(int s, const char *text)
+{
+	Gvm__Control *in;
+	int fds[4], nfds;
+
+	assert_int_equal(gvm_ctl_recv(s, &in, fds, &nfds, 4), 0);
+	assert_int_equal(in->msg_case, GVM__CONTROL__MSG_ERROR);
+	if (!strstr(in->error->error, text))
+		fail_msg("refusal '%s' does not say '%s'", in->error->error, text);
+	gvm__control__free_unpacked(in, NULL);
+	assert_int_equal(gvm_ctl_recv(s, &in, fds, &nfds, 4), -ECONNRESET);
+	close(s);
+}
+
+static void test_bad_handshakes_are_refused_and_others_keep_working(void **state)
+{
+	struct cluster cl;
+	struct guest g;
+	Gvm__Region r = GVM__REGION__INIT, r2 = GVM__REGION__INIT;
+	const Gvm__Region *one[1] = { &r }, *two[2] = { &r, &r2 };
+	int s, devfd, uffd, fds[3], p[2], file;
+	uint8_t junk[64];
+	pid_t pid;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	assert_int_equal(guest_map(&g, 8u << 20), 0);
+	r.name = "ram";
+	r.host_addr = (uint64_t)(uintptr_t)g.mem;
+	r.size = g.size;
+
+	/* Garbage that is not a Control message. */
+	s = raw_connect();
+	memset(junk, 0xff, sizeof(junk));
+	assert_int_equal(send(s, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	expect_refusal(s, "malformed message");
+	/* A future protocol version. */
+	s = raw_connect();
+	raw_hello(s, 99, NULL);
+	expect_refusal(s, "protocol version mismatch");
+	/* Attach before Hello. */
+	s = raw_connect();
+	raw_attach(s, one, 1, NULL, 0);
+	expect_refusal(s, "Attach before Hello");
+	/* A missing descriptor. */
+	s = raw_connect();
+	raw_hello(s, GVM_PROTO_VERSION, &devfd);
+	uffd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	assert_true(uffd >= 0);
+	raw_attach(s, one, 1, &uffd, 1);
+	expect_refusal(s, "expected 2 descriptors");
+	close(uffd);
+	close(devfd);
+	/* A pipe where the userfaultfd belongs. */
+	s = raw_connect();
+	raw_hello(s, GVM_PROTO_VERSION, &devfd);
+	assert_int_equal(pipe(p), 0);
+	fds[0] = p[0];
+	fds[1] = g.memfd;
+	raw_attach(s, one, 1, fds, 2);
+	expect_refusal(s, "not a userfaultfd");
+	close(p[0]);
+	close(p[1]);
+	/* A regular file where the memfd belongs. */
+	s = raw_connect();
+	raw_hello(s, GVM_PROTO_VERSION, &devfd);
+	uffd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	file = open(key_path, O_RDONLY);
+	fds[0] = uffd;
+	fds[1] = file;
+	raw_attach(s, one, 1, fds, 2);
+	expect_refusal(s, "not a memfd");
+	close(file);
+	close(uffd);
+	close(devfd);
+	/* Two regions overlapping in memory. */
+	s = raw_connect();
+	raw_hello(s, GVM_PROTO_VERSION, &devfd);
+	uffd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	r2 = r;
+	r2.name = "ram2";
+	r2.host_addr = r.host_addr + GVM_PAGE_SIZE;
+	r2.size = GVM_PAGE_SIZE;
+	r2.guest_phys = 1ull << 32;
+	fds[0] = uffd;
+	fds[1] = g.memfd;
+	fds[2] = g.memfd;
+	raw_attach(s, two, 2, fds, 3);
+	expect_refusal(s, "overlap in memory");
+	close(uffd);
+	close(devfd);
+	/* An address that is not where the memfd is mapped. */
+	s = raw_connect();
+	raw_hello(s, GVM_PROTO_VERSION, &devfd);
+	uffd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	r.host_addr = (uint64_t)(uintptr_t)junk & ~(uint64_t)(GVM_PAGE_SIZE - 1);
+	r.size = GVM_PAGE_SIZE;
+	fds[0] = uffd;
+	fds[1] = g.memfd;
+	raw_attach(s, one, 1, fds, 2);
+	expect_refusal(s, "not a shared mapping of its memfd");
+	close(uffd);
+	close(devfd);
+	/* A client killed in the middle of the handshake. */
+	pid = fork();
+	if (pid == 0) {
+		int k = raw_connect();
+
+		raw_hello(k, GVM_PROTO_VERSION, NULL);
+		_exit(0);
+	}
+	assert_int_equal(wait_exit(pid), 0);
+
+	/* Still serving: a real client attaches and works. */
+	assert_true(gvmt_proc_alive(&cl.broker));
+	assert_int_equal(wait_exit(client_fork("vm-after", 16u << 20, 0, -1, -1)), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "attach_errors"), 8);
+	assert_int_equal(gvmt_broker_stat(sock_path, "attaches"), 1);
+	munmap(g.mem, g.size);
+	close(g.memfd);
+	cluster_stop(&cl);
+}
+
+/* A donor killed mid-run: extents on the other donor keep being served, the
+ * broker says so, and the stalled faults finish once the donor is back. */
+static void test_killed_donor_stalls_only_its_extents_and_recovers(void **state)
+{
+	struct cluster cl;
+	uint64_t pages = (32u << 20) / GVM_PAGE_SIZE;
+	struct pollfd pf;
+	int ready[2], status;
+	char c;
+	pid_t pid;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	preseed(&cl, "vm-dk.ram", pages);
+	assert_int_equal(gvmt_proc_stop(&cl.donor[0], SIGKILL), 128 + SIGKILL);
+	assert_int_equal(pipe(ready), 0);
+	order_cluster = &cl;
+	order_first_donor = 1;
+	pid = client_fork("vm-dk", 32u << 20, pages, ready[1], -1);
+	order_cluster = NULL;
+	/* The live donor's extents all arrive while the dead one's wait. */
+	pf = (struct pollfd){ ready[0], POLLIN, 0 };
+	assert_int_equal(poll(&pf, 1, 30000), 1);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	usleep(300000);
+	assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still waiting on donor 0 */
+	assert_int_equal(gvmt_broker_stat(sock_path, "donor_connections"), 2);
+	assert_true(gvmt_file_count(cl.broker.log, "unreachable") >= 1);
+	/* The donor comes back with its pages (file backing, same address). */
+	assert_true(gvmt_memserver_restart(&cl.donor[0], key_path,
+					   (const char *[]){ "--backing", cl.backing[0], NULL }));
+	assert_int_equal(wait_exit(pid), 0);
+	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+	assert_true(gvmt_file_count(cl.broker.log, "reachable again") >= 1);
+	close(ready[0]);
+	close(ready[1]);
+	cluster_stop(&cl);
+}
+
+static void test_detect_mode_follows_each_signal(void **state)
+{
+	struct cluster cl;
+	char root[512], path[600];
+
+	(void)state;
+	setenv("GVM_MODE", "full-share", 1);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_FULL_SHARE);
+	setenv("GVM_MODE", "none", 1);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_NONE);
+	setenv("GVM_MODE", "memory-only", 1);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_MEMORY_ONLY);
+	unsetenv("GVM_MODE");
+
+	/* The GiantVM kernel's module, under a test sysroot. */
+	snprintf(root, sizeof(root), "%s/sysroot", gvmt_dir());
+	snprintf(path, sizeof(path), "%s/sys/module/giantvm_kvm", root);
+	assert_int_equal(system(NULL) != 0, 1);
+	mkdir(root, 0755);
+	snprintf(path, sizeof(path), "%s/sys", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/sys/module", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/sys/module/giantvm_kvm", root);
+	mkdir(path, 0755);
+	setenv("GVM_SYSROOT", root, 1);
+	setenv("GVM_ENDPOINT", "/nonexistent/broker.sock", 1);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_FULL_SHARE);
+	rmdir(path);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_NONE);
+
+	/* A broker answering at the endpoint. */
+	cluster_start(&cl, NULL);
+	setenv("GVM_ENDPOINT", sock_path, 1);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_MEMORY_ONLY);
+	cluster_stop(&cl);
+	assert_int_equal(gvm_detect_mode(), GVM_MODE_NONE);
+	unsetenv("GVM_ENDPOINT");
+	unsetenv("GVM_SYSROOT");
+}
+
+static void test_gvmctl_stats_prints_every_documented_key(void **state)
+{
+	static const char *const keys[] = { "vms: ", "resident_pages: ", "faults: ",
+					     "remote_reads: ", "prefetch_hits: ", "zero_fills: ",
+					     "donor_connections: 4", "fault_latency_p50_us: ",
+					     "fault_latency_p99_us: " };
+	struct cluster cl;
+	char bin[512], log[600];
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	snprintf(log, sizeof(log), "%s/gvmctl-stats.log", gvmt_dir());
+	assert_int_equal(gvmt_run(log, (const char *[]){ gvmt_bin("gvmctl", bin, sizeof(bin)),
+							 "--socket", sock_path, "stats", NULL }),
+			 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (gvmt_file_count_lines(log, keys[i]) != 1)
+			fail_msg("gvmctl stats lacks '%s'", keys[i]);
+	cluster_stop(&cl);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unprivileged_client_reads_preseeded_pages_and_writes),
+		cmocka_unit_test(test_three_vms_share_one_pool),
+		cmocka_unit_test(test_bad_handshakes_are_refused_and_others_keep_working),
+		cmocka_unit_test(test_killed_donor_stalls_only_its_extents_and_recovers),
+		cmocka_unit_test(test_detect_mode_follows_each_signal),
+		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	gvmt_path(key_path, sizeof(key_path), "cluster.key");
+	gvmt_make_key(key_path, 32, &key);
+	have_user = gvmt_test_user(&test_uid, &test_gid, &gvm_gid);
+	if (!have_user)
+		fprintf(stderr, "test_broker: not root: clients run as this user, the unprivileged test is skipped\n");
+	chmod(gvmt_dir(), 0755); /* the unprivileged clients reach the socket in it */
+	return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
+}
