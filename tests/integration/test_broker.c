@@ -48,6 +48,9 @@ static struct gvm_key key;
  * then say so on ready_fd, then the rest. */
 static const struct cluster *order_cluster;
 static unsigned order_first_donor;
+/* Set by the re-attach test: verify the first half, say so on ready_fd,
+ * wait for go_fd, then the second half. */
+static bool half_first;
 static uid_t test_uid;
 static gid_t test_gid, gvm_gid;
 static bool have_user;
@@ -208,11 +211,16 @@ static void client_run(const char *vm, size_t size, uint64_t seeded, int ready_f
 			if (pass == 0)
 				CHILD_CHECK(write(ready_fd, &c, 1) == 1, 84, "ready");
 		}
+	} else if (half_first) {
+		bad = verify_pattern(&g, 0, pages / 2, seeded);
+		CHILD_CHECK(write(ready_fd, &c, 1) == 1, 84, "ready");
+		CHILD_CHECK(read(go_fd, &c, 1) == 1, 85, "go");
+		bad += verify_pattern(&g, pages / 2, pages, seeded);
 	} else if (ready_fd >= 0) {
 		CHILD_CHECK(write(ready_fd, &c, 1) == 1, 84, "ready");
 		CHILD_CHECK(read(go_fd, &c, 1) == 1, 85, "go");
 	}
-	if (!order_cluster)
+	if (!order_cluster && !half_first)
 		bad = verify_pattern(&g, 0, pages, seeded);
 	CHILD_CHECK(bad == 0, 86, "%llu of %llu pages differ from the donors' data",
 		    (unsigned long long)bad, (unsigned long long)pages);
@@ -528,6 +536,45 @@ static void test_killed_donor_stalls_only_its_extents_and_recovers(void **state)
 	cluster_stop(&cl);
 }
 
+/* The broker dies under a running client: faults on the client's regions
+ * wait (its uffd copy keeps them registered) and the library re-attaches
+ * to the restarted broker, which serves them; no page comes back wrong. */
+static void test_client_reattaches_to_a_restarted_broker(void **state)
+{
+	struct cluster cl;
+	const char *donors[3];
+	uint64_t pages = (32u << 20) / GVM_PAGE_SIZE;
+	int ready[2], go[2], status;
+	char c;
+	pid_t pid;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	preseed(&cl, "vm-re.ram", pages);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	half_first = true;
+	pid = client_fork("vm-re", 32u << 20, pages, ready[1], go[0]);
+	half_first = false;
+	assert_int_equal(read(ready[0], &c, 1), 1); /* first half verified */
+	assert_int_equal(gvmt_proc_stop(&cl.broker, SIGKILL), 128 + SIGKILL);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	usleep(500000);
+	assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* waiting, not reading zeros */
+	donors[0] = cl.donor[0].addr;
+	donors[1] = cl.donor[1].addr;
+	donors[2] = NULL;
+	assert_true(gvmt_broker_start(&cl.broker, key_path, sock_path, donors, NULL));
+	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(gvmt_file_count(cl.broker.log, "attached again"), 1);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	cluster_stop(&cl);
+}
+
 static void test_detect_mode_follows_each_signal(void **state)
 {
 	struct cluster cl;
@@ -597,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_three_vms_share_one_pool),
 		cmocka_unit_test(test_bad_handshakes_are_refused_and_others_keep_working),
 		cmocka_unit_test(test_killed_donor_stalls_only_its_extents_and_recovers),
+		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
 	};
