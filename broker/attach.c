@@ -190,7 +190,8 @@ struct fresh_check {
 };
 
 /* A region whose namespace holds nothing on any donor reads as zeros until
- * written: its faults need no network trip. One STATS per donor decides. */
+ * written: its faults need no network trip. One STATS per donor decides;
+ * until every donor has said "empty", faults go to the donors. */
 static void on_fresh_stats(struct bk_req *req, int status, const struct gvm_hdr *h,
 			   const uint8_t *payload)
 {
@@ -206,7 +207,9 @@ static void on_fresh_stats(struct bk_req *req, int status, const struct gvm_hdr 
 			gvm__memserver_stats__free_unpacked(m, NULL);
 	}
 	if (!empty)
-		rg->fresh = false; /* unknown or not empty: ask the donors */
+		rg->fresh_seen_data = true; /* not empty, or unknown */
+	if (--rg->fresh_pending == 0)
+		rg->fresh = !rg->fresh_seen_data;
 	bk_vm_put(rg->vm);
 	free(fc);
 }
@@ -215,13 +218,15 @@ static void check_fresh(struct bk_region *rg)
 {
 	struct bk_broker *b = rg->vm->b;
 
-	rg->fresh = true;
+	rg->fresh = false;
+	rg->fresh_pending = b->cfg.ndonors;
 	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
 		struct fresh_check *fc = calloc(1, sizeof(*fc));
 
 		if (!fc) {
-			rg->fresh = false;
-			return;
+			rg->fresh_seen_data = true;
+			rg->fresh_pending--;
+			continue;
 		}
 		fc->rg = rg;
 		fc->req.donor = d;

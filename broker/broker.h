@@ -67,7 +67,9 @@ struct bk_region {
 	uint8_t *ext_state;  /* enum bk_extent_state per extent */
 	uint64_t *resident;  /* page bitmap: installed by us */
 	uint64_t *dirty;     /* page bitmap: written since installed */
-	bool fresh;          /* empty on every donor at attach: unwritten pages are zero */
+	bool fresh;          /* every donor said it holds nothing: unwritten pages are zero */
+	unsigned fresh_pending; /* donors yet to answer that question */
+	bool fresh_seen_data;   /* one answered with pages, or could not answer */
 	uint32_t ns_id[BK_DONORS_MAX]; /* per donor, 0 until opened */
 	uint64_t last_extent;
 	unsigned streak;     /* consecutive sequential extents */
