@@ -100,7 +100,13 @@ $(BIN)/gvm-memserver-bench: $(OBJ)/bench/memserver_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench
+$(OBJ)/bench/fault_bench.o: CPPFLAGS += -Iclient-lib/include
+$(BIN)/gvm-fault-bench: $(OBJ)/bench/fault_bench.o $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
+	$(BIN)/gvm-fault-bench
 
 # ---- tests/ (cmocka) ----
 TEST_LIBS := -lcmocka

@@ -21,7 +21,7 @@
 #define BK_DEFAULT_PREFETCH_BYTES (64ull << 20)
 #define BK_PREFETCH_WINDOW_MAX_EXTENTS 16u
 #define BK_CONN_INFLIGHT_MAX 64u     /* requests in flight on one connection */
-#define BK_CONN_PREFETCH_INFLIGHT_MAX 4u /* of which prefetches */
+#define BK_CONN_PREFETCH_INFLIGHT_MAX 8u /* of which prefetches */
 #define BK_RECONNECT_MIN_MS 100u
 #define BK_RECONNECT_MAX_MS 5000u
 #define BK_DONOR_STALL_MS 5000u      /* no answer for this long: reconnect */

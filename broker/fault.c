@@ -3,8 +3,11 @@
  * page's whole extent is installed with UFFDIO_COPY: zeros straight away for
  * a region the donors have never seen, otherwise the extent's pages from its
  * donor (pool.c, placement.c) in one READ, or from the prefetch cache
- * (prefetch.c). Read faults install write-protected, so the first write is
- * a WP fault that marks the page dirty (for eviction) and lifts the WP. */
+ * (prefetch.c). The faulting page always goes in first, alone, so its thread
+ * runs on while the rest is copied; for a remote fault a one-page READ is
+ * pipelined just ahead of the extent's, so the thread waits for one small
+ * round trip. Read faults install write-protected, so the first write is a
+ * WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
 #include <linux/userfaultfd.h>
 #include <stdlib.h>
@@ -26,6 +29,8 @@ struct bk_fetch {
 	struct bk_req req; /* first: the pool hands back &req */
 	struct bk_region *rg;
 	uint64_t extent;
+	uint64_t page;  /* NO_PAGE: the whole extent; else just this page */
+	uint64_t fault_page; /* the page whose fault asked for the extent, or NO_PAGE */
 	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
 };
 
@@ -114,39 +119,61 @@ static int64_t copy_run(struct bk_region *rg, uint64_t page, uint64_t n, const u
 	}
 }
 
+/* Installs one page from src unless it is resident: writable and dirty
+ * after a write fault, else write-protected. */
+static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src, bool write)
+{
+	int64_t n;
+
+	if (bk_bit_test(rg->resident, page))
+		return 0;
+	n = copy_run(rg, page, 1, src, !write);
+	if (n < 0)
+		return (int)n;
+	if (write)
+		bk_bit_set(rg->dirty, page);
+	return 0;
+}
+
 /* Installs the pages of extent e that are not resident from pages (the
- * extent's full contents). write_page, if any, took a write fault: it goes
- * in writable and dirty; every other page write-protected and clean. */
+ * extent's full contents): fault_page first, on its own, so the faulting
+ * thread wakes at once (writable if it was a write fault), then the rest
+ * write-protected, a run of missing pages per UFFDIO_COPY. */
 static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages,
-			  uint64_t write_page)
+			  uint64_t fault_page, bool write)
 {
 	uint64_t first = e * extent_pages(rg), count = extent_count(rg, e), i = 0;
+	int err;
 
+	if (fault_page != NO_PAGE) {
+		err = install_page(rg, fault_page, pages + (fault_page - first) * GVM_PAGE_SIZE,
+				   write);
+		if (err)
+			return err;
+	}
 	while (i < count) {
 		uint64_t j = i + 1;
-		bool wp = first + i != write_page;
 		int64_t n;
 
 		if (bk_bit_test(rg->resident, first + i)) {
 			i++;
 			continue;
 		}
-		if (wp)
-			while (j < count && !bk_bit_test(rg->resident, first + j) &&
-			       first + j != write_page)
-				j++;
-		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, wp);
+		while (j < count && !bk_bit_test(rg->resident, first + j))
+			j++;
+		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
 		if (n < 0)
 			return (int)n;
-		if (!wp)
-			bk_bit_set(rg->dirty, first + i);
 		i += (uint64_t)n;
 	}
 	rg->ext_state[e] = BK_EXT_LOCAL;
 	return 0;
 }
 
-static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t t0_us);
+static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
+			 uint64_t t0_us);
+static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us);
+static void drain_faults(struct bk_broker *b);
 
 static unsigned extent_donor(const struct bk_region *rg, uint64_t e)
 {
@@ -173,10 +200,25 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 
 	if (vm->detached)
 		goto out;
+	if (f->page != NO_PAGE) {
+		/* The faulting page, ahead of its extent: install it, nothing else
+		 * (the extent's own READ covers failures and the rest). */
+		if (!status && !h->status && rg->ext_state[e] == BK_EXT_FETCHING) {
+			gvm_frame_unpack_pages(h, payload, fetch_buf);
+			err = install_page(rg, f->page, fetch_buf, false);
+			if (err)
+				vm_lost(vm, err);
+			else if (f->t0_us) {
+				bk_stats_latency(now_us() - f->t0_us);
+				f->t0_us = 0;
+			}
+		}
+		goto out;
+	}
 	if (!status && h->status == ENOENT) {
 		/* The donor restarted and forgot the namespace: open it again. */
 		rg->ns_id[req->donor] = 0;
-		fetch_extent(rg, e, rg->ext_state[e] == BK_EXT_FETCHING, f->t0_us);
+		fetch_extent(rg, e, rg->ext_state[e] == BK_EXT_FETCHING, f->fault_page, f->t0_us);
 		goto out;
 	}
 	if (status || h->status) {
@@ -190,15 +232,26 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	}
 	bk_stats.remote_reads++;
 	bk_stats.remote_pages += h->page_count;
-	gvm_frame_unpack_pages(h, payload, fetch_buf);
+	/* A reply without zero pages is already the extent's contents. */
+	const uint8_t *pages = payload;
+	if (gvm_hdr_data_pages(h) != h->page_count) {
+		gvm_frame_unpack_pages(h, payload, fetch_buf);
+		pages = fetch_buf;
+	}
 	if (rg->ext_state[e] == BK_EXT_FETCHING) {
-		err = install_extent(rg, e, fetch_buf, NO_PAGE);
+		/* Faults that came meanwhile send their one-page READs before we
+		 * spend time copying the rest of this extent (draining only sends
+		 * requests: the reply's payload stays where it is). */
+		drain_faults(vm->b);
+		if (vm->detached)
+			goto out;
+		err = install_extent(rg, e, pages, f->fault_page, false);
 		if (err)
 			vm_lost(vm, err);
 		else if (f->t0_us)
 			bk_stats_latency(now_us() - f->t0_us);
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING &&
-		   !bk_cache_put(vm->b->cache, rg, e, fetch_buf)) {
+		   !bk_cache_put(vm->b->cache, rg, e, pages)) {
 		rg->ext_state[e] = BK_EXT_NONE;
 	}
 out:
@@ -217,7 +270,7 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 		if (!status && !h->status) {
 			rg->ns_id[req->donor] = h->ns;
 			fetch_extent(rg, f->extent, rg->ext_state[f->extent] == BK_EXT_FETCHING,
-				     f->t0_us);
+				     f->fault_page, f->t0_us);
 		} else {
 			bk_stats.donor_errors++;
 			gvm_warn("donor %s: OPEN_NS %s failed: %s",
@@ -233,7 +286,8 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 
 /* Asks the extent's donor for its pages (opening the namespace there first
  * if needed). The reply installs them (demand) or caches them (prefetch). */
-static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t t0_us)
+static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
+			 uint64_t t0_us)
 {
 	struct bk_fetch *f = calloc(1, sizeof(*f));
 	unsigned d = extent_donor(rg, e);
@@ -244,6 +298,8 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 	}
 	f->rg = rg;
 	f->extent = e;
+	f->page = NO_PAGE;
+	f->fault_page = fault_page;
 	f->t0_us = t0_us;
 	f->req.donor = d;
 	f->req.flags = demand ? BK_REQ_DEMAND : 0;
@@ -262,6 +318,46 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		f->req.cb = on_fetched;
 	}
 	bk_pool_submit(rg->vm->b->pool, &f->req);
+}
+
+/* One page, ahead of its extent's READ (see on_fetched); needs the
+ * namespace open on that donor already. */
+static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us)
+{
+	struct bk_fetch *f = calloc(1, sizeof(*f));
+	uint64_t e = page / extent_pages(rg);
+	unsigned d = extent_donor(rg, e);
+
+	if (!f)
+		return;
+	f->rg = rg;
+	f->extent = e;
+	f->page = page;
+	f->t0_us = t0_us;
+	f->req.donor = d;
+	f->req.flags = BK_REQ_DEMAND;
+	f->req.cb = on_fetched;
+	gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
+	f->req.hdr.ns = rg->ns_id[d];
+	f->req.hdr.first_page = page;
+	f->req.hdr.page_count = 1;
+	rg->vm->refs++;
+	bk_pool_submit(rg->vm->b->pool, &f->req);
+}
+
+/* A demand fault on page: its page first when the namespace is open there
+ * (the faulting thread waits only for that), then the whole extent. */
+static void fetch_demand(struct bk_region *rg, uint64_t page, uint64_t t0_us)
+{
+	uint64_t e = page / extent_pages(rg);
+
+	if (extent_pages(rg) > 1 && rg->ns_id[extent_donor(rg, e)]) {
+		rg->ext_state[e] = BK_EXT_FETCHING;
+		fetch_page(rg, page, t0_us);
+		fetch_extent(rg, e, true, page, 0);
+	} else {
+		fetch_extent(rg, e, true, page, t0_us);
+	}
 }
 
 /* A sequential run of demand faults widens the prefetch window: 1, 2, 4...
@@ -284,7 +380,7 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 		if (rg->ext_state[k] != BK_EXT_NONE)
 			continue;
 		bk_stats.prefetch_issued++;
-		fetch_extent(rg, k, false, 0);
+		fetch_extent(rg, k, false, NO_PAGE, 0);
 	}
 }
 
@@ -345,8 +441,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		cached = bk_cache_get(vm->b->cache, rg, e);
 		if (cached) {
 			bk_stats.prefetch_hits++;
-			err = install_extent(rg, e, cached,
-					     flags & UFFD_PAGEFAULT_FLAG_WRITE ? page : NO_PAGE);
+			err = install_extent(rg, e, cached, page, flags & UFFD_PAGEFAULT_FLAG_WRITE);
 			bk_cache_drop(vm->b->cache, rg, e);
 			bk_stats_latency(now_us() - t0);
 			prefetch_after(rg, e);
@@ -359,12 +454,12 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	}
 	if (rg->fresh) {
 		bk_stats.zero_fills++;
-		err = install_extent(rg, e, vm->b->zero_extent,
-				     flags & UFFD_PAGEFAULT_FLAG_WRITE ? page : NO_PAGE);
+		err = install_extent(rg, e, vm->b->zero_extent, page,
+				     flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		bk_stats_latency(now_us() - t0);
 		return err;
 	}
-	fetch_extent(rg, e, true, t0);
+	fetch_demand(rg, page, t0);
 	prefetch_after(rg, e);
 	return 0;
 }
@@ -396,6 +491,14 @@ static void on_uffd(uv_poll_t *h, int status, int events)
 		if (err)
 			vm_lost(vm, err);
 	}
+}
+
+/* Reads and dispatches whatever faults wait on any VM's uffd right now. */
+static void drain_faults(struct bk_broker *b)
+{
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		if (vm->polling && !vm->detached)
+			on_uffd(&vm->poll, 0, UV_READABLE);
 }
 
 int bk_fault_start(struct bk_vm *vm)

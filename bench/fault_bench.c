@@ -1,0 +1,326 @@
+/* fault_bench.c: gvm-fault-bench, first-touch faults through gvm-broker
+ * against the machine's ceiling, in one run. The ceiling is a local
+ * userfaultfd handler thread that serves each fault by copying the
+ * faulting extent from a buffer (the same extent-sized UFFDIO_COPY the
+ * broker does, minus the network). The broker run attaches a memfd region
+ * with libgvmmem after pre-seeding its pages on the donor, so every
+ * first touch is a remote fetch. Reports random 4 KiB fault p50/p99 and
+ * sequential MB/s for both, and their ratios. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dclient.h"
+#include "gvmmem.h"
+#include "log.h"
+#include "pattern.h"
+
+#define SEED 77u
+
+struct result {
+	double seq_mbps, rand_p50_us, rand_p99_us;
+};
+
+struct local_uffd {
+	int uffd;
+	uint8_t *base;
+	size_t size;
+	unsigned extent_pages;
+	uint8_t *src;      /* the region's contents, served from here */
+	uint8_t *resident; /* per page */
+	volatile int stop;
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Touches pages in order (one byte each), then `samples` random pages of
+ * a second, untouched half, timing each first touch. */
+static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned samples,
+		    struct result *r)
+{
+	size_t half = size / 2, pages = half / GVM_PAGE_SIZE;
+	size_t extents = pages / extent_pages;
+	double *lat = malloc(samples * sizeof(*lat)), t0;
+	volatile uint8_t sink = 0;
+	uint64_t rng = 0x9e3779b97f4a7c15ULL;
+	uint8_t *used = calloc(extents, 1);
+
+	t0 = now_us();
+	for (size_t p = 0; p < pages; p++)
+		sink += mem[p * GVM_PAGE_SIZE];
+	r->seq_mbps = (double)half / (now_us() - t0);
+	if (samples > extents)
+		samples = (unsigned)extents;
+	for (unsigned i = 0; i < samples; i++) {
+		size_t e;
+
+		do {
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			e = rng % extents;
+		} while (used[e]);
+		used[e] = 1;
+		size_t p = pages + e * extent_pages + (rng >> 32) % extent_pages;
+
+		t0 = now_us();
+		sink += mem[p * GVM_PAGE_SIZE];
+		lat[i] = now_us() - t0;
+	}
+	qsort(lat, samples, sizeof(*lat), cmp_double);
+	r->rand_p50_us = lat[samples / 2];
+	r->rand_p99_us = lat[samples * 99 / 100];
+	(void)sink;
+	free(lat);
+	free(used);
+}
+
+/* UFFDIO_COPY of pages [from, to) that are not resident yet. */
+static void local_copy(struct local_uffd *l, uint64_t from, uint64_t to)
+{
+	struct uffdio_copy c;
+
+	if (from >= to || l->resident[from])
+		return;
+	c = (struct uffdio_copy){ (uintptr_t)l->base + from * GVM_PAGE_SIZE,
+				  (uintptr_t)l->src + from * GVM_PAGE_SIZE,
+				  (to - from) * GVM_PAGE_SIZE, UFFDIO_COPY_MODE_WP, 0 };
+	ioctl(l->uffd, UFFDIO_COPY, &c);
+	for (uint64_t k = from; k < to; k++)
+		l->resident[k] = 1;
+}
+
+static void *local_handler(void *arg)
+{
+	struct local_uffd *l = arg;
+	struct uffd_msg msgs[64];
+
+	while (!l->stop) {
+		struct pollfd p = { l->uffd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(l->uffd, msgs, sizeof(msgs));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			uint64_t page = (msgs[i].arg.pagefault.address - (uintptr_t)l->base) / GVM_PAGE_SIZE;
+			uint64_t first = page / l->extent_pages * l->extent_pages;
+
+			/* The faulting page first, as the broker does, then the rest. */
+			local_copy(l, page, page + 1);
+			for (uint64_t k = first; k < first + l->extent_pages;) {
+				uint64_t j = k;
+
+				while (j < first + l->extent_pages && !l->resident[j])
+					j++;
+				local_copy(l, k, j);
+				k = j + 1;
+			}
+		}
+	}
+	return NULL;
+}
+
+static uint8_t *map_region(size_t size, int *memfd)
+{
+	uint8_t *p;
+
+	*memfd = memfd_create("bench-ram", MFD_CLOEXEC);
+	if (*memfd < 0 || ftruncate(*memfd, (off_t)size))
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int run_local(size_t size, unsigned extent_pages, unsigned samples, struct result *r)
+{
+	struct local_uffd l = { .size = size, .extent_pages = extent_pages };
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
+	struct uffdio_register reg;
+	pthread_t t;
+	int memfd, dev;
+
+	l.base = map_region(size, &memfd);
+	l.src = malloc(size);
+	l.resident = calloc(size / GVM_PAGE_SIZE, 1);
+	if (!l.base || !l.src || !l.resident)
+		return -ENOMEM;
+	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++)
+		gvm_pattern_fill_page(l.src + p * GVM_PAGE_SIZE, SEED, p, 0);
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	l.uffd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) :
+			    (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (dev >= 0)
+		close(dev);
+	reg = (struct uffdio_register){ { (uintptr_t)l.base, size },
+					UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP, 0 };
+	if (l.uffd < 0 || ioctl(l.uffd, UFFDIO_API, &api) || ioctl(l.uffd, UFFDIO_REGISTER, &reg)) {
+		fprintf(stderr, "gvm-fault-bench: local userfaultfd: %s (run as root)\n", strerror(errno));
+		return -errno;
+	}
+	pthread_create(&t, NULL, local_handler, &l);
+	measure(l.base, size, extent_pages, samples, r);
+	l.stop = 1;
+	pthread_join(t, NULL);
+	close(l.uffd);
+	munmap(l.base, size);
+	close(memfd);
+	free(l.src);
+	free(l.resident);
+	return 0;
+}
+
+static int seed_donor(const char *donor, const struct gvm_key *key, const char *ns, size_t size)
+{
+	static uint8_t buf[GVM_FRAME_DATA_MAX_BYTES];
+	struct gvm_dconn *c;
+	char why[512];
+	uint32_t id;
+
+	if (gvm_dconn_open(&c, donor, key, why, sizeof(why))) {
+		fprintf(stderr, "gvm-fault-bench: %s\n", why);
+		return -1;
+	}
+	if (gvm_dconn_open_ns(c, ns, &id))
+		goto fail;
+	for (uint64_t p = 0; p < size / GVM_PAGE_SIZE; p += GVM_FRAME_PAGES_MAX) {
+		for (uint32_t k = 0; k < GVM_FRAME_PAGES_MAX; k++)
+			gvm_pattern_fill_page(buf + k * GVM_PAGE_SIZE, SEED, p + k, 0);
+		if (gvm_dconn_write(c, id, p, GVM_FRAME_PAGES_MAX, buf))
+			goto fail;
+	}
+	gvm_dconn_close(c);
+	return 0;
+fail:
+	fprintf(stderr, "gvm-fault-bench: seeding %s: %s\n", ns, gvm_dconn_error(c));
+	gvm_dconn_close(c);
+	return -1;
+}
+
+static int run_broker(const char *sock, const char *donor, const struct gvm_key *key, size_t size,
+		      unsigned extent_pages, unsigned samples, struct result *r)
+{
+	char vm[32], ns[64];
+	struct gvm_region reg = { "ram", NULL, size, -1, 0, 0 };
+	struct gvm_session *s;
+	uint8_t want[GVM_PAGE_SIZE];
+	int memfd, err;
+
+	snprintf(vm, sizeof(vm), "bench-%d", (int)getpid());
+	snprintf(ns, sizeof(ns), "%s.ram", vm);
+	if (seed_donor(donor, key, ns, size))
+		return -1;
+	reg.host_addr = map_region(size, &memfd);
+	reg.memfd = memfd;
+	s = gvm_attach(sock, vm, &reg, 1, &err);
+	if (!s) {
+		fprintf(stderr, "gvm-fault-bench: attach: %s\n", gvm_strerror(err));
+		return err;
+	}
+	usleep(100000); /* let the broker learn the namespace is not empty */
+	measure(reg.host_addr, size, extent_pages, samples, r);
+	/* What came through the broker is the donor's data. */
+	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p += 97) {
+		gvm_pattern_fill_page(want, SEED, p, 0);
+		if (memcmp((uint8_t *)reg.host_addr + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE)) {
+			fprintf(stderr, "gvm-fault-bench: page %zu differs from the donor's\n", p);
+			return -EIO;
+		}
+	}
+	gvm_detach(s);
+	munmap(reg.host_addr, size);
+	close(memfd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "donor", required_argument, NULL, 'd' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "size", required_argument, NULL, 'z' },
+		{ "extent-pages", required_argument, NULL, 'e' },
+		{ "samples", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = GVM_DEFAULT_SOCKET, *donor = "127.0.0.1:7700";
+	const char *key_file = GVM_DEFAULT_KEY_FILE;
+	uint64_t size = 256ull << 20;
+	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000;
+	struct result local, broker;
+	struct gvm_key key;
+	char why[512];
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'd': donor = optarg; break;
+		case 'k': key_file = optarg; break;
+		case 'z':
+			if (gvm_parse_size(optarg, &size) || size < (8u << 20)) {
+				fprintf(stderr, "--size %s: want 8M or more\n", optarg);
+				return 2;
+			}
+			break;
+		case 'e': extent_pages = (unsigned)atoi(optarg); break;
+		case 'n': samples = (unsigned)atoi(optarg); break;
+		case 'h':
+			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT --key-file KEY\n"
+			       "          [--size 256M] [--extent-pages 32] [--samples 1000]\n"
+			       "First-touch faults through gvm-broker (one donor, pre-seeded) next to a\n"
+			       "local userfaultfd handler copying from memory; run as root. The broker\n"
+			       "must use the same --extent-pages and this donor only.\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	gvm_log_init("gvm-fault-bench", GVM_LOG_WARN);
+	if (gvm_key_load(key_file, &key, why, sizeof(why))) {
+		fprintf(stderr, "gvm-fault-bench: %s\n", why);
+		return 1;
+	}
+	if (run_local(size, extent_pages, samples, &local) ||
+	    run_broker(sock, donor, &key, size, extent_pages, samples, &broker))
+		return 1;
+	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples\n",
+	       (unsigned long long)(size >> 20), extent_pages, samples);
+	printf("%-22s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
+	printf("%-22s %12.1f %14.1f %14.1f\n", "local uffd (ceiling)", local.seq_mbps,
+	       local.rand_p50_us, local.rand_p99_us);
+	printf("%-22s %12.1f %14.1f %14.1f\n", "gvm-broker + donor", broker.seq_mbps,
+	       broker.rand_p50_us, broker.rand_p99_us);
+	printf("sequential: broker at %.0f%% of the ceiling (target >= 60%%)\n",
+	       100.0 * broker.seq_mbps / local.seq_mbps);
+	printf("random p50: %.1f us through the broker (target <= 60 us), %.1fx the ceiling's\n",
+	       broker.rand_p50_us, broker.rand_p50_us / local.rand_p50_us);
+	printf("key seq_ratio_pct %.0f\nkey rand_p50_us %.1f\nkey rand_p99_us %.1f\n",
+	       100.0 * broker.seq_mbps / local.seq_mbps, broker.rand_p50_us, broker.rand_p99_us);
+	return 0;
+}
