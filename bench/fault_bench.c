@@ -25,6 +25,7 @@
 #include "gvmmem.h"
 #include "log.h"
 #include "pattern.h"
+#include "placement.h"
 
 #define SEED 77u
 
@@ -193,35 +194,50 @@ static int run_local(size_t size, unsigned extent_pages, unsigned samples, struc
 	return 0;
 }
 
-static int seed_donor(const char *donor, const struct gvm_key *key, const char *ns, size_t size)
+/* Writes the region's pages to the donors, each extent where placement
+ * puts it (the broker must use the same donors, weight 1 each). */
+static int seed_donors(const char *const *donors, unsigned n, const struct gvm_key *key,
+		       const char *ns, size_t size, unsigned extent_pages)
 {
 	static uint8_t buf[GVM_FRAME_DATA_MAX_BYTES];
-	struct gvm_dconn *c;
+	struct gvm_place_donor place[16];
+	struct gvm_dconn *c[16] = { 0 };
+	uint32_t id[16];
 	char why[512];
-	uint32_t id;
+	int rc = -1;
 
-	if (gvm_dconn_open(&c, donor, key, why, sizeof(why))) {
-		fprintf(stderr, "gvm-fault-bench: %s\n", why);
-		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		place[i] = (struct gvm_place_donor){ donors[i], 1 };
+		if (gvm_dconn_open(&c[i], donors[i], key, why, sizeof(why))) {
+			fprintf(stderr, "gvm-fault-bench: %s\n", why);
+			goto out;
+		}
+		if (gvm_dconn_open_ns(c[i], ns, &id[i])) {
+			fprintf(stderr, "gvm-fault-bench: %s\n", gvm_dconn_error(c[i]));
+			goto out;
+		}
 	}
-	if (gvm_dconn_open_ns(c, ns, &id))
-		goto fail;
-	for (uint64_t p = 0; p < size / GVM_PAGE_SIZE; p += GVM_FRAME_PAGES_MAX) {
-		for (uint32_t k = 0; k < GVM_FRAME_PAGES_MAX; k++)
-			gvm_pattern_fill_page(buf + k * GVM_PAGE_SIZE, SEED, p + k, 0);
-		if (gvm_dconn_write(c, id, p, GVM_FRAME_PAGES_MAX, buf))
-			goto fail;
+	for (uint64_t e = 0; e < size / GVM_PAGE_SIZE / extent_pages; e++) {
+		unsigned d;
+
+		gvm_place(ns, e, place, n, &d, 1);
+		for (uint32_t k = 0; k < extent_pages; k++)
+			gvm_pattern_fill_page(buf + k * GVM_PAGE_SIZE, SEED, e * extent_pages + k, 0);
+		if (gvm_dconn_write(c[d], id[d], e * extent_pages, extent_pages, buf)) {
+			fprintf(stderr, "gvm-fault-bench: seeding %s: %s\n", ns, gvm_dconn_error(c[d]));
+			goto out;
+		}
 	}
-	gvm_dconn_close(c);
-	return 0;
-fail:
-	fprintf(stderr, "gvm-fault-bench: seeding %s: %s\n", ns, gvm_dconn_error(c));
-	gvm_dconn_close(c);
-	return -1;
+	rc = 0;
+out:
+	for (unsigned i = 0; i < n; i++)
+		gvm_dconn_close(c[i]);
+	return rc;
 }
 
-static int run_broker(const char *sock, const char *donor, const struct gvm_key *key, size_t size,
-		      unsigned extent_pages, unsigned samples, struct result *r)
+static int run_broker(const char *sock, const char *const *donors, unsigned ndonors,
+		      const struct gvm_key *key, size_t size, unsigned extent_pages,
+		      unsigned samples, struct result *r)
 {
 	char vm[32], ns[64];
 	struct gvm_region reg = { "ram", NULL, size, -1, 0, 0 };
@@ -231,7 +247,7 @@ static int run_broker(const char *sock, const char *donor, const struct gvm_key 
 
 	snprintf(vm, sizeof(vm), "bench-%d", (int)getpid());
 	snprintf(ns, sizeof(ns), "%s.ram", vm);
-	if (seed_donor(donor, key, ns, size))
+	if (seed_donors(donors, ndonors, key, ns, size, extent_pages))
 		return -1;
 	reg.host_addr = map_region(size, &memfd);
 	reg.memfd = memfd;
@@ -268,7 +284,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = GVM_DEFAULT_SOCKET, *donor = "127.0.0.1:7700";
+	const char *sock = GVM_DEFAULT_SOCKET, *donors[16] = { "127.0.0.1:7700" };
+	unsigned ndonors = 0;
 	const char *key_file = GVM_DEFAULT_KEY_FILE;
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000;
@@ -280,7 +297,13 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
-		case 'd': donor = optarg; break;
+		case 'd':
+			if (ndonors == 16) {
+				fprintf(stderr, "at most 16 --donor\n");
+				return 2;
+			}
+			donors[ndonors++] = optarg;
+			break;
 		case 'k': key_file = optarg; break;
 		case 'z':
 			if (gvm_parse_size(optarg, &size) || size < (8u << 20)) {
@@ -291,23 +314,30 @@ int main(int argc, char **argv)
 		case 'e': extent_pages = (unsigned)atoi(optarg); break;
 		case 'n': samples = (unsigned)atoi(optarg); break;
 		case 'h':
-			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT --key-file KEY\n"
+			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000]\n"
-			       "First-touch faults through gvm-broker (one donor, pre-seeded) next to a\n"
-			       "local userfaultfd handler copying from memory; run as root. The broker\n"
-			       "must use the same --extent-pages and this donor only.\n");
+			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
+			       "where placement puts them) next to a local userfaultfd handler copying\n"
+			       "from memory; run as root. Give the broker's donors, in any order, and\n"
+			       "its --extent-pages.\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
 	gvm_log_init("gvm-fault-bench", GVM_LOG_WARN);
+	if (!ndonors)
+		ndonors = 1;
+	if (extent_pages < 1 || extent_pages > GVM_FRAME_PAGES_MAX) {
+		fprintf(stderr, "--extent-pages: want 1..%u\n", GVM_FRAME_PAGES_MAX);
+		return 2;
+	}
 	if (gvm_key_load(key_file, &key, why, sizeof(why))) {
 		fprintf(stderr, "gvm-fault-bench: %s\n", why);
 		return 1;
 	}
 	if (run_local(size, extent_pages, samples, &local) ||
-	    run_broker(sock, donor, &key, size, extent_pages, samples, &broker))
+	    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, &broker))
 		return 1;
 	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples\n",
 	       (unsigned long long)(size >> 20), extent_pages, samples);

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR: `make bench`. Starts one gvm-memserver on loopback and
-# measures it with gvm-memserver-bench: 4 KiB and 128 KiB pipelined READs
-# and WRITEs at depth 1 and 16, plus a full verify pass. Prints figures;
-# never fails on a number (targets are for people to read, not asserts).
+# measures it with gvm-memserver-bench (4 KiB and 128 KiB pipelined READs and
+# WRITEs at depth 1 and 16, plus a verify pass); then starts gvm-broker on it
+# and measures first-touch faults with gvm-fault-bench against a local
+# userfaultfd ceiling. Prints figures; never fails on a number (targets are
+# for people to read, not asserts). Needs root for the userfaultfd parts.
 set -euo pipefail
 build=${1:-build}
 bin=$build/bin
 work=$(mktemp -d)
-trap 'kill $ms 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+bk=
+trap 'kill $bk $ms 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 head -c 32 /dev/urandom > "$work/key" && chmod 600 "$work/key"
 port=$(( 20000 + RANDOM % 20000 ))
@@ -27,3 +30,18 @@ done
 r128=$(sed -n 's/^key read_128k_mbps //p' "$work/d16")
 echo
 echo "target: 128 KiB READs >= 1500 MB/s from one memserver; measured ${r128} MB/s (depth 16)"
+
+echo
+echo "== gvm-broker on that donor: first-touch faults vs a local userfaultfd ceiling"
+"$bin/gvm-broker" --socket "$work/broker.sock" --donor 127.0.0.1:$port --key-file "$work/key" \
+	--no-cuse --log-level warn 2> "$work/broker.log" &
+bk=$!
+for _ in $(seq 100); do
+	"$bin/gvmctl" --socket "$work/broker.sock" stats 2>/dev/null | grep -q '^donor_connections: [1-9]' && break
+	sleep 0.1
+done
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
+	--key-file "$work/key" --size 256M --samples 1000 | grep -v '^key '
+echo
+echo "broker counters:"
+"$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(faults|remote_reads|prefetch_hits|zero_fills|donor_connections|fault_latency)'
