@@ -72,9 +72,13 @@ $(LIB)/libgvmmem.a: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIB)/pkgconfig/gvmmem.pc: client-lib/gvmmem.pc.in
+$(LIB)/pkgconfig/gvmmem.pc: client-lib/gvmmem.pc.in FORCE
 	@mkdir -p $(dir $@)
-	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
+	@sed 's|@PREFIX@|$(PREFIX)|' $< > $@.tmp && \
+		(cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@)
+
+.PHONY: FORCE
+FORCE:
 
 CLIENT_LIBS := $(LIB)/libgvmmem.so.0 $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LIB)/pkgconfig/gvmmem.pc
 
@@ -172,8 +176,14 @@ demo: deps
 	bash dist/demo.sh $(BUILD)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gvmmem
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gvmmem \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(LIB)/libgvmmem.so.0 $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libgvmmem.so.0 $(DESTDIR)$(PREFIX)/lib/libgvmmem.so
+	install -m 0644 $(LIB)/libgvmmem.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 $(LIB)/pkgconfig/gvmmem.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 client-lib/include/gvmmem.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 proto/gvm.proto $(DESTDIR)$(PREFIX)/share/gvmmem/
 
 format:

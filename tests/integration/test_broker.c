@@ -637,6 +637,39 @@ static void test_gvmctl_stats_prints_every_documented_key(void **state)
 	cluster_stop(&cl);
 }
 
+static void test_broker_command_line_errors_are_explained(void **state)
+{
+	struct cluster cl;
+	char bin[512], log[600], file[600];
+	FILE *f;
+
+	(void)state;
+	gvmt_bin("gvm-broker", bin, sizeof(bin));
+	snprintf(log, sizeof(log), "%s/broker-cli.log", gvmt_dir());
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--help", NULL }), 0);
+	assert_int_equal(gvmt_file_count(log, "Usage: gvm-broker"), 1);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--no-cuse", NULL }), 2);
+	assert_int_equal(gvmt_file_count(log, "no donors"), 1);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "nohost", "--donor", "nohost", NULL }), 2);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "1.2.3.4:7700,0", NULL }), 2);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "1.2.3.4:7700", "--extent-pages", "300", NULL }), 2);
+	snprintf(file, sizeof(file), "%s/donors.txt", gvmt_dir());
+	f = fopen(file, "w");
+	fprintf(f, "# donors\n127.0.0.1:7701 2\n\n127.0.0.1:7702\nnot an address at all\n");
+	fclose(f);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donors-file", file, NULL }), 2);
+	assert_int_equal(gvmt_file_count(log, "donors.txt:5: 'not an address at all'"), 1);
+	/* A socket another broker serves is not taken over. */
+	cluster_start(&cl, NULL);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--no-cuse", "--socket", sock_path,
+							 "--key-file", key_path, "--donor",
+							 cl.donor[0].addr, NULL }),
+			 1);
+	assert_int_equal(gvmt_file_count(log, "another broker is serving"), 1);
+	assert_true(gvmt_proc_alive(&cl.broker));
+	cluster_stop(&cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -647,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
+		cmocka_unit_test(test_broker_command_line_errors_are_explained),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
