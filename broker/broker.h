@@ -54,6 +54,7 @@ enum bk_extent_state {
 	BK_EXT_FETCHING,    /* a demand READ is on its way */
 	BK_EXT_PREFETCHING, /* a prefetch READ is on its way */
 	BK_EXT_CACHED,      /* its pages wait in the prefetch cache */
+	BK_EXT_PAGES,       /* single pages of it are on their way, not the extent */
 	BK_EXT_LOCAL,       /* installed */
 };
 

@@ -4,10 +4,12 @@
  * a region the donors have never seen, otherwise the extent's pages from its
  * donor (pool.c, placement.c) in one READ, or from the prefetch cache
  * (prefetch.c). The faulting page always goes in first, alone, so its thread
- * runs on while the rest is copied; for a remote fault a one-page READ is
- * pipelined just ahead of the extent's, so the thread waits for one small
- * round trip. Read faults install write-protected, so the first write is a
- * WP fault that marks the page dirty (for eviction) and lifts the WP. */
+ * runs on while the rest is copied. A remote fault sends a one-page READ;
+ * its extent's READ follows in the same breath only when there is locality
+ * to pay for it (a sequential run, or a second touch in the extent), since
+ * moving 128 KiB for every random touch costs more CPU on a small host than
+ * the touch itself. Read faults install write-protected, so the first write
+ * is a WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
 #include <linux/userfaultfd.h>
 #include <stdlib.h>
@@ -173,7 +175,6 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us);
-static void drain_faults(struct bk_broker *b);
 
 static unsigned extent_donor(const struct bk_region *rg, uint64_t e)
 {
@@ -201,18 +202,21 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	if (vm->detached)
 		goto out;
 	if (f->page != NO_PAGE) {
-		/* The faulting page, ahead of its extent: install it, nothing else
-		 * (the extent's own READ covers failures and the rest). */
-		if (!status && !h->status && rg->ext_state[e] == BK_EXT_FETCHING) {
+		/* A faulting page on its own: install just it. */
+		if (!status && !h->status) {
 			gvm_frame_unpack_pages(h, payload, fetch_buf);
 			err = install_page(rg, f->page, fetch_buf, false);
 			if (err)
 				vm_lost(vm, err);
-			else if (f->t0_us) {
+			else if (f->t0_us)
 				bk_stats_latency(now_us() - f->t0_us);
-				f->t0_us = 0;
-			}
+		} else if (!bk_bit_test(rg->resident, f->page) &&
+			   rg->ext_state[e] != BK_EXT_FETCHING) {
+			bk_stats.donor_errors++;
+			uffd_wake(rg, f->page, 1); /* its thread faults again */
 		}
+		if (rg->ext_state[e] == BK_EXT_PAGES)
+			rg->ext_state[e] = BK_EXT_NONE;
 		goto out;
 	}
 	if (!status && h->status == ENOENT) {
@@ -239,12 +243,6 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		pages = fetch_buf;
 	}
 	if (rg->ext_state[e] == BK_EXT_FETCHING) {
-		/* Faults that came meanwhile send their one-page READs before we
-		 * spend time copying the rest of this extent (draining only sends
-		 * requests: the reply's payload stays where it is). */
-		drain_faults(vm->b);
-		if (vm->detached)
-			goto out;
 		err = install_extent(rg, e, pages, f->fault_page, false);
 		if (err)
 			vm_lost(vm, err);
@@ -345,18 +343,34 @@ static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us)
 	bk_pool_submit(rg->vm->b->pool, &f->req);
 }
 
-/* A demand fault on page: its page first when the namespace is open there
- * (the faulting thread waits only for that), then the whole extent. */
+static bool extent_touched(const struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * extent_pages(rg), count = extent_count(rg, e);
+
+	for (uint64_t p = first; p < first + count; p++)
+		if (bk_bit_test(rg->resident, p))
+			return true;
+	return false;
+}
+
+/* A demand fault on page. The faulting thread waits only for a one-page
+ * READ. With locality (a sequential run, or an extent touched before) the
+ * extent's READ goes right behind it and is installed on arrival; a lone
+ * random touch fetches its page and nothing more. */
 static void fetch_demand(struct bk_region *rg, uint64_t page, uint64_t t0_us)
 {
 	uint64_t e = page / extent_pages(rg);
 
-	if (extent_pages(rg) > 1 && rg->ns_id[extent_donor(rg, e)]) {
+	if (extent_pages(rg) == 1 || !rg->ns_id[extent_donor(rg, e)]) {
+		fetch_extent(rg, e, true, page, t0_us);
+		return;
+	}
+	fetch_page(rg, page, t0_us);
+	if (rg->streak || extent_touched(rg, e)) {
 		rg->ext_state[e] = BK_EXT_FETCHING;
-		fetch_page(rg, page, t0_us);
 		fetch_extent(rg, e, true, page, 0);
 	} else {
-		fetch_extent(rg, e, true, page, t0_us);
+		rg->ext_state[e] = BK_EXT_PAGES;
 	}
 }
 
@@ -434,6 +448,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	switch (rg->ext_state[e]) {
 	case BK_EXT_FETCHING:
 		return 0; /* its reply wakes this thread too */
+	case BK_EXT_PAGES:
+		break; /* only single pages are on their way: fetch this one too */
 	case BK_EXT_PREFETCHING:
 		rg->ext_state[e] = BK_EXT_FETCHING; /* install on arrival */
 		return 0;
@@ -459,8 +475,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		bk_stats_latency(now_us() - t0);
 		return err;
 	}
+	prefetch_after(rg, e); /* updates the trend fetch_demand looks at */
 	fetch_demand(rg, page, t0);
-	prefetch_after(rg, e);
 	return 0;
 }
 
@@ -491,14 +507,6 @@ static void on_uffd(uv_poll_t *h, int status, int events)
 		if (err)
 			vm_lost(vm, err);
 	}
-}
-
-/* Reads and dispatches whatever faults wait on any VM's uffd right now. */
-static void drain_faults(struct bk_broker *b)
-{
-	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
-		if (vm->polling && !vm->detached)
-			on_uffd(&vm->poll, 0, UV_READABLE);
 }
 
 int bk_fault_start(struct bk_vm *vm)
