@@ -196,6 +196,25 @@ static int run_local(size_t size, unsigned extent_pages, unsigned samples, struc
 
 /* Writes the region's pages to the donors, each extent where placement
  * puts it (the broker must use the same donors, weight 1 each). */
+/* Each figure's median over the rounds. */
+static void median_result(const struct result *r, unsigned n, struct result *m)
+{
+	double v[16];
+
+	for (unsigned i = 0; i < n; i++)
+		v[i] = r[i].seq_mbps;
+	qsort(v, n, sizeof(v[0]), cmp_double);
+	m->seq_mbps = v[n / 2];
+	for (unsigned i = 0; i < n; i++)
+		v[i] = r[i].rand_p50_us;
+	qsort(v, n, sizeof(v[0]), cmp_double);
+	m->rand_p50_us = v[n / 2];
+	for (unsigned i = 0; i < n; i++)
+		v[i] = r[i].rand_p99_us;
+	qsort(v, n, sizeof(v[0]), cmp_double);
+	m->rand_p99_us = v[n / 2];
+}
+
 static int seed_donors(const char *const *donors, unsigned n, const struct gvm_key *key,
 		       const char *ns, size_t size, unsigned extent_pages)
 {
@@ -281,6 +300,7 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 'z' },
 		{ "extent-pages", required_argument, NULL, 'e' },
 		{ "samples", required_argument, NULL, 'n' },
+		{ "rounds", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -288,8 +308,8 @@ int main(int argc, char **argv)
 	unsigned ndonors = 0;
 	const char *key_file = GVM_DEFAULT_KEY_FILE;
 	uint64_t size = 256ull << 20;
-	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000;
-	struct result local, broker;
+	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3;
+	struct result local[16], broker[16], lm, bm;
 	struct gvm_key key;
 	char why[512];
 	int opt;
@@ -313,13 +333,21 @@ int main(int argc, char **argv)
 			break;
 		case 'e': extent_pages = (unsigned)atoi(optarg); break;
 		case 'n': samples = (unsigned)atoi(optarg); break;
+		case 'r':
+			rounds = (unsigned)atoi(optarg);
+			if (rounds < 1 || rounds > 16) {
+				fprintf(stderr, "--rounds %s: want 1..16\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
-			       "          [--size 256M] [--extent-pages 32] [--samples 1000]\n"
+			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
 			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
 			       "where placement puts them) next to a local userfaultfd handler copying\n"
-			       "from memory; run as root. Give the broker's donors, in any order, and\n"
-			       "its --extent-pages.\n");
+			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
+			       "rounds; medians are compared. Give the broker's donors, in any order,\n"
+			       "and its --extent-pages.\n");
 			return 0;
 		default:
 			return 2;
@@ -336,21 +364,29 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvm-fault-bench: %s\n", why);
 		return 1;
 	}
-	if (run_local(size, extent_pages, samples, &local) ||
-	    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, &broker))
-		return 1;
-	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples\n",
-	       (unsigned long long)(size >> 20), extent_pages, samples);
-	printf("%-22s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
-	printf("%-22s %12.1f %14.1f %14.1f\n", "local uffd (ceiling)", local.seq_mbps,
-	       local.rand_p50_us, local.rand_p99_us);
-	printf("%-22s %12.1f %14.1f %14.1f\n", "gvm-broker + donor", broker.seq_mbps,
-	       broker.rand_p50_us, broker.rand_p99_us);
+	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples, %u rounds\n",
+	       (unsigned long long)(size >> 20), extent_pages, samples, rounds);
+	printf("%-28s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
+	for (unsigned i = 0; i < rounds; i++) {
+		if (run_local(size, extent_pages, samples, &local[i]) ||
+		    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, &broker[i]))
+			return 1;
+		printf("round %u: local uffd (ceiling) %12.1f %14.1f %14.1f\n", i + 1,
+		       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);
+		printf("round %u: gvm-broker + donors %12.1f %14.1f %14.1f\n", i + 1,
+		       broker[i].seq_mbps, broker[i].rand_p50_us, broker[i].rand_p99_us);
+	}
+	median_result(local, rounds, &lm);
+	median_result(broker, rounds, &bm);
+	printf("median:  local uffd (ceiling) %12.1f %14.1f %14.1f\n", lm.seq_mbps,
+	       lm.rand_p50_us, lm.rand_p99_us);
+	printf("median:  gvm-broker + donors %12.1f %14.1f %14.1f\n", bm.seq_mbps,
+	       bm.rand_p50_us, bm.rand_p99_us);
 	printf("sequential: broker at %.0f%% of the ceiling (target >= 60%%)\n",
-	       100.0 * broker.seq_mbps / local.seq_mbps);
+	       100.0 * bm.seq_mbps / lm.seq_mbps);
 	printf("random p50: %.1f us through the broker (target <= 60 us), %.1fx the ceiling's\n",
-	       broker.rand_p50_us, broker.rand_p50_us / local.rand_p50_us);
+	       bm.rand_p50_us, bm.rand_p50_us / lm.rand_p50_us);
 	printf("key seq_ratio_pct %.0f\nkey rand_p50_us %.1f\nkey rand_p99_us %.1f\n",
-	       100.0 * broker.seq_mbps / local.seq_mbps, broker.rand_p50_us, broker.rand_p99_us);
+	       100.0 * bm.seq_mbps / lm.seq_mbps, bm.rand_p50_us, bm.rand_p99_us);
 	return 0;
 }

@@ -41,7 +41,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
-	--key-file "$work/key" --size 256M --samples 1000 | grep -v '^key '
+	--key-file "$work/key" --size 256M --samples 1000 --rounds 5 | grep -v '^key '
 echo
 echo "broker counters:"
 "$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(faults|remote_reads|prefetch_hits|zero_fills|donor_connections|fault_latency)'
