@@ -44,10 +44,7 @@ static void usage(FILE *f)
 
 static int usage_error(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "gvm-broker: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nTry 'gvm-broker --help'.\n");
-	return 2;
+	return gvm_usage_error("gvm-broker", fmt, arg);
 }
 
 /* "HOST:PORT[,WEIGHT]" or "HOST:PORT WEIGHT". */

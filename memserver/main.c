@@ -39,10 +39,7 @@ static void usage(FILE *f)
 
 static int usage_error(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "gvm-memserver: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nTry 'gvm-memserver --help'.\n");
-	return 2;
+	return gvm_usage_error("gvm-memserver", fmt, arg);
 }
 
 int main(int argc, char **argv)

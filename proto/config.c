@@ -156,3 +156,11 @@ out:
 	close(fd);
 	return err;
 }
+
+int gvm_usage_error(const char *prog, const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry '%s --help'.\n", prog);
+	return 2;
+}

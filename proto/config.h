@@ -29,4 +29,9 @@ void gvm_format_addr(const struct sockaddr *sa, char *buf, size_t n);
  * one shorter than GVM_KEY_MIN_BYTES. On error *why explains it. */
 int gvm_key_load(const char *path, struct gvm_key *key, char *why, size_t n);
 
+/* Prints "PROG: <fmt with arg>" and "Try 'PROG --help'." to stderr;
+ * returns 2, the exit status of a command-line mistake. */
+int gvm_usage_error(const char *prog, const char *fmt, const char *arg)
+	__attribute__((format(printf, 2, 0)));
+
 #endif

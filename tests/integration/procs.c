@@ -126,12 +126,45 @@ static pid_t spawn(const char *log, const char *const *argv)
 	return pid;
 }
 
+static bool unix_connects(const char *path);
+
+/* Spawns argv (output to p->log) and waits until ready(p) or it exits:
+ * true once ready; an instance that never gets ready is killed. */
+static bool start_and_wait(struct gvmt_proc *p, const char *const *argv,
+			   bool (*ready)(const struct gvmt_proc *))
+{
+	int status;
+
+	p->pid = spawn(p->log, argv);
+	for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return false;
+		}
+		if (ready(p))
+			return true;
+		sleep_ms(10);
+	}
+	gvmt_proc_stop(p, SIGKILL);
+	return false;
+}
+
+static bool tcp_ready(const struct gvmt_proc *p)
+{
+	return can_connect(atoi(strrchr(p->addr, ':') + 1));
+}
+
+static bool unix_ready(const struct gvmt_proc *p)
+{
+	return unix_connects(p->addr);
+}
+
 /* One try at starting gvm-memserver on p->addr: true once it accepts. */
 static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char *const *extra)
 {
 	const char *argv[32];
 	char bin[512];
-	int argc = 0, port = atoi(strrchr(p->addr, ':') + 1), status;
+	int argc = 0;
 
 	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
 	argv[argc++] = "--listen";
@@ -141,18 +174,7 @@ static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char 
 	for (int i = 0; extra && extra[i] && argc < 31; i++)
 		argv[argc++] = extra[i];
 	argv[argc] = NULL;
-	p->pid = spawn(p->log, argv);
-	for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return false;
-		}
-		if (can_connect(port))
-			return true;
-		sleep_ms(10);
-	}
-	gvmt_proc_stop(p, SIGKILL); /* alive but never accepted */
-	return false;
+	return start_and_wait(p, argv, tcp_ready);
 }
 
 bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
@@ -196,7 +218,7 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 	static int serial;
 	const char *argv[48];
 	char bin[512];
-	int argc = 0, status;
+	int argc = 0;
 
 	memset(p, 0, sizeof(*p));
 	snprintf(p->addr, sizeof(p->addr), "%s", socket_path);
@@ -214,18 +236,7 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 	for (int i = 0; extra && extra[i] && argc < 47; i++)
 		argv[argc++] = extra[i];
 	argv[argc] = NULL;
-	p->pid = spawn(p->log, argv);
-	for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return false;
-		}
-		if (unix_connects(socket_path))
-			return true;
-		sleep_ms(10);
-	}
-	gvmt_proc_stop(p, SIGKILL);
-	return false;
+	return start_and_wait(p, argv, unix_ready);
 }
 
 uint64_t gvmt_broker_stat(const char *socket_path, const char *key)
