@@ -34,6 +34,7 @@ struct bk_fetch {
 	uint64_t page;  /* NO_PAGE: the whole extent; else just this page */
 	uint64_t fault_page; /* the page whose fault asked for the extent, or NO_PAGE */
 	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
+	bool write;     /* page fetch for a write fault: install writable, dirty */
 };
 
 static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
@@ -174,7 +175,7 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
-static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us);
+static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
 
 static unsigned extent_donor(const struct bk_region *rg, uint64_t e)
 {
@@ -205,7 +206,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		/* A faulting page on its own: install just it. */
 		if (!status && !h->status) {
 			gvm_frame_unpack_pages(h, payload, fetch_buf);
-			err = install_page(rg, f->page, fetch_buf, false);
+			err = install_page(rg, f->page, fetch_buf, f->write);
 			if (err)
 				vm_lost(vm, err);
 			else if (f->t0_us)
@@ -320,7 +321,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 
 /* One page, ahead of its extent's READ (see on_fetched); needs the
  * namespace open on that donor already. */
-static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us)
+static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us)
 {
 	struct bk_fetch *f = calloc(1, sizeof(*f));
 	uint64_t e = page / extent_pages(rg);
@@ -331,6 +332,7 @@ static void fetch_page(struct bk_region *rg, uint64_t page, uint64_t t0_us)
 	f->rg = rg;
 	f->extent = e;
 	f->page = page;
+	f->write = write;
 	f->t0_us = t0_us;
 	f->req.donor = d;
 	f->req.flags = BK_REQ_DEMAND;
@@ -357,7 +359,7 @@ static bool extent_touched(const struct bk_region *rg, uint64_t e)
  * READ. With locality (a sequential run, or an extent touched before) the
  * extent's READ goes right behind it and is installed on arrival; a lone
  * random touch fetches its page and nothing more. */
-static void fetch_demand(struct bk_region *rg, uint64_t page, uint64_t t0_us)
+static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us)
 {
 	uint64_t e = page / extent_pages(rg);
 
@@ -365,7 +367,7 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, uint64_t t0_us)
 		fetch_extent(rg, e, true, page, t0_us);
 		return;
 	}
-	fetch_page(rg, page, t0_us);
+	fetch_page(rg, page, write, t0_us);
 	if (rg->streak || extent_touched(rg, e)) {
 		rg->ext_state[e] = BK_EXT_FETCHING;
 		fetch_extent(rg, e, true, page, 0);
@@ -476,7 +478,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		return err;
 	}
 	prefetch_after(rg, e); /* updates the trend fetch_demand looks at */
-	fetch_demand(rg, page, t0);
+	fetch_demand(rg, page, flags & UFFD_PAGEFAULT_FLAG_WRITE, t0);
 	return 0;
 }
 

@@ -575,6 +575,48 @@ static void test_client_reattaches_to_a_restarted_broker(void **state)
 	cluster_stop(&cl);
 }
 
+/* A VM process killed outright: the broker detaches it, drops its pages on
+ * the donors and goes on serving the others. */
+static void test_killed_vm_is_detached_and_its_pages_dropped(void **state)
+{
+	struct cluster cl;
+	Gvm__MemserverStats *m;
+	int ready[2], go[2], status;
+	char c;
+	pid_t pid;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	preseed(&cl, "vm-kill.ram", 1024);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = client_fork("vm-kill", 16u << 20, 1024, ready[1], go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(gvmt_broker_stat(sock_path, "vms"), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
+	for (int i = 0; i < 2; i++) {
+		for (int t = 0; t < 100; t++) {
+			m = donor_stats(&cl.donor[i]);
+			if (m->namespaces == 0)
+				break;
+			gvm__memserver_stats__free_unpacked(m, NULL);
+			m = NULL;
+			usleep(20000);
+		}
+		assert_non_null(m);
+		assert_int_equal(m->used_pages, 0);
+		gvm__memserver_stats__free_unpacked(m, NULL);
+	}
+	assert_int_equal(wait_exit(client_fork("vm-next", 16u << 20, 0, -1, -1)), 0);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	cluster_stop(&cl);
+}
+
 static void test_detect_mode_follows_each_signal(void **state)
 {
 	struct cluster cl;
@@ -678,6 +720,7 @@ int main(void)
 		cmocka_unit_test(test_bad_handshakes_are_refused_and_others_keep_working),
 		cmocka_unit_test(test_killed_donor_stalls_only_its_extents_and_recovers),
 		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
+		cmocka_unit_test(test_killed_vm_is_detached_and_its_pages_dropped),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
 		cmocka_unit_test(test_broker_command_line_errors_are_explained),
