@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR: runs every test program in BUILD_DIR/tests (unit first,
 # then integration) with GVM_BIN_DIR pointing at BUILD_DIR/bin, and ends with
-# one "N passed, N failed" line. Exit status 1 if anything failed.
+# one "N passed, N failed" line. Exit status 1 if anything failed. A program
+# that runs past TEST_TIMEOUT seconds (default 600) is killed and fails: a
+# client waiting on a dead broker waits forever by design.
 set -uo pipefail
 build=${1:?usage: tests/run.sh BUILD_DIR}
 export GVM_BIN_DIR=$build/bin
@@ -13,8 +15,9 @@ for t in "$build"/tests/test_*; do
 	name=$(basename "$t")
 	echo "== $name"
 	log=$(mktemp)
-	"$t" 2>&1 | tee "$log"
+	timeout -k 10 "${TEST_TIMEOUT:-600}" "$t" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	[ "$rc" -eq 124 ] && echo "$name: killed after ${TEST_TIMEOUT:-600} s"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
 	passed=$((passed + ${p:-0}))
