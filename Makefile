@@ -56,7 +56,8 @@ $(LIB)/libgvmproto.a: $(PROTO_OBJ)
 
 # ---- client-lib/ -> libgvmmem.so, libgvmmem.a, gvmmem.pc ----
 CLIENT_OBJ := $(OBJ)/client-lib/gvmmem.o
-CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/ctlmsg.o $(OBJ)/proto/log.o
+CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/ctlmsg.o $(OBJ)/proto/log.o \
+	$(OBJ)/proto/config.o
 $(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include
 
 $(LIB)/libgvmmem.so.0: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
@@ -90,7 +91,7 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 
 # ---- broker/ -> gvm-broker, gvmctl ----
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/fault.c \
-	broker/pool.c broker/prefetch.c broker/stats.c
+	broker/evict.c broker/pool.c broker/prefetch.c broker/stats.c
 $(BIN)/gvm-broker: $(BROKER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

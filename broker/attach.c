@@ -26,7 +26,8 @@
 #include "prefetch.h"
 #include "stats.h"
 
-#define UFFD_FEATURES (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
+#define UFFD_FEATURES \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_EVENT_REMOVE)
 
 static int refuse(char *why, size_t n, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -257,6 +258,12 @@ static void vm_free(struct bk_vm *vm)
 		free(rg->ext_state);
 		free(rg->resident);
 		free(rg->dirty);
+		free(rg->ref);
+		free(rg->evicting);
+		free(rg->wp_held);
+		free(rg->fetching);
+		free(rg->on_donor);
+		free(rg->wb_inflight);
 	}
 	if (vm->uffd >= 0)
 		close(vm->uffd);
@@ -309,6 +316,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t
 	vm->uid = uid;
 	vm->client = client;
 	vm->uffd = fds[0];
+	vm->limit_pages = a->vm_limit_bytes / GVM_PAGE_SIZE;
 	vm->nregions = a->n_regions;
 	for (size_t i = 0; i < a->n_regions; i++)
 		vm->regions[i].memfd = -1;
@@ -331,7 +339,14 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t
 		rg->ext_state = calloc(rg->nextents, 1);
 		rg->resident = calloc((rg->npages + 63) / 64, 8);
 		rg->dirty = calloc((rg->npages + 63) / 64, 8);
-		if (!rg->ext_state || !rg->resident || !rg->dirty) {
+		rg->ref = calloc((rg->npages + 63) / 64, 8);
+		rg->evicting = calloc((rg->npages + 63) / 64, 8);
+		rg->wp_held = calloc((rg->npages + 63) / 64, 8);
+		rg->fetching = calloc((rg->npages + 63) / 64, 8);
+		rg->on_donor = calloc((rg->nextents + 63) / 64, 8);
+		rg->wb_inflight = calloc(rg->nextents, 1);
+		if (!rg->ext_state || !rg->resident || !rg->dirty || !rg->ref || !rg->evicting ||
+		    !rg->wp_held || !rg->fetching || !rg->on_donor || !rg->wb_inflight) {
 			vm->uffd = -1; /* the caller still owns the descriptors */
 			for (size_t k = 0; k < a->n_regions; k++)
 				vm->regions[k].memfd = -1;
@@ -378,8 +393,7 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason)
 	for (size_t i = 0; i < vm->nregions; i++) {
 		struct bk_region *rg = &vm->regions[i];
 
-		for (uint64_t w = 0; w < (rg->npages + 63) / 64; w++)
-			resident += (uint64_t)__builtin_popcountll(rg->resident[w]);
+		resident += rg->resident_count;
 		bk_cache_drop_region(b->cache, rg);
 		for (unsigned d = 0; d < b->cfg.ndonors; d++) {
 			struct bk_req *req = calloc(1, sizeof(*req));
@@ -395,6 +409,7 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason)
 		}
 	}
 	bk_stats.resident_pages -= resident;
+	b->resident_pages -= resident;
 	gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	vm->client = NULL;
 	bk_vm_put(vm);

@@ -26,6 +26,12 @@
 #define BK_RECONNECT_MAX_MS 5000u
 #define BK_DONOR_STALL_MS 5000u      /* no answer for this long: reconnect */
 #define BK_COPY_EAGAIN_RETRIES 3u
+#define BK_EVICT_BATCH_PAGES 256u    /* pages one eviction pass frees at most (1 MiB) */
+#define BK_EVICT_INFLIGHT_MAX_PAGES 2048u /* dirty pages being written back at once */
+#define BK_EVICT_HIGH_PCT 95u        /* start evicting above this share of the budget */
+#define BK_EVICT_LOW_PCT 85u         /* ... down to this share */
+#define BK_EVICT_SCAN_MAX_PAGES 65536u /* clock steps per pass */
+#define BK_WRITEBACK_RETRY_MS 1000u  /* after a refused write-back, leave the region alone */
 
 struct bk_pool;
 struct bk_cache;
@@ -74,6 +80,16 @@ struct bk_region {
 	uint32_t ns_id[BK_DONORS_MAX]; /* per donor, 0 until opened */
 	uint64_t last_extent;
 	unsigned streak;     /* consecutive sequential extents */
+	/* eviction (evict.c) */
+	uint64_t *ref;       /* page bitmap: used since the clock last passed */
+	uint64_t *evicting;  /* page bitmap: write-back in flight */
+	uint64_t *wp_held;   /* page bitmap: a writer waits on it until the write-back ends */
+	uint64_t *fetching;  /* page bitmap: a one-page READ is on its way */
+	uint64_t *on_donor;  /* extent bitmap: some page of it was written back */
+	uint8_t *wb_inflight; /* per extent: write-backs in flight */
+	uint64_t clock;      /* the clock hand, a page index */
+	uint64_t resident_count; /* pages installed and not evicted */
+	uint64_t quiet_until_ms; /* no eviction here before (after a refused write) */
 };
 
 struct bk_vm {
@@ -87,6 +103,7 @@ struct bk_vm {
 	uv_poll_t poll;
 	bool polling, detached;
 	unsigned refs; /* pool requests and handles still pointing here */
+	uint64_t limit_pages; /* per-VM budget from Attach; 0: the host's only */
 	struct bk_client *client;
 	size_t nregions;
 	struct bk_region *regions;
@@ -100,6 +117,11 @@ struct bk_broker {
 	struct bk_cache *cache;
 	struct bk_vm *vms;
 	uint8_t *zero_extent; /* extent_pages zero pages */
+	uint64_t budget_pages, high_pages, low_pages; /* 0: no eviction */
+	uint64_t resident_pages;  /* installed by us, host-wide */
+	uint64_t reserved_pages;  /* demand fetches on their way */
+	uint64_t evicting_pages;  /* dirty pages being written back */
+	struct bk_deferred *deferred, **deferred_tail; /* faults waiting for room */
 	uint64_t next_session;
 	struct bk_control *control;
 };
@@ -112,7 +134,21 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason);
 void bk_vm_put(struct bk_vm *vm);
 struct bk_vm *bk_vm_find(struct bk_broker *b, const char *name);
 
+/* evict.c */
+void bk_evict_setup(struct bk_broker *b);
+/* Called after pages were installed: evicts ahead when over the high mark. */
+void bk_evict_check(struct bk_broker *b);
+/* True when a new fault must wait for evictions to free room. */
+bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages);
+/* A WP fault on a page being written back: the writer waits for the end. */
+bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page);
+/* The VM dropped pages (MADV_DONTNEED/REMOVE): forget them here and on the
+ * donors. */
+void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count);
+void bk_evict_page_gone(struct bk_region *rg, uint64_t page);
+
 /* fault.c */
+void bk_fault_redispatch(struct bk_broker *b);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
 

@@ -11,6 +11,7 @@
  * the touch itself. Read faults install write-protected, so the first write
  * is a WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,14 @@ struct bk_fetch {
 	uint64_t fault_page; /* the page whose fault asked for the extent, or NO_PAGE */
 	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
 	bool write;     /* page fetch for a write fault: install writable, dirty */
+	uint32_t reserved; /* pages counted in b->reserved_pages until the reply */
+};
+
+struct bk_deferred {
+	struct bk_deferred *next;
+	struct bk_vm *vm;
+	struct uffd_msg msg;
+	uint64_t t0_us;
 };
 
 static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
@@ -70,6 +79,9 @@ static void mark_resident(struct bk_region *rg, uint64_t page)
 {
 	if (!bk_bit_test(rg->resident, page)) {
 		bk_bit_set(rg->resident, page);
+		bk_bit_set(rg->ref, page);
+		rg->resident_count++;
+		rg->vm->b->resident_pages++;
 		bk_stats.resident_pages++;
 	}
 }
@@ -200,6 +212,9 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	uint64_t e = f->extent;
 	int err;
 
+	vm->b->reserved_pages -= f->reserved;
+	if (f->page != NO_PAGE)
+		bk_bit_clear(rg->fetching, f->page);
 	if (vm->detached)
 		goto out;
 	if (f->page != NO_PAGE) {
@@ -255,6 +270,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	}
 out:
 	free(f);
+	bk_evict_check(vm->b);
 	bk_vm_put(vm);
 }
 
@@ -315,6 +331,10 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		f->req.hdr.first_page = e * extent_pages(rg);
 		f->req.hdr.page_count = (uint32_t)extent_count(rg, e);
 		f->req.cb = on_fetched;
+		if (demand) {
+			f->reserved = (uint32_t)extent_count(rg, e);
+			rg->vm->b->reserved_pages += f->reserved;
+		}
 	}
 	bk_pool_submit(rg->vm->b->pool, &f->req);
 }
@@ -341,6 +361,9 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 	f->req.hdr.ns = rg->ns_id[d];
 	f->req.hdr.first_page = page;
 	f->req.hdr.page_count = 1;
+	f->reserved = 1;
+	rg->vm->b->reserved_pages++;
+	bk_bit_set(rg->fetching, page);
 	rg->vm->refs++;
 	bk_pool_submit(rg->vm->b->pool, &f->req);
 }
@@ -368,7 +391,9 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 		return;
 	}
 	fetch_page(rg, page, write, t0_us);
-	if (rg->streak || extent_touched(rg, e)) {
+	/* An extent READ racing a write-back of its pages could bring back
+	 * their old contents: while one is in flight, fetch single pages. */
+	if (!rg->wb_inflight[e] && (rg->streak || extent_touched(rg, e))) {
 		rg->ext_state[e] = BK_EXT_FETCHING;
 		fetch_extent(rg, e, true, page, 0);
 	} else {
@@ -393,7 +418,7 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 	if (window > BK_PREFETCH_WINDOW_MAX_EXTENTS)
 		window = BK_PREFETCH_WINDOW_MAX_EXTENTS;
 	for (uint64_t k = e + 1; k <= e + window && k < rg->nextents; k++) {
-		if (rg->ext_state[k] != BK_EXT_NONE)
+		if (rg->ext_state[k] != BK_EXT_NONE || rg->wb_inflight[k])
 			continue;
 		bk_stats.prefetch_issued++;
 		fetch_extent(rg, k, false, NO_PAGE, 0);
@@ -419,7 +444,20 @@ static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 	};
 
 	bk_stats.wp_faults++;
+	if (!bk_bit_test(rg->resident, page)) {
+		off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
+
+		if (lseek(rg->memfd, off, SEEK_DATA) != off) {
+			uffd_wake(rg, page, 1); /* evicted meanwhile: refault it */
+			return 0;
+		}
+		/* Installed before a broker restart: ours from now on. */
+		mark_resident(rg, page);
+	}
+	if (bk_evict_hold_writer(rg, page))
+		return 0; /* woken when its write-back is done */
 	bk_bit_set(rg->dirty, page);
+	bk_bit_set(rg->ref, page);
 	if (ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 && errno != EAGAIN)
 		return -errno;
 	return 0;
@@ -443,9 +481,18 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(rg, page);
 	if (bk_bit_test(rg->resident, page)) {
-		uffd_wake(rg, page, 1);
-		return 0;
+		off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
+
+		if (lseek(rg->memfd, off, SEEK_DATA) == off) {
+			uffd_wake(rg, page, 1); /* installed meanwhile */
+			return 0;
+		}
+		/* A hole where a page was: the VM dropped it. It reads as zero. */
+		bk_evict_page_gone(rg, page);
+		return install_page(rg, page, vm->b->zero_extent, flags & UFFD_PAGEFAULT_FLAG_WRITE);
 	}
+	if (bk_bit_test(rg->fetching, page))
+		return 0; /* its one-page READ wakes this thread too */
 	e = page / extent_pages(rg);
 	switch (rg->ext_state[e]) {
 	case BK_EXT_FETCHING:
@@ -470,7 +517,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	default:
 		break;
 	}
-	if (rg->fresh) {
+	if (rg->fresh && !bk_bit_test(rg->on_donor, e)) {
 		bk_stats.zero_fills++;
 		err = install_extent(rg, e, vm->b->zero_extent, page,
 				     flags & UFFD_PAGEFAULT_FLAG_WRITE);
@@ -482,9 +529,63 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	return 0;
 }
 
+static void defer_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
+{
+	struct bk_broker *b = vm->b;
+	struct bk_deferred *d = malloc(sizeof(*d));
+
+	if (!d) {
+		handle_fault(vm, msg, t0);
+		return;
+	}
+	d->next = NULL;
+	d->vm = vm;
+	d->msg = *msg;
+	d->t0_us = t0;
+	vm->refs++;
+	*b->deferred_tail = d;
+	b->deferred_tail = &d->next;
+	bk_stats.evict_waits++;
+}
+
+/* Serves the faults that waited for room, oldest first, while there is. */
+void bk_fault_redispatch(struct bk_broker *b)
+{
+	while (b->deferred && !bk_evict_must_wait(b, b->cfg.extent_pages)) {
+		struct bk_deferred *d = b->deferred;
+		int err = 0;
+
+		b->deferred = d->next;
+		if (!b->deferred)
+			b->deferred_tail = &b->deferred;
+		if (!d->vm->detached)
+			err = handle_fault(d->vm, &d->msg, d->t0_us);
+		if (err)
+			vm_lost(d->vm, err);
+		bk_vm_put(d->vm);
+		free(d);
+	}
+}
+
+static void handle_remove(struct bk_vm *vm, const struct uffd_msg *msg)
+{
+	uint64_t start = msg->arg.remove.start, end = msg->arg.remove.end;
+
+	for (size_t i = 0; i < vm->nregions; i++) {
+		struct bk_region *rg = &vm->regions[i];
+		uint64_t lo = start > rg->host_addr ? start : rg->host_addr;
+		uint64_t hi = end < rg->host_addr + rg->size ? end : rg->host_addr + rg->size;
+
+		if (lo < hi)
+			bk_evict_removed(rg, (lo - rg->host_addr) / GVM_PAGE_SIZE,
+					 (hi - lo) / GVM_PAGE_SIZE);
+	}
+}
+
 static void on_uffd(uv_poll_t *h, int status, int events)
 {
 	struct bk_vm *vm = h->data;
+	struct bk_broker *b = vm->b;
 	struct uffd_msg msgs[BK_FAULT_BATCH_MAX];
 	ssize_t n;
 
@@ -501,14 +602,27 @@ static void on_uffd(uv_poll_t *h, int status, int events)
 	}
 	uint64_t t0 = now_us();
 	for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]) && !vm->detached; i++) {
-		int err;
+		const struct uffd_msg *m = &msgs[i];
+		int err = 0;
 
-		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+		if (m->event == UFFD_EVENT_REMOVE) {
+			handle_remove(vm, m);
 			continue;
-		err = handle_fault(vm, &msgs[i], t0);
+		}
+		if (m->event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		/* Missing pages wait while the budget is full and write-backs are
+		 * on their way; WP faults add nothing and never wait. */
+		if (!(m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) &&
+		    (b->deferred || bk_evict_must_wait(b, b->cfg.extent_pages)))
+			defer_fault(vm, m, t0);
+		else
+			err = handle_fault(vm, m, t0);
 		if (err)
 			vm_lost(vm, err);
 	}
+	bk_evict_check(b);
+	bk_fault_redispatch(b);
 }
 
 int bk_fault_start(struct bk_vm *vm)

@@ -33,8 +33,9 @@ static void usage(FILE *f)
 		"  --pool-conns N         connections per donor, shared by all VMs (default %u)\n"
 		"  --extent-pages N       pages fetched per fault (default %u, max %u)\n"
 		"  --prefetch-cache SIZE  host-wide prefetch cache (default 64M)\n"
-		"  --budget SIZE          host memory budget for guest RAM (accepted; eviction\n"
-		"                         is not implemented yet, so nothing is evicted)\n"
+		"  --budget SIZE          resident guest memory allowed on this host; above\n"
+		"                         95%% of it pages move to the donors down to 85%%\n"
+		"                         (default: no budget, nothing is evicted)\n"
 		"  --no-cuse              serve the socket only (this build has no /dev/gvmmem)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n",
@@ -223,6 +224,7 @@ int main(int argc, char **argv)
 	if (!cfg->no_cuse)
 		gvm_info("this build has no /dev/gvmmem (CUSE): serving the socket only");
 	broker.loop = uv_default_loop();
+	bk_evict_setup(&broker);
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
 	if (!broker.zero_extent ||
 	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
@@ -236,9 +238,15 @@ int main(int argc, char **argv)
 		gvm_err("%s", why);
 		return 1;
 	}
-	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB",
+	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB, budget %s",
 		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->extent_pages,
-		 (unsigned long long)(cfg->prefetch_bytes >> 20));
+		 (unsigned long long)(cfg->prefetch_bytes >> 20),
+		 cfg->budget_bytes ? "set" : "none (nothing is evicted)");
+	if (cfg->budget_bytes)
+		gvm_info("budget %llu MiB: evict above %llu MiB down to %llu MiB",
+			 (unsigned long long)(cfg->budget_bytes >> 20),
+			 (unsigned long long)(broker.high_pages * GVM_PAGE_SIZE >> 20),
+			 (unsigned long long)(broker.low_pages * GVM_PAGE_SIZE >> 20));
 	uv_signal_init(broker.loop, &sigterm);
 	uv_signal_init(broker.loop, &sigint);
 	uv_signal_start(&sigterm, on_signal, SIGTERM);

@@ -80,7 +80,7 @@ void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
 		vms += !vm->detached;
 	gvm__stats__init(m);
-	m->entries = calloc(32, sizeof(*m->entries));
+	m->entries = calloc(40, sizeof(*m->entries));
 	put(m, "vms", vms);
 	put(m, "resident_pages", bk_stats.resident_pages);
 	put(m, "faults", bk_stats.faults);
@@ -97,6 +97,13 @@ void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
 	put(m, "attaches", bk_stats.attaches);
 	put(m, "attach_errors", bk_stats.attach_errors);
 	put(m, "budget_bytes", b->cfg.budget_bytes);
+	put(m, "resident_bytes", b->resident_pages * GVM_PAGE_SIZE);
+	put(m, "evictions", bk_stats.evictions);
+	put(m, "writebacks", bk_stats.writebacks);
+	put(m, "clean_drops", bk_stats.clean_drops);
+	put(m, "writeback_errors", bk_stats.writeback_errors);
+	put(m, "evict_waits", bk_stats.evict_waits);
+	put(m, "removed_pages", bk_stats.removed_pages);
 	put(m, "fault_latency_p50_us", bk_stats_latency_pct(50));
 	put(m, "fault_latency_p99_us", bk_stats_latency_pct(99));
 }

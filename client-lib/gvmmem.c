@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctlmsg.h"
 #include "log.h"
 
@@ -38,6 +39,7 @@ struct gvm_session {
 	int sock;
 	int uffd;   /* our own copy: while it is open, faults wait, never read zeros */
 	int stopfd; /* eventfd that ends the monitor */
+	uint64_t limit_bytes; /* $GVM_VM_LIMIT: this VM's own budget, 0 for none */
 	uint64_t session;
 	pthread_t monitor;
 };
@@ -230,6 +232,7 @@ static int gvm__handshake(struct gvm_session *s, bool reattach)
 	}
 	fds[0] = s->uffd;
 	attach.n_regions = s->nregions;
+	attach.vm_limit_bytes = s->limit_bytes;
 	attach.regions = rp;
 	msg = (Gvm__Control)GVM__CONTROL__INIT;
 	msg.msg_case = GVM__CONTROL__MSG_ATTACH;
@@ -352,6 +355,9 @@ struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 		return NULL;
 	}
 	snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint ? endpoint : endpoint_default());
+	if (getenv("GVM_VM_LIMIT") && gvm_parse_size(getenv("GVM_VM_LIMIT"), &s->limit_bytes))
+		gvm_warn("gvmmem: GVM_VM_LIMIT=%s is not a size like 512M; ignored",
+			 getenv("GVM_VM_LIMIT"));
 	strcpy(s->vm_name, vm_name);
 	s->nregions = nregions;
 	for (size_t i = 0; i < nregions; i++) {

@@ -1,0 +1,474 @@
+/* evict.c: keeping resident guest memory under --budget (DESIGN.md,
+ * Eviction). Above the high watermark a clock (oldest-first by address with
+ * a second chance: pages used since the hand last passed are skipped once)
+ * picks pages from the region holding the most, clean ones first. A clean
+ * page is punched out of the memfd at once: its donor already has it. Dirty
+ * pages go in runs within one extent: write-protect, read from the memfd,
+ * one WRITE to the extent's donor, and only after its ack the punch; a
+ * writer that hits the protection meanwhile waits and refaults the page
+ * from the donor. A refused write puts everything back as it was. Faults
+ * that would pass budget + one batch wait (fault.c) while write-backs are
+ * in flight. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "log.h"
+#include "placement.h"
+#include "pool.h"
+#include "prefetch.h"
+#include "stats.h"
+
+/* A WRITE (write-back) or DISCARD on its way, opening the namespace on the
+ * donor first when needed. */
+struct bk_wop {
+	struct bk_req req;
+	struct bk_region *rg;
+	uint64_t first;
+	uint32_t count;
+	bool discard;
+	_Alignas(64) uint8_t data[];
+};
+
+static uint64_t ep(const struct bk_region *rg)
+{
+	return rg->vm->b->cfg.extent_pages;
+}
+
+static unsigned wop_donor(const struct bk_region *rg, uint64_t extent)
+{
+	const struct bk_config *cfg = &rg->vm->b->cfg;
+	struct gvm_place_donor donors[BK_DONORS_MAX];
+	unsigned d;
+
+	for (unsigned i = 0; i < cfg->ndonors; i++)
+		donors[i] = (struct gvm_place_donor){ cfg->donors[i].addr, cfg->donors[i].weight };
+	gvm_place(rg->ns, extent, donors, cfg->ndonors, &d, 1);
+	return d;
+}
+
+void bk_evict_setup(struct bk_broker *b)
+{
+	b->budget_pages = b->cfg.budget_bytes / GVM_PAGE_SIZE;
+	b->high_pages = b->budget_pages * BK_EVICT_HIGH_PCT / 100;
+	b->low_pages = b->budget_pages * BK_EVICT_LOW_PCT / 100;
+	b->deferred_tail = &b->deferred;
+}
+
+bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages)
+{
+	return b->budget_pages && b->evicting_pages &&
+	       b->resident_pages + b->reserved_pages + pages >
+		       b->budget_pages + BK_EVICT_BATCH_PAGES / 2;
+}
+
+/* Pages gone from the memfd: forget them here. */
+static void forget_pages(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	struct bk_broker *b = rg->vm->b;
+
+	for (uint64_t p = first; p < first + count; p++) {
+		if (!bk_bit_test(rg->resident, p))
+			continue;
+		bk_bit_clear(rg->resident, p);
+		bk_bit_clear(rg->dirty, p);
+		bk_bit_clear(rg->ref, p);
+		rg->resident_count--;
+		b->resident_pages--;
+		bk_stats.resident_pages--;
+		if (rg->ext_state[p / ep(rg)] == BK_EXT_LOCAL)
+			rg->ext_state[p / ep(rg)] = BK_EXT_NONE;
+	}
+}
+
+static int punch(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	if (fallocate(rg->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE),
+		      (off_t)(count * GVM_PAGE_SIZE)) < 0)
+		return -errno;
+	forget_pages(rg, first, count);
+	return 0;
+}
+
+static void wake(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	struct uffdio_range r = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
+
+	ioctl(rg->vm->uffd, UFFDIO_WAKE, &r);
+}
+
+static int write_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
+{
+	struct uffdio_writeprotect w = {
+		.range = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
+}
+
+static void wop_submit(struct bk_wop *w);
+
+static void wop_finish(struct bk_wop *w, int err, const char *why)
+{
+	struct bk_region *rg = w->rg;
+	struct bk_broker *b = rg->vm->b;
+	uint64_t e = w->first / ep(rg);
+	bool held = false;
+
+	for (uint64_t p = w->first; p < w->first + w->count; p++) {
+		held |= bk_bit_test(rg->wp_held, p);
+		bk_bit_clear(rg->wp_held, p);
+		bk_bit_clear(rg->evicting, p);
+	}
+	rg->wb_inflight[e]--;
+	b->evicting_pages -= w->count;
+	if (rg->vm->detached) {
+		/* nothing to keep consistent any more */
+	} else if (!err) {
+		err = punch(rg, w->first, w->count);
+		if (err) {
+			gvm_err("vm %s: cannot punch written-back pages: %s", rg->vm->name,
+				strerror(-err));
+		} else {
+			bk_bit_set(rg->on_donor, e);
+			bk_stats.writebacks++;
+			bk_stats.evictions += w->count;
+		}
+		if (held)
+			wake(rg, w->first, w->count); /* writers refault from the donor */
+	} else {
+		/* Put things back: the pages stay resident, dirty and writable. */
+		write_protect(rg, w->first, w->count, false);
+		bk_stats.writeback_errors++;
+		if (uv_now(b->loop) >= rg->quiet_until_ms)
+			gvm_warn("vm %s: write-back of %llu pages to donor %s refused: %s; they stay resident",
+				 rg->vm->name, (unsigned long long)w->count,
+				 bk_pool_donor_addr(b->pool, w->req.donor), why);
+		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_RETRY_MS;
+	}
+	bk_vm_put(rg->vm);
+	free(w);
+	bk_fault_redispatch(b);
+	bk_evict_check(b);
+}
+
+static void on_wop_done(struct bk_req *req, int status, const struct gvm_hdr *h,
+			const uint8_t *payload)
+{
+	struct bk_wop *w = (struct bk_wop *)req;
+	struct bk_region *rg = w->rg;
+	int err = status ? status : -h->status;
+
+	(void)payload;
+	if (!status && h->status == ENOENT && !rg->vm->detached) {
+		rg->ns_id[req->donor] = 0; /* the donor forgot the namespace */
+	}
+	if (w->discard) {
+		if (err && err != -ENOENT)
+			gvm_warn("vm %s: DISCARD on donor %s: %s", rg->vm->name,
+				 bk_pool_donor_addr(rg->vm->b->pool, req->donor),
+				 status ? strerror(-status) : h->error);
+		bk_vm_put(rg->vm);
+		free(w);
+		return;
+	}
+	wop_finish(w, err, status ? strerror(-status) : (h->error[0] ? h->error : strerror(h->status)));
+}
+
+static void on_wop_ns(struct bk_req *req, int status, const struct gvm_hdr *h,
+		      const uint8_t *payload)
+{
+	struct bk_wop *w = (struct bk_wop *)req;
+
+	(void)payload;
+	if (!status && !h->status && !w->rg->vm->detached) {
+		w->rg->ns_id[req->donor] = h->ns;
+		bk_vm_put(w->rg->vm); /* wop_submit takes it again */
+		wop_submit(w);
+		return;
+	}
+	on_wop_done(req, status ? status : 0, h, payload);
+}
+
+/* Sends w (a WRITE of its pages, or a DISCARD) to the extent's donor. */
+static void wop_submit(struct bk_wop *w)
+{
+	struct bk_region *rg = w->rg;
+	unsigned d = wop_donor(rg, w->first / ep(rg));
+
+	memset(&w->req, 0, sizeof(w->req));
+	w->req.donor = d;
+	w->req.flags = BK_REQ_DEMAND | BK_REQ_FAIL_IF_DOWN;
+	rg->vm->refs++;
+	if (!rg->ns_id[d]) {
+		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_OPEN_NS, 0);
+		strcpy(w->req.hdr.ns_name, rg->ns);
+		w->req.cb = on_wop_ns;
+	} else if (w->discard) {
+		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_DISCARD, 0);
+		w->req.hdr.ns = rg->ns_id[d];
+		w->req.hdr.first_page = w->first;
+		w->req.hdr.page_count = w->count;
+		w->req.cb = on_wop_done;
+	} else {
+		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_WRITE, 0);
+		w->req.hdr.ns = rg->ns_id[d];
+		w->req.hdr.first_page = w->first;
+		w->req.hdr.page_count = w->count;
+		/* zero pages travel as bits; the rest packed */
+		uint32_t k = 0;
+		w->req.hdr.payload_len =
+			gvm_hdr_mark_zero_pages(&w->req.hdr, w->data, w->count) * GVM_PAGE_SIZE;
+		for (uint32_t i = 0; i < w->count; i++)
+			if (!gvm_hdr_zero_test(&w->req.hdr, i)) {
+				if (k != i)
+					memmove(w->data + (size_t)k * GVM_PAGE_SIZE,
+						w->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+				k++;
+			}
+		w->req.payload = w->data;
+		w->req.cb = on_wop_done;
+	}
+	bk_pool_submit(rg->vm->b->pool, &w->req);
+}
+
+/* Starts the write-back of a run of dirty pages within one extent. */
+static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
+{
+	struct bk_broker *b = rg->vm->b;
+	struct bk_wop *w = calloc(1, sizeof(*w) + (size_t)count * GVM_PAGE_SIZE);
+	ssize_t got;
+	int err;
+
+	if (!w)
+		return;
+	err = write_protect(rg, first, count, true);
+	if (err) {
+		free(w);
+		return;
+	}
+	/* Writes now wait on the protection: what we read is what the donor
+	 * must keep. read(2) never allocates a hole, unlike a mapping would. */
+	got = pread(rg->memfd, w->data, (size_t)count * GVM_PAGE_SIZE,
+		    (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE));
+	if (got != (ssize_t)count * GVM_PAGE_SIZE) {
+		write_protect(rg, first, count, false);
+		free(w);
+		return;
+	}
+	w->rg = rg;
+	w->first = first;
+	w->count = count;
+	for (uint64_t p = first; p < first + count; p++)
+		bk_bit_set(rg->evicting, p);
+	rg->wb_inflight[first / ep(rg)]++;
+	b->evicting_pages += count;
+	rg->vm->refs++; /* wop_finish puts it */
+	wop_submit(w);
+}
+
+/* Ends a run the clock picked: punched now if clean, written back if dirty. */
+static void flush_run(struct bk_region *rg, bool dirty, uint64_t first, uint64_t len)
+{
+	if (dirty) {
+		writeback(rg, first, (uint32_t)len);
+	} else if (!punch(rg, first, len)) {
+		bk_stats.clean_drops += len;
+		bk_stats.evictions += len;
+	}
+}
+
+/* Evicts up to want pages of rg: one window of the clock is scanned for
+ * clean pages (clearing the referenced bits it passes: the second chance),
+ * then the same window again for dirty ones. Returns pages handled. */
+static uint64_t evict_from(struct bk_region *rg, uint64_t want)
+{
+	struct bk_broker *b = rg->vm->b;
+	uint64_t taken = 0, start = rg->clock;
+
+	for (int pass = 0; pass < 2 && taken < want; pass++) {
+		bool dirty_pass = pass == 1;
+		uint64_t run_first = 0, run_len = 0, steps = rg->npages;
+
+		if (steps > BK_EVICT_SCAN_MAX_PAGES)
+			steps = BK_EVICT_SCAN_MAX_PAGES;
+		rg->clock = start;
+		for (uint64_t s = 0; s < steps && taken + run_len < want; s++) {
+			uint64_t p = rg->clock, e = p / ep(rg);
+			uint8_t st = rg->ext_state[e];
+			bool pick = false;
+
+			rg->clock = (rg->clock + 1) % rg->npages;
+			if (bk_bit_test(rg->resident, p) && !bk_bit_test(rg->evicting, p) &&
+			    st != BK_EXT_FETCHING && st != BK_EXT_PREFETCHING && st != BK_EXT_PAGES &&
+			    !bk_bit_test(rg->fetching, p)) {
+				if (bk_bit_test(rg->ref, p))
+					bk_bit_clear(rg->ref, p); /* second chance */
+				else
+					pick = bk_bit_test(rg->dirty, p) == dirty_pass;
+			}
+			if (pick && st == BK_EXT_CACHED) {
+				/* its cached copy would be stale once this page moves */
+				bk_cache_drop(b->cache, rg, e);
+				rg->ext_state[e] = BK_EXT_NONE;
+			}
+			/* A run ends at a gap or an extent boundary. */
+			if (run_len && (!pick || p != run_first + run_len ||
+					e != run_first / ep(rg))) {
+				flush_run(rg, dirty_pass, run_first, run_len);
+				taken += run_len;
+				run_len = 0;
+			}
+			if (pick) {
+				if (!run_len)
+					run_first = p;
+				run_len++;
+			}
+		}
+		if (run_len) {
+			flush_run(rg, dirty_pass, run_first, run_len);
+			taken += run_len;
+		}
+	}
+	return taken;
+}
+
+/* The region to take from: over its VM's own limit first, else the one
+ * holding the most pages. */
+static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
+{
+	struct bk_region *best = NULL;
+	uint64_t now = uv_now(b->loop);
+
+	*vm_limit = false;
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
+		uint64_t vm_resident = 0;
+
+		if (vm->detached)
+			continue;
+		for (size_t i = 0; i < vm->nregions; i++)
+			vm_resident += vm->regions[i].resident_count;
+		for (size_t i = 0; i < vm->nregions; i++) {
+			struct bk_region *rg = &vm->regions[i];
+			bool over = vm->limit_pages &&
+				    vm_resident > vm->limit_pages * BK_EVICT_HIGH_PCT / 100;
+
+			if (!rg->resident_count || now < rg->quiet_until_ms)
+				continue;
+			if (over && (!*vm_limit || rg->resident_count > best->resident_count)) {
+				best = rg;
+				*vm_limit = true;
+			} else if (!*vm_limit && (!best || rg->resident_count > best->resident_count)) {
+				best = rg;
+			}
+		}
+	}
+	return best;
+}
+
+void bk_evict_check(struct bk_broker *b)
+{
+	static bool evicting_now;
+
+	if (evicting_now) /* punch -> redispatch -> install -> here again */
+		return;
+	evicting_now = true;
+	for (int guard = 0; guard < 64; guard++) {
+		bool vm_limit;
+		struct bk_region *rg;
+		uint64_t target, want;
+
+		if (b->evicting_pages >= BK_EVICT_INFLIGHT_MAX_PAGES)
+			break;
+		rg = pick_region(b, &vm_limit);
+		if (!rg)
+			break;
+		if (vm_limit) {
+			want = BK_EVICT_BATCH_PAGES;
+		} else {
+			if (!b->budget_pages || b->resident_pages - b->evicting_pages <= b->high_pages)
+				break;
+			target = b->resident_pages - b->evicting_pages - b->low_pages;
+			want = target < BK_EVICT_BATCH_PAGES ? target : BK_EVICT_BATCH_PAGES;
+		}
+		if (!evict_from(rg, want))
+			rg->quiet_until_ms = uv_now(b->loop) + 10; /* nothing to take now */
+	}
+	evicting_now = false;
+}
+
+bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
+{
+	if (!bk_bit_test(rg->evicting, page))
+		return false;
+	bk_bit_set(rg->wp_held, page);
+	return true;
+}
+
+/* Sends DISCARDs for [first, first+count), one per extent run. */
+static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count;) {
+		uint64_t end = (p / ep(rg) + 1) * ep(rg);
+		struct bk_wop *w = calloc(1, sizeof(*w));
+
+		if (end > first + count)
+			end = first + count;
+		if (w) {
+			w->rg = rg;
+			w->first = p;
+			w->count = (uint32_t)(end - p);
+			w->discard = true;
+			wop_submit(w);
+		}
+		p = end;
+	}
+}
+
+void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	struct bk_broker *b = rg->vm->b;
+	off_t base = (off_t)rg->memfd_offset, end = base + (off_t)((first + count) * GVM_PAGE_SIZE);
+	off_t off = base + (off_t)(first * GVM_PAGE_SIZE);
+
+	/* MADV_DONTNEED on a shared memfd only unmaps: the data stays, and so
+	 * does our view of it. Only holes are really gone: those are forgotten
+	 * here and discarded on the donors, so they read as zero. */
+	while (off < end) {
+		off_t data = lseek(rg->memfd, off, SEEK_DATA), hole_end;
+
+		hole_end = data < 0 || data > end ? end : data;
+		if (hole_end > off) {
+			uint64_t p = (uint64_t)(off - base) / GVM_PAGE_SIZE;
+			uint64_t n = (uint64_t)(hole_end - off) / GVM_PAGE_SIZE;
+
+			forget_pages(rg, p, n);
+			for (uint64_t e = p / ep(rg); e <= (p + n - 1) / ep(rg); e++)
+				if (rg->ext_state[e] == BK_EXT_CACHED) {
+					bk_cache_drop(b->cache, rg, e);
+					rg->ext_state[e] = BK_EXT_NONE;
+				}
+			bk_stats.removed_pages += n;
+			discard_on_donors(rg, p, n);
+		}
+		if (hole_end >= end)
+			break;
+		off = lseek(rg->memfd, hole_end, SEEK_HOLE);
+		if (off < 0)
+			break;
+	}
+}
+
+void bk_evict_page_gone(struct bk_region *rg, uint64_t page)
+{
+	forget_pages(rg, page, 1);
+	bk_stats.removed_pages++;
+	discard_on_donors(rg, page, 1);
+}
