@@ -5,7 +5,10 @@
  * broker does, minus the network). The broker run attaches a memfd region
  * with libgvmmem after pre-seeding its pages on the donor, so every
  * first touch is a remote fetch. Reports random 4 KiB fault p50/p99 and
- * sequential MB/s for both, and their ratios. */
+ * sequential MB/s for both, and their ratios. With --evict R it runs a
+ * read-modify-write workload instead (two sequential passes, then random
+ * 4 KiB read-modify-writes) three ways: local ceiling, broker without a
+ * limit, and broker with a per-VM limit of 1/R of the region (eviction). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -57,6 +60,9 @@ static int cmp_double(const void *a, const void *b)
 
 	return (x > y) - (x < y);
 }
+
+typedef void (*workload_fn)(uint8_t *mem, size_t size, unsigned extent_pages,
+			    unsigned samples, struct result *r);
 
 /* Touches pages in order (one byte each), then `samples` random pages of
  * a second, untouched half, timing each first touch. */
@@ -113,6 +119,37 @@ static void local_copy(struct local_uffd *l, uint64_t from, uint64_t to)
 		l->resident[k] = 1;
 }
 
+/* Two sequential read-modify-write passes over the region (MB/s of pages
+ * passed), then 4 x samples random 4 KiB read-modify-writes, each timed.
+ * Only the first word of a page changes: +1 per touch. */
+static void measure_rmw(uint8_t *mem, size_t size, unsigned extent_pages, unsigned samples,
+			struct result *r)
+{
+	size_t pages = size / GVM_PAGE_SIZE, n = (size_t)samples * 4;
+	double *lat = malloc(n * sizeof(*lat)), t0;
+	uint64_t rng = 0x2545f4914f6cdd1dULL;
+
+	(void)extent_pages;
+	t0 = now_us();
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t p = 0; p < pages; p++)
+			((volatile uint64_t *)(mem + p * GVM_PAGE_SIZE))[0] += 1;
+	r->seq_mbps = 2.0 * (double)size / (now_us() - t0);
+	for (size_t i = 0; i < n; i++) {
+		size_t p;
+
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		p = rng % pages;
+		t0 = now_us();
+		((volatile uint64_t *)(mem + p * GVM_PAGE_SIZE))[0] += 1;
+		lat[i] = now_us() - t0;
+	}
+	qsort(lat, n, sizeof(*lat), cmp_double);
+	r->rand_p50_us = lat[n / 2];
+	r->rand_p99_us = lat[n * 99 / 100];
+	free(lat);
+}
+
 static void *local_handler(void *arg)
 {
 	struct local_uffd *l = arg;
@@ -128,6 +165,15 @@ static void *local_handler(void *arg)
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
 			uint64_t page = (msgs[i].arg.pagefault.address - (uintptr_t)l->base) / GVM_PAGE_SIZE;
 			uint64_t first = page / l->extent_pages * l->extent_pages;
+
+			if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+				/* the first write to a page: lift its protection */
+				struct uffdio_writeprotect w = {
+					{ (uintptr_t)l->base + page * GVM_PAGE_SIZE, GVM_PAGE_SIZE }, 0 };
+
+				ioctl(l->uffd, UFFDIO_WRITEPROTECT, &w);
+				continue;
+			}
 
 			/* The faulting page first, as the broker does, then the rest. */
 			local_copy(l, page, page + 1);
@@ -155,7 +201,8 @@ static uint8_t *map_region(size_t size, int *memfd)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static int run_local(size_t size, unsigned extent_pages, unsigned samples, struct result *r)
+static int run_local(size_t size, unsigned extent_pages, unsigned samples, workload_fn work,
+		     struct result *r)
 {
 	struct local_uffd l = { .size = size, .extent_pages = extent_pages };
 	struct uffdio_api api = { .api = UFFD_API,
@@ -183,7 +230,7 @@ static int run_local(size_t size, unsigned extent_pages, unsigned samples, struc
 		return -errno;
 	}
 	pthread_create(&t, NULL, local_handler, &l);
-	measure(l.base, size, extent_pages, samples, r);
+	work(l.base, size, extent_pages, samples, r);
 	l.stop = 1;
 	pthread_join(t, NULL);
 	close(l.uffd);
@@ -254,10 +301,12 @@ out:
 	return rc;
 }
 
+/* limit: the VM's own budget in bytes (GVM_VM_LIMIT), 0 for none. */
 static int run_broker(const char *sock, const char *const *donors, unsigned ndonors,
 		      const struct gvm_key *key, size_t size, unsigned extent_pages,
-		      unsigned samples, struct result *r)
+		      unsigned samples, workload_fn work, uint64_t limit, struct result *r)
 {
+	char limit_text[32];
 	char vm[32], ns[64];
 	struct gvm_region reg = { "ram", NULL, size, -1, 0, 0 };
 	struct gvm_session *s;
@@ -270,17 +319,23 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 		return -1;
 	reg.host_addr = map_region(size, &memfd);
 	reg.memfd = memfd;
+	snprintf(limit_text, sizeof(limit_text), "%llu", (unsigned long long)limit);
+	if (limit)
+		setenv("GVM_VM_LIMIT", limit_text, 1);
 	s = gvm_attach(sock, vm, &reg, 1, &err);
+	unsetenv("GVM_VM_LIMIT");
 	if (!s) {
 		fprintf(stderr, "gvm-fault-bench: attach: %s\n", gvm_strerror(err));
 		return err;
 	}
 	usleep(100000); /* let the broker learn the namespace is not empty */
-	measure(reg.host_addr, size, extent_pages, samples, r);
-	/* What came through the broker is the donor's data. */
+	work(reg.host_addr, size, extent_pages, samples, r);
+	/* What came through the broker is the donor's data (past the first
+	 * word, which the read-modify-write workload counts in). */
 	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p += 97) {
 		gvm_pattern_fill_page(want, SEED, p, 0);
-		if (memcmp((uint8_t *)reg.host_addr + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE)) {
+		if (memcmp((uint8_t *)reg.host_addr + p * GVM_PAGE_SIZE + 8, want + 8,
+			   GVM_PAGE_SIZE - 8)) {
 			fprintf(stderr, "gvm-fault-bench: page %zu differs from the donor's\n", p);
 			return -EIO;
 		}
@@ -301,6 +356,7 @@ int main(int argc, char **argv)
 		{ "extent-pages", required_argument, NULL, 'e' },
 		{ "samples", required_argument, NULL, 'n' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "evict", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -308,8 +364,8 @@ int main(int argc, char **argv)
 	unsigned ndonors = 0;
 	const char *key_file = GVM_DEFAULT_KEY_FILE;
 	uint64_t size = 256ull << 20;
-	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3;
-	struct result local[16], broker[16], lm, bm;
+	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
+	struct result local[16], broker[16], limited[16], lm, bm, em;
 	struct gvm_key key;
 	char why[512];
 	int opt;
@@ -333,6 +389,13 @@ int main(int argc, char **argv)
 			break;
 		case 'e': extent_pages = (unsigned)atoi(optarg); break;
 		case 'n': samples = (unsigned)atoi(optarg); break;
+		case 'E':
+			evict = (unsigned)atoi(optarg);
+			if (evict < 2 || evict > 64) {
+				fprintf(stderr, "--evict %s: want a ratio 2..64 (region / per-VM limit)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'r':
 			rounds = (unsigned)atoi(optarg);
 			if (rounds < 1 || rounds > 16) {
@@ -343,6 +406,7 @@ int main(int argc, char **argv)
 		case 'h':
 			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
+			       "          [--evict RATIO]\n"
 			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
 			       "where placement puts them) next to a local userfaultfd handler copying\n"
 			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
@@ -364,12 +428,48 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvm-fault-bench: %s\n", why);
 		return 1;
 	}
+	if (evict) {
+		uint64_t limit = size / evict;
+
+		printf("read-modify-write, %llu MiB region, eviction run limited to %llu MiB (1/%u), "
+		       "extents of %u pages, %u random ops, %u rounds\n",
+		       (unsigned long long)(size >> 20), (unsigned long long)(limit >> 20), evict,
+		       extent_pages, samples * 4, rounds);
+		printf("%-30s %12s %14s %14s\n", "", "seq RMW MB/s", "rand p50 us", "rand p99 us");
+		for (unsigned i = 0; i < rounds; i++) {
+			if (run_local(size, extent_pages, samples, measure_rmw, &local[i]) ||
+			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+				       measure_rmw, 0, &broker[i]) ||
+			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+				       measure_rmw, limit, &limited[i]))
+				return 1;
+			printf("round %u: local uffd (ceiling)   %12.1f %14.1f %14.1f\n", i + 1,
+			       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);
+			printf("round %u: broker, no eviction    %12.1f %14.1f %14.1f\n", i + 1,
+			       broker[i].seq_mbps, broker[i].rand_p50_us, broker[i].rand_p99_us);
+			printf("round %u: broker, 1/%u resident  %12.1f %14.1f %14.1f\n", i + 1, evict,
+			       limited[i].seq_mbps, limited[i].rand_p50_us, limited[i].rand_p99_us);
+		}
+		median_result(local, rounds, &lm);
+		median_result(broker, rounds, &bm);
+		median_result(limited, rounds, &em);
+		printf("median:  local uffd (ceiling)   %12.1f %14.1f %14.1f\n", lm.seq_mbps,
+		       lm.rand_p50_us, lm.rand_p99_us);
+		printf("median:  broker, no eviction    %12.1f %14.1f %14.1f\n", bm.seq_mbps,
+		       bm.rand_p50_us, bm.rand_p99_us);
+		printf("median:  broker, 1/%u resident  %12.1f %14.1f %14.1f\n", evict, em.seq_mbps,
+		       em.rand_p50_us, em.rand_p99_us);
+		printf("eviction run: sequential at %.0f%% of the no-eviction run, %.0f%% of the ceiling\n",
+		       100.0 * em.seq_mbps / bm.seq_mbps, 100.0 * em.seq_mbps / lm.seq_mbps);
+		return 0;
+	}
 	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples, %u rounds\n",
 	       (unsigned long long)(size >> 20), extent_pages, samples, rounds);
 	printf("%-28s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
 	for (unsigned i = 0; i < rounds; i++) {
-		if (run_local(size, extent_pages, samples, &local[i]) ||
-		    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, &broker[i]))
+		if (run_local(size, extent_pages, samples, measure, &local[i]) ||
+		    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, measure, 0,
+			       &broker[i]))
 			return 1;
 		printf("round %u: local uffd (ceiling) %12.1f %14.1f %14.1f\n", i + 1,
 		       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);

@@ -3,8 +3,10 @@
 # measures it with gvm-memserver-bench (4 KiB and 128 KiB pipelined READs and
 # WRITEs at depth 1 and 16, plus a verify pass); then starts gvm-broker on it
 # and measures first-touch faults with gvm-fault-bench against a local
-# userfaultfd ceiling. Prints figures; never fails on a number (targets are
-# for people to read, not asserts). Needs root for the userfaultfd parts.
+# userfaultfd ceiling, then a read-modify-write workload four times a VM's
+# budget against the same without eviction. Prints figures; never fails on a
+# number (targets are for people to read, not asserts). Needs root for the
+# userfaultfd parts.
 set -euo pipefail
 build=${1:-build}
 bin=$build/bin
@@ -45,3 +47,11 @@ done
 echo
 echo "broker counters:"
 "$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(faults|remote_reads|prefetch_hits|zero_fills|donor_connections|fault_latency)'
+
+echo
+echo "== eviction: working set 4x the VM's budget, read-modify-write, vs no eviction and the ceiling"
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
+	--key-file "$work/key" --size 256M --samples 500 --rounds 3 --evict 4 | grep -v '^key '
+echo
+echo "broker counters:"
+"$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(evictions|writebacks|clean_drops|writeback_errors|evict_waits|wp_faults)'
