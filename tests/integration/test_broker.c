@@ -663,7 +663,9 @@ static void test_gvmctl_stats_prints_every_documented_key(void **state)
 	static const char *const keys[] = { "vms: ", "resident_pages: ", "faults: ",
 					     "remote_reads: ", "prefetch_hits: ", "zero_fills: ",
 					     "donor_connections: 4", "fault_latency_p50_us: ",
-					     "fault_latency_p99_us: " };
+					     "fault_latency_p99_us: ", "evictions: ", "writebacks: ",
+					     "clean_drops: ", "budget_bytes: ", "resident_bytes: ",
+					     "wp_faults: " };
 	struct cluster cl;
 	char bin[512], log[600];
 
