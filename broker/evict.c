@@ -19,7 +19,6 @@
 
 #include "broker.h"
 #include "log.h"
-#include "placement.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "stats.h"
@@ -38,18 +37,6 @@ struct bk_wop {
 static uint64_t ep(const struct bk_region *rg)
 {
 	return rg->vm->b->cfg.extent_pages;
-}
-
-static unsigned wop_donor(const struct bk_region *rg, uint64_t extent)
-{
-	const struct bk_config *cfg = &rg->vm->b->cfg;
-	struct gvm_place_donor donors[BK_DONORS_MAX];
-	unsigned d;
-
-	for (unsigned i = 0; i < cfg->ndonors; i++)
-		donors[i] = (struct gvm_place_donor){ cfg->donors[i].addr, cfg->donors[i].weight };
-	gvm_place(rg->ns, extent, donors, cfg->ndonors, &d, 1);
-	return d;
 }
 
 void bk_evict_setup(struct bk_broker *b)
@@ -201,7 +188,7 @@ static void on_wop_ns(struct bk_req *req, int status, const struct gvm_hdr *h,
 static void wop_submit(struct bk_wop *w)
 {
 	struct bk_region *rg = w->rg;
-	unsigned d = wop_donor(rg, w->first / ep(rg));
+	unsigned d = bk_extent_donor(rg, w->first / ep(rg));
 
 	memset(&w->req, 0, sizeof(w->req));
 	w->req.donor = d;

@@ -189,7 +189,8 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
 
-static unsigned extent_donor(const struct bk_region *rg, uint64_t e)
+/* The donor holding extent e of rg (placement.c, weights as configured). */
+unsigned bk_extent_donor(const struct bk_region *rg, uint64_t e)
 {
 	const struct bk_config *cfg = &rg->vm->b->cfg;
 	struct gvm_place_donor donors[BK_DONORS_MAX];
@@ -305,7 +306,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 			 uint64_t t0_us)
 {
 	struct bk_fetch *f = calloc(1, sizeof(*f));
-	unsigned d = extent_donor(rg, e);
+	unsigned d = bk_extent_donor(rg, e);
 
 	if (!f) {
 		gvm_err("out of memory fetching %s extent %llu", rg->ns, (unsigned long long)e);
@@ -345,7 +346,7 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 {
 	struct bk_fetch *f = calloc(1, sizeof(*f));
 	uint64_t e = page / extent_pages(rg);
-	unsigned d = extent_donor(rg, e);
+	unsigned d = bk_extent_donor(rg, e);
 
 	if (!f)
 		return;
@@ -386,7 +387,7 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 {
 	uint64_t e = page / extent_pages(rg);
 
-	if (extent_pages(rg) == 1 || !rg->ns_id[extent_donor(rg, e)]) {
+	if (extent_pages(rg) == 1 || !rg->ns_id[bk_extent_donor(rg, e)]) {
 		fetch_extent(rg, e, true, page, t0_us);
 		return;
 	}

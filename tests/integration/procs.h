@@ -7,9 +7,22 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "config.h"
+
+/* In a forked test client: end it with a distinct status and a message
+ * when cond fails (cmocka's asserts belong to the parent). */
+#define CHILD_CHECK(cond, code, ...)                                                     \
+	do {                                                                             \
+		if (!(cond)) {                                                           \
+			fprintf(stderr, "child: " __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                          \
+			_exit(code);                                                     \
+		}                                                                        \
+	} while (0)
 
 struct gvmt_proc {
 	pid_t pid;

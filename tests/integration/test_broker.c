@@ -147,16 +147,6 @@ static int guest_map(struct guest *g, size_t size)
 	return g->mem == MAP_FAILED ? -1 : 0;
 }
 
-/* Child-side checks end the child with a distinct status and a message. */
-#define CHILD_CHECK(cond, code, ...)                                                     \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "child: " __VA_ARGS__);                          \
-			fprintf(stderr, "\n");                                          \
-			_exit(code);                                                     \
-		}                                                                        \
-	} while (0)
-
 /* Verifies pages [from, to) of g against the seeded pattern (pages beyond
  * seeded read as zero). */
 static uint64_t verify_pattern(const struct guest *g, uint64_t from, uint64_t to, uint64_t seeded)

@@ -62,15 +62,6 @@ static void cluster_stop(struct cluster *cl)
 		assert_int_equal(gvmt_proc_stop(&cl->donor[i], SIGTERM), 0);
 }
 
-#define CHILD_CHECK(cond, code, ...)                                                     \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "child: " __VA_ARGS__);                          \
-			fprintf(stderr, "\n");                                          \
-			_exit(code);                                                     \
-		}                                                                        \
-	} while (0)
-
 struct guest {
 	uint8_t *mem;
 	size_t size;
