@@ -149,6 +149,7 @@ void bk_evict_page_gone(struct bk_region *rg, uint64_t page);
 
 /* fault.c */
 void bk_fault_redispatch(struct bk_broker *b);
+void bk_fault_drop_deferred(struct bk_broker *b);
 unsigned bk_extent_donor(const struct bk_region *rg, uint64_t extent);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);

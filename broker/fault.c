@@ -568,6 +568,19 @@ void bk_fault_redispatch(struct bk_broker *b)
 	}
 }
 
+/* At shutdown: the waiting faults are dropped (their VMs are detached). */
+void bk_fault_drop_deferred(struct bk_broker *b)
+{
+	while (b->deferred) {
+		struct bk_deferred *d = b->deferred;
+
+		b->deferred = d->next;
+		bk_vm_put(d->vm);
+		free(d);
+	}
+	b->deferred_tail = &b->deferred;
+}
+
 static void handle_remove(struct bk_vm *vm, const struct uffd_msg *msg)
 {
 	uint64_t start = msg->arg.remove.start, end = msg->arg.remove.end;

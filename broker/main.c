@@ -118,6 +118,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	(void)sig;
 	gvm_info("%s: shutting down", strsignal(signum));
 	bk_control_stop(&broker);
+	bk_fault_drop_deferred(&broker);
 	bk_pool_close(broker.pool);
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);

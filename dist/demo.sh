@@ -5,7 +5,8 @@
 # and compared; the file-backed donor is restarted and still has its pages.
 # Then gvm-broker serves a process's RAM from those donors: its first
 # touches are page faults answered over the pooled connections, next to a
-# local userfaultfd handler for scale. (Booting a real guest arrives with
+# local userfaultfd handler for scale, while the broker keeps it under a
+# budget half its size by evicting. (Booting a real guest arrives with
 # the QEMU integration.) Cleans up everything it started.
 set -euo pipefail
 build=${1:-build}
@@ -77,9 +78,9 @@ start_donor donor2 $((base + 1)) --backing "$work/donor2.img"
 "$bin/gvmctl" --key-file "$work/cluster.key" donor-stats $d2 vm-beta |
 	grep -E '^(used_pages|namespaces|ns_used_pages) '
 
-say "gvm-broker: one host daemon, pooled connections to both donors"
+say "gvm-broker: one host daemon, pooled connections to both donors, a 64 MiB budget"
 "$bin/gvm-broker" --socket "$work/broker.sock" --donor $d1 --donor $d2 \
-	--key-file "$work/cluster.key" --no-cuse 2>> "$work/broker.log" &
+	--key-file "$work/cluster.key" --no-cuse --budget 64M 2>> "$work/broker.log" &
 pids+=($!)
 for _ in $(seq 100); do
 	"$bin/gvmctl" --socket "$work/broker.sock" stats 2>/dev/null | grep -q '^donor_connections: 4' && break
@@ -87,7 +88,7 @@ for _ in $(seq 100); do
 done
 "$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(donors|donor_connections):'
 
-say "a process attaches 128 MiB of RAM through libgvmmem; its pages live on the donors"
+say "a process attaches 128 MiB of RAM through libgvmmem (twice the budget); its pages live on the donors"
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor $d1 --donor $d2 --key-file "$work/cluster.key" \
 	--size 128M --samples 500 --rounds 1 | grep -v '^key '
 echo "(gvm-fault-bench checked that the pages it read are the ones it stored on the donors)"
