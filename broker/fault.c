@@ -302,26 +302,40 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 
 /* Asks the extent's donor for its pages (opening the namespace there first
  * if needed). The reply installs them (demand) or caches them (prefetch). */
-static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
-			 uint64_t t0_us)
+/* A READ of extent e (page NO_PAGE) or of one page of it, addressed to
+ * the extent's donor; it holds a reference on the VM until its reply. */
+static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t page,
+				  uint64_t t0_us, bool demand)
 {
 	struct bk_fetch *f = calloc(1, sizeof(*f));
-	unsigned d = bk_extent_donor(rg, e);
 
 	if (!f) {
 		gvm_err("out of memory fetching %s extent %llu", rg->ns, (unsigned long long)e);
-		return;
+		return NULL;
 	}
 	f->rg = rg;
 	f->extent = e;
-	f->page = NO_PAGE;
-	f->fault_page = fault_page;
+	f->page = page;
+	f->fault_page = NO_PAGE;
 	f->t0_us = t0_us;
-	f->req.donor = d;
+	f->req.donor = bk_extent_donor(rg, e);
 	f->req.flags = demand ? BK_REQ_DEMAND : 0;
 	f->req.arg = f;
-	rg->ext_state[e] = demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING;
 	rg->vm->refs++;
+	return f;
+}
+
+static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
+			 uint64_t t0_us)
+{
+	struct bk_fetch *f = fetch_new(rg, e, NO_PAGE, t0_us, demand);
+	unsigned d;
+
+	if (!f)
+		return;
+	d = f->req.donor;
+	f->fault_page = fault_page;
+	rg->ext_state[e] = demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING;
 	if (!rg->ns_id[d]) {
 		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_OPEN_NS, 0);
 		strcpy(f->req.hdr.ns_name, rg->ns);
@@ -344,28 +358,19 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
  * namespace open on that donor already. */
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us)
 {
-	struct bk_fetch *f = calloc(1, sizeof(*f));
-	uint64_t e = page / extent_pages(rg);
-	unsigned d = bk_extent_donor(rg, e);
+	struct bk_fetch *f = fetch_new(rg, page / extent_pages(rg), page, t0_us, true);
 
 	if (!f)
 		return;
-	f->rg = rg;
-	f->extent = e;
-	f->page = page;
 	f->write = write;
-	f->t0_us = t0_us;
-	f->req.donor = d;
-	f->req.flags = BK_REQ_DEMAND;
 	f->req.cb = on_fetched;
 	gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
-	f->req.hdr.ns = rg->ns_id[d];
+	f->req.hdr.ns = rg->ns_id[f->req.donor];
 	f->req.hdr.first_page = page;
 	f->req.hdr.page_count = 1;
 	f->reserved = 1;
 	rg->vm->b->reserved_pages++;
 	bk_bit_set(rg->fetching, page);
-	rg->vm->refs++;
 	bk_pool_submit(rg->vm->b->pool, &f->req);
 }
 
