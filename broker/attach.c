@@ -408,7 +408,6 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason)
 			bk_pool_submit(b->pool, req);
 		}
 	}
-	bk_stats.resident_pages -= resident;
 	b->resident_pages -= resident;
 	gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	vm->client = NULL;

@@ -149,10 +149,21 @@ void bk_evict_page_gone(struct bk_region *rg, uint64_t page);
 
 /* fault.c */
 void bk_fault_redispatch(struct bk_broker *b);
+/* UFFDIO_WAKE / UFFDIO_WRITEPROTECT on pages [first, first+count) of rg;
+ * lifting the protection also wakes the writers. */
+void bk_uffd_wake(struct bk_region *rg, uint64_t first, uint64_t count);
+int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on);
+/* Whether the page holds data in the memfd (not a hole). */
+bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page);
 void bk_fault_drop_deferred(struct bk_broker *b);
 unsigned bk_extent_donor(const struct bk_region *rg, uint64_t extent);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
+
+static inline uint64_t bk_extent_pages(const struct bk_region *rg)
+{
+	return rg->vm->b->cfg.extent_pages;
+}
 
 static inline bool bk_bit_test(const uint64_t *map, uint64_t i)
 {

@@ -34,11 +34,6 @@ struct bk_wop {
 	_Alignas(64) uint8_t data[];
 };
 
-static uint64_t ep(const struct bk_region *rg)
-{
-	return rg->vm->b->cfg.extent_pages;
-}
-
 void bk_evict_setup(struct bk_broker *b)
 {
 	b->budget_pages = b->cfg.budget_bytes / GVM_PAGE_SIZE;
@@ -67,9 +62,8 @@ static void forget_pages(struct bk_region *rg, uint64_t first, uint64_t count)
 		bk_bit_clear(rg->ref, p);
 		rg->resident_count--;
 		b->resident_pages--;
-		bk_stats.resident_pages--;
-		if (rg->ext_state[p / ep(rg)] == BK_EXT_LOCAL)
-			rg->ext_state[p / ep(rg)] = BK_EXT_NONE;
+		if (rg->ext_state[p / bk_extent_pages(rg)] == BK_EXT_LOCAL)
+			rg->ext_state[p / bk_extent_pages(rg)] = BK_EXT_NONE;
 	}
 }
 
@@ -83,30 +77,13 @@ static int punch(struct bk_region *rg, uint64_t first, uint64_t count)
 	return 0;
 }
 
-static void wake(struct bk_region *rg, uint64_t first, uint64_t count)
-{
-	struct uffdio_range r = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
-
-	ioctl(rg->vm->uffd, UFFDIO_WAKE, &r);
-}
-
-static int write_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
-{
-	struct uffdio_writeprotect w = {
-		.range = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE },
-		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-
-	return ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
-}
-
 static void wop_submit(struct bk_wop *w);
 
 static void wop_finish(struct bk_wop *w, int err, const char *why)
 {
 	struct bk_region *rg = w->rg;
 	struct bk_broker *b = rg->vm->b;
-	uint64_t e = w->first / ep(rg);
+	uint64_t e = w->first / bk_extent_pages(rg);
 	bool held = false;
 
 	for (uint64_t p = w->first; p < w->first + w->count; p++) {
@@ -129,10 +106,10 @@ static void wop_finish(struct bk_wop *w, int err, const char *why)
 			bk_stats.evictions += w->count;
 		}
 		if (held)
-			wake(rg, w->first, w->count); /* writers refault from the donor */
+			bk_uffd_wake(rg, w->first, w->count); /* writers refault from the donor */
 	} else {
 		/* Put things back: the pages stay resident, dirty and writable. */
-		write_protect(rg, w->first, w->count, false);
+		bk_uffd_protect(rg, w->first, w->count, false);
 		bk_stats.writeback_errors++;
 		if (uv_now(b->loop) >= rg->quiet_until_ms)
 			gvm_warn("vm %s: write-back of %llu pages to donor %s refused: %s; they stay resident",
@@ -188,7 +165,7 @@ static void on_wop_ns(struct bk_req *req, int status, const struct gvm_hdr *h,
 static void wop_submit(struct bk_wop *w)
 {
 	struct bk_region *rg = w->rg;
-	unsigned d = bk_extent_donor(rg, w->first / ep(rg));
+	unsigned d = bk_extent_donor(rg, w->first / bk_extent_pages(rg));
 
 	memset(&w->req, 0, sizeof(w->req));
 	w->req.donor = d;
@@ -236,7 +213,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 
 	if (!w)
 		return;
-	err = write_protect(rg, first, count, true);
+	err = bk_uffd_protect(rg, first, count, true);
 	if (err) {
 		free(w);
 		return;
@@ -246,7 +223,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	got = pread(rg->memfd, w->data, (size_t)count * GVM_PAGE_SIZE,
 		    (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE));
 	if (got != (ssize_t)count * GVM_PAGE_SIZE) {
-		write_protect(rg, first, count, false);
+		bk_uffd_protect(rg, first, count, false);
 		free(w);
 		return;
 	}
@@ -255,7 +232,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	w->count = count;
 	for (uint64_t p = first; p < first + count; p++)
 		bk_bit_set(rg->evicting, p);
-	rg->wb_inflight[first / ep(rg)]++;
+	rg->wb_inflight[first / bk_extent_pages(rg)]++;
 	b->evicting_pages += count;
 	rg->vm->refs++; /* wop_finish puts it */
 	wop_submit(w);
@@ -288,7 +265,7 @@ static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 			steps = BK_EVICT_SCAN_MAX_PAGES;
 		rg->clock = start;
 		for (uint64_t s = 0; s < steps && taken + run_len < want; s++) {
-			uint64_t p = rg->clock, e = p / ep(rg);
+			uint64_t p = rg->clock, e = p / bk_extent_pages(rg);
 			uint8_t st = rg->ext_state[e];
 			bool pick = false;
 
@@ -308,7 +285,7 @@ static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 			}
 			/* A run ends at a gap or an extent boundary. */
 			if (run_len && (!pick || p != run_first + run_len ||
-					e != run_first / ep(rg))) {
+					e != run_first / bk_extent_pages(rg))) {
 				flush_run(rg, dirty_pass, run_first, run_len);
 				taken += run_len;
 				run_len = 0;
@@ -403,7 +380,7 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
 static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count;) {
-		uint64_t end = (p / ep(rg) + 1) * ep(rg);
+		uint64_t end = (p / bk_extent_pages(rg) + 1) * bk_extent_pages(rg);
 		struct bk_wop *w = calloc(1, sizeof(*w));
 
 		if (end > first + count)
@@ -437,7 +414,7 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
 			uint64_t n = (uint64_t)(hole_end - off) / GVM_PAGE_SIZE;
 
 			forget_pages(rg, p, n);
-			for (uint64_t e = p / ep(rg); e <= (p + n - 1) / ep(rg); e++)
+			for (uint64_t e = p / bk_extent_pages(rg); e <= (p + n - 1) / bk_extent_pages(rg); e++)
 				if (rg->ext_state[e] == BK_EXT_CACHED) {
 					bk_cache_drop(b->cache, rg, e);
 					rg->ext_state[e] = BK_EXT_NONE;

@@ -56,23 +56,35 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint64_t extent_pages(const struct bk_region *rg)
-{
-	return rg->vm->b->cfg.extent_pages;
-}
-
 static uint64_t extent_count(const struct bk_region *rg, uint64_t e)
 {
-	uint64_t first = e * extent_pages(rg);
+	uint64_t first = e * bk_extent_pages(rg);
 
-	return rg->npages - first < extent_pages(rg) ? rg->npages - first : extent_pages(rg);
+	return rg->npages - first < bk_extent_pages(rg) ? rg->npages - first : bk_extent_pages(rg);
 }
 
-static void uffd_wake(struct bk_region *rg, uint64_t page, uint64_t count)
+void bk_uffd_wake(struct bk_region *rg, uint64_t first, uint64_t count)
 {
-	struct uffdio_range r = { rg->host_addr + page * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
+	struct uffdio_range r = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
 
 	ioctl(rg->vm->uffd, UFFDIO_WAKE, &r);
+}
+
+int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
+{
+	struct uffdio_writeprotect w = {
+		.range = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
+}
+
+bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page)
+{
+	off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
+
+	return lseek(rg->memfd, off, SEEK_DATA) == off;
 }
 
 static void mark_resident(struct bk_region *rg, uint64_t page)
@@ -82,7 +94,6 @@ static void mark_resident(struct bk_region *rg, uint64_t page)
 		bk_bit_set(rg->ref, page);
 		rg->resident_count++;
 		rg->vm->b->resident_pages++;
-		bk_stats.resident_pages++;
 	}
 }
 
@@ -120,14 +131,14 @@ static int64_t copy_run(struct bk_region *rg, uint64_t page, uint64_t n, const u
 		if (errno == EEXIST) {
 			/* Already there (another path installed it): wake its waiters. */
 			mark_resident(rg, page + done);
-			uffd_wake(rg, page + done, 1);
+			bk_uffd_wake(rg, page + done, 1);
 			return (int64_t)done + 1;
 		}
 		if (errno == EAGAIN && ++tries <= BK_COPY_EAGAIN_RETRIES)
 			continue;
 		if (errno == EAGAIN) {
 			/* The mm is changing under us: let the threads fault again. */
-			uffd_wake(rg, page, n);
+			bk_uffd_wake(rg, page, n);
 			return (int64_t)n;
 		}
 		return -errno;
@@ -157,7 +168,7 @@ static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src,
 static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages,
 			  uint64_t fault_page, bool write)
 {
-	uint64_t first = e * extent_pages(rg), count = extent_count(rg, e), i = 0;
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = 0;
 	int err;
 
 	if (fault_page != NO_PAGE) {
@@ -230,7 +241,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		} else if (!bk_bit_test(rg->resident, f->page) &&
 			   rg->ext_state[e] != BK_EXT_FETCHING) {
 			bk_stats.donor_errors++;
-			uffd_wake(rg, f->page, 1); /* its thread faults again */
+			bk_uffd_wake(rg, f->page, 1); /* its thread faults again */
 		}
 		if (rg->ext_state[e] == BK_EXT_PAGES)
 			rg->ext_state[e] = BK_EXT_NONE;
@@ -248,7 +259,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			 bk_pool_donor_addr(vm->b->pool, req->donor), rg->ns,
 			 (unsigned long long)e, status ? strerror(-status) : h->error);
 		rg->ext_state[e] = BK_EXT_NONE;
-		uffd_wake(rg, e * extent_pages(rg), extent_count(rg, e)); /* fault again */
+		bk_uffd_wake(rg, e * bk_extent_pages(rg), extent_count(rg, e)); /* fault again */
 		goto out;
 	}
 	bk_stats.remote_reads++;
@@ -293,7 +304,7 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 				 bk_pool_donor_addr(rg->vm->b->pool, req->donor), rg->ns,
 				 status ? strerror(-status) : h->error);
 			rg->ext_state[f->extent] = BK_EXT_NONE;
-			uffd_wake(rg, f->extent * extent_pages(rg), extent_count(rg, f->extent));
+			bk_uffd_wake(rg, f->extent * bk_extent_pages(rg), extent_count(rg, f->extent));
 		}
 	}
 	bk_vm_put(rg->vm);
@@ -320,7 +331,6 @@ static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t pag
 	f->t0_us = t0_us;
 	f->req.donor = bk_extent_donor(rg, e);
 	f->req.flags = demand ? BK_REQ_DEMAND : 0;
-	f->req.arg = f;
 	rg->vm->refs++;
 	return f;
 }
@@ -343,7 +353,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 	} else {
 		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
 		f->req.hdr.ns = rg->ns_id[d];
-		f->req.hdr.first_page = e * extent_pages(rg);
+		f->req.hdr.first_page = e * bk_extent_pages(rg);
 		f->req.hdr.page_count = (uint32_t)extent_count(rg, e);
 		f->req.cb = on_fetched;
 		if (demand) {
@@ -358,7 +368,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
  * namespace open on that donor already. */
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us)
 {
-	struct bk_fetch *f = fetch_new(rg, page / extent_pages(rg), page, t0_us, true);
+	struct bk_fetch *f = fetch_new(rg, page / bk_extent_pages(rg), page, t0_us, true);
 
 	if (!f)
 		return;
@@ -376,7 +386,7 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 
 static bool extent_touched(const struct bk_region *rg, uint64_t e)
 {
-	uint64_t first = e * extent_pages(rg), count = extent_count(rg, e);
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e);
 
 	for (uint64_t p = first; p < first + count; p++)
 		if (bk_bit_test(rg->resident, p))
@@ -390,9 +400,9 @@ static bool extent_touched(const struct bk_region *rg, uint64_t e)
  * random touch fetches its page and nothing more. */
 static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us)
 {
-	uint64_t e = page / extent_pages(rg);
+	uint64_t e = page / bk_extent_pages(rg);
 
-	if (extent_pages(rg) == 1 || !rg->ns_id[bk_extent_donor(rg, e)]) {
+	if (bk_extent_pages(rg) == 1 || !rg->ns_id[bk_extent_donor(rg, e)]) {
 		fetch_extent(rg, e, true, page, t0_us);
 		return;
 	}
@@ -444,17 +454,12 @@ static struct bk_region *region_of(struct bk_vm *vm, uint64_t addr)
 
 static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 {
-	struct uffdio_writeprotect w = {
-		.range = { rg->host_addr + page * GVM_PAGE_SIZE, GVM_PAGE_SIZE },
-		.mode = 0, /* lift the protection and wake the writer */
-	};
+	int err;
 
 	bk_stats.wp_faults++;
 	if (!bk_bit_test(rg->resident, page)) {
-		off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
-
-		if (lseek(rg->memfd, off, SEEK_DATA) != off) {
-			uffd_wake(rg, page, 1); /* evicted meanwhile: refault it */
+		if (!bk_page_in_memfd(rg, page)) {
+			bk_uffd_wake(rg, page, 1); /* evicted meanwhile: refault it */
 			return 0;
 		}
 		/* Installed before a broker restart: ours from now on. */
@@ -464,9 +469,8 @@ static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 		return 0; /* woken when its write-back is done */
 	bk_bit_set(rg->dirty, page);
 	bk_bit_set(rg->ref, page);
-	if (ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
+	err = bk_uffd_protect(rg, page, 1, false); /* lifts it, wakes the writer */
+	return err == -EAGAIN ? 0 : err;
 }
 
 static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
@@ -487,10 +491,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(rg, page);
 	if (bk_bit_test(rg->resident, page)) {
-		off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
-
-		if (lseek(rg->memfd, off, SEEK_DATA) == off) {
-			uffd_wake(rg, page, 1); /* installed meanwhile */
+		if (bk_page_in_memfd(rg, page)) {
+			bk_uffd_wake(rg, page, 1); /* installed meanwhile */
 			return 0;
 		}
 		/* A hole where a page was: the VM dropped it. It reads as zero. */
@@ -499,7 +501,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	}
 	if (bk_bit_test(rg->fetching, page))
 		return 0; /* its one-page READ wakes this thread too */
-	e = page / extent_pages(rg);
+	e = page / bk_extent_pages(rg);
 	switch (rg->ext_state[e]) {
 	case BK_EXT_FETCHING:
 		return 0; /* its reply wakes this thread too */

@@ -82,7 +82,7 @@ void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
 	gvm__stats__init(m);
 	m->entries = calloc(40, sizeof(*m->entries));
 	put(m, "vms", vms);
-	put(m, "resident_pages", bk_stats.resident_pages);
+	put(m, "resident_pages", b->resident_pages);
 	put(m, "faults", bk_stats.faults);
 	put(m, "wp_faults", bk_stats.wp_faults);
 	put(m, "remote_reads", bk_stats.remote_reads);

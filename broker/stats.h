@@ -10,7 +10,7 @@
 
 struct bk_stats {
 	uint64_t faults, wp_faults, remote_reads, remote_pages, prefetch_issued,
-		prefetch_hits, zero_fills, resident_pages, attaches, attach_errors,
+		prefetch_hits, zero_fills, attaches, attach_errors,
 		donor_errors, evictions, writebacks, clean_drops, writeback_errors,
 		removed_pages, evict_waits;
 };
