@@ -176,16 +176,19 @@ static void conn_fail(struct bk_conn *c, const char *why)
 		donor_fail_impatient(d);
 }
 
+/* A request's uv_write_t lives apart from it: the donor's answer can be
+ * read, and the request freed by its owner, before libuv reports the
+ * write done (both in one loop iteration on a fast peer), and libuv still
+ * touches the write request then. */
 static void on_req_written(uv_write_t *w, int status)
 {
-	struct bk_req *r = w->data;
-
-	(void)r;
 	(void)status; /* a failed write shows up as a read error too */
+	free(w);
 }
 
 static void conn_send(struct bk_conn *c, struct bk_req *r)
 {
+	uv_write_t *w = malloc(sizeof(*w));
 	uv_buf_t bufs[2];
 	int len, err;
 
@@ -193,7 +196,6 @@ static void conn_send(struct bk_conn *c, struct bk_req *r)
 	len = gvm_hdr_encode(&r->hdr, r->wire, sizeof(r->wire));
 	bufs[0] = uv_buf_init((char *)r->wire, (unsigned)len);
 	bufs[1] = uv_buf_init((char *)r->payload, r->hdr.payload_len);
-	r->write.data = r;
 	r->sent_ms = uv_now(c->d->p->loop);
 	r->next = NULL;
 	if (c->tail)
@@ -204,10 +206,16 @@ static void conn_send(struct bk_conn *c, struct bk_req *r)
 	c->ninflight++;
 	if (!(r->flags & BK_REQ_DEMAND))
 		c->nprefetch++;
-	err = uv_write(&r->write, (uv_stream_t *)&c->tcp, bufs, r->hdr.payload_len ? 2 : 1,
+	if (!w) {
+		conn_fail(c, "out of memory for a write request");
+		return;
+	}
+	err = uv_write(w, (uv_stream_t *)&c->tcp, bufs, r->hdr.payload_len ? 2 : 1,
 		       on_req_written);
-	if (err)
+	if (err) {
+		free(w);
 		conn_fail(c, uv_strerror(err));
+	}
 }
 
 /* The ready connection with the fewest requests in flight that may take r. */

@@ -33,7 +33,6 @@ struct bk_req {
 	unsigned flags;
 	bk_req_cb cb; /* recovers its own struct from req: req comes first in it */
 	uint64_t sent_ms;
-	uv_write_t write;
 	uint8_t wire[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
 };
 
