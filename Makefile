@@ -83,6 +83,27 @@ FORCE:
 
 CLIENT_LIBS := $(LIB)/libgvmmem.so.0 $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LIB)/pkgconfig/gvmmem.pc
 
+# ---- qemu-hook/ -> libgvm-qemu-hook.so, gvm-qemu ----
+# The hook is preloaded into QEMU, which is never sanitized, so it is built
+# without sanitizers even in build/san, from its own copies of the objects.
+NOSAN_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+HOOK_SRC := qemu-hook/hook.c client-lib/gvmmem.c $(GEN)/gvm.pb-c.c proto/ctlmsg.c \
+	proto/log.c proto/config.c
+HOOK_OBJ := $(patsubst %.c,$(OBJ)/hook/%.o,$(HOOK_SRC))
+
+$(OBJ)/hook/%.o: %.c | $(GEN)/gvm.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Iclient-lib/include $(NOSAN_CFLAGS) -c $< -o $@
+
+$(LIB)/libgvm-qemu-hook.so: $(HOOK_OBJ) qemu-hook/hook.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,--version-script=qemu-hook/hook.map -Wl,-z,defs $(HOOK_OBJ) \
+		-lprotobuf-c -lpthread -ldl -o $@
+
+$(BIN)/gvm-qemu: qemu-hook/gvm-qemu
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
 # ---- memserver/ -> gvm-memserver ----
 MEMSERVER_SRC := memserver/main.c memserver/server.c memserver/store.c
 $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
@@ -111,7 +132,24 @@ $(BIN)/gvm-fault-bench: $(OBJ)/bench/fault_bench.o $(LIB)/libgvmmem.a $(LIB)/lib
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
-	$(BIN)/gvm-fault-bench
+	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu
+
+# ---- the demo's and end-to-end tests' guest (dist/guest/) ----
+# Always in build/guest, whatever BUILD is: the guest is never sanitized and
+# the kernel download happens once.
+GUEST := build/guest
+GUEST_FILES := $(GUEST)/vmlinuz $(GUEST)/initramfs.cpio.gz
+
+$(GUEST)/vmlinuz: dist/guest/kernel.sh
+	bash dist/guest/kernel.sh $(GUEST)
+	@touch $@
+
+$(GUEST)/gvm-guest-memtest: dist/guest/memtest.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(GUEST)/initramfs.cpio.gz: dist/guest/init dist/guest/initramfs.sh $(GUEST)/gvm-guest-memtest
+	bash dist/guest/initramfs.sh $@ $(GUEST)/gvm-guest-memtest
 
 # ---- tests/ (cmocka) ----
 TEST_LIBS := -lcmocka
@@ -144,15 +182,17 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/gvm.pb-c.
 		$(CPPFLAGS) $^ $(PKG_LIBS) -o $@
 
 # ---- top-level targets ----
-.PHONY: all deps check tests fuzz fuzz-short bench demo install clean format
+.PHONY: all deps guest check tests fuzz fuzz-short bench demo install clean format
 .DEFAULT_GOAL := all
 
-all: $(LIB)/libgvmproto.a $(CLIENT_LIBS) $(PROGS)
+all: $(LIB)/libgvmproto.a $(CLIENT_LIBS) $(LIB)/libgvm-qemu-hook.so $(PROGS)
 
 deps:
 	@bash dist/deps.sh
 
-tests: all $(UNIT_TESTS) $(INTEG_TESTS)
+guest: $(GUEST_FILES)
+
+tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(GUEST_FILES)
 
 # The release build (warnings as errors), then every test under ASan+UBSan,
 # then a short fuzz run of the frame decoder.
@@ -173,14 +213,14 @@ bench: deps
 	bash bench/run.sh $(BUILD)
 
 demo: deps
-	$(MAKE) all
+	$(MAKE) all guest
 	bash dist/demo.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gvmmem \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(LIB)/libgvmmem.so.0 $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(LIB)/libgvmmem.so.0 $(LIB)/libgvm-qemu-hook.so $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libgvmmem.so.0 $(DESTDIR)$(PREFIX)/lib/libgvmmem.so
 	install -m 0644 $(LIB)/libgvmmem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 $(LIB)/pkgconfig/gvmmem.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/

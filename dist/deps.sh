@@ -14,6 +14,8 @@ pkgs=(
 	libcmocka-dev                    # unit and integration tests
 	clang libclang-rt-14-dev         # libFuzzer harness of the frame decoder
 	iproute2 procps                  # test hosts in namespaces, process checks
+	qemu-system-x86                  # the demo's and end-to-end tests' guests (TCG)
+	busybox-static cpio              # the guests' initramfs
 )
 
 missing=()

@@ -7,6 +7,7 @@
 set -uo pipefail
 build=${1:?usage: tests/run.sh BUILD_DIR}
 export GVM_BIN_DIR=$build/bin
+export GVM_GUEST_DIR=${GVM_GUEST_DIR:-build/guest}
 export TMPDIR=${TMPDIR:-/tmp}
 passed=0 failed=0 broken=()
 
