@@ -1,0 +1,398 @@
+/* test_qemu.c: end to end. Stock Debian qemu-system-x86_64 (TCG) boots
+ * Debian's kernel and the project's busybox initramfs (build/guest) through
+ * gvm-qemu as the unprivileged user gvmtest, its RAM attached to gvm-broker
+ * by libgvm-qemu-hook.so and served by two real gvm-memserver donors under
+ * a budget well below the guest's RAM. The guest fills 3/4 of its memory,
+ * checksums, copies and checksums again; its serial console is grepped for
+ * the markers. Also: two guests on one pool, a guest killed with SIGKILL
+ * half-way while another keeps running, and the hook leaving QEMU's memory
+ * alone in full-share and no-broker modes and for other memory backends. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "procs.h"
+
+#define GUEST_MEM "256M"
+#define BUDGET "96M"
+#define BOOT_TIMEOUT_S 300
+
+static char key_path[512], sock_path[512], guest_dir[512];
+static uid_t test_uid;
+static gid_t test_gid, gvm_gid;
+static struct gvmt_proc donor[2], broker;
+
+struct guest {
+	pid_t pid;
+	char name[64];
+	char log[512];
+	int status;
+};
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Boots a guest through gvm-qemu as gvmtest, attached to the test's
+ * broker (or to endpoint if not NULL). env: "NAME=VALUE" strings
+ * set in the child (NULL-terminated, may be NULL); extra: QEMU arguments
+ * replacing the default -m GUEST_MEM (NULL: the default). */
+static void guest_start(struct guest *g, const char *name, const char *memtest,
+			const char *endpoint, const char *const *env, const char *const *extra)
+{
+	static const char *const common[] = { "-accel", "tcg", "-nographic", "-no-reboot",
+					      "-nodefaults", "-serial", "stdio" };
+	char gvm_qemu[512], kernel[600], initrd[600], append[256];
+	const char *argv[64];
+	int n = 0, fd;
+
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	snprintf(g->log, sizeof(g->log), "%s/%s.log", gvmt_dir(), name);
+	unlink(g->log);
+	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
+	snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", guest_dir);
+	snprintf(append, sizeof(append), "console=ttyS0 panic=-1 quiet gvm.memtest=%s", memtest);
+	argv[n++] = gvmt_bin("gvm-qemu", gvm_qemu, sizeof(gvm_qemu));
+	argv[n++] = "--broker";
+	argv[n++] = endpoint ? endpoint : sock_path;
+	argv[n++] = "--vm-name";
+	argv[n++] = name;
+	argv[n++] = "--";
+	if (extra) {
+		while (*extra && n < 40)
+			argv[n++] = *extra++;
+	} else {
+		argv[n++] = "-m";
+		argv[n++] = GUEST_MEM;
+	}
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+		argv[n++] = common[i];
+	argv[n++] = "-kernel";
+	argv[n++] = kernel;
+	argv[n++] = "-initrd";
+	argv[n++] = initrd;
+	argv[n++] = "-append";
+	argv[n++] = append;
+	argv[n] = NULL;
+
+	fd = open(g->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	g->pid = fork();
+	assert_true(g->pid >= 0);
+	if (g->pid == 0) {
+		gvmt_become(test_uid, test_gid, gvm_gid);
+		/* After the credential change, which clears it: QEMU dies
+		 * with this test program. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (; env && *env; env++)
+			putenv((char *)*env);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+}
+
+/* Waits for the guest's QEMU to exit; kills it after timeout_s. Returns
+ * its exit status (128+signal if killed). */
+static int guest_wait(struct guest *g, int timeout_s)
+{
+	double end = now_s() + timeout_s;
+	int status;
+	pid_t r;
+
+	while ((r = waitpid(g->pid, &status, WNOHANG)) == 0 && now_s() < end)
+		usleep(100 * 1000);
+	if (r == 0) {
+		fprintf(stderr, "guest %s still running after %d s; killed\n", g->name, timeout_s);
+		kill(g->pid, SIGKILL);
+		waitpid(g->pid, &status, 0);
+	}
+	g->pid = -1;
+	g->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return g->status;
+}
+
+/* Waits until the guest's log has needle; false if it exits or time runs out. */
+static bool guest_wait_for(struct guest *g, const char *needle, int timeout_s)
+{
+	double end = now_s() + timeout_s;
+	int status;
+
+	while (now_s() < end) {
+		if (gvmt_file_count(g->log, needle) > 0)
+			return true;
+		if (waitpid(g->pid, &status, WNOHANG) == g->pid) {
+			g->pid = -1;
+			g->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			return gvmt_file_count(g->log, needle) > 0;
+		}
+		usleep(100 * 1000);
+	}
+	return false;
+}
+
+static void dump_log(const char *path)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s\n", path);
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
+/* The guest ran its workload to the end and every checksum matched. */
+static void assert_guest_ok(struct guest *g)
+{
+	bool ok = g->status == 0 && gvmt_file_count(g->log, "GVM-MEMTEST OK ") == 1 &&
+		  gvmt_file_count(g->log, "GVM-MEMTEST FAIL") == 0 &&
+		  gvmt_file_count(g->log, "GVM-GUEST done rc=0") == 1;
+
+	if (!ok) {
+		dump_log(g->log);
+		dump_log(broker.log);
+	}
+	assert_true(ok);
+}
+
+/* Pages the donors hold for one namespace, summed over both. */
+static uint64_t donor_ns_pages(const char *ns)
+{
+	char gvmctl[512], out[600], line[256];
+	uint64_t sum = 0;
+
+	gvmt_bin("gvmctl", gvmctl, sizeof(gvmctl));
+	snprintf(out, sizeof(out), "%s/donor-stats.out", gvmt_dir());
+	for (int i = 0; i < 2; i++) {
+		unsigned long long v;
+		FILE *f;
+
+		unlink(out);
+		assert_int_equal(gvmt_run(out, (const char *[]){ gvmctl, "--key-file", key_path,
+								 "donor-stats", donor[i].addr, ns,
+								 NULL }),
+				 0);
+		f = fopen(out, "r");
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "ns_used_pages %llu", &v) == 1)
+				sum += v;
+		fclose(f);
+	}
+	return sum;
+}
+
+static uint64_t stat_of(const char *key)
+{
+	uint64_t v = gvmt_broker_stat(sock_path, key);
+
+	assert_int_not_equal(v, UINT64_MAX);
+	return v;
+}
+
+/* One guest whose 256 MiB live under a 96 MiB budget: it boots, fills 3/4
+ * of its RAM, and every checksum matches although most of its pages went
+ * to the donors and came back. */
+static void test_guest_under_budget(void **state)
+{
+	uint64_t ev0 = stat_of("evictions"), wb0 = stat_of("writebacks");
+	uint64_t rr0 = stat_of("remote_reads"), at0 = stat_of("attaches");
+	struct guest g;
+
+	(void)state;
+	guest_start(&g, "e2e-one", "75,1", NULL, NULL, NULL);
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	assert_guest_ok(&g);
+	assert_int_equal(gvmt_file_count(g.log, "VM e2e-one: gvm-ram (256 MiB) attached"), 1);
+	assert_int_equal(stat_of("attaches"), at0 + 1);
+	assert_true(stat_of("evictions") > ev0);
+	assert_true(stat_of("writebacks") > wb0);
+	assert_true(stat_of("remote_reads") > rr0);
+	/* QEMU's exit detaches the VM. */
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
+	assert_int_equal(stat_of("writeback_errors"), 0);
+}
+
+/* Two guests at once on one broker: both finish with matching checksums
+ * and the pool keeps its two connections per donor. */
+static void test_two_guests(void **state)
+{
+	uint64_t at0 = stat_of("attaches");
+	struct guest g[2];
+	bool both = false;
+
+	(void)state;
+	guest_start(&g[0], "e2e-a", "75,2", NULL, NULL, NULL);
+	guest_start(&g[1], "e2e-b", "75,2", NULL, NULL, NULL);
+	for (int i = 0; i < 600 && !both; i++) {
+		both = gvmt_broker_stat(sock_path, "vms") == 2;
+		if (!both)
+			usleep(100 * 1000);
+	}
+	assert_true(both);
+	assert_int_equal(stat_of("donor_connections"), 4);
+	guest_wait(&g[0], BOOT_TIMEOUT_S);
+	guest_wait(&g[1], BOOT_TIMEOUT_S);
+	assert_guest_ok(&g[0]);
+	assert_guest_ok(&g[1]);
+	assert_int_equal(stat_of("attaches"), at0 + 2);
+	assert_int_equal(stat_of("donor_connections"), 4);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
+}
+
+/* A QEMU killed with SIGKILL half-way: the broker detaches it and drops
+ * its pages on the donors, and the other guest runs on to the end. */
+static void test_guest_killed(void **state)
+{
+	struct guest victim, other;
+	uint64_t before;
+
+	(void)state;
+	guest_start(&other, "e2e-survivor", "75,3", NULL, NULL, NULL);
+	guest_start(&victim, "e2e-victim", "75,50", NULL, NULL, NULL);
+	assert_true(guest_wait_for(&victim, "GVM-MEMTEST round 1", BOOT_TIMEOUT_S));
+	/* Under the budget, much of the victim's RAM is on the donors now. */
+	before = donor_ns_pages("e2e-victim.gvm-ram");
+	assert_true(before > 0);
+	kill(victim.pid, SIGKILL);
+	assert_int_equal(guest_wait(&victim, 30), 128 + SIGKILL);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 1, 10000));
+	assert_int_equal(gvmt_file_count(broker.log, "vm e2e-victim"), 2); /* attached, detached */
+	for (int i = 0; i < 100 && donor_ns_pages("e2e-victim.gvm-ram") != 0; i++)
+		usleep(100 * 1000);
+	assert_int_equal(donor_ns_pages("e2e-victim.gvm-ram"), 0);
+	guest_wait(&other, BOOT_TIMEOUT_S);
+	assert_guest_ok(&other);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
+	assert_int_equal(stat_of("writeback_errors"), 0);
+}
+
+/* Full-share mode (a GiantVM kernel module, here under GVM_SYSROOT), no
+ * broker at the endpoint, and a memory backend other than memfd: the hook
+ * leaves QEMU's memory alone each time and the guest still boots and runs
+ * its workload on local RAM. */
+static void test_hook_leaves_memory_alone(void **state)
+{
+	char sysroot[600], env_root[700];
+	uint64_t at0 = stat_of("attaches");
+	struct guest g;
+
+	(void)state;
+	snprintf(sysroot, sizeof(sysroot), "%s/giantvm-root", gvmt_dir());
+	assert_int_equal(mkdir(sysroot, 0755) == 0 || errno == EEXIST, 1);
+	snprintf(env_root, sizeof(env_root), "%s/sys", sysroot);
+	mkdir(env_root, 0755);
+	snprintf(env_root, sizeof(env_root), "%s/sys/module", sysroot);
+	mkdir(env_root, 0755);
+	snprintf(env_root, sizeof(env_root), "%s/sys/module/giantvm_kvm", sysroot);
+	mkdir(env_root, 0755);
+	snprintf(env_root, sizeof(env_root), "GVM_SYSROOT=%s", sysroot);
+
+	guest_start(&g, "e2e-fullshare", "50,1", NULL, (const char *[]){ env_root, NULL }, NULL);
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	assert_guest_ok(&g);
+	assert_int_equal(gvmt_file_count(g.log, "full-share mode"), 2); /* libgvmmem, hook */
+	assert_int_equal(gvmt_file_count(g.log, "attached"), 0);
+
+	snprintf(sysroot, sizeof(sysroot), "%s/no-broker-here.sock", gvmt_dir());
+	guest_start(&g, "e2e-nobroker", "50,1", sysroot, NULL, NULL);
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	assert_guest_ok(&g);
+	assert_int_equal(gvmt_file_count(g.log, "no broker: guest RAM stays local"), 1);
+	assert_int_equal(gvmt_file_count(g.log, "attached"), 0);
+
+	guest_start(&g, "e2e-ramdev", "50,1", NULL, NULL,
+		    (const char *[]){ "-m", "192M", "-object", "memory-backend-ram,id=r,size=192M",
+				      "-machine", "memory-backend=r", NULL });
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	assert_guest_ok(&g);
+	assert_int_equal(gvmt_file_count(g.log, "no memory-backend-memfd on the command line"), 1);
+	assert_int_equal(gvmt_file_count(g.log, "attached"), 0);
+	assert_int_equal(stat_of("attaches"), at0);
+}
+
+static int setup(void **state)
+{
+	const char *gd = getenv("GVM_GUEST_DIR");
+	const char *donors[3];
+	char path[600];
+
+	(void)state;
+	snprintf(guest_dir, sizeof(guest_dir), "%s", gd && *gd ? gd : "build/guest");
+	for (const char *const *f = (const char *[]){ "vmlinuz", "initramfs.cpio.gz", NULL }; *f;
+	     f++) {
+		snprintf(path, sizeof(path), "%s/%s", guest_dir, *f);
+		if (access(path, R_OK)) {
+			fprintf(stderr, "no guest at %s (make guest builds it)\n", path);
+			return -1;
+		}
+	}
+	if (system("command -v qemu-system-x86_64 >/dev/null") != 0) {
+		fprintf(stderr, "qemu-system-x86_64 is missing (make deps installs it)\n");
+		return -1;
+	}
+	if (!gvmt_test_user(&test_uid, &test_gid, &gvm_gid)) {
+		fprintf(stderr, "needs root to run QEMU as the unprivileged user gvmtest\n");
+		return -1;
+	}
+	chmod(gvmt_dir(), 0755);
+	gvmt_path(key_path, sizeof(key_path), "cluster.key");
+	gvmt_make_key(key_path, 32, NULL);
+	for (int i = 0; i < 2; i++) {
+		if (!gvmt_memserver_start(&donor[i], key_path,
+					  (const char *[]){ "--capacity", "1G", NULL }))
+			return -1;
+		donors[i] = donor[i].addr;
+	}
+	donors[2] = NULL;
+	gvmt_path(sock_path, sizeof(sock_path), "broker.sock");
+	if (!gvmt_broker_start(&broker, key_path, sock_path, donors,
+			       (const char *[]){ "--budget", BUDGET, NULL }))
+		return -1;
+	return gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	gvmt_proc_stop(&broker, SIGTERM);
+	gvmt_proc_stop(&donor[0], SIGTERM);
+	gvmt_proc_stop(&donor[1], SIGTERM);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_guest_under_budget),
+		cmocka_unit_test(test_two_guests),
+		cmocka_unit_test(test_guest_killed),
+		cmocka_unit_test(test_hook_leaves_memory_alone),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
