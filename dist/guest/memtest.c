@@ -3,7 +3,7 @@
  * seeded by page index, checksums it, copies it, checksums the copy and
  * the original again, and prints one marker line the host side greps:
  *
- *   GVM-MEMTEST OK fill_mib=N sum=HEX copy_sum=HEX seconds=S
+ *   GVM-MEMTEST OK data_mib=N sum=HEX copy_sum=HEX seconds=S
  *   GVM-MEMTEST FAIL ...
  *
  * Usage: gvm-guest-memtest [PERCENT] [ROUNDS]: PERCENT of MemTotal in all
@@ -89,8 +89,9 @@ int main(int argc, char **argv)
 	if (avail_kib * 1024 > (12u << 20) && want > avail_kib * 1024 - (12u << 20))
 		want = avail_kib * 1024 - (12u << 20);
 	pages = want / 2 / PAGE;
-	printf("GVM-MEMTEST start mem_total_mib=%llu fill_mib=%llu rounds=%u\n",
+	printf("GVM-MEMTEST start mem_total_mib=%llu data_mib=%llu copy_mib=%llu rounds=%u\n",
 	       (unsigned long long)(total_kib >> 10), (unsigned long long)(pages * PAGE >> 20),
+	       (unsigned long long)(pages * PAGE >> 20),
 	       rounds);
 	fflush(stdout);
 	a = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -131,12 +132,12 @@ int main(int argc, char **argv)
 			got = copy_sum;
 	}
 	if (got != expect || copy_sum != expect) {
-		printf("GVM-MEMTEST FAIL fill_mib=%llu sum=%016llx copy_sum=%016llx expect=%016llx\n",
+		printf("GVM-MEMTEST FAIL data_mib=%llu sum=%016llx copy_sum=%016llx expect=%016llx\n",
 		       (unsigned long long)(pages * PAGE >> 20), (unsigned long long)got,
 		       (unsigned long long)copy_sum, (unsigned long long)expect);
 		return 1;
 	}
-	printf("GVM-MEMTEST OK fill_mib=%llu sum=%016llx copy_sum=%016llx seconds=%.1f\n",
+	printf("GVM-MEMTEST OK data_mib=%llu sum=%016llx copy_sum=%016llx seconds=%.1f\n",
 	       (unsigned long long)(pages * PAGE >> 20), (unsigned long long)got,
 	       (unsigned long long)copy_sum, now() - t0);
 	return 0;
