@@ -216,6 +216,12 @@ demo: deps
 	$(MAKE) all guest
 	bash dist/demo.sh $(BUILD)
 
+# Debian's QEMU 7.2 with qemu-hook/patches, linked to $(LIB)/libgvmmem.so,
+# in $(BUILD)/qemu-src (needs apt; not part of `make check`).
+.PHONY: qemu-patched
+qemu-patched: all
+	bash qemu-hook/build-patched.sh $(BUILD)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gvmmem \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
