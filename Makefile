@@ -21,6 +21,7 @@ ifeq ($(WERROR),1)
 CFLAGS += -Werror
 endif
 ifeq ($(SAN),1)
+CPPFLAGS += -DGVM_SANITIZED
 CFLAGS += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	  -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
@@ -58,7 +59,7 @@ $(LIB)/libgvmproto.a: $(PROTO_OBJ)
 CLIENT_OBJ := $(OBJ)/client-lib/gvmmem.o
 CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/ctlmsg.o $(OBJ)/proto/log.o \
 	$(OBJ)/proto/config.o
-$(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include
+$(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include -Icuse-dev/include
 
 $(LIB)/libgvmmem.so.0: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
 	@mkdir -p $(dir $@)
@@ -93,7 +94,7 @@ HOOK_OBJ := $(patsubst %.c,$(OBJ)/hook/%.o,$(HOOK_SRC))
 
 $(OBJ)/hook/%.o: %.c | $(GEN)/gvm.pb-c.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Iclient-lib/include $(NOSAN_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) -Iclient-lib/include -Icuse-dev/include $(NOSAN_CFLAGS) -c $< -o $@
 
 $(LIB)/libgvm-qemu-hook.so: $(HOOK_OBJ) qemu-hook/hook.map
 	@mkdir -p $(dir $@)
@@ -111,11 +112,15 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # ---- broker/ -> gvm-broker, gvmctl ----
+# ---- cuse-dev/ (/dev/gvmmem) is part of gvm-broker ----
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/fault.c \
-	broker/evict.c broker/pool.c broker/prefetch.c broker/stats.c
+	broker/evict.c broker/pool.c broker/prefetch.c broker/stats.c broker/token.c \
+	broker/sandbox.c broker/notify.c cuse-dev/cuse_dev.c
+BROKER_CPPFLAGS := -Ibroker -Icuse-dev -Icuse-dev/include $(shell pkg-config --cflags fuse3 2>/dev/null)
+$(OBJ)/broker/%.o $(OBJ)/cuse-dev/%.o: CPPFLAGS += $(BROKER_CPPFLAGS)
 $(BIN)/gvm-broker: $(BROKER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lfuse3 -lseccomp -o $@
 
 $(BIN)/gvmctl: $(OBJ)/broker/gvmctl.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
@@ -151,10 +156,27 @@ $(GUEST)/gvm-guest-memtest: dist/guest/memtest.c
 $(GUEST)/initramfs.cpio.gz: dist/guest/init dist/guest/initramfs.sh $(GUEST)/gvm-guest-memtest
 	bash dist/guest/initramfs.sh $@ $(GUEST)/gvm-guest-memtest
 
+# test_cuse_vm's guest: the release build's daemons and a client in an
+# initramfs with fuse.ko and cuse.ko (tests/vm/). Made by `make guest` in
+# the release tree, which `make check` runs first.
+$(GUEST)/cuse_client: tests/vm/cuse_client.c build/lib/libgvmmem.a build/lib/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE -Ibuild/gen -Iproto -Iclient-lib/include -Icuse-dev/include -Ibench \
+		-O2 -g -Wall -Wextra -Werror $^ -lprotobuf-c -lpthread -o $@
+
+$(GUEST)/cuse-initramfs.cpio.gz: tests/vm/init tests/vm/initramfs.sh $(GUEST)/vmlinuz \
+		$(GUEST)/cuse_client build/bin/gvm-broker build/bin/gvm-memserver build/bin/gvmctl
+	bash tests/vm/initramfs.sh $@ build/bin $(GUEST)/modules $(GUEST)/cuse_client
+
 # ---- tests/ (cmocka) ----
 TEST_LIBS := -lcmocka
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/test_*.c))
+# The seccomp test checks the release build's filter: the sanitizers'
+# runtime needs calls (ptrace, clone) the release filter refuses.
+ifeq ($(SAN),1)
+INTEG_TESTS := $(filter-out %/test_sandbox,$(INTEG_TESTS))
+endif
 TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
 
 # Integration tests write the benchmarks' page patterns and link libgvmmem.
@@ -165,6 +187,13 @@ $(OBJ)/tests/unit/test_store.o: CPPFLAGS += -Imemserver
 $(BUILD)/tests/test_store: $(OBJ)/tests/unit/test_store.o $(OBJ)/memserver/store.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+
+# The sandbox's test loads the broker's own filter.
+$(OBJ)/tests/integration/test_sandbox.o: CPPFLAGS += -Ibroker
+$(BUILD)/tests/test_sandbox: $(OBJ)/tests/integration/test_sandbox.o $(OBJ)/broker/sandbox.o \
+		$(TEST_SUPPORT) $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -lseccomp -o $@
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
@@ -182,7 +211,7 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/gvm.pb-c.
 		$(CPPFLAGS) $^ $(PKG_LIBS) -o $@
 
 # ---- top-level targets ----
-.PHONY: all deps guest check tests fuzz fuzz-short bench demo install clean format
+.PHONY: all deps guest check tests fuzz fuzz-short bench demo install install-dist clean format
 .DEFAULT_GOAL := all
 
 all: $(LIB)/libgvmproto.a $(CLIENT_LIBS) $(LIB)/libgvm-qemu-hook.so $(PROGS)
@@ -191,15 +220,19 @@ deps:
 	@bash dist/deps.sh
 
 guest: $(GUEST_FILES)
+ifeq ($(BUILD),build)
+guest: $(GUEST)/cuse-initramfs.cpio.gz
+endif
 
 tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(GUEST_FILES)
 
 # The release build (warnings as errors), then every test under ASan+UBSan,
 # then a short fuzz run of the frame decoder.
 check: deps
-	$(MAKE) all
+	$(MAKE) all guest build/tests/test_sandbox
 	$(MAKE) SAN=1 BUILD=build/san tests
-	bash tests/run.sh build/san
+	bash tests/run.sh build/san build/tests/test_sandbox
+	bash tests/dist/units.sh build/bin
 	$(MAKE) fuzz-short
 
 fuzz-short: $(BUILD)/fuzz/fuzz_frame
@@ -230,8 +263,29 @@ install: all
 	ln -sf libgvmmem.so.0 $(DESTDIR)$(PREFIX)/lib/libgvmmem.so
 	install -m 0644 $(LIB)/libgvmmem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 $(LIB)/pkgconfig/gvmmem.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 0644 client-lib/include/gvmmem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 client-lib/include/gvmmem.h cuse-dev/include/gvmmem_ioctl.h \
+		$(DESTDIR)$(PREFIX)/include/
 	install -m 0644 proto/gvm.proto $(DESTDIR)$(PREFIX)/share/gvmmem/
+	$(MAKE) install-dist
+
+# systemd units with this install's paths.
+UNITS := $(BUILD)/dist/gvm-broker.service $(BUILD)/dist/gvm-memserver@.service
+$(BUILD)/dist/%.service: dist/systemd/%.service.in FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/gvmmem|g' $< > $@.tmp && \
+		(cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@)
+
+install-dist: $(UNITS)
+	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)/lib/udev/rules.d \
+		$(DESTDIR)/usr/lib/modules-load.d $(DESTDIR)/etc/gvm \
+		$(DESTDIR)$(PREFIX)/share/doc/gvmmem
+	install -m 0644 $(UNITS) $(DESTDIR)/lib/systemd/system/
+	install -m 0644 dist/udev/70-gvmmem.rules $(DESTDIR)/lib/udev/rules.d/
+	install -m 0644 dist/modules-load.d/cuse.conf $(DESTDIR)/usr/lib/modules-load.d/
+	install -m 0644 README.md docs/protocol.md $(DESTDIR)$(PREFIX)/share/doc/gvmmem/
+	for f in gvm.conf donors memserver-main.conf; do \
+		[ -e $(DESTDIR)/etc/gvm/$$f ] || install -m 0644 dist/etc/$$f $(DESTDIR)/etc/gvm/; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -124,6 +124,8 @@ struct bk_broker {
 	struct bk_deferred *deferred, **deferred_tail; /* faults waiting for room */
 	uint64_t next_session;
 	struct bk_control *control;
+	struct bk_cuse *cuse;  /* /dev/gvmmem, NULL when the kernel has no CUSE */
+	bool require_token;    /* set while /dev/gvmmem exists: Hello needs its token */
 };
 
 /* attach.c */

@@ -21,6 +21,7 @@
 #include "ctlmsg.h"
 #include "log.h"
 #include "stats.h"
+#include "token.h"
 
 #define CTL_GROUP "gvm"
 #define CTL_USERFAULTFD_DEV "/dev/userfaultfd"
@@ -141,6 +142,20 @@ static void handle_hello(struct bk_client *c, const Gvm__Hello *h)
 	snprintf(c->vm_name, sizeof(c->vm_name), "%s", h->vm_name);
 	if (!peer_allowed(c->ctl, &c->cred)) {
 		client_refuse(c, -EPERM, "user may not attach VMs (not in group " CTL_GROUP ")");
+		return;
+	}
+	if (h->token.len) {
+		char why[160];
+
+		if (bk_token_redeem(h->token.data, h->token.len, c->cred.pid, c->cred.uid, why,
+				    sizeof(why))) {
+			client_refuse(c, -EACCES, why);
+			return;
+		}
+	} else if (b->require_token) {
+		client_refuse(c, -EACCES,
+			      "this broker serves /dev/gvmmem: attach through it (a Hello needs "
+			      "the token of GVMMEM_IOC_HELLO)");
 		return;
 	}
 	c->reattach = h->reattach;

@@ -1,7 +1,8 @@
 /* main.c: gvm-broker, the per-host daemon: parses the command line, loads
  * the cluster key, connects the donor pool (pool.c), opens the client
- * socket (control.c) and serves every attached VM's faults (fault.c) on
- * one libuv loop until SIGTERM. */
+ * socket (control.c) and /dev/gvmmem (cuse-dev/), loads the seccomp
+ * allowlist (sandbox.c), tells systemd it is ready (notify.c) and serves
+ * every attached VM's faults (fault.c) on one libuv loop until SIGTERM. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -13,9 +14,12 @@
 
 #include "broker.h"
 #include "control.h"
+#include "cuse_dev.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "sandbox.h"
 
 static void usage(FILE *f)
 {
@@ -36,11 +40,17 @@ static void usage(FILE *f)
 		"  --budget SIZE          resident guest memory allowed on this host; above\n"
 		"                         95%% of it pages move to the donors down to 85%%\n"
 		"                         (default: no budget, nothing is evicted)\n"
-		"  --no-cuse              serve the socket only (this build has no /dev/gvmmem)\n"
+		"  --device-name NAME     the CUSE device, /dev/NAME (default %s); while it\n"
+		"                         exists, attaching needs its one-time token\n"
+		"  --no-cuse              no device: serve the socket only\n"
+		"  --no-sandbox           do not load the seccomp allowlist (debugging)\n"
+		"  --print-seccomp        print the seccomp filter and exit\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
-		"  -h, --help             this text\n",
+		"  -h, --help             this text\n"
+		"\n"
+		"Under systemd (Type=notify) it sends READY=1 and WATCHDOG=1 itself.\n",
 		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_POOL_CONNS,
-		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX);
+		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_DEVICE_NAME);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -117,6 +127,9 @@ static void on_signal(uv_signal_t *sig, int signum)
 {
 	(void)sig;
 	gvm_info("%s: shutting down", strsignal(signum));
+	bk_notify("STOPPING=1");
+	bk_notify_watchdog_stop();
+	bk_cuse_stop(&broker);
 	bk_control_stop(&broker);
 	bk_fault_drop_deferred(&broker);
 	bk_pool_close(broker.pool);
@@ -136,12 +149,17 @@ int main(int argc, char **argv)
 		{ "prefetch-cache", required_argument, NULL, 'c' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "no-cuse", no_argument, NULL, 'n' },
+		{ "device-name", required_argument, NULL, 'N' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "print-seccomp", no_argument, NULL, 'P' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bk_config *cfg = &broker.cfg;
 	enum gvm_log_level level = GVM_LOG_INFO;
+	const char *device_name = BK_DEFAULT_DEVICE_NAME;
+	bool sandbox = true;
 	char why[512], *end;
 	long v;
 	int opt, err, devfd;
@@ -191,6 +209,21 @@ int main(int argc, char **argv)
 		case 'n':
 			cfg->no_cuse = true;
 			break;
+		case 'N':
+			if (!*optarg || strlen(optarg) > 32 || strchr(optarg, '/') ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789_-.") != strlen(optarg))
+				return usage_error("--device-name %s: want 1..32 of [a-z0-9_-.]", optarg);
+			device_name = optarg;
+			break;
+		case 'S':
+			sandbox = false;
+			break;
+		case 'P':
+			err = bk_sandbox_print(STDOUT_FILENO);
+			if (err)
+				fprintf(stderr, "gvm-broker: cannot build the seccomp filter: %s\n",
+					strerror(-err));
+			return err ? 1 : 0;
 		case 'L':
 			if (gvm_log_parse_level(optarg, &level))
 				return usage_error("--log-level %s: want error, warn, info or debug",
@@ -222,8 +255,6 @@ int main(int argc, char **argv)
 			 strerror(errno));
 	else
 		close(devfd);
-	if (!cfg->no_cuse)
-		gvm_info("this build has no /dev/gvmmem (CUSE): serving the socket only");
 	broker.loop = uv_default_loop();
 	bk_evict_setup(&broker);
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
@@ -239,6 +270,26 @@ int main(int argc, char **argv)
 		gvm_err("%s", why);
 		return 1;
 	}
+	if (!cfg->no_cuse) {
+		err = bk_cuse_start(&broker, device_name, why, sizeof(why));
+		if (err == -ENODEV)
+			gvm_info("no CUSE in this kernel (%s; modprobe cuse): no /dev/%s, serving the "
+				 "socket only",
+				 why, device_name);
+		else if (err)
+			gvm_warn("/dev/%s: %s: serving the socket only", device_name, why);
+	}
+	bk_notify_open();
+	if (sandbox) {
+		err = bk_sandbox_load(why, sizeof(why));
+		if (err) {
+			gvm_err("%s (--no-sandbox runs without it)", why);
+			return 1;
+		}
+		gvm_info("seccomp allowlist loaded (gvm-broker --print-seccomp shows it)");
+	} else {
+		gvm_warn("--no-sandbox: running without the seccomp allowlist");
+	}
 	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB, budget %s",
 		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->extent_pages,
 		 (unsigned long long)(cfg->prefetch_bytes >> 20),
@@ -252,6 +303,8 @@ int main(int argc, char **argv)
 	uv_signal_init(broker.loop, &sigint);
 	uv_signal_start(&sigterm, on_signal, SIGTERM);
 	uv_signal_start(&sigint, on_signal, SIGINT);
+	bk_notify("READY=1");
+	bk_notify_watchdog_start(broker.loop);
 	uv_run(broker.loop, UV_RUN_DEFAULT);
 	bk_pool_free(broker.pool);
 	bk_cache_free(broker.cache);

@@ -2,6 +2,9 @@
  * below 1 ms, then 64 steps per power of two) for gvmctl stats. */
 #include "stats.h"
 
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,49 +66,107 @@ uint64_t bk_stats_latency_pct(double pct)
 	return lat_value(LAT_BUCKETS - 1);
 }
 
-static void put(Gvm__Stats *m, const char *key, uint64_t value)
-{
-	Gvm__StatsEntry *e = malloc(sizeof(*e));
+/* The names `gvmctl stats` prints, in struct gvmmem_stats order: one
+ * snapshot feeds the control socket, the device's ioctl and its read(). */
+#define KEY(f) { #f, offsetof(struct gvmmem_stats, f) }
+static const struct {
+	const char *name;
+	size_t offset;
+} stat_keys[] = {
+	KEY(vms),	       KEY(resident_pages),	  KEY(faults),
+	KEY(wp_faults),	       KEY(remote_reads),	  KEY(remote_pages),
+	KEY(prefetch_issued),  KEY(prefetch_hits),	  KEY(prefetch_cache_bytes),
+	KEY(zero_fills),       KEY(donors),		  KEY(donor_connections),
+	KEY(donor_errors),     KEY(attaches),		  KEY(attach_errors),
+	KEY(budget_bytes),     KEY(resident_bytes),	  KEY(evictions),
+	KEY(writebacks),       KEY(clean_drops),	  KEY(writeback_errors),
+	KEY(evict_waits),      KEY(removed_pages),	  KEY(fault_latency_p50_us),
+	KEY(fault_latency_p99_us),
+};
+#undef KEY
+_Static_assert(sizeof(stat_keys) / sizeof(stat_keys[0]) * sizeof(uint64_t) ==
+		       sizeof(struct gvmmem_stats),
+	       "every field of struct gvmmem_stats has a name");
 
-	gvm__stats_entry__init(e);
-	e->key = (char *)key;
-	e->value = value;
-	m->entries[m->n_entries++] = e;
+#define NKEYS (sizeof(stat_keys) / sizeof(stat_keys[0]))
+
+static uint64_t stat_at(const struct gvmmem_stats *s, size_t i)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)s + stat_keys[i].offset, sizeof(v));
+	return v;
 }
 
-void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
+void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s)
 {
 	unsigned vms = 0;
 
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
 		vms += !vm->detached;
+	*s = (struct gvmmem_stats){
+		.vms = vms,
+		.resident_pages = b->resident_pages,
+		.faults = bk_stats.faults,
+		.wp_faults = bk_stats.wp_faults,
+		.remote_reads = bk_stats.remote_reads,
+		.remote_pages = bk_stats.remote_pages,
+		.prefetch_issued = bk_stats.prefetch_issued,
+		.prefetch_hits = bk_stats.prefetch_hits,
+		.prefetch_cache_bytes = bk_cache_bytes(b->cache),
+		.zero_fills = bk_stats.zero_fills,
+		.donors = bk_pool_donors(b->pool),
+		.donor_connections = bk_pool_ready_connections(b->pool),
+		.donor_errors = bk_stats.donor_errors,
+		.attaches = bk_stats.attaches,
+		.attach_errors = bk_stats.attach_errors,
+		.budget_bytes = b->cfg.budget_bytes,
+		.resident_bytes = b->resident_pages * GVM_PAGE_SIZE,
+		.evictions = bk_stats.evictions,
+		.writebacks = bk_stats.writebacks,
+		.clean_drops = bk_stats.clean_drops,
+		.writeback_errors = bk_stats.writeback_errors,
+		.evict_waits = bk_stats.evict_waits,
+		.removed_pages = bk_stats.removed_pages,
+		.fault_latency_p50_us = bk_stats_latency_pct(50),
+		.fault_latency_p99_us = bk_stats_latency_pct(99),
+	};
+}
+
+void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
+{
+	struct gvmmem_stats s;
+
+	bk_stats_snapshot(b, &s);
 	gvm__stats__init(m);
-	m->entries = calloc(40, sizeof(*m->entries));
-	put(m, "vms", vms);
-	put(m, "resident_pages", b->resident_pages);
-	put(m, "faults", bk_stats.faults);
-	put(m, "wp_faults", bk_stats.wp_faults);
-	put(m, "remote_reads", bk_stats.remote_reads);
-	put(m, "remote_pages", bk_stats.remote_pages);
-	put(m, "prefetch_issued", bk_stats.prefetch_issued);
-	put(m, "prefetch_hits", bk_stats.prefetch_hits);
-	put(m, "prefetch_cache_bytes", bk_cache_bytes(b->cache));
-	put(m, "zero_fills", bk_stats.zero_fills);
-	put(m, "donors", bk_pool_donors(b->pool));
-	put(m, "donor_connections", bk_pool_ready_connections(b->pool));
-	put(m, "donor_errors", bk_stats.donor_errors);
-	put(m, "attaches", bk_stats.attaches);
-	put(m, "attach_errors", bk_stats.attach_errors);
-	put(m, "budget_bytes", b->cfg.budget_bytes);
-	put(m, "resident_bytes", b->resident_pages * GVM_PAGE_SIZE);
-	put(m, "evictions", bk_stats.evictions);
-	put(m, "writebacks", bk_stats.writebacks);
-	put(m, "clean_drops", bk_stats.clean_drops);
-	put(m, "writeback_errors", bk_stats.writeback_errors);
-	put(m, "evict_waits", bk_stats.evict_waits);
-	put(m, "removed_pages", bk_stats.removed_pages);
-	put(m, "fault_latency_p50_us", bk_stats_latency_pct(50));
-	put(m, "fault_latency_p99_us", bk_stats_latency_pct(99));
+	m->entries = calloc(NKEYS, sizeof(*m->entries));
+	for (size_t i = 0; m->entries && i < NKEYS; i++) {
+		Gvm__StatsEntry *e = malloc(sizeof(*e));
+
+		if (!e)
+			break;
+		gvm__stats_entry__init(e);
+		e->key = (char *)stat_keys[i].name;
+		e->value = stat_at(&s, i);
+		m->entries[m->n_entries++] = e;
+	}
+}
+
+size_t bk_stats_text(struct bk_broker *b, char *buf, size_t size)
+{
+	struct gvmmem_stats s;
+	size_t n = 0;
+
+	bk_stats_snapshot(b, &s);
+	for (size_t i = 0; i < NKEYS && n < size; i++) {
+		int w = snprintf(buf + n, size - n, "%s: %" PRIu64 "\n", stat_keys[i].name,
+				 stat_at(&s, i));
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	return n < size ? n : size;
 }
 
 void bk_stats_free(Gvm__Stats *m)

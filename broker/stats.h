@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "gvm.pb-c.h"
+#include "gvmmem_ioctl.h"
 
 struct bk_stats {
 	uint64_t faults, wp_faults, remote_reads, remote_pages, prefetch_issued,
@@ -21,8 +22,13 @@ extern struct bk_stats bk_stats;
 void bk_stats_latency(uint64_t us);
 uint64_t bk_stats_latency_pct(double pct);
 
+/* Every counter now, in the device's struct. */
+void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s);
 /* Fills m with "key value" entries; free with bk_stats_free. */
 void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m);
+/* The same as "key: value" lines, as gvmctl stats prints them: the bytes
+ * written (at most size, without a NUL). */
+size_t bk_stats_text(struct bk_broker *b, char *buf, size_t size);
 void bk_stats_free(Gvm__Stats *m);
 
 #endif

@@ -1,8 +1,10 @@
 /* gvmmem.c: libgvmmem (gvmmem.h). Mode detection, and the attach handshake
  * of DESIGN.md with gvm-broker (broker/control.c) over its SOCK_SEQPACKET
  * socket: Hello -> Welcome + /dev/userfaultfd fd -> our uffd -> Attach +
- * uffd + memfds -> Attached. A monitor thread watches the connection and
- * re-attaches the same uffd to a restarted broker. */
+ * uffd + memfds -> Attached. When the endpoint is the broker's device
+ * (/dev/gvmmem, cuse-dev/), GVMMEM_IOC_HELLO on it first gives the socket
+ * path and a one-time token for the Hello. A monitor thread watches the
+ * connection and re-attaches the same uffd to a restarted broker. */
 #include "gvmmem.h"
 
 #include <errno.h>
@@ -24,6 +26,7 @@
 
 #include "config.h"
 #include "ctlmsg.h"
+#include "gvmmem_ioctl.h"
 #include "log.h"
 
 #define GVM__CUSE_DEVICE "/dev/gvmmem"
@@ -42,6 +45,8 @@ struct gvm_session {
 	uint64_t limit_bytes; /* $GVM_VM_LIMIT: this VM's own budget, 0 for none */
 	uint64_t session;
 	pthread_t monitor;
+	uint8_t token[GVMMEM_TOKEN_BYTES]; /* from the device, for the next Hello */
+	bool have_token;
 };
 
 const char *gvm_strerror(int err)
@@ -57,7 +62,7 @@ const char *gvm_strerror(int err)
 	case -EINVAL: return "invalid region (alignment, size, overlap, or not a shared memfd mapping)";
 	case -EEXIST: return "a VM of this name is already attached";
 	case -ECONNRESET: return "the broker closed the connection";
-	case -EPROTONOSUPPORT: return "this endpoint needs the CUSE device support (not built yet)";
+	case -ENOTTY: return "the endpoint is a device, but not gvm-broker's /dev/gvmmem";
 	default: return strerror(-err);
 	}
 }
@@ -74,15 +79,53 @@ static const char *endpoint_default(void)
 	return GVM_DEFAULT_SOCKET;
 }
 
-/* A connected SOCK_SEQPACKET socket to the broker, or -errno. */
-static int gvm__connect(const char *endpoint)
+static bool gvm__is_device(const char *endpoint)
+{
+	struct stat st;
+
+	return stat(endpoint, &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+/* GVMMEM_IOC_HELLO (hello may be NULL: only GVMMEM_IOC_VERSION, to see the
+ * broker is there) on the device: 0 or -errno. */
+static int gvm__device_hello(const char *device, struct gvmmem_hello *hello)
+{
+	struct gvmmem_version v;
+	int fd = open(device, O_RDWR | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, GVMMEM_IOC_VERSION, &v) < 0)
+		err = errno == EINVAL ? -ENOTTY : -errno;
+	else if (v.protocol_version != GVM_PROTO_VERSION)
+		err = -EPROTO;
+	else if (hello && ioctl(fd, GVMMEM_IOC_HELLO, hello) < 0)
+		err = -errno;
+	close(fd);
+	if (!err && hello)
+		hello->socket_path[sizeof(hello->socket_path) - 1] = '\0';
+	return err;
+}
+
+/* A connected SOCK_SEQPACKET socket to the broker, or -errno. Through the
+ * device when endpoint is one: then s (if not NULL) gets the token. */
+static int gvm__connect(const char *endpoint, struct gvm_session *sess)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
+	struct gvmmem_hello hello;
 	int s, err;
 
-	if (stat(endpoint, &st) == 0 && S_ISCHR(st.st_mode))
-		return -EPROTONOSUPPORT;
+	if (gvm__is_device(endpoint)) {
+		err = gvm__device_hello(endpoint, &hello);
+		if (err)
+			return err;
+		if (sess) {
+			memcpy(sess->token, hello.token, sizeof(sess->token));
+			sess->have_token = true;
+		}
+		explicit_bzero(hello.token, sizeof(hello.token));
+		endpoint = hello.socket_path;
+	}
 	if (strlen(endpoint) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, endpoint);
@@ -141,9 +184,9 @@ enum gvm_mode gvm_detect_mode(void)
 			 accel);
 		return GVM_MODE_FULL_SHARE;
 	}
-	s = gvm__connect(endpoint);
-	if (s >= 0 || s == -EPROTONOSUPPORT) {
-		if (s >= 0)
+	s = gvm__is_device(endpoint) ? gvm__device_hello(endpoint, NULL) : gvm__connect(endpoint, NULL);
+	if (s >= 0) {
+		if (!gvm__is_device(endpoint))
 			close(s);
 		gvm_info("gvmmem: broker at %s: memory-only mode; %s", endpoint, accel);
 		return GVM_MODE_MEMORY_ONLY;
@@ -190,9 +233,15 @@ static int gvm__handshake(struct gvm_session *s, bool reattach)
 	hello.version = GVM_PROTO_VERSION;
 	hello.vm_name = s->vm_name;
 	hello.reattach = reattach;
+	if (s->have_token) {
+		hello.token.data = s->token;
+		hello.token.len = sizeof(s->token);
+	}
 	msg.msg_case = GVM__CONTROL__MSG_HELLO;
 	msg.hello = &hello;
 	err = gvm_ctl_send(s->sock, &msg, NULL, 0);
+	explicit_bzero(s->token, sizeof(s->token)); /* one use */
+	s->have_token = false;
 	if (!err)
 		err = gvm__expect(s, GVM__CONTROL__MSG_WELCOME, &in, fds, &nfds, 1);
 	if (err)
@@ -285,7 +334,7 @@ static void *gvm__monitor(void *arg)
 				return NULL;
 			backoff = backoff * 2 > GVM__REATTACH_MAX_MS ? GVM__REATTACH_MAX_MS :
 								      backoff * 2;
-			fd = gvm__connect(s->endpoint);
+			fd = gvm__connect(s->endpoint, s);
 			if (fd < 0)
 				continue;
 			s->sock = fd;
@@ -365,7 +414,7 @@ struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 		strcpy(s->names[i], regions[i].name);
 		s->regions[i].name = s->names[i];
 	}
-	s->sock = gvm__connect(s->endpoint);
+	s->sock = gvm__connect(s->endpoint, s);
 	if (s->sock < 0) {
 		e = s->sock;
 		s->sock = -1;
