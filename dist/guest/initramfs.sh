@@ -13,6 +13,7 @@ if ldd "$busybox" >/dev/null 2>&1; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+chmod 0755 "$tmp" # the guest's /: its users must get past it
 mkdir -p "$tmp"/{bin,dev,proc,sys,tmp}
 cp "$busybox" "$tmp/bin/busybox"
 cp "$memtest" "$tmp/bin/gvm-guest-memtest"

@@ -1,0 +1,277 @@
+/* test_sandbox.c: the broker's seccomp allowlist (broker/sandbox.c). A
+ * child process loads the very filter the broker loads and tries what the
+ * broker must never do (exec, create files, ptrace, packet sockets, other
+ * ioctls): each is refused with EPERM, while the calls the broker needs
+ * still work. Then a real gvm-broker, sandboxed as it runs by default,
+ * serves an unprivileged client's faults and evictions, and reports
+ * Seccomp: 2; --no-sandbox turns it off and --print-seccomp shows it. And
+ * the systemd side of the service: READY=1, WATCHDOG=1, STOPPING=1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gvmmem.h"
+#include "pattern.h"
+#include "procs.h"
+#include "sandbox.h"
+
+static uid_t test_uid;
+static gid_t test_gid, gvm_gid;
+static char key_path[512];
+
+/* exit code: 0, or the number of the first check that failed */
+static int sandboxed_child(void)
+{
+	char why[256], path[600];
+	int uffd, fd, s;
+	struct uffdio_api api = { .api = UFFD_API };
+
+	/* Made before the filter, as the broker makes its descriptors. */
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	CHILD_CHECK(uffd >= 0, 12, "userfaultfd: %s", strerror(errno));
+	if (bk_sandbox_load(why, sizeof(why))) {
+		fprintf(stderr, "child: %s\n", why);
+		return 1;
+	}
+	CHILD_CHECK(execl("/bin/true", "true", (char *)NULL) < 0 && errno == EPERM, 2,
+		    "execve was not refused");
+	snprintf(path, sizeof(path), "%s/created-by-sandbox", gvmt_dir());
+	CHILD_CHECK(open(path, O_CREAT | O_WRONLY, 0600) < 0 && errno == EPERM, 3,
+		    "creating a file was not refused");
+	CHILD_CHECK(access(path, F_OK) < 0, 4, "the file exists");
+	CHILD_CHECK(ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0 && errno == EPERM, 5,
+		    "ptrace was not refused");
+	CHILD_CHECK(socket(AF_PACKET, SOCK_RAW, 0) < 0 && errno == EPERM, 6,
+		    "a packet socket was not refused");
+	CHILD_CHECK(ioctl(0, TIOCSTI, "x") < 0 && errno == EPERM, 7, "TIOCSTI was not refused");
+	CHILD_CHECK(fork() < 0 && errno == EPERM, 8, "fork was not refused");
+	/* What the broker needs still works. */
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHILD_CHECK(s >= 0, 9, "an AF_INET socket was refused: %s", strerror(errno));
+	close(s);
+	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	CHILD_CHECK(fd >= 0, 10, "reading /proc/self/maps was refused: %s", strerror(errno));
+	close(fd);
+	CHILD_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0, 11, "UFFDIO_API was refused: %s",
+		    strerror(errno));
+	return 0;
+}
+
+static void test_filter_refuses_what_the_broker_never_does(void **state)
+{
+	int status;
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(sandboxed_child());
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int seccomp_mode(pid_t pid)
+{
+	char path[64], line[256];
+	int mode = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+			break;
+	fclose(f);
+	return mode;
+}
+
+/* A client of the sandboxed broker: 32 MiB under a 4 MiB budget, every
+ * page written then checked, so faults, write-backs and re-reads all run
+ * under the filter. */
+static void client(const char *sock)
+{
+	size_t size = 32u << 20, pages = size / GVM_PAGE_SIZE, bad = 0;
+	int memfd = memfd_create("sandbox", MFD_CLOEXEC), err;
+	struct gvm_session *s;
+	struct gvm_region r;
+	uint8_t *mem, want[GVM_PAGE_SIZE];
+
+	gvmt_become(test_uid, test_gid, gvm_gid);
+	CHILD_CHECK(memfd >= 0 && ftruncate(memfd, (off_t)size) == 0, 20, "memfd");
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	CHILD_CHECK(mem != MAP_FAILED, 21, "mmap");
+	r = (struct gvm_region){ "ram", mem, size, memfd, 0, 0 };
+	s = gvm_attach(sock, "sandboxed", &r, 1, &err);
+	CHILD_CHECK(s, 22, "gvm_attach: %s", gvm_strerror(err));
+	for (size_t i = 0; i < pages; i++)
+		gvm_pattern_fill_page(mem + i * GVM_PAGE_SIZE, 5, i, 8);
+	for (size_t i = 0; i < pages; i++) {
+		gvm_pattern_fill_page(want, 5, i, 8);
+		bad += memcmp(mem + i * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	CHILD_CHECK(bad == 0, 23, "%zu pages differ", bad);
+	gvm_detach(s);
+	_exit(0);
+}
+
+static void test_sandboxed_broker_serves_faults(void **state)
+{
+	struct gvmt_proc donor, broker;
+	char sock[512];
+	const char *donors[2];
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
+	donors[0] = donor.addr;
+	donors[1] = NULL;
+	gvmt_path(sock, sizeof(sock), "sandboxed.sock");
+	assert_true(gvmt_broker_start(&broker, key_path, sock, donors,
+				      (const char *[]){ "--budget", "4M", NULL }));
+	assert_int_equal(seccomp_mode(broker.pid), 2);
+	assert_int_equal(gvmt_file_count(broker.log, "seccomp allowlist loaded"), 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		client(sock);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(gvmt_broker_stat(sock, "writebacks") > 0);
+	assert_true(gvmt_broker_stat(sock, "remote_reads") > 0);
+	assert_int_equal(gvmt_broker_stat(sock, "writeback_errors"), 0);
+	/* Reconnecting to a restarted donor needs socket() and connect(). */
+	assert_int_equal(gvmt_proc_stop(&donor, SIGKILL), 128 + SIGKILL);
+	assert_true(gvmt_memserver_restart(&donor, key_path, NULL));
+	assert_true(gvmt_broker_wait_stat(sock, "donor_connections", 2, 15000));
+	assert_true(gvmt_proc_alive(&broker));
+	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
+	assert_int_equal(gvmt_file_count(broker.log, "stopped cleanly"), 1);
+	gvmt_proc_stop(&donor, SIGTERM);
+}
+
+static void test_no_sandbox_and_print_seccomp(void **state)
+{
+	struct gvmt_proc donor, broker;
+	char sock[512], out[600], bin[512];
+	const char *donors[2];
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
+	donors[0] = donor.addr;
+	donors[1] = NULL;
+	gvmt_path(sock, sizeof(sock), "unsandboxed.sock");
+	assert_true(gvmt_broker_start(&broker, key_path, sock, donors,
+				      (const char *[]){ "--no-sandbox", NULL }));
+	assert_int_equal(seccomp_mode(broker.pid), 0);
+	assert_int_equal(gvmt_file_count(broker.log, "--no-sandbox: running without"), 1);
+	gvmt_proc_stop(&broker, SIGTERM);
+	gvmt_proc_stop(&donor, SIGTERM);
+
+	gvmt_path(out, sizeof(out), "filter.pfc");
+	assert_int_equal(gvmt_run(out, (const char *[]){ gvmt_bin("gvm-broker", bin, sizeof(bin)),
+							 "--print-seccomp", NULL }),
+			 0);
+	assert_true(gvmt_file_count(out, "action ALLOW") > 40);
+	assert_true(gvmt_file_count(out, "if ($syscall == 16)") >= 1); /* ioctl, by command */
+	assert_int_equal(gvmt_file_count(out, "if ($syscall == 59)"), 0); /* execve */
+}
+
+/* Under systemd (Type=notify) the broker says READY=1 once serving,
+ * WATCHDOG=1 every WATCHDOG_USEC/2, and STOPPING=1 on SIGTERM, all sent
+ * after the sandbox is on. */
+static void test_broker_notifies_systemd(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct gvmt_proc donor, broker;
+	char sock[512], msg[256], env[600];
+	const char *donors[2];
+	int s, ready = 0, watchdog = 0, stopping = 0;
+	struct timeval tv = { 0, 200 * 1000 };
+
+	(void)state;
+	gvmt_path(sa.sun_path, sizeof(sa.sun_path), "notify.sock");
+	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
+	donors[0] = donor.addr;
+	donors[1] = NULL;
+	gvmt_path(sock, sizeof(sock), "notified.sock");
+	snprintf(env, sizeof(env), "%s", sa.sun_path);
+	setenv("NOTIFY_SOCKET", env, 1);
+	setenv("WATCHDOG_USEC", "100000", 1); /* a ping every 50 ms */
+	assert_true(gvmt_broker_start(&broker, key_path, sock, donors, NULL));
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	for (int i = 0; i < 40 && watchdog < 3; i++) {
+		ssize_t n = recv(s, msg, sizeof(msg) - 1, 0);
+
+		if (n <= 0)
+			continue;
+		msg[n] = '\0';
+		ready += !strcmp(msg, "READY=1");
+		watchdog += !strcmp(msg, "WATCHDOG=1") && ready; /* READY comes first */
+	}
+	assert_int_equal(ready, 1);
+	assert_true(watchdog >= 3);
+	kill(broker.pid, SIGTERM);
+	for (int i = 0; i < 40 && !stopping; i++) {
+		ssize_t n = recv(s, msg, sizeof(msg) - 1, 0);
+
+		if (n > 0) {
+			msg[n] = '\0';
+			stopping = !strcmp(msg, "STOPPING=1");
+		}
+	}
+	assert_true(stopping);
+	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
+	gvmt_proc_stop(&donor, SIGTERM);
+	close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_filter_refuses_what_the_broker_never_does),
+		cmocka_unit_test(test_sandboxed_broker_serves_faults),
+		cmocka_unit_test(test_no_sandbox_and_print_seccomp),
+		cmocka_unit_test(test_broker_notifies_systemd),
+	};
+
+	if (!gvmt_test_user(&test_uid, &test_gid, &gvm_gid)) {
+		fprintf(stderr, "needs root (an unprivileged client user)\n");
+		return 1;
+	}
+	chmod(gvmt_dir(), 0755);
+	gvmt_path(key_path, sizeof(key_path), "cluster.key");
+	gvmt_make_key(key_path, 32, NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
