@@ -126,6 +126,14 @@ $(BIN)/gvmctl: $(OBJ)/broker/gvmctl.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# ---- giantvm-kvm/: the coherence core, its simulator (user space) ----
+DSM_SRC := giantvm-kvm/core/dsm_copyset.c giantvm-kvm/core/dsm_ivy.c giantvm-kvm/core/dsm_sim.c
+DSM_OBJ := $(DSM_SRC:%.c=$(OBJ)/%.o)
+$(OBJ)/giantvm-kvm/%.o: CPPFLAGS += -Igiantvm-kvm/core -Igiantvm-kvm/sim
+$(BIN)/gvm-dsm-sim: $(OBJ)/giantvm-kvm/sim/main.o $(DSM_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@
+
 # ---- bench/ ----
 $(BIN)/gvm-memserver-bench: $(OBJ)/bench/memserver_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
@@ -137,7 +145,7 @@ $(BIN)/gvm-fault-bench: $(OBJ)/bench/fault_bench.o $(LIB)/libgvmmem.a $(LIB)/lib
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
-	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu
+	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and
@@ -187,6 +195,12 @@ $(OBJ)/tests/unit/test_store.o: CPPFLAGS += -Imemserver
 $(BUILD)/tests/test_store: $(OBJ)/tests/unit/test_store.o $(OBJ)/memserver/store.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+
+# The coherence core's test drives its simulator.
+$(OBJ)/tests/unit/test_dsm.o: CPPFLAGS += -Igiantvm-kvm/core
+$(BUILD)/tests/test_dsm: $(OBJ)/tests/unit/test_dsm.o $(DSM_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
 # The sandbox's test loads the broker's own filter.
 $(OBJ)/tests/integration/test_sandbox.o: CPPFLAGS += -Ibroker
