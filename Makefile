@@ -165,16 +165,23 @@ $(GUEST)/initramfs.cpio.gz: dist/guest/init dist/guest/initramfs.sh $(GUEST)/gvm
 	bash dist/guest/initramfs.sh $@ $(GUEST)/gvm-guest-memtest
 
 # test_cuse_vm's guest: the release build's daemons and a client in an
-# initramfs with fuse.ko and cuse.ko (tests/vm/). Made by `make guest` in
+# initramfs with fuse.ko, cuse.ko and the coherence core's module (tests/vm/). Made by `make guest` in
 # the release tree, which `make check` runs first.
 $(GUEST)/cuse_client: tests/vm/cuse_client.c build/lib/libgvmmem.a build/lib/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE -Ibuild/gen -Iproto -Iclient-lib/include -Icuse-dev/include -Ibench \
 		-O2 -g -Wall -Wextra -Werror $^ -lprotobuf-c -lpthread -o $@
 
+# The coherence core as a kernel module for the guest's kernel (its self-test
+# runs at insmod in test_cuse_vm's guest).
+KMOD := build/kmod/giantvm_dsm_selftest.ko
+$(KMOD): giantvm-kvm/kmod/Kbuild giantvm-kvm/kmod/selftest.c giantvm-kvm/kmod/build.sh \
+		$(wildcard giantvm-kvm/core/*.[ch]) $(GUEST)/vmlinuz
+	bash giantvm-kvm/kmod/build.sh build/kmod
+
 $(GUEST)/cuse-initramfs.cpio.gz: tests/vm/init tests/vm/initramfs.sh $(GUEST)/vmlinuz \
-		$(GUEST)/cuse_client build/bin/gvm-broker build/bin/gvm-memserver build/bin/gvmctl
-	bash tests/vm/initramfs.sh $@ build/bin $(GUEST)/modules $(GUEST)/cuse_client
+		$(GUEST)/cuse_client build/bin/gvm-broker build/bin/gvm-memserver build/bin/gvmctl $(KMOD)
+	bash tests/vm/initramfs.sh $@ build/bin $(GUEST)/modules $(GUEST)/cuse_client $(KMOD)
 
 # ---- tests/ (cmocka) ----
 TEST_LIBS := -lcmocka

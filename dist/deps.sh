@@ -16,6 +16,7 @@ pkgs=(
 	iproute2 procps                  # test hosts in namespaces, process checks
 	qemu-system-x86                  # the demo's and end-to-end tests' guests (TCG)
 	busybox-static cpio              # the guests' initramfs
+	linux-headers-amd64              # giantvm-kvm's module for the guests' kernel
 )
 
 missing=()

@@ -6,6 +6,7 @@
  * a 64 MiB region through the device under a 16 MiB budget and checks
  * every page, reads the text status and the STATS ioctl; a user outside the
  * group is refused; tokens work once and only for their own process. The
+ * same guest loads giantvm-kvm's coherence core as a module (self-test). The
  * guest prints GVM-CUSE markers on its serial console, which every test
  * here reads from the one boot. */
 #include <errno.h>
@@ -86,6 +87,16 @@ static void test_token_once_own_process_and_required(void **state)
 	assert_false(has("GVM-CUSE token FAIL"));
 }
 
+/* giantvm-kvm's coherence core, built as a module against Debian's
+ * headers for this kernel, passes its self-test at insmod. */
+static void test_giantvm_core_module_selftest_passes(void **state)
+{
+	(void)state;
+	expect("GVM-KMOD loaded");
+	expect("GVM-KMOD giantvm-dsm: selftest OK copyset 10240 ids");
+	assert_false(has("selftest FAIL"));
+}
+
 static void test_device_disappears_when_broker_exits(void **state)
 {
 	(void)state;
@@ -131,6 +142,7 @@ int main(void)
 		cmocka_unit_test(test_user_outside_group_is_refused),
 		cmocka_unit_test(test_token_once_own_process_and_required),
 		cmocka_unit_test(test_device_disappears_when_broker_exits),
+		cmocka_unit_test(test_giantvm_core_module_selftest_passes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

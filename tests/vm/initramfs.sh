@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# initramfs.sh OUT.cpio.gz BIN_DIR MODULES_DIR CLIENT: the initramfs of
-# test_cuse_vm: static busybox, fuse.ko and cuse.ko, the release build's
+# initramfs.sh OUT.cpio.gz BIN_DIR MODULES_DIR CLIENT [KMOD]: the initramfs of
+# test_cuse_vm: static busybox, fuse.ko and cuse.ko (and KMOD, the
+# giantvm-kvm coherence core's self-test module), the release build's
 # gvm-broker, gvm-memserver, gvmctl and the test's cuse_client with every
 # shared library they load, users root, vmuser (group gvm) and stranger,
 # and tests/vm/init.
 set -euo pipefail
 out=${1:?usage: initramfs.sh OUT.cpio.gz BIN_DIR MODULES_DIR CLIENT}
-bin=$2 modules=$3 client=$4
+bin=$2 modules=$3 client=$4 kmod=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -14,6 +15,7 @@ chmod 0755 "$tmp" # the guest's /: its users must get past it
 mkdir -p "$tmp"/{bin,dev,proc,sys,tmp,run,etc,lib/modules}
 cp /bin/busybox "$tmp/bin/busybox"
 cp "$modules/fuse.ko" "$modules/cuse.ko" "$tmp/lib/modules/"
+[ -z "$kmod" ] || cp "$kmod" "$tmp/lib/modules/"
 progs=("$bin/gvm-broker" "$bin/gvm-memserver" "$bin/gvmctl" "$client")
 for p in "${progs[@]}"; do
 	cp "$p" "$tmp/bin/"
