@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +31,10 @@
 #include "log.h"
 
 #define GVM__CUSE_DEVICE "/dev/gvmmem"
+/* GiantVM's kvm.ko (GiantVM/Linux-DSM) answers KVM_CHECK_EXTENSION for this
+ * (its KVM_CAP_X86_DSM); upstream x86 kernels answer 0 (upstream uses the
+ * number for a PowerPC-only capability). */
+#define GVM__KVM_CAP_X86_DSM 133
 #define GVM__REATTACH_MIN_MS 50
 #define GVM__REATTACH_MAX_MS 2000
 
@@ -153,6 +158,7 @@ enum gvm_mode gvm_detect_mode(void)
 	const char *force = getenv("GVM_MODE"), *root = getenv("GVM_SYSROOT");
 	const char *endpoint = endpoint_default();
 	char kvm_path[512];
+	bool giantvm_kvm = false;
 	const char *accel;
 	int s;
 
@@ -161,8 +167,10 @@ enum gvm_mode gvm_detect_mode(void)
 	snprintf(kvm_path, sizeof(kvm_path), "%s/dev/kvm", root);
 	s = open(kvm_path, O_RDWR | O_CLOEXEC); /* a node may exist without a module */
 	accel = s >= 0 ? "KVM" : "TCG (no usable /dev/kvm)";
-	if (s >= 0)
+	if (s >= 0) {
+		giantvm_kvm = ioctl(s, KVM_CHECK_EXTENSION, GVM__KVM_CAP_X86_DSM) > 0;
 		close(s);
+	}
 	if (force && *force) {
 		if (!strcmp(force, "none") || !strcmp(force, "local")) {
 			gvm_info("gvmmem: GVM_MODE=%s: guest RAM stays local; %s", force, accel);
@@ -179,7 +187,8 @@ enum gvm_mode gvm_detect_mode(void)
 		gvm_warn("gvmmem: GVM_MODE=%s is not none, memory-only or full-share; ignored",
 			 force);
 	}
-	if (gvm__exists(root, "/sys/module/giantvm_kvm") || gvm__exists(root, "/dev/giantvm")) {
+	if (giantvm_kvm || gvm__exists(root, "/sys/module/giantvm_kvm") ||
+	    gvm__exists(root, "/dev/giantvm")) {
 		gvm_info("gvmmem: GiantVM kernel found: full-share mode, the kernel shares memory; %s",
 			 accel);
 		return GVM_MODE_FULL_SHARE;
