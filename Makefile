@@ -139,13 +139,17 @@ $(BIN)/gvm-memserver-bench: $(OBJ)/bench/memserver_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BIN)/gvm-seed-bench: $(OBJ)/bench/seed_bench.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -lpthread -o $@
+
 $(OBJ)/bench/fault_bench.o: CPPFLAGS += -Iclient-lib/include
 $(BIN)/gvm-fault-bench: $(OBJ)/bench/fault_bench.o $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
-	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim
+	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim $(BIN)/gvm-seed-bench
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and

@@ -4,7 +4,9 @@
 # WRITEs at depth 1 and 16, plus a verify pass); then starts gvm-broker on it
 # and measures first-touch faults with gvm-fault-bench against a local
 # userfaultfd ceiling, then a read-modify-write workload four times a VM's
-# budget against the same without eviction. Prints figures; never fails on a
+# budget against the same without eviction; the seed design's server and
+# fault loop (gvm-seed-bench) on the same machine; the giantvm-kvm core's
+# metadata and fan-out figures. Prints figures; never fails on a
 # number (targets are for people to read, not asserts). Needs root for the
 # userfaultfd parts.
 set -euo pipefail
@@ -55,6 +57,19 @@ echo "== eviction: working set 4x the VM's budget, read-modify-write, vs no evic
 echo
 echo "broker counters:"
 "$bin/gvmctl" --socket "$work/broker.sock" stats | grep -E '^(evictions|writebacks|clean_drops|writeback_errors|evict_waits|wp_faults)'
+
+echo
+echo "== the seed design: the seeds' memory_server.py and their fault loop reproduced in C (gvm-seed-bench)"
+seed_txt=$(ls ../shared/seeds/*.txt 2>/dev/null | xargs grep -l 'memory_server.py' 2>/dev/null | head -1 || true)
+if [ -n "$seed_txt" ] && command -v python3 >/dev/null; then
+	sport=$((port + 1))
+	spid=$(bash bench/seed_server.sh "$seed_txt" "$work/seed" $sport 256)
+	for _ in $(seq 50); do grep -q listening "$work/seed/server.log" 2>/dev/null && break; sleep 0.1; done
+	"$bin/gvm-seed-bench" --server 127.0.0.1:$sport --size 256 --samples 1000 | grep -v '^key ' || true
+	kill "$spid" 2>/dev/null || true
+else
+	echo "(no seeds/ with memory_server.py beside the project, or no python3: skipped)"
+fi
 
 echo
 echo "== giantvm-kvm coherence core: per-page metadata per node, ours vs the seeds' 10240-bit bitmap"
