@@ -139,21 +139,29 @@ static void client(const char *sock)
 	_exit(0);
 }
 
+/* One donor and a broker on it, socket gvmt_dir()/name, broker args extra. */
+static void pair_start(struct gvmt_proc *donor, struct gvmt_proc *broker, char *sock,
+		       size_t n, const char *name, const char *const *extra)
+{
+	const char *donors[2];
+
+	assert_true(gvmt_memserver_start(donor, key_path, NULL));
+	donors[0] = donor->addr;
+	donors[1] = NULL;
+	gvmt_path(sock, n, name);
+	assert_true(gvmt_broker_start(broker, key_path, sock, donors, extra));
+}
+
 static void test_sandboxed_broker_serves_faults(void **state)
 {
 	struct gvmt_proc donor, broker;
 	char sock[512];
-	const char *donors[2];
 	int status;
 	pid_t pid;
 
 	(void)state;
-	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
-	donors[0] = donor.addr;
-	donors[1] = NULL;
-	gvmt_path(sock, sizeof(sock), "sandboxed.sock");
-	assert_true(gvmt_broker_start(&broker, key_path, sock, donors,
-				      (const char *[]){ "--budget", "4M", NULL }));
+	pair_start(&donor, &broker, sock, sizeof(sock), "sandboxed.sock",
+		   (const char *[]){ "--budget", "4M", NULL });
 	assert_int_equal(seccomp_mode(broker.pid), 2);
 	assert_int_equal(gvmt_file_count(broker.log, "seccomp allowlist loaded"), 1);
 	pid = fork();
@@ -180,15 +188,10 @@ static void test_no_sandbox_and_print_seccomp(void **state)
 {
 	struct gvmt_proc donor, broker;
 	char sock[512], out[600], bin[512];
-	const char *donors[2];
 
 	(void)state;
-	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
-	donors[0] = donor.addr;
-	donors[1] = NULL;
-	gvmt_path(sock, sizeof(sock), "unsandboxed.sock");
-	assert_true(gvmt_broker_start(&broker, key_path, sock, donors,
-				      (const char *[]){ "--no-sandbox", NULL }));
+	pair_start(&donor, &broker, sock, sizeof(sock), "unsandboxed.sock",
+		   (const char *[]){ "--no-sandbox", NULL });
 	assert_int_equal(seccomp_mode(broker.pid), 0);
 	assert_int_equal(gvmt_file_count(broker.log, "--no-sandbox: running without"), 1);
 	gvmt_proc_stop(&broker, SIGTERM);
@@ -211,7 +214,6 @@ static void test_broker_notifies_systemd(void **state)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct gvmt_proc donor, broker;
 	char sock[512], msg[256], env[600];
-	const char *donors[2];
 	int s, ready = 0, watchdog = 0, stopping = 0;
 	struct timeval tv = { 0, 200 * 1000 };
 
@@ -221,14 +223,10 @@ static void test_broker_notifies_systemd(void **state)
 	assert_true(s >= 0);
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_true(gvmt_memserver_start(&donor, key_path, NULL));
-	donors[0] = donor.addr;
-	donors[1] = NULL;
-	gvmt_path(sock, sizeof(sock), "notified.sock");
 	snprintf(env, sizeof(env), "%s", sa.sun_path);
 	setenv("NOTIFY_SOCKET", env, 1);
 	setenv("WATCHDOG_USEC", "100000", 1); /* a ping every 50 ms */
-	assert_true(gvmt_broker_start(&broker, key_path, sock, donors, NULL));
+	pair_start(&donor, &broker, sock, sizeof(sock), "notified.sock", NULL);
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
 	for (int i = 0; i < 40 && watchdog < 3; i++) {
