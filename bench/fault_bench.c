@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +104,26 @@ static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned s
 	free(lat);
 	free(used);
 }
+
+/* Touches every page in order, one byte each: first-touch MB/s only. */
+static void measure_seq(uint8_t *mem, size_t size, unsigned extent_pages, unsigned samples,
+			struct result *r)
+{
+	volatile uint8_t sink = 0;
+	double t0 = now_us();
+
+	(void)extent_pages;
+	(void)samples;
+	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++)
+		sink += mem[p * GVM_PAGE_SIZE];
+	r->seq_mbps = (double)size / (now_us() - t0);
+	r->rand_p50_us = r->rand_p99_us = 0;
+	(void)sink;
+}
+
+/* --vms: the children say they are attached on ready_fd, wait for a byte
+ * on go_fd, and send their result on result_fd. */
+static int vm_ready_fd = -1, vm_go_fd = -1, vm_result_fd = -1;
 
 /* UFFDIO_COPY of pages [from, to) that are not resident yet. */
 static void local_copy(struct local_uffd *l, uint64_t from, uint64_t to)
@@ -329,7 +350,15 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 		return err;
 	}
 	usleep(100000); /* let the broker learn the namespace is not empty */
+	if (vm_ready_fd >= 0) {
+		char c = 'r';
+
+		if (write(vm_ready_fd, &c, 1) != 1 || read(vm_go_fd, &c, 1) != 1)
+			return -EPIPE;
+	}
 	work(reg.host_addr, size, extent_pages, samples, r);
+	if (vm_result_fd >= 0 && write(vm_result_fd, r, sizeof(*r)) != sizeof(*r))
+		return -EPIPE;
 	/* What came through the broker is the donor's data (past the first
 	 * word, which the read-modify-write workload counts in). */
 	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p += 97) {
@@ -346,6 +375,71 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 	return 0;
 }
 
+/* K VMs at once on one broker: each child seeds and attaches its own
+ * region, then all touch theirs in order together. Aggregate MB/s is all
+ * their bytes over the wall time from the start signal to the last
+ * result; the median over rounds is reported. */
+static int run_vms(const char *sock, const char *const *donors, unsigned ndonors,
+		   const struct gvm_key *key, size_t size, unsigned extent_pages, unsigned k,
+		   unsigned rounds)
+{
+	double agg[16];
+
+	for (unsigned round = 0; round < rounds; round++) {
+		int ready[2], go[2], res[2];
+		double t0, slowest = 1e30;
+		char c;
+
+		if (pipe(ready) || pipe(go) || pipe(res))
+			return 1;
+		for (unsigned i = 0; i < k; i++) {
+			pid_t pid = fork();
+
+			if (pid < 0)
+				return 1;
+			if (pid == 0) {
+				struct result r;
+
+				vm_ready_fd = ready[1];
+				vm_go_fd = go[0];
+				vm_result_fd = res[1];
+				_exit(run_broker(sock, donors, ndonors, key, size, extent_pages, 0,
+						 measure_seq, 0, &r) ? 1 : 0);
+			}
+		}
+		for (unsigned i = 0; i < k; i++)
+			if (read(ready[0], &c, 1) != 1)
+				return 1;
+		t0 = now_us();
+		for (unsigned i = 0; i < k; i++)
+			if (write(go[1], "g", 1) != 1)
+				return 1;
+		for (unsigned i = 0; i < k; i++) {
+			struct result r;
+
+			if (read(res[0], &r, sizeof(r)) != sizeof(r))
+				return 1;
+			if (r.seq_mbps < slowest)
+				slowest = r.seq_mbps;
+		}
+		agg[round] = (double)k * (double)size / (now_us() - t0);
+		for (unsigned i = 0; i < k; i++) {
+			int status;
+
+			if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+				return 1;
+		}
+		close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+		close(res[0]), close(res[1]);
+		printf("round %u: %u VMs at once, %llu MiB each: aggregate %.1f MB/s, slowest VM %.1f MB/s\n",
+		       round + 1, k, (unsigned long long)(size >> 20), agg[round], slowest);
+	}
+	qsort(agg, rounds, sizeof(agg[0]), cmp_double);
+	printf("median: %u VMs aggregate %.1f MB/s\nkey vms_%u_aggregate_mbps %.1f\n", k,
+	       agg[rounds / 2], k, agg[rounds / 2]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -357,6 +451,7 @@ int main(int argc, char **argv)
 		{ "samples", required_argument, NULL, 'n' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "evict", required_argument, NULL, 'E' },
+		{ "vms", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -365,7 +460,8 @@ int main(int argc, char **argv)
 	const char *key_file = GVM_DEFAULT_KEY_FILE;
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
-	struct result local[16], broker[16], limited[16], lm, bm, em;
+	unsigned vms = 0;
+	struct result local[16], broker[16], limited[16], page1[16], lm, bm, em, pm;
 	struct gvm_key key;
 	char why[512];
 	int opt;
@@ -396,6 +492,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'V':
+			vms = (unsigned)atoi(optarg);
+			if (vms < 1 || vms > 16) {
+				fprintf(stderr, "--vms %s: want 1..16\n", optarg);
+				return 2;
+			}
+			break;
 		case 'r':
 			rounds = (unsigned)atoi(optarg);
 			if (rounds < 1 || rounds > 16) {
@@ -406,12 +509,13 @@ int main(int argc, char **argv)
 		case 'h':
 			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
-			       "          [--evict RATIO]\n"
+			       "          [--evict RATIO] [--vms K]\n"
 			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
 			       "where placement puts them) next to a local userfaultfd handler copying\n"
 			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
 			       "rounds; medians are compared. Give the broker's donors, in any order,\n"
-			       "and its --extent-pages.\n");
+			       "and its --extent-pages. --vms K: K processes, each its own VM of\n"
+			       "--size, touch their regions in order at once; prints the aggregate.\n");
 			return 0;
 		default:
 			return 2;
@@ -428,6 +532,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvm-fault-bench: %s\n", why);
 		return 1;
 	}
+	if (vms)
+		return run_vms(sock, donors, ndonors, &key, size, extent_pages, vms, rounds);
 	if (evict) {
 		uint64_t limit = size / evict;
 
@@ -461,13 +567,21 @@ int main(int argc, char **argv)
 		       em.rand_p50_us, em.rand_p99_us);
 		printf("eviction run: sequential at %.0f%% of the no-eviction run, %.0f%% of the ceiling\n",
 		       100.0 * em.seq_mbps / bm.seq_mbps, 100.0 * em.seq_mbps / lm.seq_mbps);
+		printf("key rmw_ceil_seq_mbps %.1f\nkey rmw_noevict_seq_mbps %.1f\n"
+		       "key rmw_evict_seq_mbps %.1f\nkey rmw_evict_rand_p50_us %.1f\n"
+		       "key rmw_evict_rand_p99_us %.1f\n",
+		       lm.seq_mbps, bm.seq_mbps, em.seq_mbps, em.rand_p50_us, em.rand_p99_us);
 		return 0;
 	}
 	printf("first-touch faults, %llu MiB region, extents of %u pages, %u random samples, %u rounds\n",
 	       (unsigned long long)(size >> 20), extent_pages, samples, rounds);
 	printf("%-28s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
 	for (unsigned i = 0; i < rounds; i++) {
+		/* The ceiling twice: extent-sized copies (as the broker does, for
+		 * the sequential figure) and one page per fault (the plain 4 KiB
+		 * fault cost, for the latency bound). */
 		if (run_local(size, extent_pages, samples, measure, &local[i]) ||
+		    run_local(size, 1, samples, measure, &page1[i]) ||
 		    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, measure, 0,
 			       &broker[i]))
 			return 1;
@@ -478,8 +592,11 @@ int main(int argc, char **argv)
 	}
 	median_result(local, rounds, &lm);
 	median_result(broker, rounds, &bm);
+	median_result(page1, rounds, &pm);
 	printf("median:  local uffd (ceiling) %12.1f %14.1f %14.1f\n", lm.seq_mbps,
 	       lm.rand_p50_us, lm.rand_p99_us);
+	printf("median:  local uffd, 1 page  %12.1f %14.1f %14.1f\n", pm.seq_mbps,
+	       pm.rand_p50_us, pm.rand_p99_us);
 	printf("median:  gvm-broker + donors %12.1f %14.1f %14.1f\n", bm.seq_mbps,
 	       bm.rand_p50_us, bm.rand_p99_us);
 	printf("sequential: broker at %.0f%% of the ceiling (target >= 60%%)\n",
@@ -488,5 +605,8 @@ int main(int argc, char **argv)
 	       bm.rand_p50_us, bm.rand_p50_us / lm.rand_p50_us);
 	printf("key seq_ratio_pct %.0f\nkey rand_p50_us %.1f\nkey rand_p99_us %.1f\n",
 	       100.0 * bm.seq_mbps / lm.seq_mbps, bm.rand_p50_us, bm.rand_p99_us);
+	printf("key ceil_seq_mbps %.1f\nkey ceil_rand_p50_us %.1f\nkey ceil_rand_p99_us %.1f\n"
+	       "key ceil_4k_rand_p50_us %.1f\nkey gvm_seq_mbps %.1f\n",
+	       lm.seq_mbps, lm.rand_p50_us, lm.rand_p99_us, pm.rand_p50_us, bm.seq_mbps);
 	return 0;
 }

@@ -17,6 +17,7 @@ pkgs=(
 	qemu-system-x86                  # the demo's and end-to-end tests' guests (TCG)
 	busybox-static cpio              # the guests' initramfs
 	linux-headers-amd64              # giantvm-kvm's module for the guests' kernel
+	gnuplot-nox python3              # make bench: the plot, the seeds' memory_server.py
 )
 
 missing=()
