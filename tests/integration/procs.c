@@ -400,3 +400,13 @@ uint64_t gvmt_checksum(const uint8_t *data, size_t len)
 	}
 	return h;
 }
+
+void gvmt_fake_giantvm(const char *root, char *module_dir, size_t n)
+{
+	const char *const parts[] = { "", "/sys", "/sys/module", "/sys/module/giantvm_kvm" };
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(module_dir, n, "%s%s", root, parts[i]);
+		mkdir(module_dir, 0755);
+	}
+}

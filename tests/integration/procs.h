@@ -76,4 +76,8 @@ const char *gvmt_bin(const char *name, char *buf, size_t n);
 
 uint64_t gvmt_checksum(const uint8_t *data, size_t len);
 
+/* Makes root/sys/module/giantvm_kvm, what gvm_detect_mode takes for the
+ * GiantVM kernel under GVM_SYSROOT=root; its path goes to module_dir. */
+void gvmt_fake_giantvm(const char *root, char *module_dir, size_t n);
+
 #endif

@@ -623,15 +623,7 @@ static void test_detect_mode_follows_each_signal(void **state)
 
 	/* The GiantVM kernel's module, under a test sysroot. */
 	snprintf(root, sizeof(root), "%s/sysroot", gvmt_dir());
-	snprintf(path, sizeof(path), "%s/sys/module/giantvm_kvm", root);
-	assert_int_equal(system(NULL) != 0, 1);
-	mkdir(root, 0755);
-	snprintf(path, sizeof(path), "%s/sys", root);
-	mkdir(path, 0755);
-	snprintf(path, sizeof(path), "%s/sys/module", root);
-	mkdir(path, 0755);
-	snprintf(path, sizeof(path), "%s/sys/module/giantvm_kvm", root);
-	mkdir(path, 0755);
+	gvmt_fake_giantvm(root, path, sizeof(path));
 	setenv("GVM_SYSROOT", root, 1);
 	setenv("GVM_ENDPOINT", "/nonexistent/broker.sock", 1);
 	assert_int_equal(gvm_detect_mode(), GVM_MODE_FULL_SHARE);

@@ -303,13 +303,7 @@ static void test_hook_leaves_memory_alone(void **state)
 
 	(void)state;
 	snprintf(sysroot, sizeof(sysroot), "%s/giantvm-root", gvmt_dir());
-	assert_int_equal(mkdir(sysroot, 0755) == 0 || errno == EEXIST, 1);
-	snprintf(env_root, sizeof(env_root), "%s/sys", sysroot);
-	mkdir(env_root, 0755);
-	snprintf(env_root, sizeof(env_root), "%s/sys/module", sysroot);
-	mkdir(env_root, 0755);
-	snprintf(env_root, sizeof(env_root), "%s/sys/module/giantvm_kvm", sysroot);
-	mkdir(env_root, 0755);
+	gvmt_fake_giantvm(sysroot, env_root, sizeof(env_root));
 	snprintf(env_root, sizeof(env_root), "GVM_SYSROOT=%s", sysroot);
 
 	guest_start(&g, "e2e-fullshare", "50,1", NULL, (const char *[]){ env_root, NULL }, NULL);
