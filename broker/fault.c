@@ -46,6 +46,7 @@ struct bk_deferred {
 	uint64_t t0_us;
 };
 
+/* Where an extent goes when no buffer could be had for its READ. */
 static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
 
 static uint64_t now_us(void)
@@ -232,8 +233,13 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	if (f->page != NO_PAGE) {
 		/* A faulting page on its own: install just it. */
 		if (!status && !h->status) {
-			gvm_frame_unpack_pages(h, payload, fetch_buf);
-			err = install_page(rg, f->page, fetch_buf, f->write);
+			const uint8_t *page = payload;
+
+			if (gvm_hdr_data_pages(h) != 1) {
+				gvm_frame_unpack_pages(h, payload, fetch_buf);
+				page = fetch_buf;
+			}
+			err = install_page(rg, f->page, page, f->write);
 			if (err)
 				vm_lost(vm, err);
 			else if (f->t0_us)
@@ -264,23 +270,25 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	}
 	bk_stats.remote_reads++;
 	bk_stats.remote_pages += h->page_count;
-	/* A reply without zero pages is already the extent's contents. */
-	const uint8_t *pages = payload;
-	if (gvm_hdr_data_pages(h) != h->page_count) {
-		gvm_frame_unpack_pages(h, payload, fetch_buf);
-		pages = fetch_buf;
-	}
+	/* The payload was received in the request's buffer; zero pages are
+	 * filled in there, in place. */
+	uint8_t *pages = req->rx_buf ? req->rx_buf : fetch_buf;
+	if (payload != pages || gvm_hdr_data_pages(h) != h->page_count)
+		gvm_frame_unpack_pages(h, payload, pages);
 	if (rg->ext_state[e] == BK_EXT_FETCHING) {
 		err = install_extent(rg, e, pages, f->fault_page, false);
 		if (err)
 			vm_lost(vm, err);
 		else if (f->t0_us)
 			bk_stats_latency(now_us() - f->t0_us);
-	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING &&
-		   !bk_cache_put(vm->b->cache, rg, e, pages)) {
-		rg->ext_state[e] = BK_EXT_NONE;
+	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
+		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf))
+			req->rx_buf = NULL; /* the cache has it now */
+		else
+			rg->ext_state[e] = BK_EXT_NONE;
 	}
 out:
+	bk_cache_buf_put(vm->b->cache, req->rx_buf);
 	free(f);
 	bk_evict_check(vm->b);
 	bk_vm_put(vm);
@@ -356,6 +364,8 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		f->req.hdr.first_page = e * bk_extent_pages(rg);
 		f->req.hdr.page_count = (uint32_t)extent_count(rg, e);
 		f->req.cb = on_fetched;
+		f->req.rx_buf = bk_cache_buf(rg->vm->b->cache);
+		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
 		if (demand) {
 			f->reserved = (uint32_t)extent_count(rg, e);
 			rg->vm->b->reserved_pages += f->reserved;

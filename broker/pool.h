@@ -32,6 +32,12 @@ struct bk_req {
 	unsigned donor;
 	unsigned flags;
 	bk_req_cb cb; /* recovers its own struct from req: req comes first in it */
+	/* NULL, or a malloc'd buffer of rx_cap bytes the reply's payload is
+	 * received in (the callback's payload then points into it). The
+	 * submitter keeps it; bk_pool_free frees it with a request it never
+	 * answered. */
+	uint8_t *rx_buf;
+	uint32_t rx_cap;
 	uint64_t sent_ms;
 	uint8_t wire[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
 };

@@ -1,5 +1,7 @@
 /* prefetch.c: the prefetch cache (prefetch.h): a hash of (region, extent)
- * with an LRU list; each entry holds one extent's pages. */
+ * with an LRU list; each entry owns the buffer its extent arrived in. Spare
+ * buffers are kept for the next READs, so the fault path neither copies an
+ * extent into the cache nor faults in fresh heap for it. */
 #include "prefetch.h"
 
 #include <errno.h>
@@ -7,13 +9,14 @@
 #include <string.h>
 
 #define CACHE_BUCKETS 4096u
+#define CACHE_SPARE_BUFS 32u /* kept for reuse; READs in flight rarely need more */
 
 struct cache_entry {
 	struct bk_region *rg;
 	uint64_t extent;
 	struct cache_entry *hnext;
 	struct cache_entry *older, *newer;
-	uint8_t pages[];
+	uint8_t *pages;
 };
 
 struct bk_cache {
@@ -21,6 +24,8 @@ struct bk_cache {
 	size_t entry_bytes;
 	struct cache_entry *buckets[CACHE_BUCKETS];
 	struct cache_entry *oldest, *newest;
+	uint8_t *spare[CACHE_SPARE_BUFS];
+	unsigned nspare;
 };
 
 static unsigned cache_hash(const struct bk_region *rg, uint64_t extent)
@@ -40,6 +45,23 @@ int bk_cache_create(struct bk_cache **out, uint64_t max_bytes, unsigned extent_p
 	c->entry_bytes = (size_t)extent_pages * GVM_PAGE_SIZE;
 	*out = c;
 	return 0;
+}
+
+uint8_t *bk_cache_buf(struct bk_cache *c)
+{
+	if (c->nspare)
+		return c->spare[--c->nspare];
+	return aligned_alloc(GVM_PAGE_SIZE, c->entry_bytes);
+}
+
+void bk_cache_buf_put(struct bk_cache *c, uint8_t *buf)
+{
+	if (!buf)
+		return;
+	if (c->nspare < CACHE_SPARE_BUFS)
+		c->spare[c->nspare++] = buf;
+	else
+		free(buf);
 }
 
 static struct cache_entry **cache_slot(struct bk_cache *c, struct bk_region *rg, uint64_t extent)
@@ -65,11 +87,11 @@ static void cache_unlink(struct bk_cache *c, struct cache_entry **slot)
 	else
 		c->newest = e->older;
 	c->bytes -= c->entry_bytes;
+	bk_cache_buf_put(c, e->pages);
 	free(e);
 }
 
-bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent,
-		  const uint8_t *pages)
+bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uint8_t *pages)
 {
 	struct cache_entry *e, **slot;
 
@@ -85,12 +107,12 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent,
 	slot = cache_slot(c, rg, extent);
 	if (*slot)
 		cache_unlink(c, slot);
-	e = malloc(sizeof(*e) + c->entry_bytes);
+	e = malloc(sizeof(*e));
 	if (!e)
 		return false;
 	e->rg = rg;
 	e->extent = extent;
-	memcpy(e->pages, pages, c->entry_bytes);
+	e->pages = pages;
 	e->hnext = *slot;
 	*slot = e;
 	e->newer = NULL;
@@ -142,5 +164,7 @@ void bk_cache_free(struct bk_cache *c)
 {
 	while (c->oldest)
 		cache_unlink(c, cache_slot(c, c->oldest->rg, c->oldest->extent));
+	while (c->nspare)
+		free(c->spare[--c->nspare]);
 	free(c);
 }

@@ -228,11 +228,17 @@ void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload)
 								  GVM_FRAME_DATA_MAX_BYTES;
 }
 
+void gvm_reader_set_dst(struct gvm_reader *r, gvm_payload_dst_fn fn, void *ctx)
+{
+	r->dst_fn = fn;
+	r->dst_ctx = ctx;
+}
+
 void gvm_reader_free(struct gvm_reader *r)
 {
-	free(r->payload);
-	r->payload = NULL;
-	r->payload_cap = 0;
+	free(r->own);
+	r->own = r->payload = NULL;
+	r->own_cap = 0;
 }
 
 void gvm_reader_next(struct gvm_reader *r)
@@ -293,15 +299,18 @@ static ssize_t reader_step(struct gvm_reader *r)
 			return reader_fail(r, -EBADMSG,
 					   "payload_len %u over this connection's limit %u",
 					   r->hdr.payload_len, r->max_payload);
-		if (r->hdr.payload_len > r->payload_cap) {
-			uint8_t *p = realloc(r->payload, r->hdr.payload_len);
+		r->payload = r->dst_fn ? r->dst_fn(r->dst_ctx, &r->hdr) : NULL;
+		if (!r->payload && r->hdr.payload_len > r->own_cap) {
+			uint8_t *p = realloc(r->own, r->hdr.payload_len);
 
 			if (!p)
 				return reader_fail(r, -ENOMEM, "no memory for a payload of %u bytes",
 						   r->hdr.payload_len);
-			r->payload = p;
-			r->payload_cap = r->hdr.payload_len;
+			r->own = p;
+			r->own_cap = r->hdr.payload_len;
 		}
+		if (!r->payload)
+			r->payload = r->own;
 		r->state = GVM_RD_PAYLOAD;
 		r->need = r->hdr.payload_len;
 		break;
@@ -372,13 +381,20 @@ uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 			    uint8_t *out)
 {
-	for (uint32_t i = 0; i < h->page_count && i < GVM_FRAME_PAGES_MAX;
-	     i++, out += GVM_PAGE_SIZE) {
+	uint32_t n = h->page_count < GVM_FRAME_PAGES_MAX ? h->page_count : GVM_FRAME_PAGES_MAX;
+	uint32_t data = gvm_hdr_data_pages(h);
+
+	/* Last page first: in place, a data page only ever moves up. */
+	for (uint32_t i = n; i-- > 0;) {
+		uint8_t *to = out + (size_t)i * GVM_PAGE_SIZE;
+
 		if (gvm_hdr_zero_test(h, i)) {
-			memset(out, 0, GVM_PAGE_SIZE);
+			memset(to, 0, GVM_PAGE_SIZE);
 		} else {
-			memcpy(out, payload, GVM_PAGE_SIZE);
-			payload += GVM_PAGE_SIZE;
+			const uint8_t *from = payload + (size_t)--data * GVM_PAGE_SIZE;
+
+			if (to != from)
+				memmove(to, from, GVM_PAGE_SIZE);
 		}
 	}
 }

@@ -60,6 +60,10 @@ int gvm_hdr_check(const struct gvm_hdr *h, const char **why);
 
 enum gvm_reader_state { GVM_RD_LEN, GVM_RD_HDR, GVM_RD_PAYLOAD, GVM_RD_READY };
 
+/* Asked when a header has been read and its payload is next: a buffer of at
+ * least h->payload_len bytes to receive it in, or NULL for the reader's own. */
+typedef uint8_t *(*gvm_payload_dst_fn)(void *ctx, const struct gvm_hdr *h);
+
 struct gvm_reader {
 	enum gvm_reader_state state;
 	uint32_t need; /* bytes the current state still wants */
@@ -67,8 +71,11 @@ struct gvm_reader {
 	uint8_t lenbuf[GVM_FRAME_LEN_BYTES];
 	uint8_t hdrbuf[GVM_FRAME_HDR_MAX_BYTES];
 	struct gvm_hdr hdr;
-	uint8_t *payload;     /* grown to the largest payload received */
-	uint32_t payload_cap;
+	uint8_t *payload;     /* this frame's payload: own, or from dst_fn */
+	uint8_t *own;         /* grown to the largest payload received into it */
+	uint32_t own_cap;
+	gvm_payload_dst_fn dst_fn;
+	void *dst_ctx;
 	uint32_t max_payload; /* larger payloads are refused before allocating */
 	char why[160];        /* reason of the last error */
 };
@@ -79,6 +86,9 @@ void gvm_reader_free(struct gvm_reader *r);
  * bound GVM_FRAME_DATA_MAX_BYTES): e.g. a donor allows only an AUTH answer
  * until the peer has authenticated. */
 void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload);
+/* Lets the caller say where each payload goes (see gvm_payload_dst_fn), so
+ * with gvm_reader_direct() it arrives in its final buffer uncopied. */
+void gvm_reader_set_dst(struct gvm_reader *r, gvm_payload_dst_fn fn, void *ctx);
 
 /* Consumes up to len bytes; stops after a frame completes. Returns the bytes
  * consumed, or a negative errno with r->why set (the stream is then broken).
@@ -105,7 +115,8 @@ bool gvm_reader_idle(const struct gvm_reader *r);
  * GVM_FRAME_PAGES_MAX); returns how many are not zero (those that travel). */
 uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 				 uint32_t count);
-/* Expands a READ response payload to h->page_count full pages in out. */
+/* Expands a READ response payload to h->page_count full pages in out; out
+ * may be payload itself, when it has room for page_count pages. */
 void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 			    uint8_t *out);
 #endif

@@ -586,7 +586,69 @@ static void test_feed_stops_at_the_end_of_each_frame(void **state)
 	gvm_reader_free(&r);
 }
 
-/* ---- gvm_reader_direct ---- */
+/* ---- gvm_reader_direct and payload destinations ---- */
+
+struct dst_ctx {
+	uint64_t want_id; /* frames with this id go to buf */
+	uint8_t *buf;
+	unsigned asked;
+};
+
+static uint8_t *dst_by_id(void *ctx, const struct gvm_hdr *h)
+{
+	struct dst_ctx *d = ctx;
+
+	d->asked++;
+	return h->id == d->want_id ? d->buf : NULL;
+}
+
+/* A destination callback gets the payload of the frame it claims, read
+ * straight into its buffer; other frames still use the reader's own. */
+static void test_payload_destination_by_frame(void **state)
+{
+	static uint8_t mine[4 * GVM_PAGE_SIZE];
+	struct dst_ctx d = { 7, mine, 0 };
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	uint8_t *dst;
+	size_t len, hdr_len, left;
+
+	(void)state;
+	memset(mine, 0, sizeof(mine));
+	gvm_reader_init(&r);
+	gvm_reader_set_dst(&r, dst_by_id, &d);
+	for (uint64_t id = 6; id <= 8; id++) {
+		gvm_hdr_init(&h, GVM__OP__OP_READ, id);
+		h.response = true;
+		h.page_count = 4;
+		h.payload_len = 4 * GVM_PAGE_SIZE;
+		rng_state = (uint32_t)id;
+		fill_random(payload_buf, h.payload_len);
+		len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+		hdr_len = len - h.payload_len;
+		assert_int_equal(gvm_reader_feed(&r, frame_buf, hdr_len), hdr_len);
+		left = gvm_reader_direct(&r, &dst);
+		assert_int_equal(left, h.payload_len);
+		if (id == 7)
+			assert_ptr_equal(dst, mine);
+		else
+			assert_ptr_not_equal(dst, mine);
+		memcpy(dst, payload_buf, left);
+		assert_int_equal(gvm_reader_feed(&r, NULL, left), left);
+		assert_true(gvm_reader_ready(&r));
+		assert_int_equal(r.hdr.id, id);
+		assert_int_equal(memcmp(r.payload, payload_buf, h.payload_len), 0);
+		if (id == 7)
+			assert_ptr_equal(r.payload, mine);
+		gvm_reader_next(&r);
+	}
+	assert_int_equal(d.asked, 3);
+	/* the claimed frame's bytes stayed in the caller's buffer */
+	rng_state = 7;
+	fill_random(payload_buf, 4 * GVM_PAGE_SIZE);
+	assert_int_equal(memcmp(mine, payload_buf, sizeof(mine)), 0);
+	gvm_reader_free(&r);
+}
 
 static void test_direct_pointer_receives_payload_in_pieces(void **state)
 {
@@ -1070,6 +1132,12 @@ static void test_mark_zero_pages_and_unpack_restore_every_page(void **state)
 	gvm_frame_unpack_pages(&r.hdr, r.payload, out);
 	assert_int_equal(checksum(out, sizeof(out)), checksum(pages, sizeof(pages)));
 	assert_int_equal(memcmp(out, pages, sizeof(pages)), 0);
+
+	/* In place: the payload at the start of a buffer with room for all. */
+	memset(out, 0xa5, sizeof(out));
+	memcpy(out, r.payload, r.hdr.payload_len);
+	gvm_frame_unpack_pages(&r.hdr, out, out);
+	assert_int_equal(memcmp(out, pages, sizeof(pages)), 0);
 	gvm_reader_free(&r);
 }
 
@@ -1194,7 +1262,7 @@ static void test_reader_limit_refuses_before_allocating_and_buffer_grows_to_need
 	gvm_reader_init(&r);
 	assert_int_equal(gvm_reader_feed(&r, frame_buf, len), (ssize_t)len);
 	assert_true(gvm_reader_ready(&r));
-	assert_int_equal(r.payload_cap, 8 * GVM_PAGE_SIZE);
+	assert_int_equal(r.own_cap, 8 * GVM_PAGE_SIZE);
 	assert_memory_equal(r.payload, data, sizeof(data));
 	gvm_reader_free(&r);
 }
@@ -1249,6 +1317,7 @@ int main(void)
 	    cmocka_unit_test(test_too_long_error_string_and_ns_name_are_ebadmsg),
 	    cmocka_unit_test(test_garbage_protobuf_header_is_ebadmsg),
 	    cmocka_unit_test(test_mark_zero_pages_and_unpack_restore_every_page),
+	    cmocka_unit_test(test_payload_destination_by_frame),
 	    cmocka_unit_test(test_page_is_zero_sees_every_byte),
 	    cmocka_unit_test(test_encode_refuses_too_small_buffer_with_emsgsize),
 	};
