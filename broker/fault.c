@@ -519,6 +519,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		break; /* only single pages are on their way: fetch this one too */
 	case BK_EXT_PREFETCHING:
 		rg->ext_state[e] = BK_EXT_FETCHING; /* install on arrival */
+		prefetch_after(rg, e); /* keep the window moving while this one comes */
 		return 0;
 	case BK_EXT_CACHED:
 		cached = bk_cache_get(vm->b->cache, rg, e);
