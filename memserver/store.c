@@ -184,19 +184,47 @@ static uint32_t slot_take(struct ms_store *s)
 	return s->nfree ? s->free_slots[--s->nfree] : s->next_fresh++;
 }
 
-/* Returns a slot's memory to the host, so a donor's RSS follows its data. */
+static int cmp_slot_desc(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x < y) - (x > y);
+}
+
+/* Frees n slots and returns their memory to the host, so a donor's RSS
+ * follows its data: one madvise (or hole punch) per run of adjacent slots,
+ * since a namespace written in order sits in long runs and a syscall per
+ * page made dropping a 1 GiB namespace take seconds on the serving thread.
+ * Sorts slots. The lowest freed slot is handed out first again. */
+static void slots_release(struct ms_store *s, uint32_t *slots, size_t n)
+{
+	if (!n)
+		return;
+	qsort(slots, n, sizeof(*slots), cmp_slot_desc);
+	for (size_t i = 0, j; i < n; i = j) {
+		uint8_t *p;
+		size_t len;
+
+		for (j = i + 1; j < n && slots[j] == slots[j - 1] - 1; j++)
+			;
+		p = slot_data(s, slots[j - 1]);
+		len = (j - i) * GVM_PAGE_SIZE;
+		if (s->fd >= 0)
+			fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)(p - s->base), (off_t)len);
+		else
+			madvise(p, len, MADV_DONTNEED);
+	}
+	for (size_t i = 0; i < n; i++) {
+		s->slot[slots[i]].ns = 0;
+		s->free_slots[s->nfree++] = slots[i];
+	}
+	s->used -= n;
+}
+
 static void slot_release(struct ms_store *s, uint32_t slot)
 {
-	uint8_t *p = slot_data(s, slot);
-
-	s->slot[slot].ns = 0;
-	s->free_slots[s->nfree++] = slot;
-	s->used--;
-	if (s->fd >= 0)
-		fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)(p - s->base), GVM_PAGE_SIZE);
-	else
-		madvise(p, GVM_PAGE_SIZE, MADV_DONTNEED);
+	slots_release(s, &slot, 1);
 }
 
 static bool ns_valid(const struct ms_store *s, uint32_t ns)
@@ -461,6 +489,7 @@ int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id)
 
 int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
 {
+	uint32_t *slots, n = 0;
 	struct pmap *m;
 
 	pthread_rwlock_wrlock(&s->lock);
@@ -471,9 +500,17 @@ int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
 		return -ENOENT;
 	}
 	m = &s->maps[id - 1];
-	for (uint32_t i = 0; i < m->cap; i++)
-		if (m->keys[i])
+	slots = m->len ? malloc((size_t)m->len * sizeof(*slots)) : NULL;
+	for (uint32_t i = 0; i < m->cap; i++) {
+		if (!m->keys[i])
+			continue;
+		if (slots)
+			slots[n++] = m->vals[i];
+		else
 			slot_release(s, m->vals[i]);
+	}
+	slots_release(s, slots, n);
+	free(slots);
 	pmap_free(m);
 	memset(&s->nsrec[id - 1], 0, sizeof(s->nsrec[id - 1]));
 	pthread_rwlock_unlock(&s->lock);
@@ -517,6 +554,26 @@ static void store_forget(struct ms_store *s, uint32_t ns, uint64_t page)
 		return;
 	slot_release(s, m->vals[idx]);
 	pmap_remove_at(m, idx);
+}
+
+/* store_forget of count pages, their memory released in runs. */
+static void forget_range(struct ms_store *s, uint32_t ns, uint64_t first, uint64_t count)
+{
+	struct pmap *m = &s->maps[ns - 1];
+	uint32_t slots[GVM_FRAME_PAGES_MAX], idx;
+	size_t n = 0;
+
+	for (uint64_t i = 0; i < count; i++) {
+		if (!pmap_find(m, first + i, &idx))
+			continue;
+		slots[n++] = m->vals[idx];
+		pmap_remove_at(m, idx);
+		if (n == GVM_FRAME_PAGES_MAX) {
+			slots_release(s, slots, n);
+			n = 0;
+		}
+	}
+	slots_release(s, slots, n);
 }
 
 int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
@@ -579,8 +636,7 @@ int ms_store_discard(struct ms_store *s, uint32_t ns, uint64_t first,
 	if (!ns_valid(s, ns))
 		err = -ENOENT;
 	else
-		for (uint32_t i = 0; i < count; i++)
-			store_forget(s, ns, first + i);
+		forget_range(s, ns, first, count);
 	pthread_rwlock_unlock(&s->lock);
 	return err;
 }

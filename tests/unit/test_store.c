@@ -250,6 +250,64 @@ static void test_store_namespace_names_and_table_limit(void **state)
 	assert_int_equal(ms_store_close(s), 0);
 }
 
+static uint64_t self_rss_kib(void)
+{
+	unsigned long long size = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%llu %llu", &size, &rss), 2);
+	fclose(f);
+	return rss * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+/* Dropping a namespace gives its memory back (released in runs of slots),
+ * and leaves another namespace, whose pages sit between its runs, intact;
+ * discarding a range does the same for that range. */
+static void test_store_drop_returns_memory_and_spares_neighbours(void **state)
+{
+	enum { PAGES = 16384, RUN = 64 }; /* 64 MiB each, written in alternating runs */
+	static uint8_t buf[RUN * GVM_PAGE_SIZE], out[GVM_FRAME_DATA_MAX_BYTES];
+	uint8_t zero[GVM_FRAME_BITMAP_MAX_BYTES] = { 0 }, bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint64_t rss_full, rss_dropped, rss_discarded;
+	uint32_t a, b, data_pages;
+	struct ms_store *s;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(ms_store_open(&s, NULL, 3ull * PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	assert_int_equal(ms_store_open_ns(s, "gone", &a), 0);
+	assert_int_equal(ms_store_open_ns(s, "kept", &b), 0);
+	for (uint32_t first = 0; first < PAGES; first += RUN)
+		for (uint32_t ns = 0; ns < 2; ns++) {
+			for (uint32_t i = 0; i < RUN; i++)
+				fill(buf + (size_t)i * GVM_PAGE_SIZE, (first + i) * 2 + ns + 1);
+			assert_int_equal(ms_store_write(s, ns ? b : a, first, RUN, zero, buf), 0);
+		}
+	rss_full = self_rss_kib();
+	assert_int_equal(ms_store_drop_ns(s, "gone", 0), 0);
+	rss_dropped = self_rss_kib();
+	print_message("RSS %llu KiB full, %llu KiB after dropping 64 MiB\n",
+		      (unsigned long long)rss_full, (unsigned long long)rss_dropped);
+	assert_true(rss_dropped + 60 * 1024 < rss_full);
+	for (uint32_t first = 0; first < PAGES; first += 256) {
+		assert_int_equal(ms_store_read(s, b, first, 256, bitmap, out, &data_pages), 0);
+		assert_int_equal(data_pages, 256);
+		for (uint32_t i = 0; i < 256; i++) {
+			fill(buf, (first + i) * 2 + 2);
+			assert_memory_equal(out + (size_t)i * GVM_PAGE_SIZE, buf, GVM_PAGE_SIZE);
+		}
+	}
+	assert_int_equal(ms_store_discard(s, b, 0, PAGES / 2), 0);
+	rss_discarded = self_rss_kib();
+	assert_true(rss_discarded + 28 * 1024 < rss_dropped);
+	assert_int_equal(ms_store_read(s, b, PAGES / 2 - 256, 256, bitmap, out, &data_pages), 0);
+	assert_int_equal(data_pages, 0);
+	assert_int_equal(ms_store_read(s, b, PAGES / 2, 256, bitmap, out, &data_pages), 0);
+	assert_int_equal(data_pages, 256);
+	assert_int_equal(ms_store_close(s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_store_file_survives_reopen_with_same_pages),
 		cmocka_unit_test(test_store_refuses_a_file_that_is_not_a_store),
 		cmocka_unit_test(test_store_namespace_names_and_table_limit),
+		cmocka_unit_test(test_store_drop_returns_memory_and_spares_neighbours),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
