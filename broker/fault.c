@@ -8,8 +8,12 @@
  * its extent's READ follows in the same breath only when there is locality
  * to pay for it (a sequential run, or a second touch in the extent), since
  * moving 128 KiB for every random touch costs more CPU on a small host than
- * the touch itself. Read faults install write-protected, so the first write
- * is a WP fault that marks the page dirty (for eviction) and lifts the WP. */
+ * the touch itself. A sequential run widens a prefetch window; each
+ * prefetched extent is installed as it arrives, while its pages are still
+ * hot in the CPU's cache, all but its first page, which stays missing as a
+ * tripwire: the fault on it installs it from the prefetch cache and moves
+ * the window on (installing ahead stops short of the budget). Read faults install write-protected, so the first write is a
+ * WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -197,6 +201,55 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 	return 0;
 }
 
+/* Room for pages more resident without passing the host's low watermark or
+ * the VM's own limit: installing ahead must not be what makes us evict. */
+static bool room_ahead(struct bk_region *rg, uint64_t pages)
+{
+	const struct bk_broker *b = rg->vm->b;
+	const struct bk_vm *vm = rg->vm;
+
+	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > b->low_pages)
+		return false;
+	if (vm->limit_pages) {
+		uint64_t vm_resident = 0;
+
+		for (size_t i = 0; i < vm->nregions; i++)
+			vm_resident += vm->regions[i].resident_count;
+		if (vm_resident + pages > vm->limit_pages * BK_EVICT_LOW_PCT / 100)
+			return false;
+	}
+	return true;
+}
+
+/* A prefetched extent, as it arrives (its pages still hot in the CPU's
+ * cache): installs every missing page but the first, write-protected. The
+ * first stays missing as a tripwire: the VM's fault on it installs it from
+ * the cache, and tells the prefetch window the VM got this far. */
+static void install_ahead(struct bk_region *rg, uint64_t e, const uint8_t *pages)
+{
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = 0;
+
+	while (i < count && bk_bit_test(rg->resident, first + i))
+		i++;
+	for (i++; i < count;) {
+		uint64_t j = i + 1;
+		int64_t n;
+
+		if (bk_bit_test(rg->resident, first + i)) {
+			i++;
+			continue;
+		}
+		while (j < count && !bk_bit_test(rg->resident, first + j))
+			j++;
+		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
+		if (n < 0) {
+			vm_lost(rg->vm, (int)n);
+			return;
+		}
+		i += (uint64_t)n;
+	}
+}
+
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
@@ -282,10 +335,13 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		else if (f->t0_us)
 			bk_stats_latency(now_us() - f->t0_us);
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
-		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf))
+		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
 			req->rx_buf = NULL; /* the cache has it now */
-		else
+			if (room_ahead(rg, extent_count(rg, e)))
+				install_ahead(rg, e, pages);
+		} else {
 			rg->ext_state[e] = BK_EXT_NONE;
+		}
 	}
 out:
 	bk_cache_buf_put(vm->b->cache, req->rx_buf);

@@ -4,7 +4,8 @@
  * sockets: pre-seeded pages come back exactly from the donors placement
  * names, three VMs share one pool, bad handshakes are refused without
  * disturbing anyone, a killed donor stalls only its own extents, a VM that
- * exits has its namespace dropped, and gvm_detect_mode follows its signals. */
+ * exits has its namespace dropped, a sequential reader finds extents
+ * installed ahead of it, and gvm_detect_mode follows its signals. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -565,6 +566,78 @@ static void test_client_reattaches_to_a_restarted_broker(void **state)
 	cluster_stop(&cl);
 }
 
+/* The client's guest memfd, opened through /proc (we are root). */
+static int open_client_memfd(pid_t pid)
+{
+	char dir[64], path[320], link[256];
+	int fd = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	for (int n = 0; n < 64 && fd < 0; n++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "%s/%d", dir, n);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = '\0';
+		if (strstr(link, "memfd:guest-ram"))
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	return fd;
+}
+
+static bool page_present(int memfd, uint64_t page)
+{
+	off_t off = (off_t)(page * GVM_PAGE_SIZE);
+
+	return lseek(memfd, off, SEEK_DATA) == off;
+}
+
+/* A VM reading in order finds the extents ahead of it already in its
+ * memory, installed as they arrived, all but each extent's first page: the
+ * fault on that one moves the prefetch window on. Far ahead nothing is
+ * installed, and every page still reads exactly the donors' data. */
+static void test_sequential_reader_finds_extents_installed_ahead(void **state)
+{
+	struct cluster cl;
+	uint64_t pages = (64u << 20) / GVM_PAGE_SIZE, next = pages / 2 / EXTENT_PAGES;
+	int ready[2], go[2], memfd;
+	char c;
+	pid_t pid;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	preseed(&cl, "vm-ahead.ram", pages);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	half_first = true;
+	pid = client_fork("vm-ahead", 64u << 20, pages, ready[1], go[0]);
+	half_first = false;
+	assert_int_equal(read(ready[0], &c, 1), 1); /* first half read in order */
+	usleep(300000); /* the window's READs arrive */
+	memfd = open_client_memfd(pid);
+	assert_true(memfd >= 0);
+	for (uint64_t e = next; e < next + 4; e++) {
+		uint64_t first = e * EXTENT_PAGES;
+
+		assert_false(page_present(memfd, first)); /* the tripwire */
+		for (uint64_t p = first + 1; p < first + EXTENT_PAGES; p++)
+			assert_true(page_present(memfd, p));
+	}
+	for (uint64_t p = (next + 40) * EXTENT_PAGES; p < (next + 41) * EXTENT_PAGES; p++)
+		assert_false(page_present(memfd, p));
+	close(memfd);
+	assert_true(gvmt_broker_stat(sock_path, "prefetch_hits") > next / 2);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(wait_exit(pid), 0); /* every page checked, then rewritten */
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	cluster_stop(&cl);
+}
+
 /* A VM process killed outright: the broker detaches it, drops its pages on
  * the donors and goes on serving the others. */
 static void test_killed_vm_is_detached_and_its_pages_dropped(void **state)
@@ -704,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_bad_handshakes_are_refused_and_others_keep_working),
 		cmocka_unit_test(test_killed_donor_stalls_only_its_extents_and_recovers),
 		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
+		cmocka_unit_test(test_sequential_reader_finds_extents_installed_ahead),
 		cmocka_unit_test(test_killed_vm_is_detached_and_its_pages_dropped),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
