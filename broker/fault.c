@@ -12,7 +12,9 @@
  * prefetched extent is installed as it arrives, while its pages are still
  * hot in the CPU's cache, all but its first page, which stays missing as a
  * tripwire: the fault on it installs it from the prefetch cache and moves
- * the window on (installing ahead stops short of the budget). Read faults install write-protected, so the first write is a
+ * the window on (installing ahead stops short of the budget). A fault that
+ * finds its extent's prefetch still queued behind other VMs' moves it to
+ * the front. Read faults install write-protected, so the first write is a
  * WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
 #include <fcntl.h>
@@ -507,6 +509,28 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 	}
 }
 
+struct extent_key {
+	const struct bk_region *rg;
+	uint64_t e;
+};
+
+static bool is_extent_read(const struct bk_req *r, const void *ctx)
+{
+	const struct bk_fetch *f = (const struct bk_fetch *)r;
+	const struct extent_key *k = ctx;
+
+	return r->cb == on_fetched && f->page == NO_PAGE && f->rg == k->rg && f->extent == k->e;
+}
+
+/* A fault waits on extent e's prefetch: if it is still queued behind other
+ * VMs' prefetches, it goes ahead of them. */
+static void promote_prefetch(struct bk_region *rg, uint64_t e)
+{
+	struct extent_key k = { rg, e };
+
+	bk_pool_promote(rg->vm->b->pool, bk_extent_donor(rg, e), is_extent_read, &k);
+}
+
 static struct bk_region *region_of(struct bk_vm *vm, uint64_t addr)
 {
 	for (size_t i = 0; i < vm->nregions; i++) {
@@ -575,6 +599,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		break; /* only single pages are on their way: fetch this one too */
 	case BK_EXT_PREFETCHING:
 		rg->ext_state[e] = BK_EXT_FETCHING; /* install on arrival */
+		promote_prefetch(rg, e);
 		prefetch_after(rg, e); /* keep the window moving while this one comes */
 		return 0;
 	case BK_EXT_CACHED:

@@ -263,6 +263,29 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r)
 	donor_kick(d);
 }
 
+bool bk_pool_promote(struct bk_pool *p, unsigned donor,
+		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx)
+{
+	struct bk_donor *d = &p->donors[donor];
+	struct bk_req *prev = NULL;
+
+	for (struct bk_req *r = d->prefetch.head; r; prev = r, r = r->next) {
+		if (!match(r, ctx))
+			continue;
+		if (prev)
+			prev->next = r->next;
+		else
+			d->prefetch.head = r->next;
+		if (d->prefetch.tail == r)
+			d->prefetch.tail = prev;
+		r->flags |= BK_REQ_DEMAND;
+		queue_push(&d->demand, r);
+		donor_kick(d);
+		return true;
+	}
+	return false;
+}
+
 static void conn_ready(struct bk_conn *c)
 {
 	struct bk_donor *d = c->d;

@@ -45,6 +45,12 @@ struct bk_req {
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
 		   const struct bk_donor_cfg *donors, unsigned ndonors, unsigned conns_per);
 void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
+/* A fault now waits on a prefetch: moves the first request queued for donor
+ * (not sent yet) that match accepts to the demand queue, ahead of every
+ * other prefetch. True if one moved; false if none waits (it may be on
+ * its way already). */
+bool bk_pool_promote(struct bk_pool *p, unsigned donor,
+		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx);
 unsigned bk_pool_ready_connections(const struct bk_pool *p);
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
 unsigned bk_pool_donors(const struct bk_pool *p);
