@@ -121,6 +121,26 @@ static void measure_seq(uint8_t *mem, size_t size, unsigned extent_pages, unsign
 	(void)sink;
 }
 
+/* Host CPU jiffies busy (not idle or iowait), stolen by the hypervisor, and
+ * in all, from /proc/stat. */
+static void host_cpu(uint64_t *busy, uint64_t *steal, uint64_t *total)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+
+	*busy = *steal = *total = 0;
+	if (!f)
+		return;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		for (int i = 0; i < 8; i++)
+			*total += v[i];
+		*busy = *total - v[3] - v[4];
+		*steal = v[7];
+	}
+	fclose(f);
+}
+
 /* --vms: the children say they are attached on ready_fd, wait for a byte
  * on go_fd, and send their result on result_fd. */
 static int vm_ready_fd = -1, vm_go_fd = -1, vm_result_fd = -1;
@@ -357,8 +377,12 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 			return -EPIPE;
 	}
 	work(reg.host_addr, size, extent_pages, samples, r);
-	if (vm_result_fd >= 0 && write(vm_result_fd, r, sizeof(*r)) != sizeof(*r))
-		return -EPIPE;
+	if (vm_result_fd >= 0) {
+		char c;
+
+		if (write(vm_result_fd, r, sizeof(*r)) != sizeof(*r) || read(vm_go_fd, &c, 1) != 1)
+			return -EPIPE;
+	}
 	/* What came through the broker is the donor's data (past the first
 	 * word, which the read-modify-write workload counts in). */
 	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p += 97) {
@@ -375,68 +399,134 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 	return 0;
 }
 
-/* K VMs at once on one broker: each child seeds and attaches its own
- * region, then all touch theirs in order together. Aggregate MB/s is all
- * their bytes over the wall time from the start signal to the last
- * result; the median over rounds is reported. */
-static int run_vms(const char *sock, const char *const *donors, unsigned ndonors,
-		   const struct gvm_key *key, size_t size, unsigned extent_pages, unsigned k,
-		   unsigned rounds)
+#define VMS_LIST_MAX 4u
+#define VMS_STEAL_MAX_PCT 3.0
+#define VMS_STEAL_RETRIES 3u
+
+/* "1,2,4": VM counts, each 1..16. */
+static int parse_vms(const char *arg, unsigned *ks, unsigned *n)
 {
-	double agg[16];
+	const char *p = arg;
 
-	for (unsigned round = 0; round < rounds; round++) {
-		int ready[2], go[2], res[2];
-		double t0, slowest = 1e30;
-		char c;
+	*n = 0;
+	do {
+		char *end;
+		unsigned long k = strtoul(p, &end, 10);
 
-		if (pipe(ready) || pipe(go) || pipe(res))
-			return 1;
-		for (unsigned i = 0; i < k; i++) {
-			pid_t pid = fork();
+		if (end == p || k < 1 || k > 16 || *n == VMS_LIST_MAX || (*end && *end != ','))
+			return -1;
+		ks[(*n)++] = (unsigned)k;
+		p = *end ? end + 1 : end;
+	} while (*p);
+	return p[-1] == ',' ? -1 : 0;
+}
 
-			if (pid < 0)
-				return 1;
-			if (pid == 0) {
-				struct result r;
+/* One round of k VMs at once: each child seeds and attaches its own region,
+ * then all touch theirs in order together. Aggregate MB/s is all their
+ * bytes over the wall time from the start signal to the last result. The
+ * VMs stay attached until all are done, so the first to finish does not
+ * tear down (and have its donor pages dropped) while the others still run. */
+static int vms_round(const char *sock, const char *const *donors, unsigned ndonors,
+		     const struct gvm_key *key, size_t size, unsigned extent_pages, unsigned k,
+		     double *agg, double *slowest, double *busy_pct, double *steal_pct)
+{
+	uint64_t busy0, steal0, total0, busy1, steal1, total1;
+	int ready[2], go[2], res[2], rc = 0;
+	char c;
+	double t0;
 
-				vm_ready_fd = ready[1];
-				vm_go_fd = go[0];
-				vm_result_fd = res[1];
-				_exit(run_broker(sock, donors, ndonors, key, size, extent_pages, 0,
-						 measure_seq, 0, &r) ? 1 : 0);
-			}
-		}
-		for (unsigned i = 0; i < k; i++)
-			if (read(ready[0], &c, 1) != 1)
-				return 1;
-		t0 = now_us();
-		for (unsigned i = 0; i < k; i++)
-			if (write(go[1], "g", 1) != 1)
-				return 1;
-		for (unsigned i = 0; i < k; i++) {
+	if (pipe(ready) || pipe(go) || pipe(res))
+		return -1;
+	for (unsigned i = 0; i < k; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			return -1;
+		if (pid == 0) {
 			struct result r;
 
-			if (read(res[0], &r, sizeof(r)) != sizeof(r))
-				return 1;
-			if (r.seq_mbps < slowest)
-				slowest = r.seq_mbps;
+			vm_ready_fd = ready[1];
+			vm_go_fd = go[0];
+			vm_result_fd = res[1];
+			_exit(run_broker(sock, donors, ndonors, key, size, extent_pages, 0,
+					 measure_seq, 0, &r) ? 1 : 0);
 		}
-		agg[round] = (double)k * (double)size / (now_us() - t0);
-		for (unsigned i = 0; i < k; i++) {
-			int status;
-
-			if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
-				return 1;
-		}
-		close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
-		close(res[0]), close(res[1]);
-		printf("round %u: %u VMs at once, %llu MiB each: aggregate %.1f MB/s, slowest VM %.1f MB/s\n",
-		       round + 1, k, (unsigned long long)(size >> 20), agg[round], slowest);
 	}
-	qsort(agg, rounds, sizeof(agg[0]), cmp_double);
-	printf("median: %u VMs aggregate %.1f MB/s\nkey vms_%u_aggregate_mbps %.1f\n", k,
-	       agg[rounds / 2], k, agg[rounds / 2]);
+	close(ready[1]), close(res[1]), close(go[0]);
+	for (unsigned i = 0; i < k; i++)
+		if (read(ready[0], &c, 1) != 1)
+			rc = -1; /* a child failed before attaching: its status says why */
+	*slowest = 1e30;
+	host_cpu(&busy0, &steal0, &total0);
+	t0 = now_us();
+	for (unsigned i = 0; i < k && !rc; i++)
+		if (write(go[1], "g", 1) != 1)
+			rc = -1;
+	for (unsigned i = 0; i < k && !rc; i++) {
+		struct result r;
+
+		if (read(res[0], &r, sizeof(r)) != sizeof(r))
+			rc = -1;
+		else if (r.seq_mbps < *slowest)
+			*slowest = r.seq_mbps;
+	}
+	*agg = (double)k * (double)size / (now_us() - t0);
+	host_cpu(&busy1, &steal1, &total1);
+	*busy_pct = *steal_pct = 0;
+	if (total1 > total0) {
+		*busy_pct = 100.0 * (double)(busy1 - busy0) / (double)(total1 - total0);
+		*steal_pct = 100.0 * (double)(steal1 - steal0) / (double)(total1 - total0);
+	}
+	for (unsigned i = 0; i < k; i++) /* all done: detach */
+		if (write(go[1], "d", 1) != 1)
+			break;
+	close(go[1]), close(ready[0]), close(res[0]);
+	for (unsigned i = 0; i < k; i++) {
+		int status;
+
+		if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+			rc = -1;
+	}
+	return rc;
+}
+
+/* --vms K[,K...]: rounds of each K in turn (1, 2, 4, 1, 2, 4, ...), so
+ * drift on a shared host falls on every K alike; medians are reported. */
+static int run_vms(const char *sock, const char *const *donors, unsigned ndonors,
+		   const struct gvm_key *key, size_t size, unsigned extent_pages,
+		   const unsigned *ks, unsigned nk, unsigned rounds)
+{
+	double agg[VMS_LIST_MAX][16];
+
+	for (unsigned round = 0; round < rounds; round++)
+		for (unsigned j = 0; j < nk; j++) {
+			double slowest, busy, steal;
+
+			/* A round the hypervisor took CPU from says nothing about
+			 * us: it runs again (at most VMS_STEAL_RETRIES times). */
+			for (unsigned retry = 0;; retry++) {
+				if (vms_round(sock, donors, ndonors, key, size, extent_pages, ks[j],
+					      &agg[j][round], &slowest, &busy, &steal)) {
+					fprintf(stderr, "gvm-fault-bench: a VM of the %u-VM round failed\n",
+						ks[j]);
+					return 1;
+				}
+				if (steal <= VMS_STEAL_MAX_PCT || retry == VMS_STEAL_RETRIES)
+					break;
+				printf("round %u: %u VMs: %.0f%% of the host CPU stolen, %.1f MB/s; again\n",
+				       round + 1, ks[j], steal, agg[j][round]);
+			}
+			printf("round %u: %u VMs at once, %llu MiB each: aggregate %.1f MB/s, "
+			       "slowest VM %.1f MB/s, host CPU %.0f%% busy, %.0f%% stolen\n",
+			       round + 1, ks[j], (unsigned long long)(size >> 20), agg[j][round],
+			       slowest, busy, steal);
+			fflush(stdout);
+		}
+	for (unsigned j = 0; j < nk; j++) {
+		qsort(agg[j], rounds, sizeof(agg[j][0]), cmp_double);
+		printf("median: %u VMs aggregate %.1f MB/s\nkey vms_%u_aggregate_mbps %.1f\n",
+		       ks[j], agg[j][rounds / 2], ks[j], agg[j][rounds / 2]);
+	}
 	return 0;
 }
 
@@ -460,7 +550,7 @@ int main(int argc, char **argv)
 	const char *key_file = GVM_DEFAULT_KEY_FILE;
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
-	unsigned vms = 0;
+	unsigned vms[VMS_LIST_MAX], nvms = 0;
 	struct result local[16], broker[16], limited[16], page1[16], lm, bm, em, pm;
 	struct gvm_key key;
 	char why[512];
@@ -493,9 +583,9 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'V':
-			vms = (unsigned)atoi(optarg);
-			if (vms < 1 || vms > 16) {
-				fprintf(stderr, "--vms %s: want 1..16\n", optarg);
+			if (parse_vms(optarg, vms, &nvms)) {
+				fprintf(stderr, "--vms %s: want a list like 1,2,4 of at most %u counts "
+						"from 1 to 16\n", optarg, VMS_LIST_MAX);
 				return 2;
 			}
 			break;
@@ -509,13 +599,14 @@ int main(int argc, char **argv)
 		case 'h':
 			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
-			       "          [--evict RATIO] [--vms K]\n"
+			       "          [--evict RATIO] [--vms K[,K...]]\n"
 			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
 			       "where placement puts them) next to a local userfaultfd handler copying\n"
 			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
 			       "rounds; medians are compared. Give the broker's donors, in any order,\n"
 			       "and its --extent-pages. --vms K: K processes, each its own VM of\n"
-			       "--size, touch their regions in order at once; prints the aggregate.\n");
+			       "--size, touch their regions in order at once; prints the aggregate.\n"
+			       "A list (--vms 1,2,4) runs each count in turn in every round.\n");
 			return 0;
 		default:
 			return 2;
@@ -532,8 +623,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvm-fault-bench: %s\n", why);
 		return 1;
 	}
-	if (vms)
-		return run_vms(sock, donors, ndonors, &key, size, extent_pages, vms, rounds);
+	if (nvms)
+		return run_vms(sock, donors, ndonors, &key, size, extent_pages, vms, nvms, rounds);
 	if (evict) {
 		uint64_t limit = size / evict;
 

@@ -81,12 +81,12 @@ put rmw_evict_rand_p50_us "$(key rmw_evict_rand_p50_us "$work/evict")" us
 put rmw_evict_rand_p99_us "$(key rmw_evict_rand_p99_us "$work/evict")" us
 
 echo
-echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (128 MiB each)"
+echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (256 MiB each, rounds alternating)"
 conns_before=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
+	--key-file "$work/key" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
 for k in 1 2 4; do
-	"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
-		--key-file "$work/key" --size 128M --vms $k --rounds 3 | tee "$work/vms$k" | grep -v '^key '
-	put vms_${k}_aggregate_mbps "$(key vms_${k}_aggregate_mbps "$work/vms$k")" MB/s
+	put vms_${k}_aggregate_mbps "$(key vms_${k}_aggregate_mbps "$work/vms")" MB/s
 done
 conns_after=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
 put donor_connections_before "$conns_before" conns
