@@ -64,6 +64,16 @@ struct ms_store {
 	struct pmap maps[MS_NAMESPACES_MAX];
 	uint32_t *free_slots; /* stack of released slots */
 	uint32_t nfree;
+	/* Slots of dropped namespaces whose memory the releaser thread has yet
+	 * to give back: a stack, lowest on top; writes may take them first. */
+	uint32_t *pend_slots;
+	uint32_t npend;
+	uint32_t nreleasing; /* taken by the releaser, not yet free */
+	pthread_t releaser;
+	bool releaser_running;
+	pthread_mutex_t rel_mu;
+	pthread_cond_t rel_cv;
+	bool rel_wanted, rel_stop;
 	uint32_t next_fresh; /* slots at or above were never used */
 	uint64_t used;
 };
@@ -176,12 +186,16 @@ static uint8_t *slot_data(struct ms_store *s, uint32_t slot)
 
 static uint64_t slots_available(const struct ms_store *s)
 {
-	return s->nfree + (s->hdr->slots - s->next_fresh);
+	return s->nfree + s->npend + (s->hdr->slots - s->next_fresh);
 }
 
 static uint32_t slot_take(struct ms_store *s)
 {
-	return s->nfree ? s->free_slots[--s->nfree] : s->next_fresh++;
+	if (s->nfree)
+		return s->free_slots[--s->nfree];
+	if (s->next_fresh < s->hdr->slots)
+		return s->next_fresh++;
+	return s->pend_slots[--s->npend]; /* its memory is reused, not released */
 }
 
 static int cmp_slot_desc(const void *a, const void *b)
@@ -191,16 +205,11 @@ static int cmp_slot_desc(const void *a, const void *b)
 	return (x < y) - (x > y);
 }
 
-/* Frees n slots and returns their memory to the host, so a donor's RSS
- * follows its data: one madvise (or hole punch) per run of adjacent slots,
- * since a namespace written in order sits in long runs and a syscall per
- * page made dropping a 1 GiB namespace take seconds on the serving thread.
- * Sorts slots. The lowest freed slot is handed out first again. */
-static void slots_release(struct ms_store *s, uint32_t *slots, size_t n)
+/* Returns the memory of n slots, sorted highest first, to the host, so a
+ * donor's RSS follows its data: one madvise (or hole punch) per run of
+ * adjacent slots (a namespace written in order sits in long runs). */
+static void release_memory(struct ms_store *s, const uint32_t *slots, size_t n)
 {
-	if (!n)
-		return;
-	qsort(slots, n, sizeof(*slots), cmp_slot_desc);
 	for (size_t i = 0, j; i < n; i = j) {
 		uint8_t *p;
 		size_t len;
@@ -215,6 +224,16 @@ static void slots_release(struct ms_store *s, uint32_t *slots, size_t n)
 		else
 			madvise(p, len, MADV_DONTNEED);
 	}
+}
+
+/* Frees n slots now, memory and all. Sorts slots; the lowest freed slot is
+ * handed out first again. */
+static void slots_release(struct ms_store *s, uint32_t *slots, size_t n)
+{
+	if (!n)
+		return;
+	qsort(slots, n, sizeof(*slots), cmp_slot_desc);
+	release_memory(s, slots, n);
 	for (size_t i = 0; i < n; i++) {
 		s->slot[slots[i]].ns = 0;
 		s->free_slots[s->nfree++] = slots[i];
@@ -225,6 +244,58 @@ static void slots_release(struct ms_store *s, uint32_t *slots, size_t n)
 static void slot_release(struct ms_store *s, uint32_t slot)
 {
 	slots_release(s, &slot, 1);
+}
+
+/* One step of the releaser: takes up to RELEASE_CHUNK pending slots, gives
+ * their memory back outside the lock (no one else can reach them), then
+ * frees them. False when nothing was pending. */
+#define RELEASE_CHUNK 256u /* 1 MiB: the write lock is held only to take and give back */
+static bool release_some(struct ms_store *s)
+{
+	uint32_t chunk[RELEASE_CHUNK];
+	size_t n = 0;
+
+	pthread_rwlock_wrlock(&s->lock);
+	while (n < RELEASE_CHUNK && s->npend)
+		chunk[n++] = s->pend_slots[--s->npend];
+	__atomic_store_n(&s->nreleasing, s->nreleasing + (uint32_t)n, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->lock);
+	if (!n)
+		return false;
+	qsort(chunk, n, sizeof(*chunk), cmp_slot_desc);
+	release_memory(s, chunk, n);
+	pthread_rwlock_wrlock(&s->lock);
+	for (size_t i = 0; i < n; i++)
+		s->free_slots[s->nfree++] = chunk[i];
+	__atomic_store_n(&s->nreleasing, s->nreleasing - (uint32_t)n, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->lock);
+	return true;
+}
+
+static void *releaser_main(void *arg)
+{
+	struct ms_store *s = arg;
+
+	pthread_mutex_lock(&s->rel_mu);
+	while (!s->rel_stop) {
+		if (!s->rel_wanted) {
+			pthread_cond_wait(&s->rel_cv, &s->rel_mu);
+			continue;
+		}
+		s->rel_wanted = false;
+		pthread_mutex_unlock(&s->rel_mu);
+		while (release_some(s))
+			;
+		pthread_mutex_lock(&s->rel_mu);
+	}
+	pthread_mutex_unlock(&s->rel_mu);
+	return NULL;
+}
+
+void ms_store_release_now(struct ms_store *s)
+{
+	while (release_some(s))
+		;
 }
 
 static bool ns_valid(const struct ms_store *s, uint32_t ns)
@@ -385,6 +456,8 @@ int ms_store_open(struct ms_store **out, const char *backing,
 		return -ENOMEM;
 	}
 	pthread_rwlock_init(&s->lock, NULL);
+	pthread_mutex_init(&s->rel_mu, NULL);
+	pthread_cond_init(&s->rel_cv, NULL);
 	s->fd = -1;
 	if (backing) {
 		err = store_map_file(s, backing, capacity_bytes, why, n);
@@ -408,7 +481,8 @@ int ms_store_open(struct ms_store **out, const char *backing,
 		store_bind(s);
 	}
 	s->free_slots = malloc(s->hdr->slots * sizeof(*s->free_slots));
-	if (!s->free_slots) {
+	s->pend_slots = malloc(s->hdr->slots * sizeof(*s->pend_slots));
+	if (!s->free_slots || !s->pend_slots) {
 		snprintf(why, n, "out of memory for %llu slots",
 			 (unsigned long long)s->hdr->slots);
 		err = -ENOMEM;
@@ -422,6 +496,7 @@ int ms_store_open(struct ms_store **out, const char *backing,
 		}
 		s->hdr->clean = 0;
 	}
+	s->releaser_running = pthread_create(&s->releaser, NULL, releaser_main, s) == 0;
 	*out = s;
 	return 0;
 fail:
@@ -435,6 +510,15 @@ int ms_store_close(struct ms_store *s)
 
 	if (!s)
 		return 0;
+	if (s->releaser_running) {
+		pthread_mutex_lock(&s->rel_mu);
+		s->rel_stop = true;
+		pthread_cond_signal(&s->rel_cv);
+		pthread_mutex_unlock(&s->rel_mu);
+		pthread_join(s->releaser, NULL);
+	}
+	if (s->pend_slots)
+		ms_store_release_now(s); /* a backing file keeps no dropped data */
 	if (s->base && s->fd >= 0) {
 		s->hdr->clean = 1;
 		if (msync(s->base, s->map_bytes, MS_SYNC) < 0 || fsync(s->fd) < 0)
@@ -447,6 +531,9 @@ int ms_store_close(struct ms_store *s)
 	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++)
 		pmap_free(&s->maps[i]);
 	free(s->free_slots);
+	free(s->pend_slots);
+	pthread_cond_destroy(&s->rel_cv);
+	pthread_mutex_destroy(&s->rel_mu);
 	pthread_rwlock_destroy(&s->lock);
 	free(s);
 	return err;
@@ -499,21 +586,31 @@ int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
 		pthread_rwlock_unlock(&s->lock);
 		return -ENOENT;
 	}
+	/* The slots go to the releaser, lowest on top: giving a GiB back to
+	 * the kernel takes about half a second, which must not stall every
+	 * other client of this store. Until then, writes may reuse them. */
 	m = &s->maps[id - 1];
-	slots = m->len ? malloc((size_t)m->len * sizeof(*slots)) : NULL;
+	slots = s->pend_slots + s->npend;
 	for (uint32_t i = 0; i < m->cap; i++) {
 		if (!m->keys[i])
 			continue;
-		if (slots)
-			slots[n++] = m->vals[i];
-		else
-			slot_release(s, m->vals[i]);
+		s->slot[m->vals[i]].ns = 0;
+		slots[n++] = m->vals[i];
 	}
-	slots_release(s, slots, n);
-	free(slots);
+	qsort(slots, n, sizeof(*slots), cmp_slot_desc);
+	s->npend += n;
+	s->used -= n;
 	pmap_free(m);
 	memset(&s->nsrec[id - 1], 0, sizeof(s->nsrec[id - 1]));
 	pthread_rwlock_unlock(&s->lock);
+	if (n && s->releaser_running) {
+		pthread_mutex_lock(&s->rel_mu);
+		s->rel_wanted = true;
+		pthread_cond_signal(&s->rel_cv);
+		pthread_mutex_unlock(&s->rel_mu);
+	} else if (n) {
+		ms_store_release_now(s);
+	}
 	return 0;
 }
 
@@ -580,11 +677,13 @@ int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
 		   uint32_t count, const uint8_t *zero_bitmap,
 		   const uint8_t *data)
 {
-	uint64_t needed = 0;
+	uint64_t needed;
 	struct pmap *m;
 	uint32_t idx;
 	int err = 0;
 
+again:
+	needed = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	if (!ns_valid(s, ns)) {
 		err = -ENOENT;
@@ -595,6 +694,13 @@ int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
 		if (!(zero_bitmap[i / 8] & (1u << (i % 8))) && !pmap_find(m, first + i, &idx))
 			needed++;
 	if (needed > slots_available(s)) {
+		if (s->nreleasing && needed <= slots_available(s) + s->nreleasing) {
+			/* The slots we lack are in the releaser's hands for a moment. */
+			pthread_rwlock_unlock(&s->lock);
+			while (__atomic_load_n(&s->nreleasing, __ATOMIC_RELAXED))
+				usleep(100);
+			goto again;
+		}
 		err = -ENOSPC;
 		goto out;
 	}

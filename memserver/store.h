@@ -25,8 +25,12 @@ int ms_store_close(struct ms_store *s);
 /* Name -> id (>= 1), created on first open. -EINVAL for a bad name,
  * -ENOSPC when MS_NAMESPACES_MAX are in use. */
 int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id);
-/* Forgets a namespace (by name, or by id when name is NULL): -ENOENT. */
+/* Forgets a namespace (by name, or by id when name is NULL): -ENOENT. Its
+ * memory goes back to the host in the background (a thread of the store),
+ * so a large drop does not hold up other clients. */
 int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id);
+/* Gives back now the memory of dropped namespaces still pending. */
+void ms_store_release_now(struct ms_store *s);
 
 /* Copies the stored pages of [first, first+count) into out, packed; sets the
  * zero bit of every page never written. *data_pages: pages copied. */
