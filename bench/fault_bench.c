@@ -141,6 +141,30 @@ static void host_cpu(uint64_t *busy, uint64_t *steal, uint64_t *total)
 	fclose(f);
 }
 
+/* A round the hypervisor took more than this share of the host CPU from
+ * says nothing about us: it runs again, at most STEAL_RETRIES times. */
+#define STEAL_MAX_PCT 3.0
+#define STEAL_RETRIES 3u
+
+struct steal_mark {
+	uint64_t busy, steal, total;
+};
+
+static void steal_mark(struct steal_mark *m)
+{
+	host_cpu(&m->busy, &m->steal, &m->total);
+}
+
+/* Percent of the host CPU stolen since m. */
+static double steal_since(const struct steal_mark *m)
+{
+	struct steal_mark now;
+
+	steal_mark(&now);
+	return now.total > m->total ?
+		       100.0 * (double)(now.steal - m->steal) / (double)(now.total - m->total) : 0;
+}
+
 /* --vms: the children say they are attached on ready_fd, wait for a byte
  * on go_fd, and send their result on result_fd. */
 static int vm_ready_fd = -1, vm_go_fd = -1, vm_result_fd = -1;
@@ -400,8 +424,6 @@ static int run_broker(const char *sock, const char *const *donors, unsigned ndon
 }
 
 #define VMS_LIST_MAX 4u
-#define VMS_STEAL_MAX_PCT 3.0
-#define VMS_STEAL_RETRIES 3u
 
 /* "1,2,4": VM counts, each 1..16. */
 static int parse_vms(const char *arg, unsigned *ks, unsigned *n)
@@ -503,7 +525,7 @@ static int run_vms(const char *sock, const char *const *donors, unsigned ndonors
 			double slowest, busy, steal;
 
 			/* A round the hypervisor took CPU from says nothing about
-			 * us: it runs again (at most VMS_STEAL_RETRIES times). */
+			 * us: it runs again (at most STEAL_RETRIES times). */
 			for (unsigned retry = 0;; retry++) {
 				if (vms_round(sock, donors, ndonors, key, size, extent_pages, ks[j],
 					      &agg[j][round], &slowest, &busy, &steal)) {
@@ -511,7 +533,7 @@ static int run_vms(const char *sock, const char *const *donors, unsigned ndonors
 						ks[j]);
 					return 1;
 				}
-				if (steal <= VMS_STEAL_MAX_PCT || retry == VMS_STEAL_RETRIES)
+				if (steal <= STEAL_MAX_PCT || retry == STEAL_RETRIES)
 					break;
 				printf("round %u: %u VMs: %.0f%% of the host CPU stolen, %.1f MB/s; again\n",
 				       round + 1, ks[j], steal, agg[j][round]);
@@ -634,12 +656,22 @@ int main(int argc, char **argv)
 		       extent_pages, samples * 4, rounds);
 		printf("%-30s %12s %14s %14s\n", "", "seq RMW MB/s", "rand p50 us", "rand p99 us");
 		for (unsigned i = 0; i < rounds; i++) {
-			if (run_local(size, extent_pages, samples, measure_rmw, &local[i]) ||
-			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
-				       measure_rmw, 0, &broker[i]) ||
-			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
-				       measure_rmw, limit, &limited[i]))
-				return 1;
+			for (unsigned retry = 0;; retry++) {
+				struct steal_mark m;
+				double stolen;
+
+				steal_mark(&m);
+				if (run_local(size, extent_pages, samples, measure_rmw, &local[i]) ||
+				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+					       measure_rmw, 0, &broker[i]) ||
+				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+					       measure_rmw, limit, &limited[i]))
+					return 1;
+				stolen = steal_since(&m);
+				if (stolen <= STEAL_MAX_PCT || retry == STEAL_RETRIES)
+					break;
+				printf("round %u: %.0f%% of the host CPU stolen; again\n", i + 1, stolen);
+			}
 			printf("round %u: local uffd (ceiling)   %12.1f %14.1f %14.1f\n", i + 1,
 			       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);
 			printf("round %u: broker, no eviction    %12.1f %14.1f %14.1f\n", i + 1,
@@ -671,11 +703,21 @@ int main(int argc, char **argv)
 		/* The ceiling twice: extent-sized copies (as the broker does, for
 		 * the sequential figure) and one page per fault (the plain 4 KiB
 		 * fault cost, for the latency bound). */
-		if (run_local(size, extent_pages, samples, measure, &local[i]) ||
-		    run_local(size, 1, samples, measure, &page1[i]) ||
-		    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples, measure, 0,
-			       &broker[i]))
-			return 1;
+		for (unsigned retry = 0;; retry++) {
+			struct steal_mark m;
+			double stolen;
+
+			steal_mark(&m);
+			if (run_local(size, extent_pages, samples, measure, &local[i]) ||
+			    run_local(size, 1, samples, measure, &page1[i]) ||
+			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+				       measure, 0, &broker[i]))
+				return 1;
+			stolen = steal_since(&m);
+			if (stolen <= STEAL_MAX_PCT || retry == STEAL_RETRIES)
+				break;
+			printf("round %u: %.0f%% of the host CPU stolen; again\n", i + 1, stolen);
+		}
 		printf("round %u: local uffd (ceiling) %12.1f %14.1f %14.1f\n", i + 1,
 		       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);
 		printf("round %u: gvm-broker + donors %12.1f %14.1f %14.1f\n", i + 1,
@@ -692,7 +734,7 @@ int main(int argc, char **argv)
 	       bm.rand_p50_us, bm.rand_p99_us);
 	printf("sequential: broker at %.0f%% of the ceiling (target >= 60%%)\n",
 	       100.0 * bm.seq_mbps / lm.seq_mbps);
-	printf("random p50: %.1f us through the broker (target <= 60 us), %.1fx the ceiling's\n",
+	printf("random p50: %.1f us through the broker, %.1fx the ceiling's\n",
 	       bm.rand_p50_us, bm.rand_p50_us / lm.rand_p50_us);
 	printf("key seq_ratio_pct %.0f\nkey rand_p50_us %.1f\nkey rand_p99_us %.1f\n",
 	       100.0 * bm.seq_mbps / lm.seq_mbps, bm.rand_p50_us, bm.rand_p99_us);
