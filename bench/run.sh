@@ -69,6 +69,7 @@ put ceil_seq_mbps "$(key ceil_seq_mbps "$work/fault")" MB/s
 put gvm_rand_p50_us "$(key rand_p50_us "$work/fault")" us
 put gvm_rand_p99_us "$(key rand_p99_us "$work/fault")" us
 put gvm_seq_mbps "$(key gvm_seq_mbps "$work/fault")" MB/s
+put first_touch_steal_pct "$(key first_touch_steal_pct "$work/fault")" %
 
 echo
 echo "== gvmmem: read-modify-write, working set 4x the VM's budget, vs no eviction and the ceiling"
@@ -79,6 +80,7 @@ put rmw_noevict_seq_mbps "$(key rmw_noevict_seq_mbps "$work/evict")" MB/s
 put rmw_evict_seq_mbps "$(key rmw_evict_seq_mbps "$work/evict")" MB/s
 put rmw_evict_rand_p50_us "$(key rmw_evict_rand_p50_us "$work/evict")" us
 put rmw_evict_rand_p99_us "$(key rmw_evict_rand_p99_us "$work/evict")" us
+put rmw_steal_pct "$(key rmw_steal_pct "$work/evict")" %
 
 echo
 echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (256 MiB each, rounds alternating)"
@@ -88,6 +90,7 @@ conns_before=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^don
 for k in 1 2 4; do
 	put vms_${k}_aggregate_mbps "$(key vms_${k}_aggregate_mbps "$work/vms")" MB/s
 done
+put vms_steal_pct "$(key vms_steal_pct "$work/vms")" %
 conns_after=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
 put donor_connections_before "$conns_before" conns
 put donor_connections_after_4_vms "$conns_after" conns
@@ -133,12 +136,20 @@ put rand_p50_bound_us "$bound" us
 put rmw_evict_over_ceiling_ratio "$(ratio "$(get rmw_evict_seq_mbps)" "$(get rmw_ceil_seq_mbps)")" x
 put vms_4_over_1_ratio "$(ratio "$(get vms_4_aggregate_mbps)" "$(get vms_1_aggregate_mbps)")" x
 
-verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print (v == "" ? "n/a" : ok ? "met" : "missed") }'; }
-t1=$(verdict "$p50" "<=" "$bound")
-t2=$(verdict "$(get seed_over_gvm_rand_p50_ratio)" ">=" 2.5)
-t3=$(verdict "$(get gvm_over_ceiling_seq_ratio)" ">=" 0.60)
-t4=$(verdict "$(get rmw_evict_over_ceiling_ratio)" ">=" 0.25)
-t5=$(verdict "$(get vms_4_over_1_ratio)" ">=" 1.0)
+# A target is judged only from rounds the hypervisor left alone (gvm-fault-bench
+# reruns a round with more than 3 % stolen, three times at most).
+verdict() {
+	awk -v v="$1" -v op="$2" -v t="$3" -v st="${4:-0}" 'BEGIN {
+		ok = (op == "<=") ? v <= t : v >= t
+		if (v == "") print "n/a"
+		else if (st > 3) printf "not judged: %d %% of the CPU stolen\n", st
+		else print (ok ? "met" : "missed") }'
+}
+t1=$(verdict "$p50" "<=" "$bound" "$(get first_touch_steal_pct)")
+t2=$(verdict "$(get seed_over_gvm_rand_p50_ratio)" ">=" 2.5 "$(get first_touch_steal_pct)")
+t3=$(verdict "$(get gvm_over_ceiling_seq_ratio)" ">=" 0.60 "$(get first_touch_steal_pct)")
+t4=$(verdict "$(get rmw_evict_over_ceiling_ratio)" ">=" 0.25 "$(get rmw_steal_pct)")
+t5=$(verdict "$(get vms_4_over_1_ratio)" ">=" 1.0 "$(get vms_steal_pct)")
 t6=$([ "$conns_before" = "$conns_after" ] && echo met || echo missed)
 
 # ---- bench/RESULTS.md ----
@@ -152,7 +163,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 	echo "- kernel: $(uname -r)"
 	echo "- commit: $commit$dirty"
-	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %"
+	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %; in the worst fault-bench round kept: first touch $(get first_touch_steal_pct) %, read-modify-write $(get rmw_steal_pct) %, several VMs $(get vms_steal_pct) %"
 	echo
 	echo "## First-touch faults: ceiling, seed, gvmmem"
 	echo
