@@ -168,22 +168,13 @@ static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src,
 	return 0;
 }
 
-/* Installs the pages of extent e that are not resident from pages (the
- * extent's full contents): fault_page first, on its own, so the faulting
- * thread wakes at once (writable if it was a write fault), then the rest
- * write-protected, a run of missing pages per UFFDIO_COPY. */
-static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages,
-			  uint64_t fault_page, bool write)
+/* Installs, write-protected, the pages of extent e from index `from` on
+ * that are not resident, from pages (the extent's full contents): one
+ * UFFDIO_COPY per run of missing pages. */
+static int install_missing(struct bk_region *rg, uint64_t e, const uint8_t *pages, uint64_t from)
 {
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = 0;
-	int err;
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = from;
 
-	if (fault_page != NO_PAGE) {
-		err = install_page(rg, fault_page, pages + (fault_page - first) * GVM_PAGE_SIZE,
-				   write);
-		if (err)
-			return err;
-	}
 	while (i < count) {
 		uint64_t j = i + 1;
 		int64_t n;
@@ -199,8 +190,29 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 			return (int)n;
 		i += (uint64_t)n;
 	}
-	rg->ext_state[e] = BK_EXT_LOCAL;
 	return 0;
+}
+
+/* Installs the pages of extent e that are not resident from pages (the
+ * extent's full contents): fault_page first, on its own, so the faulting
+ * thread wakes at once (writable if it was a write fault), then the rest
+ * write-protected, a run of missing pages per UFFDIO_COPY. */
+static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages,
+			  uint64_t fault_page, bool write)
+{
+	uint64_t first = e * bk_extent_pages(rg);
+	int err;
+
+	if (fault_page != NO_PAGE) {
+		err = install_page(rg, fault_page, pages + (fault_page - first) * GVM_PAGE_SIZE,
+				   write);
+		if (err)
+			return err;
+	}
+	err = install_missing(rg, e, pages, 0);
+	if (!err)
+		rg->ext_state[e] = BK_EXT_LOCAL;
+	return err;
 }
 
 /* Room for pages more resident without passing the host's low watermark or
@@ -229,27 +241,14 @@ static bool room_ahead(struct bk_region *rg, uint64_t pages)
  * the cache, and tells the prefetch window the VM got this far. */
 static void install_ahead(struct bk_region *rg, uint64_t e, const uint8_t *pages)
 {
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = 0;
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), trip = 0;
+	int err;
 
-	while (i < count && bk_bit_test(rg->resident, first + i))
-		i++;
-	for (i++; i < count;) {
-		uint64_t j = i + 1;
-		int64_t n;
-
-		if (bk_bit_test(rg->resident, first + i)) {
-			i++;
-			continue;
-		}
-		while (j < count && !bk_bit_test(rg->resident, first + j))
-			j++;
-		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
-		if (n < 0) {
-			vm_lost(rg->vm, (int)n);
-			return;
-		}
-		i += (uint64_t)n;
-	}
+	while (trip < count && bk_bit_test(rg->resident, first + trip))
+		trip++;
+	err = trip < count ? install_missing(rg, e, pages, trip + 1) : 0;
+	if (err)
+		vm_lost(rg->vm, err);
 }
 
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
