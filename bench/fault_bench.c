@@ -27,6 +27,7 @@
 
 #include "dclient.h"
 #include "gvmmem.h"
+#include "hostcpu.h"
 #include "log.h"
 #include "pattern.h"
 #include "placement.h"
@@ -121,26 +122,6 @@ static void measure_seq(uint8_t *mem, size_t size, unsigned extent_pages, unsign
 	(void)sink;
 }
 
-/* Host CPU jiffies busy (not idle or iowait), stolen by the hypervisor, and
- * in all, from /proc/stat. */
-static void host_cpu(uint64_t *busy, uint64_t *steal, uint64_t *total)
-{
-	unsigned long long v[8] = { 0 };
-	FILE *f = fopen("/proc/stat", "r");
-
-	*busy = *steal = *total = 0;
-	if (!f)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-		   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-		for (int i = 0; i < 8; i++)
-			*total += v[i];
-		*busy = *total - v[3] - v[4];
-		*steal = v[7];
-	}
-	fclose(f);
-}
-
 /* A round the hypervisor took more than this share of the host CPU from
  * says nothing about us: it runs again, at most STEAL_RETRIES times. */
 #define STEAL_MAX_PCT 3.0
@@ -152,7 +133,7 @@ struct steal_mark {
 
 static void steal_mark(struct steal_mark *m)
 {
-	host_cpu(&m->busy, &m->steal, &m->total);
+	bench_host_cpu(&m->busy, &m->steal, &m->total);
 }
 
 /* Percent of the host CPU stolen since m. */
@@ -163,6 +144,20 @@ static double steal_since(const struct steal_mark *m)
 	steal_mark(&now);
 	return now.total > m->total ?
 		       100.0 * (double)(now.steal - m->steal) / (double)(now.total - m->total) : 0;
+}
+
+/* After a round: true when it must run again (over STEAL_MAX_PCT stolen,
+ * retries left); else the round stands and *worst keeps the most stolen. */
+static bool run_again(double stolen, unsigned retry, unsigned round, const char *what,
+		      double *worst)
+{
+	if (stolen <= STEAL_MAX_PCT || retry == STEAL_RETRIES) {
+		if (stolen > *worst)
+			*worst = stolen;
+		return false;
+	}
+	printf("round %u: %s%.0f%% of the host CPU stolen; again\n", round, what, stolen);
+	return true;
 }
 
 /* --vms: the children say they are attached on ready_fd, wait for a byte
@@ -479,7 +474,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 		if (read(ready[0], &c, 1) != 1)
 			rc = -1; /* a child failed before attaching: its status says why */
 	*slowest = 1e30;
-	host_cpu(&busy0, &steal0, &total0);
+	bench_host_cpu(&busy0, &steal0, &total0);
 	t0 = now_us();
 	for (unsigned i = 0; i < k && !rc; i++)
 		if (write(go[1], "g", 1) != 1)
@@ -493,7 +488,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 			*slowest = r.seq_mbps;
 	}
 	*agg = (double)k * (double)size / (now_us() - t0);
-	host_cpu(&busy1, &steal1, &total1);
+	bench_host_cpu(&busy1, &steal1, &total1);
 	*busy_pct = *steal_pct = 0;
 	if (total1 > total0) {
 		*busy_pct = 100.0 * (double)(busy1 - busy0) / (double)(total1 - total0);
@@ -523,9 +518,8 @@ static int run_vms(const char *sock, const char *const *donors, unsigned ndonors
 	for (unsigned round = 0; round < rounds; round++)
 		for (unsigned j = 0; j < nk; j++) {
 			double slowest, busy, steal;
+			char what[64];
 
-			/* A round the hypervisor took CPU from says nothing about
-			 * us: it runs again (at most STEAL_RETRIES times). */
 			for (unsigned retry = 0;; retry++) {
 				if (vms_round(sock, donors, ndonors, key, size, extent_pages, ks[j],
 					      &agg[j][round], &slowest, &busy, &steal)) {
@@ -533,13 +527,10 @@ static int run_vms(const char *sock, const char *const *donors, unsigned ndonors
 						ks[j]);
 					return 1;
 				}
-				if (steal <= STEAL_MAX_PCT || retry == STEAL_RETRIES) {
-					if (steal > worst_steal)
-						worst_steal = steal;
+				snprintf(what, sizeof(what), "%u VMs at %.1f MB/s: ", ks[j],
+					 agg[j][round]);
+				if (!run_again(steal, retry, round + 1, what, &worst_steal))
 					break;
-				}
-				printf("round %u: %u VMs: %.0f%% of the host CPU stolen, %.1f MB/s; again\n",
-				       round + 1, ks[j], steal, agg[j][round]);
 			}
 			printf("round %u: %u VMs at once, %llu MiB each: aggregate %.1f MB/s, "
 			       "slowest VM %.1f MB/s, host CPU %.0f%% busy, %.0f%% stolen\n",
@@ -663,7 +654,6 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < rounds; i++) {
 			for (unsigned retry = 0;; retry++) {
 				struct steal_mark m;
-				double stolen;
 
 				steal_mark(&m);
 				if (run_local(size, extent_pages, samples, measure_rmw, &local[i]) ||
@@ -672,13 +662,8 @@ int main(int argc, char **argv)
 				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
 					       measure_rmw, limit, &limited[i]))
 					return 1;
-				stolen = steal_since(&m);
-				if (stolen <= STEAL_MAX_PCT || retry == STEAL_RETRIES) {
-					if (stolen > worst_steal)
-						worst_steal = stolen;
+				if (!run_again(steal_since(&m), retry, i + 1, "", &worst_steal))
 					break;
-				}
-				printf("round %u: %.0f%% of the host CPU stolen; again\n", i + 1, stolen);
 			}
 			printf("round %u: local uffd (ceiling)   %12.1f %14.1f %14.1f\n", i + 1,
 			       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);
@@ -714,7 +699,6 @@ int main(int argc, char **argv)
 		 * fault cost, for the latency bound). */
 		for (unsigned retry = 0;; retry++) {
 			struct steal_mark m;
-			double stolen;
 
 			steal_mark(&m);
 			if (run_local(size, extent_pages, samples, measure, &local[i]) ||
@@ -722,13 +706,8 @@ int main(int argc, char **argv)
 			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
 				       measure, 0, &broker[i]))
 				return 1;
-			stolen = steal_since(&m);
-			if (stolen <= STEAL_MAX_PCT || retry == STEAL_RETRIES) {
-				if (stolen > worst_steal)
-					worst_steal = stolen;
+			if (!run_again(steal_since(&m), retry, i + 1, "", &worst_steal))
 				break;
-			}
-			printf("round %u: %.0f%% of the host CPU stolen; again\n", i + 1, stolen);
 		}
 		printf("round %u: local uffd (ceiling) %12.1f %14.1f %14.1f\n", i + 1,
 		       local[i].seq_mbps, local[i].rand_p50_us, local[i].rand_p99_us);

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "dclient.h"
+#include "hostcpu.h"
 #include "log.h"
 #include "pattern.h"
 
@@ -53,22 +54,12 @@ struct phase_result {
 	double mean_mbps, median_mbps, best_mbps, ops_s, steal_pct;
 };
 
-/* Jiffies stolen by the hypervisor and in all, from /proc/stat. */
+/* Jiffies stolen by the hypervisor and in all. */
 static void cpu_times(uint64_t *steal, uint64_t *total)
 {
-	unsigned long long v[8] = { 0 };
-	FILE *f = fopen("/proc/stat", "r");
+	uint64_t busy;
 
-	*steal = *total = 0;
-	if (!f)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-		   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-		for (int i = 0; i < 8; i++)
-			*total += v[i];
-		*steal = v[7];
-	}
-	fclose(f);
+	bench_host_cpu(&busy, steal, total);
 }
 
 static int cmp_double(const void *a, const void *b)
