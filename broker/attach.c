@@ -384,16 +384,15 @@ static void on_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
 void bk_vm_detach(struct bk_vm *vm, const char *reason)
 {
 	struct bk_broker *b = vm->b;
-	uint64_t resident = 0;
 
 	if (vm->detached)
 		return;
 	vm->detached = true;
 	bk_fault_stop(vm);
+	b->resident_pages -= bk_vm_resident(vm);
 	for (size_t i = 0; i < vm->nregions; i++) {
 		struct bk_region *rg = &vm->regions[i];
 
-		resident += rg->resident_count;
 		bk_cache_drop_region(b->cache, rg);
 		for (unsigned d = 0; d < b->cfg.ndonors; d++) {
 			struct bk_req *req = calloc(1, sizeof(*req));
@@ -408,7 +407,6 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason)
 			bk_pool_submit(b->pool, req);
 		}
 	}
-	b->resident_pages -= resident;
 	gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	vm->client = NULL;
 	bk_vm_put(vm);

@@ -162,6 +162,16 @@ unsigned bk_extent_donor(const struct bk_region *rg, uint64_t extent);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
 
+/* Pages of vm's regions installed by us and not evicted. */
+static inline uint64_t bk_vm_resident(const struct bk_vm *vm)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < vm->nregions; i++)
+		n += vm->regions[i].resident_count;
+	return n;
+}
+
 static inline uint64_t bk_extent_pages(const struct bk_region *rg)
 {
 	return rg->vm->b->cfg.extent_pages;

@@ -313,12 +313,11 @@ static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
 
 	*vm_limit = false;
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
-		uint64_t vm_resident = 0;
+		uint64_t vm_resident;
 
 		if (vm->detached)
 			continue;
-		for (size_t i = 0; i < vm->nregions; i++)
-			vm_resident += vm->regions[i].resident_count;
+		vm_resident = bk_vm_resident(vm);
 		for (size_t i = 0; i < vm->nregions; i++) {
 			struct bk_region *rg = &vm->regions[i];
 			bool over = vm->limit_pages &&

@@ -224,15 +224,8 @@ static bool room_ahead(struct bk_region *rg, uint64_t pages)
 
 	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > b->low_pages)
 		return false;
-	if (vm->limit_pages) {
-		uint64_t vm_resident = 0;
-
-		for (size_t i = 0; i < vm->nregions; i++)
-			vm_resident += vm->regions[i].resident_count;
-		if (vm_resident + pages > vm->limit_pages * BK_EVICT_LOW_PCT / 100)
-			return false;
-	}
-	return true;
+	return !vm->limit_pages ||
+	       bk_vm_resident(vm) + pages <= vm->limit_pages * BK_EVICT_LOW_PCT / 100;
 }
 
 /* A prefetched extent, as it arrives (its pages still hot in the CPU's
