@@ -136,14 +136,18 @@ static void steal_mark(struct steal_mark *m)
 	bench_host_cpu(&m->busy, &m->steal, &m->total);
 }
 
-/* Percent of the host CPU stolen since m. */
-static double steal_since(const struct steal_mark *m)
+/* Percent of the host CPU stolen since m; the percent busy in *busy_pct
+ * unless it is NULL. */
+static double steal_since(const struct steal_mark *m, double *busy_pct)
 {
 	struct steal_mark now;
+	double total;
 
 	steal_mark(&now);
-	return now.total > m->total ?
-		       100.0 * (double)(now.steal - m->steal) / (double)(now.total - m->total) : 0;
+	total = (double)(now.total - m->total);
+	if (busy_pct)
+		*busy_pct = total > 0 ? 100.0 * (double)(now.busy - m->busy) / total : 0;
+	return total > 0 ? 100.0 * (double)(now.steal - m->steal) / total : 0;
 }
 
 /* After a round: true when it must run again (over STEAL_MAX_PCT stolen,
@@ -447,7 +451,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 		     const struct gvm_key *key, size_t size, unsigned extent_pages, unsigned k,
 		     double *agg, double *slowest, double *busy_pct, double *steal_pct)
 {
-	uint64_t busy0, steal0, total0, busy1, steal1, total1;
+	struct steal_mark m;
 	int ready[2], go[2], res[2], rc = 0;
 	char c;
 	double t0;
@@ -474,7 +478,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 		if (read(ready[0], &c, 1) != 1)
 			rc = -1; /* a child failed before attaching: its status says why */
 	*slowest = 1e30;
-	bench_host_cpu(&busy0, &steal0, &total0);
+	steal_mark(&m);
 	t0 = now_us();
 	for (unsigned i = 0; i < k && !rc; i++)
 		if (write(go[1], "g", 1) != 1)
@@ -488,12 +492,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 			*slowest = r.seq_mbps;
 	}
 	*agg = (double)k * (double)size / (now_us() - t0);
-	bench_host_cpu(&busy1, &steal1, &total1);
-	*busy_pct = *steal_pct = 0;
-	if (total1 > total0) {
-		*busy_pct = 100.0 * (double)(busy1 - busy0) / (double)(total1 - total0);
-		*steal_pct = 100.0 * (double)(steal1 - steal0) / (double)(total1 - total0);
-	}
+	*steal_pct = steal_since(&m, busy_pct);
 	for (unsigned i = 0; i < k; i++) /* all done: detach */
 		if (write(go[1], "d", 1) != 1)
 			break;
@@ -662,7 +661,7 @@ int main(int argc, char **argv)
 				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
 					       measure_rmw, limit, &limited[i]))
 					return 1;
-				if (!run_again(steal_since(&m), retry, i + 1, "", &worst_steal))
+				if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
 					break;
 			}
 			printf("round %u: local uffd (ceiling)   %12.1f %14.1f %14.1f\n", i + 1,
@@ -706,7 +705,7 @@ int main(int argc, char **argv)
 			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
 				       measure, 0, &broker[i]))
 				return 1;
-			if (!run_again(steal_since(&m), retry, i + 1, "", &worst_steal))
+			if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
 				break;
 		}
 		printf("round %u: local uffd (ceiling) %12.1f %14.1f %14.1f\n", i + 1,
