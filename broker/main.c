@@ -48,7 +48,9 @@ static void usage(FILE *f)
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"\n"
-		"Under systemd (Type=notify) it sends READY=1 and WATCHDOG=1 itself.\n",
+		"SIGTERM or SIGINT: detach every VM, close the pool, exit 0; another one\n"
+		"meanwhile is ignored. Under systemd (Type=notify) it sends READY=1 and\n"
+		"WATCHDOG=1 itself.\n",
 		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_POOL_CONNS,
 		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_DEVICE_NAME);
 }
@@ -135,6 +137,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 	bk_pool_close(broker.pool);
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
+	/* Closing the handles put back the default action: a second SIGTERM
+	 * (systemd's stop racing a kill, a double Ctrl-C) would end the
+	 * shutdown half-way. From here on they are ignored; SIGKILL is for
+	 * stopping at once. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 }
 
 int main(int argc, char **argv)

@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
 		"  -h, --help           this text\n"
 		"\n"
-		"SIGTERM or SIGINT: close every connection, flush the backing file, exit 0.\n",
+		"SIGTERM or SIGINT: close every connection, flush the backing file, exit 0;\n"
+		"another one meanwhile is ignored.\n",
 		MS_DEFAULT_LISTEN, GVM_KEY_MIN_BYTES, GVM_DEFAULT_KEY_FILE, MS_THREADS_MAX);
 }
 

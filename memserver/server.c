@@ -553,6 +553,10 @@ static void on_signal(uv_signal_t *sig, int signum)
 	gvm_info("%s: shutting down", strsignal(signum));
 	uv_signal_stop(&srv->sigterm);
 	uv_signal_stop(&srv->sigint);
+	/* Stopping the handles put back the default action: a second SIGTERM
+	 * would end the backing file's flush half-way. Ignored from here on. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		uv_async_send(&srv->workers[i].stop);
 }

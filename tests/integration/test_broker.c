@@ -566,6 +566,37 @@ static void test_client_reattaches_to_a_restarted_broker(void **state)
 	cluster_stop(&cl);
 }
 
+/* A second SIGTERM (or SIGINT) while the broker or a donor is shutting
+ * down is ignored: each still stops cleanly with status 0. Before, the
+ * first signal put back the default action, and the second killed the
+ * process half-way through its shutdown (14 of 20 tries here). */
+static void test_second_stop_signal_during_shutdown_is_ignored(void **state)
+{
+	struct cluster cl;
+	const char *donors[3];
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	donors[0] = cl.donor[0].addr;
+	donors[1] = cl.donor[1].addr;
+	donors[2] = NULL;
+	for (int i = 0; i < 8; i++) {
+		if (i)
+			assert_true(gvmt_broker_start(&cl.broker, key_path, sock_path, donors,
+						      NULL));
+		assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+		kill(cl.broker.pid, i % 2 ? SIGINT : SIGTERM);
+		usleep((useconds_t)(i * 700));
+		assert_int_equal(gvmt_proc_stop(&cl.broker, SIGTERM), 0);
+		assert_int_equal(gvmt_file_count(cl.broker.log, "stopped cleanly"), 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		kill(cl.donor[i].pid, SIGTERM);
+		usleep((useconds_t)(i * 1000));
+		assert_int_equal(gvmt_proc_stop(&cl.donor[i], SIGINT), 0);
+	}
+}
+
 /* The client's guest memfd, opened through /proc (we are root). */
 static int open_client_memfd(pid_t pid)
 {
@@ -777,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_bad_handshakes_are_refused_and_others_keep_working),
 		cmocka_unit_test(test_killed_donor_stalls_only_its_extents_and_recovers),
 		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
+		cmocka_unit_test(test_second_stop_signal_during_shutdown_is_ignored),
 		cmocka_unit_test(test_sequential_reader_finds_extents_installed_ahead),
 		cmocka_unit_test(test_killed_vm_is_detached_and_its_pages_dropped),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
