@@ -61,10 +61,17 @@ struct cluster {
 	char backing[2][512];
 };
 
+/* Starts the cluster's broker (again) on sock_path with its two donors. */
+static bool cluster_broker_start(struct cluster *cl, const char *const *extra)
+{
+	const char *donors[3] = { cl->donor[0].addr, cl->donor[1].addr, NULL };
+
+	return gvmt_broker_start(&cl->broker, key_path, sock_path, donors, extra);
+}
+
 static void cluster_start(struct cluster *cl, const char *const *broker_extra)
 {
 	static int serial;
-	const char *donors[3];
 
 	for (int i = 0; i < 2; i++) {
 		snprintf(cl->backing[i], sizeof(cl->backing[i]), "%s/donor%d-%d.img", gvmt_dir(), i,
@@ -72,11 +79,9 @@ static void cluster_start(struct cluster *cl, const char *const *broker_extra)
 		assert_true(gvmt_memserver_start(&cl->donor[i], key_path,
 						 (const char *[]){ "--backing", cl->backing[i],
 								   "--capacity", "1G", NULL }));
-		donors[i] = cl->donor[i].addr;
 	}
-	donors[2] = NULL;
 	snprintf(sock_path, sizeof(sock_path), "%s/broker-%d.sock", gvmt_dir(), serial);
-	assert_true(gvmt_broker_start(&cl->broker, key_path, sock_path, donors, broker_extra));
+	assert_true(cluster_broker_start(cl, broker_extra));
 	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
 }
 
@@ -232,6 +237,24 @@ static pid_t client_fork(const char *vm, size_t size, uint64_t seeded, int ready
 
 	if (pid == 0)
 		client_run(vm, size, seeded, ready_fd, go_fd);
+	return pid;
+}
+
+/* A client that verifies the first half of its seeded pages in order,
+ * then waits for a byte on go[0] before the second half: returns once the
+ * first half is verified. */
+static pid_t half_reader_fork(const char *vm, size_t size, uint64_t seeded, int ready[2],
+			      int go[2])
+{
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	half_first = true;
+	pid = client_fork(vm, size, seeded, ready[1], go[0]);
+	half_first = false;
+	assert_int_equal(read(ready[0], &c, 1), 1);
 	return pid;
 }
 
@@ -533,29 +556,19 @@ static void test_killed_donor_stalls_only_its_extents_and_recovers(void **state)
 static void test_client_reattaches_to_a_restarted_broker(void **state)
 {
 	struct cluster cl;
-	const char *donors[3];
 	uint64_t pages = (32u << 20) / GVM_PAGE_SIZE;
 	int ready[2], go[2], status;
-	char c;
 	pid_t pid;
 
 	(void)state;
 	cluster_start(&cl, NULL);
 	preseed(&cl, "vm-re.ram", pages);
-	assert_int_equal(pipe(ready), 0);
-	assert_int_equal(pipe(go), 0);
-	half_first = true;
-	pid = client_fork("vm-re", 32u << 20, pages, ready[1], go[0]);
-	half_first = false;
-	assert_int_equal(read(ready[0], &c, 1), 1); /* first half verified */
+	pid = half_reader_fork("vm-re", 32u << 20, pages, ready, go);
 	assert_int_equal(gvmt_proc_stop(&cl.broker, SIGKILL), 128 + SIGKILL);
 	assert_int_equal(write(go[1], "g", 1), 1);
 	usleep(500000);
 	assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* waiting, not reading zeros */
-	donors[0] = cl.donor[0].addr;
-	donors[1] = cl.donor[1].addr;
-	donors[2] = NULL;
-	assert_true(gvmt_broker_start(&cl.broker, key_path, sock_path, donors, NULL));
+	assert_true(cluster_broker_start(&cl, NULL));
 	assert_int_equal(wait_exit(pid), 0);
 	assert_int_equal(gvmt_file_count(cl.broker.log, "attached again"), 1);
 	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
@@ -573,17 +586,12 @@ static void test_client_reattaches_to_a_restarted_broker(void **state)
 static void test_second_stop_signal_during_shutdown_is_ignored(void **state)
 {
 	struct cluster cl;
-	const char *donors[3];
 
 	(void)state;
 	cluster_start(&cl, NULL);
-	donors[0] = cl.donor[0].addr;
-	donors[1] = cl.donor[1].addr;
-	donors[2] = NULL;
 	for (int i = 0; i < 8; i++) {
 		if (i)
-			assert_true(gvmt_broker_start(&cl.broker, key_path, sock_path, donors,
-						      NULL));
+			assert_true(cluster_broker_start(&cl, NULL));
 		assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
 		kill(cl.broker.pid, i % 2 ? SIGINT : SIGTERM);
 		usleep((useconds_t)(i * 700));
@@ -634,18 +642,12 @@ static void test_sequential_reader_finds_extents_installed_ahead(void **state)
 	struct cluster cl;
 	uint64_t pages = (64u << 20) / GVM_PAGE_SIZE, next = pages / 2 / EXTENT_PAGES;
 	int ready[2], go[2], memfd;
-	char c;
 	pid_t pid;
 
 	(void)state;
 	cluster_start(&cl, NULL);
 	preseed(&cl, "vm-ahead.ram", pages);
-	assert_int_equal(pipe(ready), 0);
-	assert_int_equal(pipe(go), 0);
-	half_first = true;
-	pid = client_fork("vm-ahead", 64u << 20, pages, ready[1], go[0]);
-	half_first = false;
-	assert_int_equal(read(ready[0], &c, 1), 1); /* first half read in order */
+	pid = half_reader_fork("vm-ahead", 64u << 20, pages, ready, go); /* first half in order */
 	usleep(300000); /* the window's READs arrive */
 	memfd = open_client_memfd(pid);
 	assert_true(memfd >= 0);
