@@ -36,7 +36,7 @@ GEN := $(BUILD)/gen
 
 # ---- proto/: codec, auth, config, logging -> libgvmproto.a ----
 PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c \
-	proto/ctlmsg.c proto/placement.c
+	proto/ctlmsg.c proto/placement.c proto/names.c
 PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(PROTO_SRC:%.c=$(OBJ)/%.o)
 
 $(GEN)/gvm.pb-c.c $(GEN)/gvm.pb-c.h: proto/gvm.proto
@@ -58,7 +58,7 @@ $(LIB)/libgvmproto.a: $(PROTO_OBJ)
 # ---- client-lib/ -> libgvmmem.so, libgvmmem.a, gvmmem.pc ----
 CLIENT_OBJ := $(OBJ)/client-lib/gvmmem.o
 CLIENT_PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(OBJ)/proto/ctlmsg.o $(OBJ)/proto/log.o \
-	$(OBJ)/proto/config.o
+	$(OBJ)/proto/config.o $(OBJ)/proto/names.o
 $(OBJ)/client-lib/%.o: CPPFLAGS += -Iclient-lib/include -Icuse-dev/include
 
 $(LIB)/libgvmmem.so.0: $(CLIENT_OBJ) $(CLIENT_PROTO_OBJ) client-lib/libgvmmem.map
@@ -89,7 +89,7 @@ CLIENT_LIBS := $(LIB)/libgvmmem.so.0 $(LIB)/libgvmmem.so $(LIB)/libgvmmem.a $(LI
 # without sanitizers even in build/san, from its own copies of the objects.
 NOSAN_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
 HOOK_SRC := qemu-hook/hook.c client-lib/gvmmem.c $(GEN)/gvm.pb-c.c proto/ctlmsg.c \
-	proto/log.c proto/config.c
+	proto/log.c proto/config.c proto/names.c
 HOOK_OBJ := $(patsubst %.c,$(OBJ)/hook/%.o,$(HOOK_SRC))
 
 $(OBJ)/hook/%.o: %.c | $(GEN)/gvm.pb-c.h
@@ -230,7 +230,7 @@ $(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(TEST_SUPPORT) $(LIB)/libgvmmem.
 
 # ---- fuzz (clang libFuzzer) ----
 FUZZ_CC ?= clang
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/gvm.pb-c.c
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c proto/names.c $(GEN)/gvm.pb-c.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
 		$(CPPFLAGS) $^ $(PKG_LIBS) -o $@

@@ -338,7 +338,7 @@ static int seed_donors(const char *const *donors, unsigned n, const struct gvm_k
 
 	for (unsigned i = 0; i < n; i++) {
 		place[i] = (struct gvm_place_donor){ donors[i], 1 };
-		if (gvm_dconn_open(&c[i], donors[i], key, why, sizeof(why))) {
+		if (gvm_dconn_open(&c[i], donors[i], key, NULL, why, sizeof(why))) {
 			fprintf(stderr, "gvm-fault-bench: %s\n", why);
 			goto out;
 		}

@@ -16,7 +16,10 @@
 #include "dclient.h"
 #include "hostcpu.h"
 #include "log.h"
+#include "names.h"
 #include "pattern.h"
+
+#define BENCH_HOST_ID "bench" /* the host id it speaks for (names.h) */
 
 #define BENCH_DEPTH_MAX 256u
 
@@ -208,7 +211,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --server HOST:PORT  donor (default 127.0.0.1:7700)\n"
 		"  --key-file PATH     cluster key (default %s)\n"
-		"  --ns NAME           namespace to use (default bench-<pid>, dropped after)\n"
+		"  --ns HOST.NAME      namespace to use (default bench.<pid>, dropped after);\n"
+		"                      the donor lets a connection use its host's only\n"
 		"  --region SIZE       pages to fill and read (default 256M)\n"
 		"  --io SIZE           4K, 128K... (repeatable; default 4K and 128K)\n"
 		"  --depth N           requests in flight (default 16, max %u)\n"
@@ -236,7 +240,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *server = "127.0.0.1:7700", *key_file = GVM_DEFAULT_KEY_FILE;
-	char ns_name[GVM_NS_NAME_MAX_BYTES + 1], why[512];
+	char ns_name[GVM_NS_NAME_MAX_BYTES + 1], why[512], host[GVM_HOST_ID_MAX_BYTES + 1];
 	struct bench b = { .depth = 16, .seconds = 3 };
 	uint64_t region = 256ull << 20, io[8], v;
 	unsigned nio = 0;
@@ -245,7 +249,7 @@ int main(int argc, char **argv)
 	double mbps;
 	int opt, rc = 0;
 
-	snprintf(ns_name, sizeof(ns_name), "bench-%d", (int)getpid());
+	snprintf(ns_name, sizeof(ns_name), "%s.%d", BENCH_HOST_ID, (int)getpid());
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': server = optarg; break;
@@ -289,7 +293,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvm-memserver-bench: %s\n", why);
 		return 1;
 	}
-	if (gvm_dconn_open(&b.c, server, &key, why, sizeof(why))) {
+	if (gvm_ns_host(ns_name, host)) {
+		fprintf(stderr, "--ns %s: want HOST.NAME, HOST a host id (a-z 0-9 -)\n",
+			ns_name);
+		return 2;
+	}
+	if (gvm_dconn_open(&b.c, server, &key, host, why, sizeof(why))) {
 		fprintf(stderr, "gvm-memserver-bench: %s\n", why);
 		return 1;
 	}

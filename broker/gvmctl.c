@@ -14,6 +14,7 @@
 #include "ctlmsg.h"
 #include "dclient.h"
 #include "log.h"
+#include "names.h"
 
 static void usage(FILE *f)
 {
@@ -101,6 +102,7 @@ int main(int argc, char **argv)
 	};
 	const char *key_file = GVM_DEFAULT_KEY_FILE, *socket_path = GVM_DEFAULT_SOCKET;
 	const char *cmd, *ns = NULL;
+	char host[GVM_HOST_ID_MAX_BYTES + 1];
 	Gvm__MemserverStats *m;
 	struct gvm_dconn *c;
 	struct gvm_key key;
@@ -152,7 +154,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gvmctl: %s\n", why);
 		return 1;
 	}
-	err = gvm_dconn_open(&c, argv[optind], &key, why, sizeof(why));
+	/* A donor shows a namespace to its own host only: speak for the host
+	 * the name starts with. */
+	if (ns && gvm_ns_host(ns, host)) {
+		fprintf(stderr, "gvmctl: '%s' is not a namespace name (HOST.INCARNATION.REGION)\n", ns);
+		return 2;
+	}
+	err = gvm_dconn_open(&c, argv[optind], &key, ns ? host : NULL, why, sizeof(why));
 	if (err) {
 		fprintf(stderr, "gvmctl: %s\n", why);
 		return 1;

@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
 	if (!broker.zero_extent ||
 	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
-	    bk_pool_create(&broker.pool, broker.loop, &broker.key, cfg->donors, cfg->ndonors,
+	    bk_pool_create(&broker.pool, broker.loop, &broker.key, "tool", cfg->donors, cfg->ndonors,
 			   cfg->pool_conns)) {
 		gvm_err("out of memory");
 		return 1;

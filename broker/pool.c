@@ -60,6 +60,7 @@ struct bk_donor {
 struct bk_pool {
 	uv_loop_t *loop;
 	const struct gvm_key *key;
+	const char *host_id; /* this broker's, named in every AUTH */
 	struct bk_donor *donors;
 	unsigned ndonors, conns_per;
 	uint64_t next_id;
@@ -330,10 +331,11 @@ static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const 
 			memcpy(c->donor_nonce, p, GVM_AUTH_NONCE_BYTES);
 			gvm_auth_nonce(c->client_nonce);
 			gvm_hdr_init(&a, GVM__OP__OP_AUTH, 0);
+			snprintf(a.host_id, sizeof(a.host_id), "%s", c->d->p->host_id);
 			a.payload_len = GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES;
 			len = gvm_hdr_encode(&a, c->auth_wire, GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES);
 			memcpy(c->auth_wire + len, c->client_nonce, GVM_AUTH_NONCE_BYTES);
-			gvm_auth_client_mac(key, c->donor_nonce, c->client_nonce,
+			gvm_auth_client_mac(key, c->donor_nonce, c->client_nonce, c->d->p->host_id,
 					    c->auth_wire + len + GVM_AUTH_NONCE_BYTES);
 			uv_buf_t b = uv_buf_init((char *)c->auth_wire,
 						 (unsigned)len + GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES);
@@ -348,7 +350,7 @@ static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const 
 			conn_fail(c, "auth failed");
 			return;
 		}
-		gvm_auth_donor_mac(key, c->donor_nonce, c->client_nonce, mac);
+		gvm_auth_donor_mac(key, c->donor_nonce, c->client_nonce, c->d->p->host_id, mac);
 		if (h->payload_len != GVM_AUTH_MAC_BYTES || !gvm_auth_mac_equal(mac, p)) {
 			gvm_err("donor %s: auth failed: it does not hold the cluster key", c->d->addr);
 			conn_fail(c, "donor failed auth");
@@ -490,7 +492,8 @@ static void conn_start(struct bk_conn *c)
 }
 
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
-		   const struct bk_donor_cfg *donors, unsigned ndonors, unsigned conns_per)
+		   const char *host_id, const struct bk_donor_cfg *donors, unsigned ndonors,
+		   unsigned conns_per)
 {
 	struct bk_pool *p = calloc(1, sizeof(*p));
 
@@ -498,6 +501,7 @@ int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *
 		return -ENOMEM;
 	p->loop = loop;
 	p->key = key;
+	p->host_id = host_id;
 	p->ndonors = ndonors;
 	p->conns_per = conns_per;
 	p->donors = calloc(ndonors, sizeof(*p->donors));

@@ -42,8 +42,11 @@ struct bk_req {
 	uint8_t wire[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
 };
 
+/* host_id: this broker's (names.h), which every connection authenticates
+ * for; it must outlive the pool. */
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
-		   const struct bk_donor_cfg *donors, unsigned ndonors, unsigned conns_per);
+		   const char *host_id, const struct bk_donor_cfg *donors, unsigned ndonors,
+		   unsigned conns_per);
 void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
 /* A fault now waits on a prefetch: moves the first request queued for donor
  * (not sent yet) that match accepts to the demand queue, ahead of every

@@ -63,6 +63,7 @@ struct ms_conn {
 	int open_handles;
 	bool authed, closing, paused, close_when_flushed;
 	uint8_t nonce[GVM_AUTH_NONCE_BYTES];
+	char host[GVM_HOST_ID_MAX_BYTES + 1]; /* from AUTH: whose namespaces it may use */
 	char peer[64];
 	uint8_t rbuf[MS_READ_BUF_BYTES];
 };
@@ -222,7 +223,11 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 		conn_reject(c, "AUTH", "answer of the wrong length");
 		return;
 	}
-	gvm_auth_client_mac(key, c->nonce, p, mac);
+	if (!h->host_id[0]) {
+		conn_reject(c, "AUTH", "answer names no host (a client of protocol 1?)");
+		return;
+	}
+	gvm_auth_client_mac(key, c->nonce, p, h->host_id, mac);
 	if (!gvm_auth_mac_equal(mac, p + GVM_AUTH_NONCE_BYTES)) {
 		atomic_fetch_add(&c->w->srv->stats.auth_failures, 1);
 		gvm_warn("peer %s: auth failed: bad key; closing", c->peer);
@@ -233,10 +238,11 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 		return;
 	}
 	c->authed = true;
+	snprintf(c->host, sizeof(c->host), "%s", h->host_id);
 	gvm_reader_limit(&c->rd, GVM_FRAME_DATA_MAX_BYTES);
 	uv_timer_stop(&c->auth_timer);
-	gvm_debug("peer %s: authenticated", c->peer);
-	gvm_auth_donor_mac(key, c->nonce, p, mac);
+	gvm_debug("peer %s: authenticated for host %s", c->peer, c->host);
+	gvm_auth_donor_mac(key, c->nonce, p, c->host, mac);
 	reply_init(&r, h);
 	r.payload_len = GVM_AUTH_MAC_BYTES;
 	conn_send(c, &r, mac);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "names.h"
 
 #define DCONN_RBUF_BYTES (256u * 1024u)
 
@@ -203,7 +204,7 @@ static int dconn_call(struct gvm_dconn *c, struct gvm_hdr *req,
 	return err ? err : dconn_expect(c, req->id, req->op, resp, rpayload);
 }
 
-static int dconn_auth(struct gvm_dconn *c, const struct gvm_key *key)
+static int dconn_auth(struct gvm_dconn *c, const struct gvm_key *key, const char *host)
 {
 	uint8_t donor_nonce[GVM_AUTH_NONCE_BYTES], mac[GVM_AUTH_MAC_BYTES];
 	uint8_t answer[GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES];
@@ -220,8 +221,9 @@ static int dconn_auth(struct gvm_dconn *c, const struct gvm_key *key)
 				  gvm_op_name(h->op));
 	memcpy(donor_nonce, p, sizeof(donor_nonce));
 	gvm_auth_nonce(answer);
-	gvm_auth_client_mac(key, donor_nonce, answer, answer + GVM_AUTH_NONCE_BYTES);
+	gvm_auth_client_mac(key, donor_nonce, answer, host, answer + GVM_AUTH_NONCE_BYTES);
 	gvm_hdr_init(&req, GVM__OP__OP_AUTH, 0);
+	snprintf(req.host_id, sizeof(req.host_id), "%s", host);
 	req.payload_len = sizeof(answer);
 	err = dconn_call(c, &req, answer, &h, &p);
 	if (err == -EACCES)
@@ -229,14 +231,14 @@ static int dconn_auth(struct gvm_dconn *c, const struct gvm_key *key)
 				  h->error[0] ? h->error : "bad key");
 	if (err)
 		return err;
-	gvm_auth_donor_mac(key, donor_nonce, answer, mac);
+	gvm_auth_donor_mac(key, donor_nonce, answer, host, mac);
 	if (h->payload_len != GVM_AUTH_MAC_BYTES || !gvm_auth_mac_equal(mac, p))
 		return dconn_fail(c, -EACCES, "auth failed: the donor did not prove the cluster key");
 	return 0;
 }
 
 int gvm_dconn_open(struct gvm_dconn **out, const char *addr,
-		   const struct gvm_key *key, char *why, size_t n)
+		   const struct gvm_key *key, const char *host, char *why, size_t n)
 {
 	struct timeval tv = { GVM_DCONN_TIMEOUT_MS / 1000,
 			      (GVM_DCONN_TIMEOUT_MS % 1000) * 1000 };
@@ -245,6 +247,12 @@ int gvm_dconn_open(struct gvm_dconn **out, const char *addr,
 	socklen_t sslen;
 	int one = 1, err;
 
+	if (!host)
+		host = GVM_DCONN_HOST_ID;
+	if (gvm_host_id_invalid(host)) {
+		snprintf(why, n, "host id '%s' %s", host, gvm_host_id_invalid(host));
+		return -EINVAL;
+	}
 	err = gvm_auth_init();
 	if (err) {
 		snprintf(why, n, "libsodium failed to initialise");
@@ -276,7 +284,7 @@ int gvm_dconn_open(struct gvm_dconn **out, const char *addr,
 		err = dconn_fail(c, -errno, "connect: %s", strerror(errno));
 		goto fail;
 	}
-	err = dconn_auth(c, key);
+	err = dconn_auth(c, key, host);
 	if (err)
 		goto fail;
 	*out = c;

@@ -8,13 +8,16 @@
 #include "frame.h"
 
 #define GVM_DCONN_TIMEOUT_MS 10000 /* send/receive timeout of one call */
+#define GVM_DCONN_HOST_ID "tool"   /* the host id of tools that name none */
 
 struct gvm_dconn;
 
-/* Connects to "host:port" and runs the key handshake. On failure returns
- * -errno and writes the reason ("auth failed: bad key") into why. */
+/* Connects to "host:port" and runs the key handshake, speaking for host
+ * (a host id, names.h; NULL: GVM_DCONN_HOST_ID): the donor then lets this
+ * connection touch that host's namespaces only. On failure returns -errno
+ * and writes the reason ("auth failed: bad key") into why. */
 int gvm_dconn_open(struct gvm_dconn **out, const char *addr,
-		   const struct gvm_key *key, char *why, size_t n);
+		   const struct gvm_key *key, const char *host, char *why, size_t n);
 void gvm_dconn_close(struct gvm_dconn *c);
 /* Reason of the last failed call on c. */
 const char *gvm_dconn_error(const struct gvm_dconn *c);

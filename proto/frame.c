@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
+
 static const char *const op_names[] = {
 	[GVM__OP__OP_NONE] = "NONE",	   [GVM__OP__OP_AUTH] = "AUTH",
 	[GVM__OP__OP_OPEN_NS] = "OPEN_NS", [GVM__OP__OP_READ] = "READ",
@@ -79,6 +81,8 @@ int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap)
 	f.payload_len = h->payload_len;
 	f.ns_name.data = (uint8_t *)h->ns_name;
 	f.ns_name.len = strlen(h->ns_name);
+	f.host_id.data = (uint8_t *)h->host_id;
+	f.host_id.len = strlen(h->host_id);
 	if (h->page_count && h->page_count <= GVM_FRAME_PAGES_MAX &&
 	    gvm_hdr_data_pages(h) != h->page_count) {
 		f.zero_bitmap.data = (uint8_t *)h->zero_bitmap;
@@ -140,6 +144,9 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 		err = -EBADMSG;
 	} else if (!copy_text(h->ns_name, &f->ns_name, GVM_NS_NAME_MAX_BYTES)) {
 		*why = "namespace name too long or not text";
+		err = -EBADMSG;
+	} else if (!copy_text(h->host_id, &f->host_id, GVM_HOST_ID_MAX_BYTES)) {
+		*why = "host id too long or not text";
 		err = -EBADMSG;
 	} else if (f->zero_bitmap.len > GVM_FRAME_BITMAP_MAX_BYTES ||
 		   f->zero_bitmap.len > bitmap_bytes(f->page_count)) {
@@ -211,6 +218,10 @@ int gvm_hdr_check(const struct gvm_hdr *h, const char **why)
 	} else if (h->page_count || h->first_page) {
 		return bad(why, "page range on an op that takes none");
 	}
+	if (h->host_id[0] && (h->op != GVM__OP__OP_AUTH || h->response))
+		return bad(why, "host id outside an AUTH answer");
+	if (h->host_id[0] && gvm_host_id_invalid(h->host_id))
+		return bad(why, "host id outside a-z 0-9 -");
 	return check_payload(h, why);
 }
 

@@ -27,6 +27,7 @@ struct gvm_hdr {
 	uint8_t zero_bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
 	uint32_t payload_len;
 	char ns_name[GVM_NS_NAME_MAX_BYTES + 1];
+	char host_id[GVM_HOST_ID_MAX_BYTES + 1]; /* AUTH answer only */
 };
 
 /* A zeroed header of the current version for op. */

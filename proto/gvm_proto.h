@@ -3,7 +3,8 @@
 #ifndef GVM_PROTO_H
 #define GVM_PROTO_H
 
-#define GVM_PROTO_VERSION 1u
+#define GVM_PROTO_VERSION 2u     /* donor frames; 2: AUTH names the host */
+#define GVM_CTL_VERSION 1u       /* control socket (Hello.version) and /dev/gvmmem */
 #define GVM_PAGE_SIZE 4096u
 
 /* Donor protocol frame bounds. */
@@ -14,6 +15,9 @@
 #define GVM_FRAME_DATA_MAX_BYTES (GVM_FRAME_PAGES_MAX * GVM_PAGE_SIZE)
 #define GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES 4096u /* AUTH, STATS, PING payloads */
 #define GVM_NS_NAME_MAX_BYTES 63u
+#define GVM_HOST_ID_MAX_BYTES 16u   /* a-z 0-9 -; a namespace name starts with it */
+#define GVM_INCARNATION_BYTES 12u   /* random id of one VM attachment */
+#define GVM_INCARNATION_SECRET_BYTES 32u /* proves a re-attach */
 #define GVM_ERROR_MAX_BYTES 255u
 
 /* Authentication: HMAC-SHA256 challenge/response on the cluster key. */
@@ -24,10 +28,11 @@
 
 /* Control protocol (client-lib <-> broker, AF_UNIX SOCK_SEQPACKET). */
 #define GVM_CTL_MSG_MAX_BYTES (64u * 1024u) /* one datagram */
-#define GVM_CTL_FDS_MAX 65u                 /* uffd + one memfd per region */
 #define GVM_CTL_REGIONS_MAX 64u
-#define GVM_VM_NAME_MAX_BYTES 31u
-#define GVM_REGION_NAME_MAX_BYTES 31u /* "vm.region" fits a namespace name */
+#define GVM_CTL_FDS_MAX (GVM_CTL_REGIONS_MAX + 2u) /* uffd, a memfd per region, maps */
+/* Display labels (names.h): never part of a namespace or a path. */
+#define GVM_VM_NAME_MAX_BYTES 63u
+#define GVM_REGION_NAME_MAX_BYTES 63u
 #define GVM_DEFAULT_SOCKET "/run/gvm/broker.sock"
 #define GVM_DEFAULT_EXTENT_PAGES 32u
 

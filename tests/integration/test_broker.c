@@ -111,7 +111,7 @@ static void preseed(const struct cluster *cl, const char *ns, uint64_t pages)
 	char why[512];
 
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(gvm_dconn_open(&c[i], cl->donor[i].addr, &key, why, sizeof(why)), 0);
+		assert_int_equal(gvm_dconn_open(&c[i], cl->donor[i].addr, &key, NULL, why, sizeof(why)), 0);
 		assert_int_equal(gvm_dconn_open_ns(c[i], ns, &id[i]), 0);
 	}
 	for (uint64_t e = 0; e < pages / EXTENT_PAGES; e++) {
@@ -131,7 +131,7 @@ static Gvm__MemserverStats *donor_stats(const struct gvmt_proc *p)
 	struct gvm_dconn *c;
 	char why[512];
 
-	assert_int_equal(gvm_dconn_open(&c, p->addr, &key, why, sizeof(why)), 0);
+	assert_int_equal(gvm_dconn_open(&c, p->addr, &key, NULL, why, sizeof(why)), 0);
 	assert_int_equal(gvm_dconn_stats(c, NULL, &m), 0);
 	gvm_dconn_close(c);
 	return m;

@@ -33,7 +33,7 @@ static struct gvm_dconn *connect_ok(const struct gvmt_proc *p)
 {
 	struct gvm_dconn *c = NULL;
 	char why[512];
-	int err = gvm_dconn_open(&c, p->addr, &key, why, sizeof(why));
+	int err = gvm_dconn_open(&c, p->addr, &key, NULL, why, sizeof(why));
 
 	if (err)
 		fail_msg("connect %s: %s", p->addr, why);
@@ -321,7 +321,7 @@ static void test_wrong_key_and_unauthenticated_peers_get_nothing(void **state)
 	gvmt_path(wrong_path, sizeof(wrong_path), "wrong.key");
 	gvmt_make_key(wrong_path, 32, &wrong);
 	assert_true(gvmt_memserver_start(&p, key_path, NULL));
-	assert_int_equal(gvm_dconn_open(&c, p.addr, &wrong, why, sizeof(why)), -EACCES);
+	assert_int_equal(gvm_dconn_open(&c, p.addr, &wrong, NULL, why, sizeof(why)), -EACCES);
 	assert_non_null(strstr(why, "auth failed: bad key"));
 
 	/* A READ before AUTH: the peer sees the challenge, then EOF. */
@@ -379,7 +379,7 @@ static void *healthy_client(void *arg)
 	uint32_t ns;
 	char why[512];
 
-	if (gvm_dconn_open(&c, hc->p->addr, &key, why, sizeof(why)) ||
+	if (gvm_dconn_open(&c, hc->p->addr, &key, NULL, why, sizeof(why)) ||
 	    gvm_dconn_open_ns(c, "vm-healthy", &ns)) {
 		hc->error = 1;
 		return NULL;
