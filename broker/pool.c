@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "stats.h"
 
 /* Between payloads the socket is read in pieces this small: a frame's length
  * and header, or a few small frames. A page payload is then received
@@ -309,10 +310,46 @@ static void on_auth_written(uv_write_t *w, int status)
 	(void)status;
 }
 
+/* Why reply h cannot be the answer to request q, or NULL when it is: the
+ * same op, namespace and page range, and what the op's success carries.
+ * (The codec has bounded every length and matched payload_len to the zero
+ * bits already.) */
+static const char *reply_mismatch(const struct gvm_hdr *q, const struct gvm_hdr *h)
+{
+	bool paged = q->op == GVM__OP__OP_READ || q->op == GVM__OP__OP_WRITE ||
+		     q->op == GVM__OP__OP_DISCARD;
+
+	if (h->op != q->op)
+		return "the reply is for another op";
+	if (paged && h->ns != q->ns)
+		return "the reply names another namespace";
+	if (paged && (h->first_page != q->first_page || h->page_count != q->page_count))
+		return "the reply covers other pages than asked";
+	if (!h->status && q->op == GVM__OP__OP_OPEN_NS && !h->ns)
+		return "OPEN_NS answered namespace 0";
+	if (!h->status && q->op != GVM__OP__OP_READ && q->op != GVM__OP__OP_STATS && h->payload_len)
+		return "the reply carries a payload its op has none of";
+	return NULL;
+}
+
+/* A donor that broke the protocol: one line naming it and what it sent;
+ * the connection closes and its requests go back to the queue (conn_fail),
+ * to be sent again on the next connection. Nothing of the reply is used. */
+static void conn_reject(struct bk_conn *c, const struct gvm_hdr *h, const char *why)
+{
+	bk_stats.donor_errors++;
+	gvm_warn("donor %s: closing connection %u: %s (%s id %llu, ns %u, pages %llu+%u, "
+		 "payload %u)", c->d->addr, c->index, why, gvm_op_name(h->op),
+		 (unsigned long long)h->id, h->ns, (unsigned long long)h->first_page, h->page_count,
+		 h->payload_len);
+	conn_fail(c, "protocol violation");
+}
+
 static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const uint8_t *p)
 {
 	const struct gvm_key *key = c->d->p->key;
 	uint8_t mac[GVM_AUTH_MAC_BYTES];
+	const char *why;
 	struct bk_req *r;
 
 	if (c->state == CONN_AUTH) {
@@ -361,7 +398,14 @@ static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const 
 	}
 	r = c->head;
 	if (!r || !h->response || h->id != r->hdr.id) {
-		conn_fail(c, "reply out of order");
+		conn_reject(c, h, !r ? "a reply with no request in flight" :
+				  !h->response ? "a request where a reply belongs" :
+						 "a reply out of order");
+		return;
+	}
+	why = reply_mismatch(&r->hdr, h);
+	if (why) {
+		conn_reject(c, h, why);
 		return;
 	}
 	c->head = r->next;
@@ -384,7 +428,7 @@ static uint8_t *payload_dst(void *ctx, const struct gvm_hdr *h)
 	struct bk_req *r = c->head;
 
 	if (c->state == CONN_READY && r && r->rx_buf && h->response && h->id == r->hdr.id &&
-	    h->payload_len <= r->rx_cap)
+	    h->op == r->hdr.op && h->page_count == r->hdr.page_count && h->payload_len <= r->rx_cap)
 		return r->rx_buf;
 	return NULL;
 }
@@ -430,6 +474,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 					    (size_t)nread - off);
 
 		if (n < 0) {
+			bk_stats.donor_errors++;
 			gvm_warn("donor %s: bad frame: %s", c->d->addr, c->rd.why);
 			conn_fail(c, "bad frame");
 			return;
