@@ -1,14 +1,18 @@
-/* attach.c: taking a VM in and letting it go. An Attach brings a uffd and
- * one memfd per region; nothing the client claims is believed beyond what
- * its descriptors and /proc/PID/maps prove: the uffd must be a userfaultfd,
- * each memfd a memfd large enough, each region page-aligned, disjoint, and
- * mapped shared from that memfd at that offset in the caller's memory. Then
- * the broker itself does UFFDIO_API and UFFDIO_REGISTER(MISSING|WP) on the
- * client's uffd and starts serving faults (fault.c). Detaching drops the
- * VM's namespaces on the donors. */
+/* attach.c: taking a VM in and letting it go. An Attach brings a uffd,
+ * one memfd per region and the client's /proc/self/maps; nothing the
+ * client claims is believed beyond what those descriptors prove: the uffd
+ * must be a userfaultfd, each memfd a memfd large enough, each region
+ * page-aligned and disjoint, and (read off the loop, since a client picks
+ * how large its maps are) each region mapped shared from its memfd at its
+ * offset. Then the broker itself does UFFDIO_API and
+ * UFFDIO_REGISTER(MISSING|WP) on the client's uffd and starts serving
+ * faults (fault.c). A VM's pages live in namespaces derived from this
+ * host's id and the VM's incarnation (identity.h), never from its names.
+ * Detaching drops those namespaces on the donors. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/magic.h>
 #include <linux/userfaultfd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,18 +20,38 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "gvm.pb-c.h"
 #include "log.h"
+#include "names.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "stats.h"
 
 #define UFFD_FEATURES \
 	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_EVENT_REMOVE)
+#define MAPS_READ_BYTES (64u * 1024u)
+
+struct attach_region {
+	char name[GVM_REGION_NAME_MAX_BYTES + 1];
+	uint64_t host_addr, size, guest_phys, memfd_offset;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct bk_attach {
+	size_t nregions;
+	struct attach_region regions[GVM_CTL_REGIONS_MAX];
+	uint64_t vm_limit_bytes;
+	int uffd, maps;
+	int memfds[GVM_CTL_REGIONS_MAX];
+	int err; /* of the maps check */
+	char why[256];
+};
 
 static int refuse(char *why, size_t n, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -55,77 +79,48 @@ static int fd_link(int fd, char *buf, size_t n)
 	return 0;
 }
 
-static bool name_ok(const char *name, size_t max)
+/* The last descriptor must be a maps file of procfs: what the kernel says
+ * the client's memory is. Which process's it is, only the client says;
+ * a client that lies can only make its own VM fail, since every page the
+ * broker installs or drops is in that client's uffd and memfds. */
+static int check_maps_fd(int fd, char *why, size_t n)
 {
-	size_t len = strlen(name);
+	char link[256];
+	struct statfs fs;
+	size_t len;
 
-	if (!len || len > max)
-		return false;
-	for (const char *p = name; *p; p++)
-		if (*p <= ' ' || *p > '~' || *p == '/')
-			return false;
-	return true;
-}
-
-/* Every page of [addr, addr+size) must be a shared mapping of the memfd
- * (dev, ino) at memfd_offset + (page - addr) in process pid. */
-static int check_mapping(pid_t pid, uint64_t addr, uint64_t size, uint64_t off,
-			 const struct stat *st, char *why, size_t n)
-{
-	char path[64], line[512];
-	uint64_t covered = addr;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return refuse(why, n, -EPERM, "cannot read the maps of pid %d", (int)pid);
-	while (covered < addr + size && fgets(line, sizeof(line), f)) {
-		unsigned long long start, end, moff, ino;
-		unsigned maj, min;
-		char perms[8];
-
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &moff,
-			   &maj, &min, &ino) != 7)
-			continue;
-		if (end <= covered || start > covered)
-			continue;
-		if (perms[3] != 's' || ino != st->st_ino || makedev(maj, min) != st->st_dev ||
-		    moff + (covered - start) != off + (covered - addr))
-			break;
-		covered = end;
-	}
-	fclose(f);
-	if (covered < addr + size)
-		return refuse(why, n, -EINVAL,
-			      "region at 0x%" PRIx64 " is not a shared mapping of its memfd at offset %" PRIu64
-			      " (use memory-backend-memfd,share=on)", addr, off);
+	if (fstatfs(fd, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC || fd_link(fd, link, sizeof(link)))
+		return refuse(why, n, -EINVAL, "last descriptor is not /proc/self/maps");
+	len = strlen(link);
+	if (len < 5 || strcmp(link + len - 5, "/maps"))
+		return refuse(why, n, -EINVAL, "last descriptor is %s, not /proc/self/maps", link);
 	return 0;
 }
 
-static int check_regions(const Gvm__Attach *a, const int *fds, int nfds, pid_t pid,
-			 struct stat *st, char *why, size_t n)
+static int check_regions(const Gvm__Attach *a, const int *fds, int nfds, struct stat *st,
+			 char *why, size_t n)
 {
 	char link[256];
 
 	if (a->n_regions == 0 || a->n_regions > GVM_CTL_REGIONS_MAX)
 		return refuse(why, n, -EINVAL, "%zu regions (1..%u allowed)", a->n_regions,
 			      GVM_CTL_REGIONS_MAX);
-	if (nfds != 1 + (int)a->n_regions)
-		return refuse(why, n, -EINVAL, "expected %zu descriptors (uffd + one memfd per region), got %d",
-			      1 + a->n_regions, nfds);
+	if (nfds != 2 + (int)a->n_regions)
+		return refuse(why, n, -EINVAL, "expected %zu descriptors (uffd, one memfd per region, "
+			      "/proc/self/maps), got %d", 2 + a->n_regions, nfds);
 	if (fd_link(fds[0], link, sizeof(link)) || strcmp(link, "anon_inode:[userfaultfd]"))
 		return refuse(why, n, -EINVAL, "first descriptor is not a userfaultfd (%s)", link);
 	for (size_t i = 0; i < a->n_regions; i++) {
 		const Gvm__Region *r = a->regions[i];
+		const char *bad = gvm_label_invalid(r->name, GVM_REGION_NAME_MAX_BYTES);
 		int fd = fds[1 + i];
 
-		if (!name_ok(r->name, GVM_REGION_NAME_MAX_BYTES))
-			return refuse(why, n, -EINVAL, "region %zu: bad name", i);
+		if (bad)
+			return refuse(why, n, -EINVAL, "region %zu: its name %s", i, bad);
 		if (fd_link(fd, link, sizeof(link)) || strncmp(link, "/memfd:", 7) ||
 		    fstat(fd, &st[i]) || !S_ISREG(st[i].st_mode))
-			return refuse(why, n, -EINVAL, "region %s: descriptor is not a memfd (%s)",
-				      r->name, link);
+			return refuse(why, n, -EINVAL, "region %s: descriptor is not a memfd",
+				      r->name);
 		if (!r->size || (r->host_addr | r->size | r->memfd_offset | r->guest_phys) %
 					GVM_PAGE_SIZE)
 			return refuse(why, n, -EINVAL, "region %s: address, size and offsets must be page-aligned and size > 0",
@@ -150,36 +145,166 @@ static int check_regions(const Gvm__Attach *a, const int *fds, int nfds, pid_t p
 			if (!strcmp(r->name, o->name))
 				return refuse(why, n, -EINVAL, "two regions named %s", r->name);
 		}
-		int err = check_mapping(pid, r->host_addr, r->size, r->memfd_offset, &st[i], why, n);
-		if (err)
-			return err;
 	}
+	return check_maps_fd(fds[nfds - 1], why, n);
+}
+
+int bk_attach_prepare(struct bk_attach **out, const void *attach_msg, int *fds, int nfds,
+		      char *why, size_t n)
+{
+	const Gvm__Attach *a = attach_msg;
+	struct stat st[GVM_CTL_REGIONS_MAX];
+	struct bk_attach *at;
+	int err = check_regions(a, fds, nfds, st, why, n);
+
+	if (err)
+		return err;
+	at = calloc(1, sizeof(*at));
+	if (!at)
+		return refuse(why, n, -ENOMEM, "out of memory");
+	at->nregions = a->n_regions;
+	at->vm_limit_bytes = a->vm_limit_bytes;
+	at->uffd = fds[0];
+	at->maps = fds[nfds - 1];
+	for (size_t i = 0; i < a->n_regions; i++) {
+		struct attach_region *r = &at->regions[i];
+
+		snprintf(r->name, sizeof(r->name), "%s", a->regions[i]->name);
+		r->host_addr = a->regions[i]->host_addr;
+		r->size = a->regions[i]->size;
+		r->guest_phys = a->regions[i]->guest_phys;
+		r->memfd_offset = a->regions[i]->memfd_offset;
+		r->dev = st[i].st_dev;
+		r->ino = st[i].st_ino;
+		at->memfds[i] = fds[1 + i];
+	}
+	*out = at;
 	return 0;
 }
 
-static int uffd_setup(int uffd, const Gvm__Attach *a, bool reattach, char *why, size_t n)
+/* One pass over the maps (sorted by address): each region's pages must be
+ * covered, in order, by shared mappings of its memfd at the matching
+ * offset. covered[i] is how far region i is covered so far. */
+static void maps_line(struct bk_attach *at, const char *line, uint64_t *covered)
+{
+	unsigned long long start, end, moff, ino;
+	unsigned maj, min;
+	char perms[8];
+
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &moff, &maj, &min,
+		   &ino) != 7)
+		return;
+	for (size_t i = 0; i < at->nregions; i++) {
+		const struct attach_region *r = &at->regions[i];
+
+		if (covered[i] >= r->host_addr + r->size || end <= covered[i] || start > covered[i])
+			continue;
+		if (perms[3] != 's' || ino != r->ino || makedev(maj, min) != r->dev ||
+		    moff + (covered[i] - start) != r->memfd_offset + (covered[i] - r->host_addr))
+			continue; /* not the memfd: the region stays uncovered from here */
+		covered[i] = end;
+	}
+}
+
+void bk_attach_check_maps(struct bk_attach *at)
+{
+	uint64_t covered[GVM_CTL_REGIONS_MAX], total = 0;
+	char *buf = malloc(MAPS_READ_BYTES + 1);
+	size_t have = 0;
+
+	at->err = 0;
+	for (size_t i = 0; i < at->nregions; i++)
+		covered[i] = at->regions[i].host_addr;
+	if (!buf || lseek(at->maps, 0, SEEK_SET) < 0) {
+		at->err = refuse(at->why, sizeof(at->why), buf ? -errno : -ENOMEM,
+				 "cannot read the client's maps: %s", buf ? strerror(errno) : "out of memory");
+		free(buf);
+		return;
+	}
+	for (;;) {
+		ssize_t got = read(at->maps, buf + have, MAPS_READ_BYTES - have);
+		char *line = buf, *nl;
+
+		if (got <= 0)
+			break;
+		total += (uint64_t)got;
+		have += (size_t)got;
+		buf[have] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			maps_line(at, line, covered);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == MAPS_READ_BYTES || total > BK_MAPS_MAX_BYTES)
+			break; /* a line longer than the buffer, or maps too large: uncovered */
+	}
+	free(buf);
+	for (size_t i = 0; i < at->nregions; i++) {
+		const struct attach_region *r = &at->regions[i];
+
+		if (covered[i] < r->host_addr + r->size) {
+			at->err = refuse(at->why, sizeof(at->why), -EINVAL,
+					 "region %s at 0x%" PRIx64 " is not a shared mapping of its memfd at "
+					 "offset %" PRIu64 " (use memory-backend-memfd,share=on)%s",
+					 r->name, r->host_addr, r->memfd_offset,
+					 total > BK_MAPS_MAX_BYTES ? "; or its maps are too large to read" : "");
+			return;
+		}
+	}
+}
+
+int bk_attach_result(const struct bk_attach *at, const char **why)
+{
+	*why = at->why;
+	return at->err;
+}
+
+size_t bk_attach_regions(const struct bk_attach *at)
+{
+	return at->nregions;
+}
+
+/* Closes the descriptors the attach still holds, and frees it. */
+void bk_attach_free(struct bk_attach *at)
+{
+	if (!at)
+		return;
+	if (at->uffd >= 0)
+		close(at->uffd);
+	if (at->maps >= 0)
+		close(at->maps);
+	for (size_t i = 0; i < at->nregions; i++)
+		if (at->memfds[i] >= 0)
+			close(at->memfds[i]);
+	free(at);
+}
+
+static int uffd_setup(const struct bk_attach *at, bool reattach, char *why, size_t n)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES };
 
-	if (!reattach && ioctl(uffd, UFFDIO_API, &api) < 0)
+	if (!reattach && ioctl(at->uffd, UFFDIO_API, &api) < 0)
 		return refuse(why, n, -errno, "UFFDIO_API: %s (is the uffd fresh?)", strerror(errno));
-	for (size_t i = 0; i < a->n_regions; i++) {
+	for (size_t i = 0; i < at->nregions; i++) {
+		const struct attach_region *r = &at->regions[i];
 		struct uffdio_register reg = {
-			.range = { a->regions[i]->host_addr, a->regions[i]->size },
+			.range = { r->host_addr, r->size },
 			.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
 		};
 
-		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-			return refuse(why, n, -errno, "UFFDIO_REGISTER of %s: %s", a->regions[i]->name,
+		if (ioctl(at->uffd, UFFDIO_REGISTER, &reg) < 0)
+			return refuse(why, n, -errno, "UFFDIO_REGISTER of %s: %s", r->name,
 				      strerror(errno));
 		if (!(reg.ioctls & (1ull << _UFFDIO_COPY)) ||
 		    !(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT)))
 			return refuse(why, n, -EOPNOTSUPP, "this kernel cannot COPY/WRITEPROTECT region %s",
-				      a->regions[i]->name);
+				      r->name);
 		if (reattach) { /* threads that faulted while no broker read the uffd */
-			struct uffdio_range r = { a->regions[i]->host_addr, a->regions[i]->size };
+			struct uffdio_range range = { r->host_addr, r->size };
 
-			ioctl(uffd, UFFDIO_WAKE, &r);
+			ioctl(at->uffd, UFFDIO_WAKE, &range);
 		}
 	}
 	return 0;
@@ -240,10 +365,10 @@ static void check_fresh(struct bk_region *rg)
 	}
 }
 
-struct bk_vm *bk_vm_find(struct bk_broker *b, const char *name)
+struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES])
 {
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
-		if (!vm->detached && !strcmp(vm->name, name))
+		if (!vm->detached && !memcmp(vm->incarnation, incarnation, GVM_INCARNATION_BYTES))
 			return vm;
 	return NULL;
 }
@@ -286,53 +411,63 @@ void bk_vm_put(struct bk_vm *vm)
 	vm_free(vm);
 }
 
-int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t uid,
-		 const char *vm_name, bool reattach, const void *attach_msg, int *fds, int nfds,
-		 struct bk_vm **out, char *why, size_t n)
+/* Hands the descriptors over from the attach to the VM (vm_free closes
+ * them from then on). */
+static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 {
-	const Gvm__Attach *a = attach_msg;
-	struct stat st[GVM_CTL_REGIONS_MAX];
+	vm->uffd = at->uffd;
+	at->uffd = -1;
+	for (size_t i = 0; i < at->nregions; i++) {
+		vm->regions[i].memfd = at->memfds[i];
+		at->memfds[i] = -1;
+	}
+}
+
+int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
+		 uid_t uid, const char *vm_name, const uint8_t *incarnation, struct bk_vm **out,
+		 char *why, size_t n)
+{
 	struct bk_vm *vm;
 	int err;
 
-	err = check_regions(a, fds, nfds, pid, st, why, n);
-	if (err)
-		return err;
-	if (bk_vm_find(b, vm_name))
-		return refuse(why, n, -EEXIST, "a VM named %s is already attached", vm_name);
-	err = uffd_setup(fds[0], a, reattach, why, n);
+	if (incarnation && bk_vm_find(b, incarnation))
+		return refuse(why, n, -EBUSY, "that incarnation is attached already");
+	err = uffd_setup(at, incarnation != NULL, why, n);
 	if (err)
 		return err;
 	vm = calloc(1, sizeof(*vm));
-	if (!vm || !(vm->regions = calloc(a->n_regions, sizeof(*vm->regions)))) {
+	if (!vm || !(vm->regions = calloc(at->nregions, sizeof(*vm->regions)))) {
 		free(vm);
 		return refuse(why, n, -ENOMEM, "out of memory");
 	}
 	vm->b = b;
 	vm->refs = 1; /* the attachment itself */
 	vm->session = ++b->next_session;
+	if (incarnation)
+		memcpy(vm->incarnation, incarnation, GVM_INCARNATION_BYTES);
+	else
+		bk_identity_new(&b->id, vm->incarnation);
 	snprintf(vm->name, sizeof(vm->name), "%s", vm_name);
 	vm->pid = pid;
 	vm->uid = uid;
 	vm->client = client;
-	vm->uffd = fds[0];
-	vm->limit_pages = a->vm_limit_bytes / GVM_PAGE_SIZE;
-	vm->nregions = a->n_regions;
-	for (size_t i = 0; i < a->n_regions; i++)
+	vm->uffd = -1;
+	vm->limit_pages = at->vm_limit_bytes / GVM_PAGE_SIZE;
+	vm->nregions = at->nregions;
+	for (size_t i = 0; i < at->nregions; i++)
 		vm->regions[i].memfd = -1;
-	for (size_t i = 0; i < a->n_regions; i++) {
+	for (size_t i = 0; i < at->nregions; i++) {
 		struct bk_region *rg = &vm->regions[i];
-		const Gvm__Region *r = a->regions[i];
+		const struct attach_region *r = &at->regions[i];
 
 		rg->vm = vm;
 		rg->index = (unsigned)i;
 		snprintf(rg->name, sizeof(rg->name), "%s", r->name);
-		snprintf(rg->ns, sizeof(rg->ns), "%s.%s", vm_name, r->name);
+		gvm_ns_name(rg->ns, sizeof(rg->ns), b->id.host_id, vm->incarnation, (unsigned)i);
 		rg->host_addr = r->host_addr;
 		rg->size = r->size;
 		rg->guest_phys = r->guest_phys;
 		rg->memfd_offset = r->memfd_offset;
-		rg->memfd = fds[1 + i];
 		rg->npages = r->size / GVM_PAGE_SIZE;
 		rg->nextents = (rg->npages + b->cfg.extent_pages - 1) / b->cfg.extent_pages;
 		rg->last_extent = UINT64_MAX - 1;
@@ -347,25 +482,26 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t
 		rg->wb_inflight = calloc(rg->nextents, 1);
 		if (!rg->ext_state || !rg->resident || !rg->dirty || !rg->ref || !rg->evicting ||
 		    !rg->wp_held || !rg->fetching || !rg->on_donor || !rg->wb_inflight) {
-			vm->uffd = -1; /* the caller still owns the descriptors */
-			for (size_t k = 0; k < a->n_regions; k++)
-				vm->regions[k].memfd = -1;
-			vm_free(vm);
+			vm_free(vm); /* the attach still owns the descriptors */
 			return refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
 		}
 	}
+	take_fds(vm, at);
 	err = bk_fault_start(vm);
 	if (err) {
-		vm->uffd = -1;
-		for (size_t k = 0; k < a->n_regions; k++)
-			vm->regions[k].memfd = -1;
 		vm_free(vm);
 		return refuse(why, n, err, "cannot poll the uffd: %s", uv_strerror(err));
 	}
 	vm->next = b->vms;
 	b->vms = vm;
-	for (size_t i = 0; i < vm->nregions; i++)
-		check_fresh(&vm->regions[i]);
+	/* A new incarnation has nothing on any donor: its pages read as zero
+	 * until written, with no network trip. A re-attached one asks. */
+	for (size_t i = 0; i < vm->nregions; i++) {
+		if (incarnation)
+			check_fresh(&vm->regions[i]);
+		else
+			vm->regions[i].fresh = true;
+	}
 	bk_stats.attaches++;
 	*out = vm;
 	return 0;

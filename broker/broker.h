@@ -12,11 +12,23 @@
 
 #include "config.h"
 #include "gvm_proto.h"
+#include "identity.h"
 
 #define BK_DEFAULT_POOL_CONNS 2u
 #define BK_POOL_CONNS_MAX 16u
 #define BK_DONORS_MAX 64u
-#define BK_CLIENTS_MAX 256u
+/* Clients: connections over all users; root and the broker's own user may
+ * pass it (gvmctl still answers when others filled the table). */
+#define BK_CLIENTS_MAX 1024u
+/* Per user (uid): what one tenant may hold, so no tenant can starve the
+ * others. Connections: one per VM plus these spare ones (gvmctl, attaches
+ * on their way). */
+#define BK_DEFAULT_UID_VMS 64u
+#define BK_DEFAULT_UID_REGIONS 512u  /* one donor namespace each */
+#define BK_UID_SPARE_CONNS 8u
+#define BK_HELLO_TIMEOUT_MS 5000u    /* from connecting to Hello */
+#define BK_ATTACH_TIMEOUT_MS 10000u  /* from Hello to Attach */
+#define BK_MAPS_MAX_BYTES (64u << 20) /* of a client's /proc/PID/maps read to check it */
 #define BK_FAULT_BATCH_MAX 64u       /* uffd messages read at once */
 #define BK_DEFAULT_PREFETCH_BYTES (64ull << 20)
 #define BK_PREFETCH_WINDOW_MAX_EXTENTS 16u
@@ -44,6 +56,9 @@ struct bk_donor_cfg {
 
 struct bk_config {
 	const char *socket_path;
+	const char *state_dir;   /* identity.h: host id and host key */
+	const char *host_id;     /* --host-id, or NULL: the state directory's */
+	unsigned uid_vms, uid_regions; /* per-user limits */
 	struct bk_donor_cfg donors[BK_DONORS_MAX];
 	unsigned ndonors;
 	const char *key_file;
@@ -67,8 +82,8 @@ enum bk_extent_state {
 struct bk_region {
 	struct bk_vm *vm;
 	unsigned index;
-	char name[GVM_REGION_NAME_MAX_BYTES + 1];
-	char ns[GVM_NS_NAME_MAX_BYTES + 1]; /* "<vm>.<region>" on the donors */
+	char name[GVM_REGION_NAME_MAX_BYTES + 1]; /* a label, for logs */
+	char ns[GVM_NS_NAME_MAX_BYTES + 1]; /* "<host>.<incarnation>.<index>" on the donors */
 	uint64_t host_addr, size, npages, nextents, memfd_offset, guest_phys;
 	int memfd;
 	uint8_t *ext_state;  /* enum bk_extent_state per extent */
@@ -96,7 +111,8 @@ struct bk_vm {
 	struct bk_broker *b;
 	struct bk_vm *next;
 	uint64_t session;
-	char name[GVM_VM_NAME_MAX_BYTES + 1];
+	uint8_t incarnation[GVM_INCARNATION_BYTES]; /* its pages' identity on the donors */
+	char name[GVM_VM_NAME_MAX_BYTES + 1]; /* a label, for logs */
 	pid_t pid;
 	uid_t uid;
 	int uffd;
@@ -113,6 +129,8 @@ struct bk_broker {
 	uv_loop_t *loop;
 	struct bk_config cfg;
 	struct gvm_key key;
+	struct bk_identity id;
+	int uffd_dev; /* /dev/userfaultfd, opened once, handed to every client; -1 if none */
 	struct bk_pool *pool;
 	struct bk_cache *cache;
 	struct bk_vm *vms;
@@ -128,13 +146,27 @@ struct bk_broker {
 	bool require_token;    /* set while /dev/gvmmem exists: Hello needs its token */
 };
 
-/* attach.c */
-int bk_vm_attach(struct bk_broker *b, struct bk_client *client, pid_t pid, uid_t uid,
-		 const char *vm_name, bool reattach, const void *attach_msg, int *fds,
-		 int nfds, struct bk_vm **out, char *why, size_t n);
+/* attach.c: an Attach in three steps. bk_attach_prepare checks what the
+ * message and its descriptors say (on the loop, cheap) and takes the
+ * descriptors; bk_attach_check_maps reads the client's /proc/PID/maps (any
+ * thread: the work is as large as the client's address space); then
+ * bk_vm_attach registers the uffd and starts serving. */
+struct bk_attach;
+int bk_attach_prepare(struct bk_attach **out, const void *attach_msg, int *fds, int nfds,
+		      char *why, size_t n);
+void bk_attach_check_maps(struct bk_attach *at);
+/* The result of bk_attach_check_maps: 0, or -errno with a reason. */
+int bk_attach_result(const struct bk_attach *at, const char **why);
+size_t bk_attach_regions(const struct bk_attach *at);
+void bk_attach_free(struct bk_attach *at);
+/* incarnation: the one a re-attach proved, or NULL for a new one. */
+int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
+		 uid_t uid, const char *vm_name, const uint8_t *incarnation, struct bk_vm **out,
+		 char *why, size_t n);
 void bk_vm_detach(struct bk_vm *vm, const char *reason);
 void bk_vm_put(struct bk_vm *vm);
-struct bk_vm *bk_vm_find(struct bk_broker *b, const char *name);
+/* The attached VM of that incarnation, or NULL. */
+struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES]);
 
 /* evict.c */
 void bk_evict_setup(struct bk_broker *b);

@@ -10,12 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "control.h"
 #include "cuse_dev.h"
 #include "log.h"
+#include "names.h"
 #include "notify.h"
 #include "pool.h"
 #include "prefetch.h"
@@ -34,12 +37,22 @@ static void usage(FILE *f)
 		"                         repeat for each donor\n"
 		"  --donors-file PATH     donors, one 'HOST:PORT [WEIGHT]' a line (# comments)\n"
 		"  --key-file PATH        cluster key (default %s)\n"
+		"  --state-dir DIR        this host's identity: its host id and host key,\n"
+		"                         made on first start (default %s, mode 0700)\n"
+		"  --host-id ID           the host id the donors know this host by (1..16 of\n"
+		"                         a-z 0-9 -; default: the one in --state-dir). Every\n"
+		"                         namespace of this host's VMs starts with it: keep it\n"
+		"                         stable and unique in the cluster\n"
 		"  --pool-conns N         connections per donor, shared by all VMs (default %u)\n"
 		"  --extent-pages N       pages fetched per fault (default %u, max %u)\n"
 		"  --prefetch-cache SIZE  host-wide prefetch cache (default 64M)\n"
 		"  --budget SIZE          resident guest memory allowed on this host; above\n"
 		"                         95%% of it pages move to the donors down to 85%%\n"
 		"                         (default: no budget, nothing is evicted)\n"
+		"  --uid-vms N            VMs one user may have attached (default %u)\n"
+		"  --uid-regions N        regions (donor namespaces) one user may have\n"
+		"                         attached (default %u); a user also has at most\n"
+		"                         uid-vms + %u connections\n"
 		"  --device-name NAME     the CUSE device, /dev/NAME (default %s); while it\n"
 		"                         exists, attaching needs its one-time token\n"
 		"  --no-cuse              no device: serve the socket only\n"
@@ -51,8 +64,9 @@ static void usage(FILE *f)
 		"SIGTERM or SIGINT: detach every VM, close the pool, exit 0; another one\n"
 		"meanwhile is ignored. Under systemd (Type=notify) it sends READY=1 and\n"
 		"WATCHDOG=1 itself.\n",
-		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_POOL_CONNS,
-		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_DEVICE_NAME);
+		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_STATE_DIR, BK_DEFAULT_POOL_CONNS,
+		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_UID_VMS,
+		BK_DEFAULT_UID_REGIONS, BK_UID_SPARE_CONNS, BK_DEFAULT_DEVICE_NAME);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -122,6 +136,63 @@ static int read_donors_file(struct bk_config *cfg, const char *path)
 	return 0;
 }
 
+/* The donors' distinct ports: the only ones the sandbox lets it connect to. */
+static unsigned donor_ports(const struct bk_config *cfg, uint16_t *ports)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < cfg->ndonors; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		uint16_t port;
+		bool seen = false;
+
+		if (gvm_parse_hostport(cfg->donors[i].addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
+			continue;
+		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+							((struct sockaddr_in *)&ss)->sin_port);
+		for (unsigned k = 0; k < n; k++)
+			seen |= ports[k] == port;
+		if (!seen)
+			ports[n++] = port;
+	}
+	return n;
+}
+
+static void on_pool_started(uv_work_t *w, int status)
+{
+	(void)status;
+	free(w);
+}
+
+static void no_work(uv_work_t *w)
+{
+	(void)w;
+}
+
+/* libuv starts its thread pool (attach checks run there) at the first
+ * work queued: before the seccomp filter, which allows no new threads,
+ * and after Landlock and the capability drop, which threads inherit. */
+static void start_thread_pool(uv_loop_t *loop)
+{
+	uv_work_t *w = malloc(sizeof(*w));
+
+	if (w && uv_queue_work(loop, w, no_work, on_pool_started))
+		free(w);
+}
+
+/* Each VM holds a uffd, its memfds and a socket: as many descriptors as
+ * the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
+}
+
 static struct bk_broker broker;
 static uv_signal_t sigterm, sigint;
 
@@ -152,6 +223,10 @@ int main(int argc, char **argv)
 		{ "donor", required_argument, NULL, 'd' },
 		{ "donors-file", required_argument, NULL, 'D' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "state-dir", required_argument, NULL, 'T' },
+		{ "host-id", required_argument, NULL, 'H' },
+		{ "uid-vms", required_argument, NULL, 'V' },
+		{ "uid-regions", required_argument, NULL, 'R' },
 		{ "pool-conns", required_argument, NULL, 'p' },
 		{ "extent-pages", required_argument, NULL, 'e' },
 		{ "prefetch-cache", required_argument, NULL, 'c' },
@@ -170,10 +245,13 @@ int main(int argc, char **argv)
 	bool sandbox = true;
 	char why[512], *end;
 	long v;
-	int opt, err, devfd;
+	int opt, err;
 
 	cfg->socket_path = GVM_DEFAULT_SOCKET;
 	cfg->key_file = GVM_DEFAULT_KEY_FILE;
+	cfg->state_dir = BK_DEFAULT_STATE_DIR;
+	cfg->uid_vms = BK_DEFAULT_UID_VMS;
+	cfg->uid_regions = BK_DEFAULT_UID_REGIONS;
 	cfg->pool_conns = BK_DEFAULT_POOL_CONNS;
 	cfg->extent_pages = GVM_DEFAULT_EXTENT_PAGES;
 	cfg->prefetch_bytes = BK_DEFAULT_PREFETCH_BYTES;
@@ -193,6 +271,26 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			cfg->key_file = optarg;
+			break;
+		case 'T':
+			cfg->state_dir = optarg;
+			break;
+		case 'H':
+			if (gvm_host_id_invalid(optarg))
+				return usage_error("--host-id %s: want 1..16 of a-z 0-9 -", optarg);
+			cfg->host_id = optarg;
+			break;
+		case 'V':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 100000)
+				return usage_error("--uid-vms %s: want 1..100000", optarg);
+			cfg->uid_vms = (unsigned)v;
+			break;
+		case 'R':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000)
+				return usage_error("--uid-regions %s: want 1..1000000", optarg);
+			cfg->uid_regions = (unsigned)v;
 			break;
 		case 'p':
 			v = strtol(optarg, &end, 10);
@@ -252,24 +350,27 @@ int main(int argc, char **argv)
 	gvm_log_init("gvm-broker", level);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_fd_limit();
 	err = gvm_key_load(cfg->key_file, &broker.key, why, sizeof(why));
+	if (!err)
+		err = bk_identity_load(&broker.id, cfg->state_dir, cfg->host_id, why, sizeof(why));
 	if (err) {
 		gvm_err("%s", why);
 		return 1;
 	}
-	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (devfd < 0)
+	gvm_info("host id %s (namespaces of this host's VMs start with it)", broker.id.host_id);
+	/* One open file for every client: it only makes uffds for the caller. */
+	broker.uffd_dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (broker.uffd_dev < 0)
 		gvm_warn("cannot open /dev/userfaultfd (%s): clients must create their uffd themselves, which needs privileges",
 			 strerror(errno));
-	else
-		close(devfd);
 	broker.loop = uv_default_loop();
 	bk_evict_setup(&broker);
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
 	if (!broker.zero_extent ||
 	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
-	    bk_pool_create(&broker.pool, broker.loop, &broker.key, "tool", cfg->donors, cfg->ndonors,
-			   cfg->pool_conns)) {
+	    bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id, cfg->donors,
+			   cfg->ndonors, cfg->pool_conns)) {
 		gvm_err("out of memory");
 		return 1;
 	}
@@ -289,14 +390,24 @@ int main(int argc, char **argv)
 	}
 	bk_notify_open();
 	if (sandbox) {
-		err = bk_sandbox_load(why, sizeof(why));
+		uint16_t ports[BK_DONORS_MAX];
+		unsigned nports = donor_ports(cfg, ports);
+		char what[512];
+
+		err = bk_sandbox_confine(ports, nports, what, sizeof(what), why, sizeof(why));
+		if (!err) {
+			start_thread_pool(broker.loop);
+			err = bk_sandbox_load(why, sizeof(why));
+		}
 		if (err) {
 			gvm_err("%s (--no-sandbox runs without it)", why);
 			return 1;
 		}
+		gvm_info("sandbox: %s", what);
 		gvm_info("seccomp allowlist loaded (gvm-broker --print-seccomp shows it)");
 	} else {
-		gvm_warn("--no-sandbox: running without the seccomp allowlist");
+		start_thread_pool(broker.loop);
+		gvm_warn("--no-sandbox: running with every privilege and without the seccomp allowlist");
 	}
 	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB, budget %s",
 		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->extent_pages,
@@ -319,6 +430,9 @@ int main(int argc, char **argv)
 	free(broker.zero_extent);
 	uv_loop_close(broker.loop);
 	explicit_bzero(&broker.key, sizeof(broker.key));
+	bk_identity_wipe(&broker.id);
+	if (broker.uffd_dev >= 0)
+		close(broker.uffd_dev);
 	gvm_info("stopped cleanly");
 	return 0;
 }

@@ -1,11 +1,20 @@
-/* sandbox.h: the broker's seccomp allowlist (sandbox.c). */
+/* sandbox.h: the broker's confinement (sandbox.c): capabilities dropped,
+ * Landlock where the kernel has it, then the seccomp allowlist. */
 #ifndef BK_SANDBOX_H
 #define BK_SANDBOX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-/* Loads the filter into every thread of this process: 0 or -errno (why
- * says what failed). */
+/* Drops every capability and applies Landlock to this thread and the
+ * threads it starts afterwards: no file opened by path, TCP connect only
+ * to ports (the donors'), no signal outside this process. Call before
+ * starting threads. 0, with what in force written into what; or -errno
+ * with why set. */
+int bk_sandbox_confine(const uint16_t *ports, unsigned nports, char *what, size_t wn, char *why,
+		       size_t n);
+/* Loads the seccomp filter into every thread of this process: 0 or
+ * -errno (why says what failed). */
 int bk_sandbox_load(char *why, size_t n);
 /* Writes the filter, human-readable (seccomp_export_pfc), to fd. */
 int bk_sandbox_print(int fd);

@@ -2,7 +2,9 @@
  * issues one bound to the calling thread's pid and uid; the control socket
  * (control.c) redeems it in Hello. A token works once, within
  * BK_TOKEN_TTL_MS, and only for a peer with that uid whose process contains
- * that thread. */
+ * that thread. Each user holds at most BK_TOKENS_PER_UID unused ones, and
+ * a live token is never given away to make room: one user asking in a loop
+ * is refused, nobody else notices. */
 #include "token.h"
 
 #include <errno.h>
@@ -34,18 +36,22 @@ int bk_token_issue(pid_t pid, uid_t uid, uint8_t out[GVMMEM_TOKEN_BYTES])
 {
 	uint64_t now = now_ms();
 	struct bk_token *slot = NULL;
+	unsigned mine = 0;
 
-	/* A free or expired slot, else the one closest to expiring. */
 	for (unsigned i = 0; i < BK_TOKENS_MAX; i++) {
 		struct bk_token *t = &tokens[i];
 
 		if (!t->live || t->expires_ms <= now) {
-			slot = t;
-			break;
+			if (!slot)
+				slot = t;
+		} else if (t->uid == uid) {
+			mine++;
 		}
-		if (!slot || t->expires_ms < slot->expires_ms)
-			slot = t;
 	}
+	if (mine >= BK_TOKENS_PER_UID)
+		return -EDQUOT;
+	if (!slot)
+		return -EAGAIN;
 	randombytes_buf(slot->bytes, sizeof(slot->bytes));
 	slot->pid = pid;
 	slot->uid = uid;

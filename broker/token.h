@@ -10,9 +10,12 @@
 
 #include "gvmmem_ioctl.h"
 
-#define BK_TOKENS_MAX 64u      /* outstanding at once; the oldest is reused */
-#define BK_TOKEN_TTL_MS 10000u /* from GVMMEM_IOC_HELLO to Hello */
+#define BK_TOKENS_MAX 1024u     /* outstanding at once, over all users */
+#define BK_TOKENS_PER_UID 8u    /* outstanding at once for one user */
+#define BK_TOKEN_TTL_MS 10000u  /* from GVMMEM_IOC_HELLO to Hello */
 
+/* 0; -EDQUOT when uid holds BK_TOKENS_PER_UID live tokens already; -EAGAIN
+ * when every slot holds a live token (then nobody's is taken away). */
 int bk_token_issue(pid_t pid, uid_t uid, uint8_t out[GVMMEM_TOKEN_BYTES]);
 /* 0, or -EACCES with why set: unknown, used, expired, or another uid or
  * process. A token is spent by its first presentation either way. */

@@ -3,8 +3,11 @@
  * socket: Hello -> Welcome + /dev/userfaultfd fd -> our uffd -> Attach +
  * uffd + memfds -> Attached. When the endpoint is the broker's device
  * (/dev/gvmmem, cuse-dev/), GVMMEM_IOC_HELLO on it first gives the socket
- * path and a one-time token for the Hello. A monitor thread watches the
- * connection and re-attaches the same uffd to a restarted broker. */
+ * path and a one-time token for the Hello. Attached names the VM's
+ * incarnation and a secret; a monitor thread watches the connection and
+ * re-attaches the same uffd and incarnation to a restarted broker with
+ * them (only this uid can). gvm_set_limit asks through the monitor, which
+ * reads every answer on the connection. */
 #include "gvmmem.h"
 
 #include <errno.h>
@@ -29,6 +32,7 @@
 #include "ctlmsg.h"
 #include "gvmmem_ioctl.h"
 #include "log.h"
+#include "names.h"
 
 #define GVM__CUSE_DEVICE "/dev/gvmmem"
 /* GiantVM's kvm.ko (GiantVM/Linux-DSM) answers KVM_CHECK_EXTENSION for this
@@ -37,6 +41,7 @@
 #define GVM__KVM_CAP_X86_DSM 133
 #define GVM__REATTACH_MIN_MS 50
 #define GVM__REATTACH_MAX_MS 2000
+#define GVM__REQUEST_TIMEOUT_MS 10000 /* gvm_set_limit's wait for the broker */
 
 struct gvm_session {
 	char endpoint[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -52,6 +57,14 @@ struct gvm_session {
 	pthread_t monitor;
 	uint8_t token[GVMMEM_TOKEN_BYTES]; /* from the device, for the next Hello */
 	bool have_token;
+	/* From Attached: who this VM is at the broker, and the proof. */
+	uint8_t incarnation[GVM_INCARNATION_BYTES];
+	uint8_t secret[GVM_INCARNATION_SECRET_BYTES];
+	/* A request of the caller's (gvm_set_limit) the monitor answers. */
+	pthread_mutex_t lock;
+	pthread_cond_t answered;
+	bool waiting;
+	int answer;
 };
 
 const char *gvm_strerror(int err)
@@ -64,8 +77,13 @@ const char *gvm_strerror(int err)
 	case -EPERM: return "the broker refused this process";
 	case -EPROTO: return "the broker speaks another protocol version";
 	case -EBADMSG: return "malformed message from the broker";
-	case -EINVAL: return "invalid region (alignment, size, overlap, or not a shared memfd mapping)";
-	case -EEXIST: return "a VM of this name is already attached";
+	case -EINVAL: return "invalid name or region (names: letters, digits and . _ - + : @, at "
+			     "most 63 bytes; regions: alignment, size, overlap, or not a shared "
+			     "memfd mapping)";
+	case -EDQUOT: return "this user is at one of its limits at the broker (VMs, regions, "
+			     "connections or unused attach tokens); the broker's log says which";
+	case -EBUSY: return "this VM incarnation is attached already";
+	case -ETIMEDOUT: return "the broker did not answer in time";
 	case -ECONNRESET: return "the broker closed the connection";
 	case -ENOTTY: return "the endpoint is a device, but not gvm-broker's /dev/gvmmem";
 	default: return strerror(-err);
@@ -102,7 +120,7 @@ static int gvm__device_hello(const char *device, struct gvmmem_hello *hello)
 		return -errno;
 	if (ioctl(fd, GVMMEM_IOC_VERSION, &v) < 0)
 		err = errno == EINVAL ? -ENOTTY : -errno;
-	else if (v.protocol_version != GVM_PROTO_VERSION)
+	else if (v.protocol_version != GVM_CTL_VERSION)
 		err = -EPROTO;
 	else if (hello && ioctl(fd, GVMMEM_IOC_HELLO, hello) < 0)
 		err = -errno;
@@ -236,12 +254,16 @@ static int gvm__handshake(struct gvm_session *s, bool reattach)
 	Gvm__Hello hello = GVM__HELLO__INIT;
 	Gvm__Attach attach = GVM__ATTACH__INIT;
 	Gvm__Region *rp[GVM_CTL_REGIONS_MAX], rv[GVM_CTL_REGIONS_MAX];
-	int fds[GVM_CTL_FDS_MAX], nfds = 0, devfd = -1, err;
+	int fds[GVM_CTL_FDS_MAX], nfds = 0, devfd = -1, maps, err;
 	bool client_makes_uffd;
 
-	hello.version = GVM_PROTO_VERSION;
+	hello.version = GVM_CTL_VERSION;
 	hello.vm_name = s->vm_name;
 	hello.reattach = reattach;
+	if (reattach) {
+		hello.incarnation = (ProtobufCBinaryData){ sizeof(s->incarnation), s->incarnation };
+		hello.secret = (ProtobufCBinaryData){ sizeof(s->secret), s->secret };
+	}
 	if (s->have_token) {
 		hello.token.data = s->token;
 		hello.token.len = sizeof(s->token);
@@ -288,19 +310,51 @@ static int gvm__handshake(struct gvm_session *s, bool reattach)
 		rp[i] = &rv[i];
 		fds[1 + i] = s->regions[i].memfd;
 	}
+	/* What the kernel says our memory is, for the broker to check the
+	 * regions against (it reads it; we need no privilege to open it). */
+	maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (maps < 0) {
+		err = -errno;
+		gvm_warn("gvmmem: cannot open /proc/self/maps: %s", strerror(errno));
+		return err;
+	}
 	fds[0] = s->uffd;
+	fds[1 + s->nregions] = maps;
 	attach.n_regions = s->nregions;
 	attach.vm_limit_bytes = s->limit_bytes;
 	attach.regions = rp;
 	msg = (Gvm__Control)GVM__CONTROL__INIT;
 	msg.msg_case = GVM__CONTROL__MSG_ATTACH;
 	msg.attach = &attach;
-	err = gvm_ctl_send(s->sock, &msg, fds, 1 + (int)s->nregions);
+	err = gvm_ctl_send(s->sock, &msg, fds, 2 + (int)s->nregions);
+	close(maps);
 	if (!err)
 		err = gvm__expect(s, GVM__CONTROL__MSG_ATTACHED, &in, fds, &nfds, 0);
-	if (!err)
-		gvm__control__free_unpacked(in, NULL);
-	return err;
+	if (err)
+		return err;
+	if (!reattach) {
+		if (in->attached->incarnation.len != sizeof(s->incarnation) ||
+		    in->attached->secret.len != sizeof(s->secret)) {
+			gvm__control__free_unpacked(in, NULL);
+			return -EBADMSG;
+		}
+		memcpy(s->incarnation, in->attached->incarnation.data, sizeof(s->incarnation));
+		memcpy(s->secret, in->attached->secret.data, sizeof(s->secret));
+	}
+	gvm__control__free_unpacked(in, NULL);
+	return 0;
+}
+
+/* Hands the answer to the caller waiting in gvm_set_limit, if one is. */
+static void gvm__answer(struct gvm_session *s, int err)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->waiting) {
+		s->waiting = false;
+		s->answer = err;
+		pthread_cond_signal(&s->answered);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Watches the broker connection; when it drops, reconnects with backoff
@@ -325,16 +379,22 @@ static void *gvm__monitor(void *arg)
 			Gvm__Control *m;
 			int fds[1], nfds, err = gvm_ctl_recv(s->sock, &m, fds, &nfds, 1);
 
-			if (!err) { /* nothing is sent unasked today; ignore */
+			if (!err) { /* an answer to a request of the caller's */
 				gvm_ctl_close_fds(fds, nfds);
+				gvm__answer(s, m->msg_case == GVM__CONTROL__MSG_ERROR ?
+							-(m->error->status > 0 ? m->error->status : EPROTO) :
+							0);
 				gvm__control__free_unpacked(m, NULL);
 				continue;
 			}
 		}
 		gvm_warn("gvmmem: %s: lost the broker at %s; faults wait while re-attaching",
 			 s->vm_name, s->endpoint);
+		pthread_mutex_lock(&s->lock);
 		close(s->sock);
 		s->sock = -1;
+		pthread_mutex_unlock(&s->lock);
+		gvm__answer(s, -ECONNRESET);
 		for (;;) {
 			struct pollfd stop = { s->stopfd, POLLIN, 0 };
 			int fd, err;
@@ -346,29 +406,20 @@ static void *gvm__monitor(void *arg)
 			fd = gvm__connect(s->endpoint, s);
 			if (fd < 0)
 				continue;
+			pthread_mutex_lock(&s->lock);
 			s->sock = fd;
 			err = gvm__handshake(s, true);
+			if (err)
+				s->sock = -1;
+			pthread_mutex_unlock(&s->lock);
 			if (!err)
 				break;
 			gvm_warn("gvmmem: %s: re-attach failed: %s", s->vm_name, gvm_strerror(err));
 			close(fd);
-			s->sock = -1;
 		}
 		gvm_info("gvmmem: %s: re-attached to the broker", s->vm_name);
 		backoff = GVM__REATTACH_MIN_MS;
 	}
-}
-
-static bool gvm__name_ok(const char *name, size_t max)
-{
-	size_t len = name ? strlen(name) : 0;
-
-	if (len == 0 || len > max)
-		return false;
-	for (const char *p = name; *p; p++)
-		if (*p <= ' ' || *p > '~' || *p == '/')
-			return false;
-	return true;
 }
 
 static void gvm__free(struct gvm_session *s)
@@ -381,6 +432,9 @@ static void gvm__free(struct gvm_session *s)
 		close(s->stopfd);
 	free(s->regions);
 	free(s->names);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->answered);
+	explicit_bzero(s->secret, sizeof(s->secret));
 	free(s);
 }
 
@@ -389,20 +443,34 @@ struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 			       int *err)
 {
 	struct gvm_session *s;
+	const char *bad;
 	int e;
 
 	*err = -EINVAL;
-	if (!gvm__name_ok(vm_name, GVM_VM_NAME_MAX_BYTES) || !regions || !nregions ||
-	    nregions > GVM_CTL_REGIONS_MAX)
+	bad = gvm_label_invalid(vm_name, GVM_VM_NAME_MAX_BYTES);
+	if (bad) {
+		gvm_warn("gvmmem: the VM name %s", bad);
 		return NULL;
-	for (size_t i = 0; i < nregions; i++)
-		if (!gvm__name_ok(regions[i].name, GVM_REGION_NAME_MAX_BYTES))
+	}
+	if (!regions || !nregions || nregions > GVM_CTL_REGIONS_MAX) {
+		gvm_warn("gvmmem: %s: %zu regions (1..%u allowed)", vm_name, regions ? nregions : 0,
+			 GVM_CTL_REGIONS_MAX);
+		return NULL;
+	}
+	for (size_t i = 0; i < nregions; i++) {
+		bad = gvm_label_invalid(regions[i].name, GVM_REGION_NAME_MAX_BYTES);
+		if (bad) {
+			gvm_warn("gvmmem: %s: the name of region %zu %s", vm_name, i, bad);
 			return NULL;
+		}
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		*err = -ENOMEM;
 		return NULL;
 	}
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->answered, NULL);
 	s->sock = s->uffd = s->stopfd = -1;
 	s->regions = calloc(nregions, sizeof(*s->regions));
 	s->names = calloc(nregions, sizeof(*s->names));
@@ -457,4 +525,41 @@ void gvm_detach(struct gvm_session *s)
 		gvm_warn("gvmmem: %s: cannot stop the monitor: %s", s->vm_name, strerror(errno));
 	pthread_join(s->monitor, NULL);
 	gvm__free(s);
+}
+
+int gvm_set_limit(struct gvm_session *s, uint64_t bytes)
+{
+	Gvm__Control msg = GVM__CONTROL__INIT;
+	Gvm__SetLimit sl = GVM__SET_LIMIT__INIT;
+	struct timespec deadline;
+	int err = 0;
+
+	if (!s)
+		return -EINVAL;
+	sl.vm_limit_bytes = bytes;
+	msg.msg_case = GVM__CONTROL__MSG_SET_LIMIT;
+	msg.set_limit = &sl;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += GVM__REQUEST_TIMEOUT_MS / 1000;
+	pthread_mutex_lock(&s->lock);
+	s->limit_bytes = bytes; /* a re-attach carries it from now on */
+	while (s->waiting && !err) /* another thread's request first */
+		err = pthread_cond_timedwait(&s->answered, &s->lock, &deadline);
+	if (!err && s->sock < 0)
+		err = -EAGAIN; /* re-attaching: the new limit goes with the Attach */
+	if (!err) {
+		s->waiting = true;
+		err = gvm_ctl_send(s->sock, &msg, NULL, 0);
+		while (!err && s->waiting)
+			err = pthread_cond_timedwait(&s->answered, &s->lock, &deadline);
+		if (err == ETIMEDOUT || err > 0)
+			err = -ETIMEDOUT;
+		if (!err)
+			err = s->answer;
+		s->waiting = false;
+	} else if (err > 0) {
+		err = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err == -EAGAIN ? 0 : err;
 }

@@ -83,6 +83,7 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 {
 	struct bk_cuse *d = dev_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int err;
 
 	(void)arg;
 	(void)fi;
@@ -96,7 +97,7 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 	case GVMMEM_IOC_VERSION: {
 		struct gvmmem_version v = {
 			.ioctl_version = GVMMEM_IOCTL_VERSION,
-			.protocol_version = GVM_PROTO_VERSION,
+			.protocol_version = GVM_CTL_VERSION,
 			.page_size = GVM_PAGE_SIZE,
 			.extent_pages = d->b->cfg.extent_pages,
 		};
@@ -108,14 +109,26 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 	}
 	case GVMMEM_IOC_HELLO: {
 		struct gvmmem_hello h = {
-			.protocol_version = GVM_PROTO_VERSION,
+			.protocol_version = GVM_CTL_VERSION,
 			.token_ttl_ms = BK_TOKEN_TTL_MS,
 		};
 
 		if (out_bufsz < sizeof(h))
 			break;
 		snprintf(h.socket_path, sizeof(h.socket_path), "%s", d->b->cfg.socket_path);
-		bk_token_issue(ctx->pid, ctx->uid, h.token);
+		err = bk_token_issue(ctx->pid, ctx->uid, h.token);
+		if (err) {
+			bk_stats.attach_errors++;
+			if (err == -EDQUOT)
+				gvm_warn("%s: no token for pid %d uid %d: that user holds %u unused "
+					 "ones already", d->name, (int)ctx->pid, (int)ctx->uid,
+					 BK_TOKENS_PER_UID);
+			else
+				gvm_warn("%s: no token for pid %d uid %d: all %u token slots are taken",
+					 d->name, (int)ctx->pid, (int)ctx->uid, BK_TOKENS_MAX);
+			fuse_reply_err(req, -err);
+			return;
+		}
 		gvm_debug("%s: token for pid %d uid %d", d->name, (int)ctx->pid, (int)ctx->uid);
 		fuse_reply_ioctl(req, 0, &h, sizeof(h));
 		memset(&h, 0, sizeof(h));

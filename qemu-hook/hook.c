@@ -35,11 +35,12 @@
 
 #include "gvmmem.h"
 #include "log.h"
+#include "names.h"
 
 #define HOOK_MEMFD_NAME "memory-backend-memfd" /* QEMU's TYPE_MEMORY_BACKEND_MEMFD */
 #define HOOK_MAX_BACKENDS 16
-#define HOOK_NAME_MAX 31 /* gvm_region name and VM name bounds of gvmmem.h */
-#define HOOK_VM_NAME_MAX 63
+#define HOOK_NAME_MAX GVM_REGION_NAME_MAX_BYTES /* names.h's rules, which the broker's are */
+#define HOOK_VM_NAME_MAX GVM_VM_NAME_MAX_BYTES
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -65,19 +66,6 @@ static char hook_guest_name[HOOK_VM_NAME_MAX + 1];
 static int (*real_memfd_create)(const char *, unsigned int);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static void *(*real_mmap64)(void *, size_t, int, int, int, off_t);
-
-/* Keeps only what the broker accepts in a name: printable, no '/' or
- * space. */
-static void hook_copy_name(char *dst, size_t n, const char *src, size_t len)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; i < len && j + 1 < n; i++)
-		dst[j++] = (src[i] > ' ' && src[i] <= '~' && src[i] != '/' && src[i] != ',')
-				   ? src[i]
-				   : '_';
-	dst[j] = '\0';
-}
 
 /* QEMU option value "key=value" inside a comma list; len of the value. */
 static const char *hook_opt(const char *opts, const char *key, size_t *len)
@@ -125,14 +113,14 @@ static void hook_read_cmdline(bool *has_memfd)
 			*has_memfd = true;
 			v = hook_opt(arg, "id", &len);
 			if (v && hook_nids < HOOK_MAX_BACKENDS)
-				hook_copy_name(hook_ids[hook_nids++], HOOK_NAME_MAX + 1, v, len);
+				gvm_label_sanitize(hook_ids[hook_nids++], HOOK_NAME_MAX + 1, v, len);
 		}
 		if (!strcmp(prev, "-name") || !strcmp(prev, "--name")) {
 			v = strchr(arg, '=') ? hook_opt(arg, "guest", &len) : arg;
 			if (v == arg)
 				len = strcspn(arg, ",");
 			if (v)
-				hook_copy_name(hook_guest_name, sizeof(hook_guest_name), v, len);
+				gvm_label_sanitize(hook_guest_name, sizeof(hook_guest_name), v, len);
 		}
 		prev = arg;
 	}
@@ -247,7 +235,7 @@ static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t of
 	int err;
 
 	if (env && *env)
-		hook_copy_name(vm, sizeof(vm), env, strlen(env));
+		gvm_label_sanitize(vm, sizeof(vm), env, strlen(env));
 	else if (hook_guest_name[0])
 		snprintf(vm, sizeof(vm), "%s", hook_guest_name);
 	else

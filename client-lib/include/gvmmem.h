@@ -28,7 +28,8 @@ enum gvm_mode { GVM_MODE_NONE, GVM_MODE_MEMORY_ONLY, GVM_MODE_FULL_SHARE };
 enum gvm_mode gvm_detect_mode(void);
 
 struct gvm_region {
-	const char *name;      /* e.g. "pc.ram"; printable, <= 31 bytes */
+	const char *name;      /* e.g. "pc.ram": a label for logs, 1..63 of letters,
+				  digits and . _ - + : @ */
 	void *host_addr;       /* page-aligned start of the shared mapping */
 	size_t size;           /* page-aligned length */
 	int memfd;             /* the memfd that mapping comes from */
@@ -39,14 +40,22 @@ struct gvm_region {
 struct gvm_session;
 
 /* endpoint NULL: $GVM_ENDPOINT, then /dev/gvmmem, then
- * /run/gvm/broker.sock. Returns NULL with *err set on failure. The session
- * keeps the connection: if the broker goes away, faults wait and the
- * library re-attaches to a restarted broker. */
+ * /run/gvm/broker.sock. vm_name is a label for logs (the same rules as a
+ * region's name); two VMs of the same name never share a page: the broker
+ * gives each attachment an identity of its own. Returns NULL with *err set
+ * on failure. The session keeps the connection: if the broker goes away,
+ * faults wait and the library re-attaches the same VM to a restarted
+ * broker (only this user can). $GVM_VM_LIMIT=SIZE sets the VM's own limit
+ * of resident memory. */
 struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 			       const struct gvm_region *regions, size_t nregions,
 			       int *err);
 
 const char *gvm_strerror(int err);
+
+/* This VM's own limit of resident memory from now on (0: none beyond the
+ * host's budget); above it, its pages move to the donors. 0 or -errno. */
+int gvm_set_limit(struct gvm_session *s, uint64_t bytes);
 
 /* Ends the session: the broker forgets the VM and frees its pages on the
  * donors. The regions become plain memory (missing pages read as zero). */

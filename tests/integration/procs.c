@@ -217,18 +217,29 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 {
 	static int serial;
 	const char *argv[48];
-	char bin[512];
+	char bin[512], state[600];
+	const char *base = strrchr(socket_path, '/');
+	bool own_state = false;
 	int argc = 0;
 
 	memset(p, 0, sizeof(*p));
 	snprintf(p->addr, sizeof(p->addr), "%s", socket_path);
 	snprintf(p->log, sizeof(p->log), "%s/broker-%d.log", gvmt_dir(), ++serial);
+	/* Its identity: one state directory per socket, so a restarted broker
+	 * is the same host and two brokers are two hosts. */
+	snprintf(state, sizeof(state), "%s/state-%s", gvmt_dir(), base ? base + 1 : socket_path);
+	for (int i = 0; extra && extra[i]; i++)
+		own_state |= !strcmp(extra[i], "--state-dir");
 	argv[argc++] = gvmt_bin("gvm-broker", bin, sizeof(bin));
 	argv[argc++] = "--no-cuse";
 	argv[argc++] = "--socket";
 	argv[argc++] = socket_path;
 	argv[argc++] = "--key-file";
 	argv[argc++] = key_path;
+	if (!own_state) {
+		argv[argc++] = "--state-dir";
+		argv[argc++] = state;
+	}
 	for (int i = 0; donors[i] && argc < 40; i++) {
 		argv[argc++] = "--donor";
 		argv[argc++] = donors[i];

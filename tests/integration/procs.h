@@ -43,7 +43,9 @@ void gvmt_make_key(const char *path, size_t len, struct gvm_key *key);
 bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
 			  const char *const *extra);
 /* Starts gvm-broker on socket_path with --no-cuse, the key, one --donor
- * per address and the extra arguments; waits until the socket accepts. */
+ * per address and the extra arguments; waits until the socket accepts.
+ * Unless extra gives --state-dir, the broker's identity lives in
+ * gvmt_dir()/state-<socket file name>: one host per socket. */
 bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *socket_path,
 		       const char *const *donors, const char *const *extra);
 /* One counter from the broker's Stats (gvmctl stats), or UINT64_MAX. */

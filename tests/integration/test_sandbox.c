@@ -19,6 +19,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,20 +44,64 @@ static uid_t test_uid;
 static gid_t test_gid, gvm_gid;
 static char key_path[512];
 
-/* exit code: 0, or the number of the first check that failed */
-static int sandboxed_child(void)
+/* A TCP listener on a free loopback port: its port in *port. */
+static int listen_tcp(uint16_t *port)
 {
-	char why[256], path[600];
-	int uffd, fd, s;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) || listen(s, 4) ||
+	    getsockname(s, (struct sockaddr *)&sa, &len))
+		return -1;
+	*port = ntohs(sa.sin_port);
+	return s;
+}
+
+static int connect_tcp(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (s < 0)
+		return -errno;
+	rc = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	close(s);
+	return rc;
+}
+
+/* exit code: 0, or the number of the first check that failed */
+static int sandboxed_child(const char *root_file)
+{
+	char why[256], what[512], path[600];
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct caps[2];
+	int uffd, s, donor, other;
+	uint16_t donor_port, other_port;
 	struct uffdio_api api = { .api = UFFD_API };
 
-	/* Made before the filter, as the broker makes its descriptors. */
+	/* Made before the sandbox, as the broker makes its descriptors. */
 	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	CHILD_CHECK(uffd >= 0, 12, "userfaultfd: %s", strerror(errno));
+	donor = listen_tcp(&donor_port);
+	other = listen_tcp(&other_port);
+	CHILD_CHECK(donor >= 0 && other >= 0, 13, "listen: %s", strerror(errno));
+	if (bk_sandbox_confine(&donor_port, 1, what, sizeof(what), why, sizeof(why))) {
+		fprintf(stderr, "child: %s\n", why);
+		return 1;
+	}
+	/* (capget is not in the allowlist: asked before it is loaded) */
+	CHILD_CHECK(syscall(SYS_capget, &hdr, caps) == 0 && !caps[0].effective && !caps[0].permitted &&
+			    !caps[1].effective && !caps[1].permitted && !caps[0].inheritable,
+		    21, "capabilities left: %x", caps[0].effective);
+	CHILD_CHECK(prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 0, 23,
+		    "CAP_SYS_ADMIN is still in the bounding set");
 	if (bk_sandbox_load(why, sizeof(why))) {
 		fprintf(stderr, "child: %s\n", why);
 		return 1;
 	}
+	fprintf(stderr, "child: sandbox: %s\n", what);
 	CHILD_CHECK(execl("/bin/true", "true", (char *)NULL) < 0 && errno == EPERM, 2,
 		    "execve was not refused");
 	snprintf(path, sizeof(path), "%s/created-by-sandbox", gvmt_dir());
@@ -66,37 +114,62 @@ static int sandboxed_child(void)
 		    "a packet socket was not refused");
 	CHILD_CHECK(ioctl(0, TIOCSTI, "x") < 0 && errno == EPERM, 7, "TIOCSTI was not refused");
 	CHILD_CHECK(fork() < 0 && errno == EPERM, 8, "fork was not refused");
+	/* A root-owned file, existing: neither written nor read. */
+	CHILD_CHECK(open(root_file, O_RDWR) < 0 && errno == EPERM, 14,
+		    "a write-open of an existing root file was not refused");
+	CHILD_CHECK(open(root_file, O_RDONLY) < 0, 15, "reading a root file was not refused");
+	CHILD_CHECK(open("/etc/passwd", O_RDONLY) < 0, 16, "reading /etc/passwd was not refused");
+	CHILD_CHECK(unlink(root_file) < 0 && errno == EPERM, 17, "unlink was not refused");
+	CHILD_CHECK(socket(AF_UNIX, SOCK_STREAM, 0) < 0 && errno == EPERM, 18,
+		    "a unix socket was not refused");
+	CHILD_CHECK(socket(AF_INET, SOCK_DGRAM, 0) < 0 && errno == EPERM, 19,
+		    "a UDP socket was not refused");
+	CHILD_CHECK(syscall(SYS_tgkill, getppid(), getppid(), 0) < 0 && errno == EPERM, 20,
+		    "a signal to another process was not refused");
+	/* Landlock (ABI 4 and up, as here): TCP to the donor's port only. */
+	CHILD_CHECK(connect_tcp(other_port) == -EACCES, 22,
+		    "a connect to a port that is not a donor's was not refused");
 	/* What the broker needs still works. */
-	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHILD_CHECK(s >= 0, 9, "an AF_INET socket was refused: %s", strerror(errno));
-	close(s);
-	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	CHILD_CHECK(fd >= 0, 10, "reading /proc/self/maps was refused: %s", strerror(errno));
-	close(fd);
+	CHILD_CHECK(connect_tcp(donor_port) == 0, 9, "a connect to the donor was refused");
 	CHILD_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0, 11, "UFFDIO_API was refused: %s",
 		    strerror(errno));
+	s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	CHILD_CHECK(s >= 0, 10, "an AF_INET6 TCP socket was refused: %s", strerror(errno));
+	close(s);
 	return 0;
 }
 
 static void test_filter_refuses_what_the_broker_never_does(void **state)
 {
-	int status;
+	char root_file[512];
+	int status, fd;
 	pid_t pid;
 
 	(void)state;
+	gvmt_path(root_file, sizeof(root_file), "root-only");
+	fd = open(root_file, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "secret", 6), 6);
+	close(fd);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(sandboxed_child());
+		_exit(sandboxed_child(root_file));
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The file is as it was. */
+	fd = open(root_file, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, root_file, sizeof(root_file)), 6);
+	close(fd);
 }
 
-static int seccomp_mode(pid_t pid)
+/* A number from /proc/PID/status ("Seccomp:", "CapEff:" in hex...). */
+static long long status_field(pid_t pid, const char *field, int base)
 {
 	char path[64], line[256];
-	int mode = -1;
+	long long v = -1;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -104,10 +177,17 @@ static int seccomp_mode(pid_t pid)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+		if (!strncmp(line, field, strlen(field))) {
+			v = strtoll(line + strlen(field), NULL, base);
 			break;
+		}
 	fclose(f);
-	return mode;
+	return v;
+}
+
+static int seccomp_mode(pid_t pid)
+{
+	return (int)status_field(pid, "Seccomp:", 10);
 }
 
 /* A client of the sandboxed broker: 32 MiB under a 4 MiB budget, every
@@ -176,6 +256,12 @@ static void test_sandboxed_broker_serves_faults(void **state)
 		   (const char *[]){ "--budget", "4M", NULL });
 	assert_true(log_has(broker.log, "seccomp allowlist loaded", 5000));
 	assert_int_equal(seccomp_mode(broker.pid), 2);
+	/* Root's uid, no root privilege: every capability set empty. */
+	assert_int_equal(status_field(broker.pid, "CapEff:", 16), 0);
+	assert_int_equal(status_field(broker.pid, "CapPrm:", 16), 0);
+	assert_int_equal(status_field(broker.pid, "CapBnd:", 16), 0);
+	assert_int_equal(status_field(broker.pid, "NoNewPrivs:", 10), 1);
+	assert_int_equal(gvmt_file_count(broker.log, "sandbox: no capabilities; Landlock ABI"), 1);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
@@ -204,7 +290,7 @@ static void test_no_sandbox_and_print_seccomp(void **state)
 	(void)state;
 	pair_start(&donor, &broker, sock, sizeof(sock), "unsandboxed.sock",
 		   (const char *[]){ "--no-sandbox", NULL });
-	assert_true(log_has(broker.log, "--no-sandbox: running without", 5000));
+	assert_true(log_has(broker.log, "--no-sandbox: running with every privilege", 5000));
 	assert_int_equal(seccomp_mode(broker.pid), 0);
 	gvmt_proc_stop(&broker, SIGTERM);
 	gvmt_proc_stop(&donor, SIGTERM);
