@@ -201,6 +201,9 @@ TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
 # Integration tests write the benchmarks' page patterns and link libgvmmem.
 $(OBJ)/tests/integration/%.o: CPPFLAGS += -Ibench -Iclient-lib/include
 
+# The donor's test checks its limits (memserver.h).
+$(OBJ)/tests/integration/test_memserver.o: CPPFLAGS += -Imemserver
+
 # The store's test links the store itself.
 $(OBJ)/tests/unit/test_store.o: CPPFLAGS += -Imemserver
 $(BUILD)/tests/test_store: $(OBJ)/tests/unit/test_store.o $(OBJ)/memserver/store.o $(LIB)/libgvmproto.a

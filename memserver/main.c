@@ -33,9 +33,17 @@ static void usage(FILE *f)
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
 		"  -h, --help           this text\n"
 		"\n"
+		"A peer authenticates for a host id and may use that host's namespaces\n"
+		"(HOST.NAME) only, at most %u of them. Until it authenticates (within\n"
+		"%u ms of connecting) it is one of at most %u such peers per thread, the\n"
+		"oldest closed for a new one, and %u per source address (IPv6: per /64);\n"
+		"at most %u peers are authenticated at once.\n"
+		"\n"
 		"SIGTERM or SIGINT: close every connection, flush the backing file, exit 0;\n"
 		"another one meanwhile is ignored.\n",
-		MS_DEFAULT_LISTEN, GVM_KEY_MIN_BYTES, GVM_DEFAULT_KEY_FILE, MS_THREADS_MAX);
+		MS_DEFAULT_LISTEN, GVM_KEY_MIN_BYTES, GVM_DEFAULT_KEY_FILE, MS_THREADS_MAX,
+		MS_HOST_NAMESPACES_MAX, MS_AUTH_TIMEOUT_MS, MS_UNAUTH_MAX,
+		MS_UNAUTH_PER_SOURCE_MAX, MS_CONNS_MAX);
 }
 
 static int usage_error(const char *fmt, const char *arg)

@@ -8,12 +8,40 @@
 #define MS_DEFAULT_LISTEN "127.0.0.1:7700"
 #define MS_DEFAULT_CAPACITY_BYTES (1ull << 30)
 #define MS_THREADS_MAX 64u
-#define MS_CONNS_MAX 1024u             /* connections over all threads */
 #define MS_LISTEN_BACKLOG 128
 #define MS_READ_BUF_BYTES (64u * 1024u) /* per connection */
 #define MS_CONN_BACKLOG_MAX_BYTES (8u << 20) /* unsent replies before we stop reading */
-#define MS_AUTH_TIMEOUT_MS 10000u
+
+/* Connections. A peer is unauthenticated from accept until its AUTH answer
+ * checks out; the limits below keep a flood of those from locking brokers
+ * out, and nothing the peer sends moves any of them. */
+/* Authenticated connections over all threads; the one past it is closed as
+ * it authenticates (EBUSY). */
+#define MS_CONNS_MAX 1024u
+/* From accept to a good AUTH answer; fixed, never restarted. */
+#define MS_AUTH_TIMEOUT_MS 5000u
+/* Unauthenticated connections per thread; a new one past it closes that
+ * thread's oldest unauthenticated one. */
+#define MS_UNAUTH_MAX 256u
+/* Unauthenticated connections per thread from one source (an IPv4 address,
+ * an IPv6 /64); the one past it is closed at once. A broker opens at most
+ * 16 (gvm-broker --pool-conns) at once. */
+#define MS_UNAUTH_PER_SOURCE_MAX 16u
+#define MS_SOURCE_V6_PREFIX_BYTES 8u /* an IPv6 source is its /64 */
+/* Closes of a flood (over the per-source limit, oldest closed for a new
+ * one, auth timeout): per thread and kind, one line, then a count a line
+ * per interval. */
+#define MS_FLOOD_LOG_INTERVAL_MS 1000u
+/* Open files beyond connections: listeners, backing file, loops, stdio. */
+#define MS_FDS_SPARE 64u
+/* Open files the connection limits need; the donor raises a lower soft
+ * RLIMIT_NOFILE to the hard limit. */
+#define MS_FDS_NEEDED(threads) (MS_CONNS_MAX + (threads) * (MS_UNAUTH_MAX + 1u) + MS_FDS_SPARE)
+
+/* Store. */
 #define MS_NAMESPACES_MAX 4096u
+/* Namespaces one host may hold (names "<host>.*"): a quarter of them. */
+#define MS_HOST_NAMESPACES_MAX (MS_NAMESPACES_MAX / 4u)
 #define MS_STORE_SLOTS_MAX 0xfffffff0u /* 4 KiB slots: just under 16 TiB */
 
 struct ms_config {

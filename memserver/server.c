@@ -3,17 +3,25 @@
  * on one loop. Frames come through proto/frame.c's reader; a malformed one
  * closes that connection with one log line. Replies are written at once when
  * the socket takes them, else queued, and a peer that stops reading stops
- * being read (MS_CONN_BACKLOG_MAX_BYTES). Pages live in store.c. */
+ * being read (MS_CONN_BACKLOG_MAX_BYTES). Pages live in store.c, which
+ * lets a connection touch only the namespaces of the host it authenticated
+ * for. Peers that have not authenticated are bounded per source and per
+ * thread, the oldest making room for a new one, and get MS_AUTH_TIMEOUT_MS
+ * from accept, never more (memserver.h); refusals of a flood are logged once
+ * per kind and second, then counted. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -25,10 +33,33 @@ struct ms_stats {
 	atomic_uint_fast64_t reads, writes, pages_read, pages_written,
 		zero_pages_read, bytes_in, bytes_out, auth_failures, bad_frames,
 		enospc;
-	atomic_uint conns;
+	atomic_uint conns;  /* open connections, authenticated or not */
+	atomic_uint authed; /* of which authenticated: MS_CONNS_MAX */
 };
 
 struct ms_server;
+
+/* Closes that keep a flood out, each logged once per MS_FLOOD_LOG_INTERVAL_MS
+ * per thread, the rest counted into one line. */
+enum ms_flood {
+	MS_FLOOD_PER_SOURCE,   /* over MS_UNAUTH_PER_SOURCE_MAX: closed at once */
+	MS_FLOOD_OLDEST,       /* over MS_UNAUTH_MAX: the oldest made room */
+	MS_FLOOD_AUTH_TIMEOUT, /* MS_AUTH_TIMEOUT_MS passed */
+	MS_FLOOD_KINDS
+};
+
+struct ms_flood_log {
+	uint64_t quiet_until; /* loop time (ms): lines of this kind only counted */
+	unsigned suppressed;  /* closes counted since the last line */
+	char last[64];        /* the peer of the last one counted */
+};
+
+/* Where a peer connects from, for MS_UNAUTH_PER_SOURCE_MAX: an IPv4
+ * address (also v4-mapped IPv6) or an IPv6 /64 prefix. */
+struct ms_source {
+	uint8_t family; /* 4, 6, or 0 when unknown */
+	uint8_t bytes[MS_SOURCE_V6_PREFIX_BYTES];
+};
 
 struct ms_worker {
 	struct ms_server *srv;
@@ -40,6 +71,11 @@ struct ms_worker {
 	uv_thread_t thread;
 	uint8_t *scratch; /* a READ reply's payload, built then sent */
 	struct ms_conn *conns;
+	/* Its unauthenticated connections, oldest first (MS_UNAUTH_MAX). */
+	struct ms_conn *unauth_head, *unauth_tail;
+	unsigned nunauth;
+	uv_timer_t flood_timer;
+	struct ms_flood_log flood[MS_FLOOD_KINDS];
 };
 
 struct ms_server {
@@ -57,11 +93,15 @@ struct ms_conn {
 	uv_timer_t auth_timer;
 	struct ms_worker *w;
 	struct ms_conn *prev, *next;
+	struct ms_conn *uprev, *unext; /* in w's unauthenticated list */
 	struct gvm_reader rd;
 	size_t rlen, roff;
 	size_t backlog; /* reply bytes queued in libuv */
 	int open_handles;
 	bool authed, closing, paused, close_when_flushed;
+	bool in_unauth;      /* on w's unauthenticated list */
+	bool warned_foreign; /* logged a request for another host's namespace */
+	struct ms_source src;
 	uint8_t nonce[GVM_AUTH_NONCE_BYTES];
 	char host[GVM_HOST_ID_MAX_BYTES + 1]; /* from AUTH: whose namespaces it may use */
 	char peer[64];
@@ -88,6 +128,40 @@ static void conn_handle_closed(uv_handle_t *h)
 	free(c);
 }
 
+/* Appends c to its worker's unauthenticated connections (the newest). */
+static void unauth_add(struct ms_conn *c)
+{
+	struct ms_worker *w = c->w;
+
+	c->uprev = w->unauth_tail;
+	c->unext = NULL;
+	if (w->unauth_tail)
+		w->unauth_tail->unext = c;
+	else
+		w->unauth_head = c;
+	w->unauth_tail = c;
+	w->nunauth++;
+	c->in_unauth = true;
+}
+
+static void unauth_remove(struct ms_conn *c)
+{
+	struct ms_worker *w = c->w;
+
+	if (!c->in_unauth)
+		return;
+	if (c->uprev)
+		c->uprev->unext = c->unext;
+	else
+		w->unauth_head = c->unext;
+	if (c->unext)
+		c->unext->uprev = c->uprev;
+	else
+		w->unauth_tail = c->uprev;
+	w->nunauth--;
+	c->in_unauth = false;
+}
+
 static void conn_close(struct ms_conn *c)
 {
 	if (c->closing)
@@ -99,6 +173,9 @@ static void conn_close(struct ms_conn *c)
 		c->w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	unauth_remove(c);
+	if (c->authed)
+		atomic_fetch_sub(&c->w->srv->stats.authed, 1);
 	atomic_fetch_sub(&c->w->srv->stats.conns, 1);
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->auth_timer, conn_handle_closed);
@@ -109,6 +186,86 @@ static void conn_reject(struct ms_conn *c, const char *what, const char *why)
 {
 	gvm_warn("peer %s: closing: %s: %s", c->peer, what, why);
 	conn_close(c);
+}
+
+/* One line for the closes of a kind that were only counted. */
+static void flood_summary(enum ms_flood kind, const struct ms_flood_log *f)
+{
+	switch (kind) {
+	case MS_FLOOD_PER_SOURCE:
+		gvm_warn("closed %u more connections at once: over %u unauthenticated from one source (the last: peer %s)",
+			 f->suppressed, MS_UNAUTH_PER_SOURCE_MAX, f->last);
+		break;
+	case MS_FLOOD_OLDEST:
+		gvm_warn("closed %u more unauthenticated connections, oldest first, to stay within %u per thread (the last: peer %s)",
+			 f->suppressed, MS_UNAUTH_MAX, f->last);
+		break;
+	default:
+		gvm_warn("closed %u more connections: no authentication within %u ms (the last: peer %s)",
+			 f->suppressed, MS_AUTH_TIMEOUT_MS, f->last);
+		break;
+	}
+}
+
+/* Every MS_FLOOD_LOG_INTERVAL_MS while a flood lasts: the counts, in one
+ * line per kind; stops once an interval passed with nothing to say. */
+static void on_flood_timer(uv_timer_t *t)
+{
+	struct ms_worker *w = t->data;
+	uint64_t now = uv_now(&w->loop);
+	bool quiet = false;
+
+	for (int k = 0; k < MS_FLOOD_KINDS; k++) {
+		struct ms_flood_log *f = &w->flood[k];
+
+		if (f->suppressed) {
+			flood_summary((enum ms_flood)k, f);
+			f->suppressed = 0;
+			f->quiet_until = now + MS_FLOOD_LOG_INTERVAL_MS;
+		}
+		quiet |= f->quiet_until > now;
+	}
+	if (!quiet)
+		uv_timer_stop(t);
+}
+
+/* Closes c to keep a flood out: one warn line saying why, unless this
+ * thread logged one of this kind less than MS_FLOOD_LOG_INTERVAL_MS ago;
+ * then it is counted, and on_flood_timer says how many. */
+static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
+{
+	struct ms_worker *w = c->w;
+	struct ms_flood_log *f = &w->flood[kind];
+	uint64_t now = uv_now(&w->loop);
+	char why[200];
+	va_list ap;
+
+	if (now >= f->quiet_until) {
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+		gvm_warn("peer %s: closing: %s", c->peer, why);
+		f->quiet_until = now + MS_FLOOD_LOG_INTERVAL_MS;
+		if (!uv_is_active((uv_handle_t *)&w->flood_timer))
+			uv_timer_start(&w->flood_timer, on_flood_timer, MS_FLOOD_LOG_INTERVAL_MS,
+				       MS_FLOOD_LOG_INTERVAL_MS);
+	} else {
+		f->suppressed++;
+		snprintf(f->last, sizeof(f->last), "%s", c->peer);
+	}
+	conn_close(c);
+}
+
+/* Logs what a flood left counted but not yet said (at shutdown). */
+static void flood_flush(struct ms_worker *w)
+{
+	for (int k = 0; k < MS_FLOOD_KINDS; k++)
+		if (w->flood[k].suppressed) {
+			flood_summary((enum ms_flood)k, &w->flood[k]);
+			w->flood[k].suppressed = 0;
+		}
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -216,6 +373,7 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 			const uint8_t *p)
 {
 	const struct gvm_key *key = c->w->srv->key;
+	char why[GVM_ERROR_MAX_BYTES + 1];
 	uint8_t mac[GVM_AUTH_MAC_BYTES];
 	struct gvm_hdr r;
 
@@ -237,7 +395,20 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 			conn_close(c);
 		return;
 	}
+	if (atomic_fetch_add(&c->w->srv->stats.authed, 1) >= MS_CONNS_MAX) {
+		atomic_fetch_sub(&c->w->srv->stats.authed, 1);
+		gvm_warn("peer %s: closing: authenticated for host %s, but %u authenticated connections are open, the most this donor serves",
+			 c->peer, h->host_id, MS_CONNS_MAX);
+		snprintf(why, sizeof(why), "donor busy: it serves at most %u authenticated connections",
+			 MS_CONNS_MAX);
+		reply_error(c, h, -EBUSY, why);
+		c->close_when_flushed = true;
+		if (c->backlog == 0)
+			conn_close(c);
+		return;
+	}
 	c->authed = true;
+	unauth_remove(c);
 	snprintf(c->host, sizeof(c->host), "%s", h->host_id);
 	gvm_reader_limit(&c->rd, GVM_FRAME_DATA_MAX_BYTES);
 	uv_timer_stop(&c->auth_timer);
@@ -253,10 +424,29 @@ static const char *store_error(int err)
 	switch (err) {
 	case -ENOENT: return "unknown namespace";
 	case -ENOSPC: return "capacity full";
-	case -EINVAL: return "bad namespace name";
+	case -EINVAL: return "bad namespace name: want HOST.NAME, HOST the host id";
+	case -EACCES: return "namespace belongs to another host";
 	case -ENOMEM: return "donor out of memory";
 	default: return strerror(-err);
 	}
+}
+
+/* Answers a refusal of the store. A request for another host's namespace
+ * is logged (once per connection: the peer holds the key, but should not
+ * ask) before it gets EACCES like any other refusal. */
+static void reply_store_error(struct ms_conn *c, const struct gvm_hdr *h, int err)
+{
+	if (err == -EACCES) {
+		if (!c->warned_foreign)
+			gvm_warn("peer %s (host %s): %s of namespace %s refused: it belongs to another host",
+				 c->peer, c->host, gvm_op_name(h->op),
+				 h->ns_name[0] ? h->ns_name : "(by id)");
+		else
+			gvm_debug("peer %s (host %s): %s of another host's namespace refused",
+				  c->peer, c->host, gvm_op_name(h->op));
+		c->warned_foreign = true;
+	}
+	reply_error(c, h, err, store_error(err));
 }
 
 static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
@@ -267,10 +457,10 @@ static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
 	int err;
 
 	reply_init(&r, h);
-	err = ms_store_read(c->w->srv->store, h->ns, h->first_page, h->page_count,
-			    r.zero_bitmap, c->w->scratch, &data_pages);
+	err = ms_store_read(c->w->srv->store, c->host, h->ns, h->first_page,
+			    h->page_count, r.zero_bitmap, c->w->scratch, &data_pages);
 	if (err) {
-		reply_error(c, h, err, store_error(err));
+		reply_store_error(c, h, err);
 		return;
 	}
 	r.payload_len = data_pages * GVM_PAGE_SIZE;
@@ -289,8 +479,8 @@ static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 	char why[GVM_ERROR_MAX_BYTES + 1];
 	int err;
 
-	err = ms_store_write(c->w->srv->store, h->ns, h->first_page, h->page_count,
-			     h->zero_bitmap, p);
+	err = ms_store_write(c->w->srv->store, c->host, h->ns, h->first_page,
+			     h->page_count, h->zero_bitmap, p);
 	if (err == -ENOSPC) {
 		atomic_fetch_add(&st->enospc, 1);
 		ms_store_get_info(c->w->srv->store, &info);
@@ -303,7 +493,7 @@ static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 		return;
 	}
 	if (err) {
-		reply_error(c, h, err, store_error(err));
+		reply_store_error(c, h, err);
 		return;
 	}
 	atomic_fetch_add(&st->writes, 1);
@@ -319,7 +509,15 @@ static void handle_stats(struct ms_conn *c, const struct gvm_hdr *h)
 	uint8_t buf[GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES];
 	struct ms_store_info info;
 	struct gvm_hdr r;
+	int err;
 
+	if (h->ns_name[0]) {
+		err = ms_store_ns_pages(srv->store, c->host, h->ns_name, &m.ns_used_pages);
+		if (err) {
+			reply_store_error(c, h, err);
+			return;
+		}
+	}
 	ms_store_get_info(srv->store, &info);
 	m.capacity_pages = info.capacity_pages;
 	m.used_pages = info.used_pages;
@@ -336,8 +534,6 @@ static void handle_stats(struct ms_conn *c, const struct gvm_hdr *h)
 	m.bad_frames = atomic_load(&srv->stats.bad_frames);
 	m.enospc = atomic_load(&srv->stats.enospc);
 	m.threads = srv->nworkers;
-	if (h->ns_name[0])
-		m.ns_used_pages = ms_store_ns_pages(srv->store, h->ns_name);
 	reply_init(&r, h);
 	r.payload_len = (uint32_t)gvm__memserver_stats__pack(&m, buf);
 	conn_send(c, &r, buf);
@@ -347,6 +543,7 @@ static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
 			 const uint8_t *p)
 {
 	struct ms_store *store = c->w->srv->store;
+	char why[GVM_ERROR_MAX_BYTES + 1];
 	struct gvm_hdr r;
 	uint32_t id;
 	int err;
@@ -370,10 +567,23 @@ static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
 		handle_write(c, h, p);
 		return;
 	case GVM__OP__OP_OPEN_NS:
-		err = ms_store_open_ns(store, h->ns_name, &id);
+		err = ms_store_open_ns(store, c->host, h->ns_name, &id);
+		if (err == -EDQUOT) {
+			snprintf(why, sizeof(why), "host %s holds %u namespaces, the most one host may",
+				 c->host, MS_HOST_NAMESPACES_MAX);
+			gvm_warn("peer %s: OPEN_NS %s refused: %s", c->peer, h->ns_name, why);
+			reply_error(c, h, -ENOSPC, why);
+			return;
+		}
+		if (err == -ENOSPC) {
+			snprintf(why, sizeof(why), "namespace table full: %u namespaces, the most this donor holds",
+				 MS_NAMESPACES_MAX);
+			gvm_warn("peer %s: OPEN_NS %s refused: %s", c->peer, h->ns_name, why);
+			reply_error(c, h, err, why);
+			return;
+		}
 		if (err) {
-			reply_error(c, h, err, err == -ENOSPC ? "namespace table full" :
-							     store_error(err));
+			reply_store_error(c, h, err);
 			return;
 		}
 		reply_init(&r, h);
@@ -381,10 +591,10 @@ static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
 		conn_send(c, &r, NULL);
 		return;
 	case GVM__OP__OP_DISCARD:
-		err = ms_store_discard(store, h->ns, h->first_page, h->page_count);
+		err = ms_store_discard(store, c->host, h->ns, h->first_page, h->page_count);
 		break;
 	case GVM__OP__OP_DROP_NS:
-		err = ms_store_drop_ns(store, h->ns_name[0] ? h->ns_name : NULL, h->ns);
+		err = ms_store_drop_ns(store, c->host, h->ns_name[0] ? h->ns_name : NULL, h->ns);
 		if (!err)
 			gvm_info("peer %s: dropped namespace %s", c->peer,
 				 h->ns_name[0] ? h->ns_name : "(by id)");
@@ -402,7 +612,7 @@ static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
 		return;
 	}
 	if (err) {
-		reply_error(c, h, err, store_error(err));
+		reply_store_error(c, h, err);
 		return;
 	}
 	reply_init(&r, h);
@@ -457,7 +667,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	if (nread < 0) {
-		if (nread != UV_EOF)
+		/* A peer that leaves before authenticating had nothing at stake;
+		 * a line for each would let a flood write the log. */
+		if (!c->authed)
+			gvm_debug("peer %s: gone before authenticating: %s", c->peer,
+				  uv_strerror((int)nread));
+		else if (nread != UV_EOF)
 			gvm_info("peer %s: closing: receive failed: %s", c->peer,
 				 uv_strerror((int)nread));
 		else if (!gvm_reader_idle(&c->rd))
@@ -474,13 +689,61 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_process(c);
 }
 
+/* The deadline runs from accept and nothing the peer sends moves it: only
+ * a good AUTH answer stops it (handle_auth). */
 static void on_auth_timeout(uv_timer_t *t)
 {
 	struct ms_conn *c = t->data;
 
-	gvm_warn("peer %s: closing: no authentication within %u ms", c->peer,
-		 MS_AUTH_TIMEOUT_MS);
-	conn_close(c);
+	flood_close(c, MS_FLOOD_AUTH_TIMEOUT, "no authentication within %u ms",
+		    MS_AUTH_TIMEOUT_MS);
+}
+
+static void source_of(const struct sockaddr_storage *ss, struct ms_source *src)
+{
+	memset(src, 0, sizeof(*src));
+	if (ss->ss_family == AF_INET) {
+		src->family = 4;
+		memcpy(src->bytes, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			src->family = 4;
+			memcpy(src->bytes, a->s6_addr + 12, 4);
+		} else {
+			src->family = 6;
+			memcpy(src->bytes, a->s6_addr, MS_SOURCE_V6_PREFIX_BYTES);
+		}
+	}
+}
+
+/* "192.0.2.7" or "2001:db8:1:2::/64". */
+static void source_format(const struct ms_source *src, char *out, size_t n)
+{
+	uint8_t v6[16] = { 0 };
+	char a[INET6_ADDRSTRLEN];
+
+	if (src->family == 4 && inet_ntop(AF_INET, src->bytes, a, sizeof(a))) {
+		snprintf(out, n, "%s", a);
+		return;
+	}
+	memcpy(v6, src->bytes, MS_SOURCE_V6_PREFIX_BYTES);
+	if (src->family == 6 && inet_ntop(AF_INET6, v6, a, sizeof(a)))
+		snprintf(out, n, "%s/%u", a, MS_SOURCE_V6_PREFIX_BYTES * 8);
+	else
+		snprintf(out, n, "an unknown source");
+}
+
+/* Unauthenticated connections of w from src. At most MS_UNAUTH_MAX to
+ * look at, so a scan beats keeping a table. */
+static unsigned unauth_from(const struct ms_worker *w, const struct ms_source *src)
+{
+	unsigned n = 0;
+
+	for (const struct ms_conn *o = w->unauth_head; o; o = o->unext)
+		n += memcmp(&o->src, src, sizeof(*src)) == 0;
+	return n;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -518,15 +781,26 @@ static void on_connection(uv_stream_t *listener, int status)
 		conn_close(c);
 		return;
 	}
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
 		gvm_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
-	else
+		source_of(&ss, &c->src);
+	} else {
 		strcpy(c->peer, "?");
-	if (atomic_load(&srv->stats.conns) > MS_CONNS_MAX) {
-		gvm_warn("peer %s: refused: already %u connections", c->peer, MS_CONNS_MAX);
-		conn_close(c);
+	}
+	if (unauth_from(w, &c->src) >= MS_UNAUTH_PER_SOURCE_MAX) {
+		char src[INET6_ADDRSTRLEN + 8];
+
+		source_format(&c->src, src, sizeof(src));
+		flood_close(c, MS_FLOOD_PER_SOURCE,
+			    "%u unauthenticated connections from %s already, the most from one source",
+			    MS_UNAUTH_PER_SOURCE_MAX, src);
 		return;
 	}
+	if (w->nunauth >= MS_UNAUTH_MAX)
+		flood_close(w->unauth_head, MS_FLOOD_OLDEST,
+			    "the oldest of %u unauthenticated connections, to make room for a new one",
+			    MS_UNAUTH_MAX);
+	unauth_add(c);
 	uv_tcp_nodelay(&c->tcp, 1);
 	gvm_debug("peer %s: connected", c->peer);
 	uv_timer_start(&c->auth_timer, on_auth_timeout, MS_AUTH_TIMEOUT_MS, 0);
@@ -544,6 +818,8 @@ static void on_stop(uv_async_t *a)
 
 	uv_close((uv_handle_t *)&w->listener, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
+	flood_flush(w);
+	uv_close((uv_handle_t *)&w->flood_timer, NULL);
 	while (w->conns)
 		conn_close(w->conns);
 	if (w->index == 0) {
@@ -626,6 +902,8 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
 	w->loop_ready = true;
 	uv_async_init(&w->loop, &w->stop, on_stop);
 	w->stop.data = w;
+	uv_timer_init(&w->loop, &w->flood_timer);
+	w->flood_timer.data = w;
 	fd = listen_socket((struct sockaddr *)ss, len, w->srv->nworkers > 1);
 	if (fd < 0)
 		return fd;
@@ -639,6 +917,29 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
 		return err;
 	}
 	return uv_listen((uv_stream_t *)&w->listener, MS_LISTEN_BACKLOG, on_connection);
+}
+
+/* The connection limits need MS_FDS_NEEDED open files: a soft limit below
+ * that is raised to the hard limit, with a line saying what came of it. */
+static void raise_fd_limit(unsigned threads)
+{
+	rlim_t need = MS_FDS_NEEDED(threads), was;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (rl.rlim_cur > was && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = was;
+	if (rl.rlim_cur >= need)
+		gvm_info("open-file limit raised from %llu to %llu (the connection limits need %llu)",
+			 (unsigned long long)was, (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)need);
+	else
+		gvm_warn("open-file limit %llu (hard limit %llu) is below the %llu the connection limits need: connections past it fail at accept; raise it (LimitNOFILE=)",
+			 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+			 (unsigned long long)need);
 }
 
 int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
@@ -661,6 +962,7 @@ int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
 		return err;
 	}
 	srv.nworkers = cfg->threads;
+	raise_fd_limit(srv.nworkers);
 	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
 	if (!srv.workers)
 		return -ENOMEM;

@@ -2,7 +2,9 @@
  * and for a backing file: a header, a namespace table, a slot table saying
  * which (namespace, page) each 4 KiB data slot holds, then the slots. Each
  * namespace indexes its pages with an open-addressing hash map; a restart
- * from a file rebuilds the maps from the slot table. */
+ * from a file rebuilds the maps from the slot table. A namespace belongs to
+ * the host its name starts with (names.h): every call checks that under
+ * the store's lock, so server.c cannot serve one host another's pages. */
 #include "store.h"
 
 #include <ctype.h>
@@ -20,6 +22,7 @@
 #include "frame.h"
 #include "log.h"
 #include "memserver.h"
+#include "names.h"
 
 #define STORE_MAGIC "GVMSTOR1"
 #define STORE_VERSION 1u
@@ -303,16 +306,30 @@ static bool ns_valid(const struct ms_store *s, uint32_t ns)
 	return ns >= 1 && ns <= MS_NAMESPACES_MAX && s->nsrec[ns - 1].used;
 }
 
-static bool name_valid(const char *name)
+/* 0 if id is a namespace of host; -ENOENT if none, -EACCES if another's. */
+static int ns_check(const struct ms_store *s, const char *host, uint32_t ns)
 {
+	if (!ns_valid(s, ns))
+		return -ENOENT;
+	return gvm_ns_owned_by(s->nsrec[ns - 1].name, host) ? 0 : -EACCES;
+}
+
+/* 0 if name is a namespace name host may use: "<host>.<rest>", printable,
+ * at most GVM_NS_NAME_MAX_BYTES. -EINVAL if it is no namespace name (it
+ * names no host), -EACCES if it is another host's. */
+static int name_check(const char *host, const char *name)
+{
+	char owner[GVM_HOST_ID_MAX_BYTES + 1];
 	size_t len = strlen(name);
 
-	if (len == 0 || len > GVM_NS_NAME_MAX_BYTES)
-		return false;
+	if (len == 0 || len > GVM_NS_NAME_MAX_BYTES || gvm_ns_host(name, owner))
+		return -EINVAL;
+	if (!name[strlen(owner) + 1])
+		return -EINVAL; /* "<host>." and nothing after */
 	for (const char *p = name; *p; p++)
 		if (!isgraph((unsigned char)*p))
-			return false;
-	return true;
+			return -EINVAL;
+	return strcmp(owner, host) ? -EACCES : 0;
 }
 
 static void store_layout(struct ms_store *s, uint64_t slots)
@@ -350,6 +367,8 @@ static size_t layout_bytes(uint64_t slots)
 /* Rebuilds the namespace maps and the free list from a file's slot table. */
 static int store_recover(struct ms_store *s)
 {
+	uint32_t orphans = 0;
+
 	for (uint64_t i = 0; i < s->hdr->slots; i++) {
 		struct store_slot_rec *r = &s->slot[i];
 		int err;
@@ -369,6 +388,16 @@ static int store_recover(struct ms_store *s)
 	for (uint32_t i = 0; i < s->next_fresh; i++)
 		if (!s->slot[i].ns)
 			s->free_slots[s->nfree++] = i;
+	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++) {
+		char owner[GVM_HOST_ID_MAX_BYTES + 1];
+
+		if (s->nsrec[i].used && gvm_ns_host(s->nsrec[i].name, owner))
+			orphans++;
+	}
+	if (orphans)
+		gvm_warn("backing file: %u namespace%s name%s no host (written before protocol 2); no peer can reach %s",
+			 orphans, orphans == 1 ? "" : "s", orphans == 1 ? "s" : "",
+			 orphans == 1 ? "it" : "them");
 	return 0;
 }
 
@@ -547,44 +576,63 @@ static int ns_lookup(struct ms_store *s, const char *name)
 	return 0;
 }
 
-int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id)
+int ms_store_open_ns(struct ms_store *s, const char *host, const char *name,
+		     uint32_t *id)
 {
-	int found, err = -ENOSPC;
+	uint32_t held = 0, free_idx = MS_NAMESPACES_MAX;
+	int err = name_check(host, name);
 
-	if (!name_valid(name))
-		return -EINVAL;
+	if (err)
+		return err;
 	pthread_rwlock_wrlock(&s->lock);
-	found = ns_lookup(s, name);
-	if (found) {
-		*id = (uint32_t)found;
-		err = 0;
-	} else {
-		for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++) {
-			if (s->nsrec[i].used)
-				continue;
-			memset(&s->nsrec[i], 0, sizeof(s->nsrec[i]));
-			strcpy(s->nsrec[i].name, name);
-			s->nsrec[i].used = 1;
-			*id = i + 1;
-			err = 0;
-			break;
+	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++) {
+		if (!s->nsrec[i].used) {
+			if (free_idx == MS_NAMESPACES_MAX)
+				free_idx = i;
+			continue;
 		}
+		if (strcmp(s->nsrec[i].name, name) == 0) {
+			*id = i + 1;
+			goto out;
+		}
+		held += gvm_ns_owned_by(s->nsrec[i].name, host);
 	}
+	if (held >= MS_HOST_NAMESPACES_MAX) {
+		err = -EDQUOT;
+		goto out;
+	}
+	if (free_idx == MS_NAMESPACES_MAX) {
+		err = -ENOSPC;
+		goto out;
+	}
+	memset(&s->nsrec[free_idx], 0, sizeof(s->nsrec[free_idx]));
+	strcpy(s->nsrec[free_idx].name, name);
+	s->nsrec[free_idx].used = 1;
+	*id = free_idx + 1;
+out:
 	pthread_rwlock_unlock(&s->lock);
 	return err;
 }
 
-int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
+int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
+		     uint32_t id)
 {
 	uint32_t *slots, n = 0;
 	struct pmap *m;
+	int err;
 
+	if (name) {
+		err = name_check(host, name);
+		if (err)
+			return err;
+	}
 	pthread_rwlock_wrlock(&s->lock);
 	if (name)
 		id = (uint32_t)ns_lookup(s, name);
-	if (!ns_valid(s, id)) {
+	err = ns_check(s, host, id);
+	if (err) {
 		pthread_rwlock_unlock(&s->lock);
-		return -ENOENT;
+		return err;
 	}
 	/* The slots go to the releaser, lowest on top: giving a GiB back to
 	 * the kernel takes about half a second, which must not stall every
@@ -614,18 +662,20 @@ int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id)
 	return 0;
 }
 
-int ms_store_read(struct ms_store *s, uint32_t ns, uint64_t first,
-		  uint32_t count, uint8_t *zero_bitmap, uint8_t *out,
-		  uint32_t *data_pages)
+int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
+		  uint64_t first, uint32_t count, uint8_t *zero_bitmap,
+		  uint8_t *out, uint32_t *data_pages)
 {
 	uint32_t copied = 0, idx;
 	struct pmap *m;
+	int err;
 
 	memset(zero_bitmap, 0, (count + 7) / 8);
 	pthread_rwlock_rdlock(&s->lock);
-	if (!ns_valid(s, ns)) {
+	err = ns_check(s, host, ns);
+	if (err) {
 		pthread_rwlock_unlock(&s->lock);
-		return -ENOENT;
+		return err;
 	}
 	m = &s->maps[ns - 1];
 	for (uint32_t i = 0; i < count; i++) {
@@ -673,8 +723,8 @@ static void forget_range(struct ms_store *s, uint32_t ns, uint64_t first, uint64
 	slots_release(s, slots, n);
 }
 
-int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
-		   uint32_t count, const uint8_t *zero_bitmap,
+int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
+		   uint64_t first, uint32_t count, const uint8_t *zero_bitmap,
 		   const uint8_t *data)
 {
 	uint64_t needed;
@@ -685,10 +735,9 @@ int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
 again:
 	needed = 0;
 	pthread_rwlock_wrlock(&s->lock);
-	if (!ns_valid(s, ns)) {
-		err = -ENOENT;
+	err = ns_check(s, host, ns);
+	if (err)
 		goto out;
-	}
 	m = &s->maps[ns - 1];
 	for (uint32_t i = 0; i < count; i++)
 		if (!(zero_bitmap[i / 8] & (1u << (i % 8))) && !pmap_find(m, first + i, &idx))
@@ -733,15 +782,14 @@ out:
 	return err;
 }
 
-int ms_store_discard(struct ms_store *s, uint32_t ns, uint64_t first,
-		     uint32_t count)
+int ms_store_discard(struct ms_store *s, const char *host, uint32_t ns,
+		     uint64_t first, uint32_t count)
 {
-	int err = 0;
+	int err;
 
 	pthread_rwlock_wrlock(&s->lock);
-	if (!ns_valid(s, ns))
-		err = -ENOENT;
-	else
+	err = ns_check(s, host, ns);
+	if (!err)
 		forget_range(s, ns, first, count);
 	pthread_rwlock_unlock(&s->lock);
 	return err;
@@ -758,15 +806,18 @@ void ms_store_get_info(struct ms_store *s, struct ms_store_info *info)
 	pthread_rwlock_unlock(&s->lock);
 }
 
-uint64_t ms_store_ns_pages(struct ms_store *s, const char *name)
+int ms_store_ns_pages(struct ms_store *s, const char *host, const char *name,
+		      uint64_t *pages)
 {
-	uint64_t pages = 0;
-	int id;
+	int id, err = name_check(host, name);
 
+	*pages = 0;
+	if (err)
+		return err;
 	pthread_rwlock_rdlock(&s->lock);
 	id = ns_lookup(s, name);
 	if (id)
-		pages = s->maps[id - 1].len;
+		*pages = s->maps[id - 1].len;
 	pthread_rwlock_unlock(&s->lock);
-	return pages;
+	return 0;
 }

@@ -22,31 +22,43 @@ int ms_store_open(struct ms_store **out, const char *backing,
 /* Flushes a backing file to disk and frees everything. */
 int ms_store_close(struct ms_store *s);
 
-/* Name -> id (>= 1), created on first open. -EINVAL for a bad name,
- * -ENOSPC when MS_NAMESPACES_MAX are in use. */
-int ms_store_open_ns(struct ms_store *s, const char *name, uint32_t *id);
+/* Namespaces belong to hosts: a name is "<host id>.<rest>" (names.h), and
+ * every call below that takes a name or an id also takes the host the
+ * caller speaks for. A name that names no host is -EINVAL; a namespace of
+ * another host is -EACCES, checked under the lock the call works under, so
+ * an id dropped and handed out again meanwhile is never served to the
+ * wrong host. An unknown id is -ENOENT. */
+
+/* Name -> id (>= 1), created on first open. -EDQUOT when host already holds
+ * MS_HOST_NAMESPACES_MAX namespaces, -ENOSPC when MS_NAMESPACES_MAX are in
+ * use (an existing namespace opens either way). */
+int ms_store_open_ns(struct ms_store *s, const char *host, const char *name,
+		     uint32_t *id);
 /* Forgets a namespace (by name, or by id when name is NULL): -ENOENT. Its
  * memory goes back to the host in the background (a thread of the store),
  * so a large drop does not hold up other clients. */
-int ms_store_drop_ns(struct ms_store *s, const char *name, uint32_t id);
+int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
+		     uint32_t id);
 /* Gives back now the memory of dropped namespaces still pending. */
 void ms_store_release_now(struct ms_store *s);
 
 /* Copies the stored pages of [first, first+count) into out, packed; sets the
  * zero bit of every page never written. *data_pages: pages copied. */
-int ms_store_read(struct ms_store *s, uint32_t ns, uint64_t first,
-		  uint32_t count, uint8_t *zero_bitmap, uint8_t *out,
-		  uint32_t *data_pages);
+int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
+		  uint64_t first, uint32_t count, uint8_t *zero_bitmap,
+		  uint8_t *out, uint32_t *data_pages);
 /* Stores count pages: packed non-zero pages in data, zero bits for the
  * rest. All or nothing: -ENOSPC changes no page. */
-int ms_store_write(struct ms_store *s, uint32_t ns, uint64_t first,
-		   uint32_t count, const uint8_t *zero_bitmap,
+int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
+		   uint64_t first, uint32_t count, const uint8_t *zero_bitmap,
 		   const uint8_t *data);
-int ms_store_discard(struct ms_store *s, uint32_t ns, uint64_t first,
-		     uint32_t count);
+int ms_store_discard(struct ms_store *s, const char *host, uint32_t ns,
+		     uint64_t first, uint32_t count);
 
 void ms_store_get_info(struct ms_store *s, struct ms_store_info *info);
-/* Pages held for a namespace name; 0 if unknown. */
-uint64_t ms_store_ns_pages(struct ms_store *s, const char *name);
+/* Pages held for a namespace name into *pages (0 if unknown): 0, -EINVAL or
+ * -EACCES. */
+int ms_store_ns_pages(struct ms_store *s, const char *host, const char *name,
+		      uint64_t *pages);
 
 #endif

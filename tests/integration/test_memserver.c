@@ -2,42 +2,57 @@
  * proto/dclient.c and raw sockets: page round trips by checksum across
  * namespaces, zero pages, capacity exhaustion, restart from a backing file,
  * authentication, malformed and abandoned frames beside a healthy client,
- * pipelining, a peer that never reads, and the command line. */
+ * pipelining, a peer that never reads, namespaces served to their own host
+ * only and at most 1024 per host, floods of connections that never
+ * authenticate (from one source, from many), the fixed authentication
+ * deadline, the limit on authenticated connections, and the command line. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "dclient.h"
+#include "memserver.h" /* the limits under test */
 #include "frame.h"
 #include "pattern.h"
 #include "procs.h"
 
+#define HOST "memtest" /* the host the tests speak for; namespaces HOST.* */
+
 static char key_path[512];
 static struct gvm_key key;
 
-static struct gvm_dconn *connect_ok(const struct gvmt_proc *p)
+static struct gvm_dconn *connect_as(const struct gvmt_proc *p, const char *host)
 {
 	struct gvm_dconn *c = NULL;
 	char why[512];
-	int err = gvm_dconn_open(&c, p->addr, &key, NULL, why, sizeof(why));
+	int err = gvm_dconn_open(&c, p->addr, &key, host, why, sizeof(why));
 
 	if (err)
-		fail_msg("connect %s: %s", p->addr, why);
+		fail_msg("connect %s as %s: %s", p->addr, host, why);
 	return c;
+}
+
+static struct gvm_dconn *connect_ok(const struct gvmt_proc *p)
+{
+	return connect_as(p, HOST);
 }
 
 static Gvm__MemserverStats *stats(struct gvm_dconn *c, const char *ns)
@@ -112,8 +127,8 @@ static void test_pages_round_trip_by_checksum_across_namespaces(void **state)
 	(void)state;
 	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--capacity", "64M", NULL }));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-a", &a), 0);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-b", &b), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-a", &a), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-b", &b), 0);
 	assert_int_not_equal(a, b);
 	/* The same page numbers, different contents per namespace. */
 	write_pattern(c, a, 111, 0, 2000, 8);
@@ -125,14 +140,14 @@ static void test_pages_round_trip_by_checksum_across_namespaces(void **state)
 			 pattern_checksum(0, 2000, 222, 0));
 	assert_int_equal(bad, 0);
 	assert_int_not_equal(pattern_checksum(0, 2000, 111, 8), pattern_checksum(0, 2000, 222, 0));
-	m = stats(c, "vm-a");
+	m = stats(c, HOST ".vm-a");
 	assert_int_equal(m->ns_used_pages, 2000 - 2000 / 8); /* zero pages take no slot */
 	assert_int_equal(m->used_pages, 2000 - 2000 / 8 + 2000);
 	assert_int_equal(m->namespaces, 2);
 	gvm__memserver_stats__free_unpacked(m, NULL);
 	/* Dropping one namespace leaves the other whole. */
-	assert_int_equal(gvm_dconn_drop_ns(c, "vm-a"), 0);
-	assert_int_equal(gvm_dconn_drop_ns(c, "vm-a"), -ENOENT);
+	assert_int_equal(gvm_dconn_drop_ns(c, HOST ".vm-a"), 0);
+	assert_int_equal(gvm_dconn_drop_ns(c, HOST ".vm-a"), -ENOENT);
 	assert_int_equal(read_checksum(c, b, 0, 2000, 100, 222, 0, &bad),
 			 pattern_checksum(0, 2000, 222, 0));
 	m = stats(c, NULL);
@@ -156,7 +171,7 @@ static void test_unwritten_and_zero_pages_travel_as_bits_only(void **state)
 	(void)state;
 	assert_true(gvmt_memserver_start(&p, key_path, NULL));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-z", &ns), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-z", &ns), 0);
 	gvm_hdr_init(&req, GVM__OP__OP_READ, 77);
 	req.ns = ns;
 	req.first_page = 1ull << 40; /* far away: still fine */
@@ -176,7 +191,7 @@ static void test_unwritten_and_zero_pages_travel_as_bits_only(void **state)
 	for (size_t i = 0; i < 32 * GVM_PAGE_SIZE; i++)
 		if (buf[i])
 			fail_msg("byte %zu of a zeroed page is %u", i, buf[i]);
-	m = stats(c, "vm-z");
+	m = stats(c, HOST ".vm-z");
 	assert_int_equal(m->ns_used_pages, 32);
 	assert_true(m->zero_pages_read >= GVM_FRAME_PAGES_MAX + 32);
 	gvm__memserver_stats__free_unpacked(m, NULL);
@@ -200,8 +215,8 @@ static void test_capacity_full_is_a_clear_error_and_loses_nothing(void **state)
 	(void)state;
 	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--capacity", "1M", NULL }));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-full", &ns), 0);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-other", &other), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-full", &ns), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-other", &other), 0);
 	write_pattern(c, ns, 9, 0, 256, 0); /* exactly the capacity */
 	gvm_pattern_fill_page(buf, 10, 0, 0);
 	assert_int_equal(gvm_dconn_write(c, other, 0, 1, buf), -ENOSPC);
@@ -242,11 +257,11 @@ static void test_file_backing_keeps_pages_across_restart(void **state)
 	assert_true(gvmt_memserver_start(&p, key_path,
 					 (const char *[]){ "--backing", backing, "--capacity", "32M", NULL }));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-keep", &a), 0);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-gone", &b), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-keep", &a), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-gone", &b), 0);
 	write_pattern(c, a, 31, 100, 3000, 5);
 	write_pattern(c, b, 32, 0, 500, 0);
-	assert_int_equal(gvm_dconn_drop_ns(c, "vm-gone"), 0);
+	assert_int_equal(gvm_dconn_drop_ns(c, HOST ".vm-gone"), 0);
 	gvm_dconn_close(c);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 	assert_int_equal(gvmt_file_count(p.log, "stopped cleanly"), 1);
@@ -254,12 +269,12 @@ static void test_file_backing_keeps_pages_across_restart(void **state)
 	/* Restart without --capacity: the file's capacity, the same pages. */
 	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--backing", backing, NULL }));
 	c = connect_ok(&p);
-	m = stats(c, "vm-keep");
+	m = stats(c, HOST ".vm-keep");
 	assert_int_equal(m->capacity_pages, 32 * 256);
 	assert_int_equal(m->namespaces, 1);
 	assert_int_equal(m->ns_used_pages, 3000 - 3000 / 5);
 	gvm__memserver_stats__free_unpacked(m, NULL);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-keep", &a), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-keep", &a), 0);
 	assert_int_equal(read_checksum(c, a, 100, 3000, 200, 31, 5, &bad),
 			 pattern_checksum(100, 3000, 31, 5));
 	assert_int_equal(bad, 0);
@@ -379,8 +394,8 @@ static void *healthy_client(void *arg)
 	uint32_t ns;
 	char why[512];
 
-	if (gvm_dconn_open(&c, hc->p->addr, &key, NULL, why, sizeof(why)) ||
-	    gvm_dconn_open_ns(c, "vm-healthy", &ns)) {
+	if (gvm_dconn_open(&c, hc->p->addr, &key, HOST, why, sizeof(why)) ||
+	    gvm_dconn_open_ns(c, HOST ".vm-healthy", &ns)) {
 		hc->error = 1;
 		return NULL;
 	}
@@ -510,7 +525,7 @@ static void test_pipelined_requests_are_answered_in_order_by_id(void **state)
 	(void)state;
 	assert_true(gvmt_memserver_start(&p, key_path, NULL));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-pipe", &ns), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-pipe", &ns), 0);
 	/* 64 WRITEs then 64 READs, all sent before any answer is read. */
 	for (uint64_t i = 0; i < 64; i++) {
 		gvm_pattern_fill_page(pages[i], 7, i, 0);
@@ -556,7 +571,7 @@ static void test_peer_that_never_reads_costs_bounded_memory(void **state)
 	(void)state;
 	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--capacity", "8M", NULL }));
 	c = connect_ok(&p);
-	assert_int_equal(gvm_dconn_open_ns(c, "vm-slow", &ns), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-slow", &ns), 0);
 	write_pattern(c, ns, 3, 0, GVM_FRAME_PAGES_MAX, 0);
 	rss0 = gvmt_proc_rss_kib(&p);
 	/* Send without reading until the donor stops taking requests. */
@@ -604,6 +619,518 @@ static void test_peer_that_never_reads_costs_bounded_memory(void **state)
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 }
 
+/* DROP_NS by id, which gvm_dconn_drop_ns (by name) does not send: 0 or
+ * -status. */
+static int drop_by_id(struct gvm_dconn *c, uint32_t ns)
+{
+	const struct gvm_hdr *h;
+	const uint8_t *payload;
+	struct gvm_hdr req;
+	uint64_t id = gvm_dconn_next_id(c);
+
+	gvm_hdr_init(&req, GVM__OP__OP_DROP_NS, id);
+	req.ns = ns;
+	assert_int_equal(gvm_dconn_send(c, &req, NULL), 0);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->id, id);
+	if (h->status)
+		assert_non_null(strstr(h->error, h->status == EACCES ? "namespace belongs to another host" :
+								       "unknown namespace"));
+	return -h->status;
+}
+
+/* Host B, holding the cluster key, asks for host A's namespace by name and
+ * by every id a guess could reach: each request is refused, and A's pages
+ * are all still there, intact. */
+static void test_another_hosts_namespace_is_refused_by_name_and_by_every_id(void **state)
+{
+	static uint8_t buf[4 * GVM_PAGE_SIZE];
+	Gvm__MemserverStats *m = NULL;
+	struct gvmt_proc p;
+	struct gvm_dconn *a, *b;
+	uint32_t ax, ay, id, zeros;
+	uint64_t bad;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	a = connect_as(&p, "hosta");
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.x", &ax), 0);
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.y", &ay), 0);
+	write_pattern(a, ax, 51, 0, 300, 4);
+	write_pattern(a, ay, 52, 0, 16, 0);
+
+	b = connect_as(&p, "hostb");
+	assert_int_equal(gvm_dconn_open_ns(b, "hosta.x", &id), -EACCES);
+	assert_non_null(strstr(gvm_dconn_error(b), "namespace belongs to another host"));
+	assert_int_equal(gvm_dconn_open_ns(b, "hosta.new", &id), -EACCES);
+	assert_int_equal(gvm_dconn_open_ns(b, "vm-x", &id), -EINVAL); /* names no host */
+	assert_int_equal(gvm_dconn_stats(b, "hosta.x", &m), -EACCES);
+	assert_null(m);
+	assert_int_equal(gvm_dconn_drop_ns(b, "hosta.x"), -EACCES);
+	for (uint32_t ns = 1; ns <= 16; ns++) {
+		int want = ns == ax || ns == ay ? -EACCES : -ENOENT;
+
+		memset(buf, 0x5a, sizeof(buf));
+		assert_int_equal(gvm_dconn_read(b, ns, 0, 4, buf, &zeros), want);
+		for (size_t i = 0; i < sizeof(buf); i++)
+			if (buf[i] != 0x5a)
+				fail_msg("READ of namespace %u by hostb wrote byte %zu", ns, i);
+		assert_int_equal(gvm_dconn_write(b, ns, 0, 4, buf), want);
+		assert_int_equal(gvm_dconn_discard(b, ns, 0, GVM_FRAME_PAGES_MAX), want);
+		assert_int_equal(drop_by_id(b, ns), want);
+	}
+	/* B's own namespaces work as ever on the same connection. */
+	assert_int_equal(gvm_dconn_open_ns(b, "hostb.x", &id), 0);
+	assert_int_not_equal(id, ax);
+	write_pattern(b, id, 53, 0, 4, 0);
+	gvm_dconn_close(b);
+
+	assert_int_equal(read_checksum(a, ax, 0, 300, 64, 51, 4, &bad), pattern_checksum(0, 300, 51, 4));
+	assert_int_equal(bad, 0);
+	assert_int_equal(read_checksum(a, ay, 0, 16, 16, 52, 0, &bad), pattern_checksum(0, 16, 52, 0));
+	assert_int_equal(bad, 0);
+	m = stats(a, "hosta.x");
+	assert_int_equal(m->ns_used_pages, 300 - 300 / 4);
+	assert_int_equal(m->namespaces, 3);
+	assert_int_equal(m->reads, 5 + 1); /* A's only: 300 pages by 64, 16 by 16 */
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(a);
+	/* One line for the connection that asked, not one per request. */
+	assert_int_equal(gvmt_file_count(p.log, "belongs to another host"), 1);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+static void test_one_host_holds_at_most_1024_namespaces_others_still_open(void **state)
+{
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *a, *b;
+	uint32_t id, first = 0;
+	char name[32];
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	a = connect_as(&p, "hosta");
+	for (int i = 0; i < 1024; i++) {
+		snprintf(name, sizeof(name), "hosta.ns-%d", i);
+		if (gvm_dconn_open_ns(a, name, &id))
+			fail_msg("OPEN_NS %s: %s", name, gvm_dconn_error(a));
+		if (i == 0)
+			first = id;
+	}
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.ns-1024", &id), -ENOSPC);
+	assert_non_null(strstr(gvm_dconn_error(a),
+			       "host hosta holds 1024 namespaces, the most one host may"));
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.ns-0", &id), 0); /* existing: still opens */
+	assert_int_equal(id, first);
+	b = connect_as(&p, "hostb");
+	assert_int_equal(gvm_dconn_open_ns(b, "hostb.vm", &id), 0);
+	m = stats(b, "hostb.vm");
+	assert_int_equal(m->namespaces, 1025);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	/* Dropping one makes room for one. */
+	assert_int_equal(gvm_dconn_drop_ns(a, "hosta.ns-7"), 0);
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.ns-1024", &id), 0);
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.ns-1025", &id), -ENOSPC);
+	gvm_dconn_close(a);
+	gvm_dconn_close(b);
+	assert_int_equal(gvmt_file_count(p.log, "refused: host hosta holds 1024 namespaces"), 2);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* ---- floods of connections that never authenticate ---- */
+
+#define FLOOD_BATCH 100 /* connects in flight at once: under the listen backlog */
+
+/* Connections that never authenticate, from sources 127.0.x.y: loopback
+ * takes any of them as a source, each standing for another machine. */
+struct flood {
+	struct sockaddr_in dst;
+	uint32_t first_src; /* host byte order */
+	unsigned sources, per_source;
+	int *fds;           /* [sources * per_source], -1: closed by the donor */
+	atomic_uint reopened;
+	atomic_int stop, error; /* error: errno of a failed connect */
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Gives this process as many open files as its hard limit allows; false if
+ * that is fewer than want. */
+static bool raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return false;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	return rl.rlim_cur >= want;
+}
+
+static void addr_of(const char *hostport, struct sockaddr_in *sa)
+{
+	char host[64];
+	int port;
+
+	assert_int_equal(sscanf(hostport, "%63[^:]:%d", host, &port), 2);
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)port);
+	assert_int_equal(inet_pton(AF_INET, host, &sa->sin_addr), 1);
+}
+
+/* A non-blocking connect to f->dst from source address src: the fd, or -1. */
+static int flood_connect(const struct flood *f, uint32_t src)
+{
+	struct sockaddr_in from = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(src) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0 ||
+	    (connect(fd, (const struct sockaddr *)&f->dst, sizeof(f->dst)) < 0 &&
+	     errno != EINPROGRESS)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Waits until the donor has accepted the connections fds[from, to): each
+ * then has the challenge to read, or EOF. At most 2 s. Without it the next
+ * batch would overflow the listen backlog and wait out SYN retransmits. */
+static void flood_wait_accepted(const struct flood *f, unsigned from, unsigned to)
+{
+	static struct pollfd pfd[FLOOD_BATCH];
+	unsigned n = 0;
+
+	for (unsigned i = from; i < to; i++)
+		if (f->fds[i] >= 0)
+			pfd[n++] = (struct pollfd){ .fd = f->fds[i], .events = POLLIN };
+	for (double until = now_ms() + 2000; n && now_ms() < until;) {
+		unsigned left = 0;
+
+		poll(pfd, n, 100);
+		for (unsigned i = 0; i < n; i++)
+			if (!(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)))
+				pfd[left++] = pfd[i];
+		n = left;
+	}
+}
+
+/* Opens every connection, FLOOD_BATCH at a time. */
+static void flood_open(struct flood *f)
+{
+	unsigned total = f->sources * f->per_source;
+
+	for (unsigned from = 0; from < total; from += FLOOD_BATCH) {
+		unsigned to = from + FLOOD_BATCH < total ? from + FLOOD_BATCH : total;
+
+		for (unsigned i = from; i < to; i++) {
+			f->fds[i] = flood_connect(f, f->first_src + i / f->per_source);
+			if (f->fds[i] < 0)
+				atomic_store(&f->error, errno);
+		}
+		flood_wait_accepted(f, from, to);
+	}
+}
+
+/* Closes the connections the donor closed (EOF or reset; the challenge it
+ * sends is read and dropped). Returns how many are still open. */
+static unsigned flood_reap(struct flood *f)
+{
+	unsigned total = f->sources * f->per_source, open = 0;
+	uint8_t sink[512];
+
+	for (unsigned i = 0; i < total; i++) {
+		ssize_t n;
+
+		if (f->fds[i] < 0)
+			continue;
+		while ((n = recv(f->fds[i], sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+			;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			open++;
+			continue;
+		}
+		close(f->fds[i]);
+		f->fds[i] = -1;
+	}
+	return open;
+}
+
+static void flood_close_all(struct flood *f)
+{
+	for (unsigned i = 0; i < f->sources * f->per_source; i++)
+		if (f->fds[i] >= 0)
+			close(f->fds[i]);
+	free(f->fds);
+}
+
+static void flood_init(struct flood *f, const char *dst, const char *first_src,
+		       unsigned sources, unsigned per_source)
+{
+	struct in_addr a;
+
+	memset(f, 0, sizeof(*f));
+	addr_of(dst, &f->dst);
+	assert_int_equal(inet_pton(AF_INET, first_src, &a), 1);
+	f->first_src = ntohl(a.s_addr);
+	f->sources = sources;
+	f->per_source = per_source;
+	f->fds = malloc(sizeof(*f->fds) * sources * per_source);
+	assert_non_null(f->fds);
+}
+
+/* Writes 256 pages to a namespace of host and reads them back. */
+static void real_client_round_trip(struct gvm_dconn *c, const char *ns_name, uint64_t seed)
+{
+	uint32_t ns;
+	uint64_t bad;
+
+	assert_int_equal(gvm_dconn_open_ns(c, ns_name, &ns), 0);
+	write_pattern(c, ns, seed, 0, 256, 5);
+	assert_int_equal(read_checksum(c, ns, 0, 256, 64, seed, 5, &bad),
+			 pattern_checksum(0, 256, seed, 5));
+	assert_int_equal(bad, 0);
+}
+
+/* 1100 connections from one source that never authenticate: the donor
+ * keeps MS_UNAUTH_PER_SOURCE_MAX (16) of them, closes the rest at once,
+ * logs that in a few lines, and serves a broker from another address as
+ * if nothing happened. */
+static void test_flood_from_one_source_keeps_16_unauthenticated_and_serves_others(void **state)
+{
+	enum { FLOOD = 1100 };
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	struct flood f;
+	unsigned open;
+	double t0, waited;
+
+	(void)state;
+	if (!raise_nofile(FLOOD + 256))
+		skip();
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	flood_init(&f, p.addr, "127.0.0.2", 1, FLOOD);
+	t0 = now_ms();
+	flood_open(&f);
+	assert_int_equal(atomic_load(&f.error), 0);
+	while ((open = flood_reap(&f)) > MS_UNAUTH_PER_SOURCE_MAX && now_ms() < t0 + 3000)
+		usleep(20 * 1000);
+	waited = now_ms() - t0;
+	print_message("%u of %u connections from 127.0.0.2 still open after %.0f ms\n", open, FLOOD,
+		      waited);
+	assert_true(waited < MS_AUTH_TIMEOUT_MS - 500); /* the ones kept are not yet timed out */
+	assert_int_equal(open, MS_UNAUTH_PER_SOURCE_MAX);
+
+	c = connect_as(&p, "good"); /* from 127.0.0.1 */
+	real_client_round_trip(c, "good.vm", 61);
+	m = stats(c, NULL);
+	assert_int_equal(m->connections, MS_UNAUTH_PER_SOURCE_MAX + 1);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c);
+	assert_int_equal(flood_reap(&f), MS_UNAUTH_PER_SOURCE_MAX);
+	assert_true(gvmt_proc_alive(&p));
+	flood_close_all(&f);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	/* 1092 closes, a handful of lines: the first says why, then counts. */
+	assert_true(gvmt_file_count(p.log, "16 unauthenticated connections from 127.0.0.2 already") >= 1);
+	assert_true(gvmt_file_count(p.log, "more connections at once: over 16 unauthenticated from one source") >= 1);
+	assert_true(gvmt_file_count_lines(p.log, "") < 20);
+}
+
+/* Opens the flood, then refills what the donor closes, FLOOD_REFILL_PER_TICK
+ * every 10 ms, until told to stop. */
+#define FLOOD_REFILL_PER_TICK 20 /* every 10 ms: 2000 connections a second */
+static void *flood_main(void *arg)
+{
+	struct flood *f = arg;
+	unsigned total = f->sources * f->per_source;
+
+	flood_open(f);
+	while (!atomic_load(&f->stop)) {
+		unsigned refilled = 0;
+
+		flood_reap(f);
+		for (unsigned i = 0; i < total && refilled < FLOOD_REFILL_PER_TICK; i++) {
+			if (f->fds[i] >= 0)
+				continue;
+			f->fds[i] = flood_connect(f, f->first_src + i / f->per_source);
+			if (f->fds[i] < 0)
+				atomic_store(&f->error, errno);
+			refilled++;
+			atomic_fetch_add(&f->reopened, 1);
+		}
+		usleep(10 * 1000);
+	}
+	return NULL;
+}
+
+/* The flood thread of the test running, stopped by stop_flood even when
+ * the test fails half-way. */
+static struct flood flood;
+static pthread_t flood_thread;
+static bool flood_running;
+
+static int stop_flood(void **state)
+{
+	(void)state;
+	if (flood_running) {
+		atomic_store(&flood.stop, 1);
+		pthread_join(flood_thread, NULL);
+		flood_close_all(&flood);
+		flood_running = false;
+	}
+	return 0;
+}
+
+/* 300 sources, 8 connections each, that never authenticate and come back
+ * when closed: the donor holds at most 256 of them, the oldest making room,
+ * so a real client gets in within a few seconds and is served. */
+static void test_distributed_flood_holds_256_unauthenticated_and_lets_a_client_in(void **state)
+{
+	enum { SOURCES = 300, PER_SOURCE = 8 };
+	struct flood *f = &flood;
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *c = NULL;
+	char why[512];
+	double t0, in_ms;
+	int tries = 0;
+
+	(void)state;
+	if (!raise_nofile(SOURCES * PER_SOURCE + 256))
+		skip();
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	flood_init(f, p.addr, "127.0.1.1", SOURCES, PER_SOURCE); /* to 127.0.2.44 */
+	assert_int_equal(pthread_create(&flood_thread, NULL, flood_main, f), 0);
+	flood_running = true;
+	/* The client comes while the flood refills what the donor closes. */
+	for (t0 = now_ms(); atomic_load(&f->reopened) < 200 && now_ms() < t0 + 10000;)
+		usleep(1000);
+	assert_true(atomic_load(&f->reopened) >= 200);
+	t0 = now_ms();
+	while (now_ms() < t0 + 5000) {
+		tries++;
+		if (gvm_dconn_open(&c, p.addr, &key, "good", why, sizeof(why)) == 0)
+			break;
+		c = NULL;
+		usleep(50 * 1000);
+	}
+	in_ms = now_ms() - t0;
+	print_message("client in after %d tries, %.0f ms, the flood refilling (%u reopened)\n",
+		      tries, in_ms, atomic_load(&f->reopened));
+	if (!c)
+		fail_msg("no connection within 5 s under the flood: %s", why);
+	real_client_round_trip(c, "good.vm", 62);
+	m = stats(c, NULL);
+	print_message("donor connections: %u\n", (unsigned)m->connections);
+	assert_true(m->connections <= MS_UNAUTH_MAX + 1);
+	assert_true(m->connections >= MS_UNAUTH_MAX / 2); /* the flood is on */
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c);
+	assert_true(gvmt_proc_alive(&p));
+	stop_flood(NULL);
+	assert_int_equal(atomic_load(&f->error), 0);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	assert_true(gvmt_file_count(p.log, "the oldest of 256 unauthenticated connections") >= 1);
+	assert_true(gvmt_file_count(p.log, "unauthenticated connections, oldest first") >= 1);
+	assert_int_equal(gvmt_file_count(p.log, "from one source"), 0);
+	assert_true(gvmt_file_count_lines(p.log, "") < 40);
+}
+
+/* MS_CONNS_MAX counts authenticated connections: the one past it is told
+ * the donor is busy (EBUSY) as it authenticates, and gets in once another
+ * leaves. */
+static void test_authenticated_connections_past_1024_are_refused_busy(void **state)
+{
+	static struct gvm_dconn *c[MS_CONNS_MAX];
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *extra = NULL;
+	char why[512];
+	int err = 0;
+
+	(void)state;
+	if (!raise_nofile(MS_CONNS_MAX + 256))
+		skip();
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	for (unsigned i = 0; i < MS_CONNS_MAX; i++)
+		c[i] = connect_as(&p, "hosta");
+	assert_int_equal(gvm_dconn_open(&extra, p.addr, &key, "hostb", why, sizeof(why)), -EBUSY);
+	assert_non_null(strstr(why, "donor busy: it serves at most 1024 authenticated connections"));
+	m = stats(c[0], NULL);
+	assert_int_equal(m->connections, MS_CONNS_MAX);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c[MS_CONNS_MAX - 1]);
+	for (double until = now_ms() + 2000; now_ms() < until; usleep(10 * 1000)) {
+		err = gvm_dconn_open(&extra, p.addr, &key, "hostb", why, sizeof(why));
+		if (err != -EBUSY)
+			break;
+	}
+	assert_int_equal(err, 0);
+	assert_int_equal(gvm_dconn_ping(extra), 0);
+	gvm_dconn_close(extra);
+	for (unsigned i = 0; i < MS_CONNS_MAX - 1; i++)
+		gvm_dconn_close(c[i]);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	assert_true(gvmt_file_count(p.log, "authenticated connections are open, the most this donor serves") >= 1);
+}
+
+/* The authentication deadline runs from accept: a peer that sends one byte
+ * of an AUTH answer every 500 ms is closed when it passes, not later. */
+static void test_auth_deadline_is_fixed_from_accept_whatever_the_peer_trickles(void **state)
+{
+	uint8_t frame[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES + 64], sink[512];
+	struct gvmt_proc p;
+	struct gvm_hdr h;
+	struct pollfd pfd;
+	double t0, closed_at = 0;
+	int fd, len, sent = 0;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	gvm_hdr_init(&h, GVM__OP__OP_AUTH, 0);
+	snprintf(h.host_id, sizeof(h.host_id), "trickle");
+	h.payload_len = GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES;
+	len = gvm_hdr_encode(&h, frame, sizeof(frame));
+	assert_true(len > 0);
+	memset(frame + len, 0x33, h.payload_len);
+	len += (int)h.payload_len;
+	t0 = now_ms();
+	fd = raw_connect(p.addr);
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	while (!closed_at && now_ms() < t0 + 12000) {
+		if (poll(&pfd, 1, 500) > 0) {
+			ssize_t n = recv(fd, sink, sizeof(sink), 0); /* the challenge, then EOF */
+
+			if (n <= 0)
+				closed_at = now_ms();
+			continue;
+		}
+		assert_true(sent < len); /* the answer is never complete */
+		assert_int_equal(send(fd, frame + sent, 1, MSG_NOSIGNAL), 1);
+		sent++;
+	}
+	close(fd);
+	print_message("closed %.0f ms after connecting, %d bytes trickled\n", closed_at - t0, sent);
+	assert_true(closed_at > 0);
+	assert_true(sent >= 9);
+	assert_true(closed_at - t0 >= MS_AUTH_TIMEOUT_MS - 100);
+	assert_true(closed_at - t0 < MS_AUTH_TIMEOUT_MS + 1000);
+	assert_int_equal(gvmt_file_count(p.log, "closing: no authentication within 5000 ms"), 1);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
 static void test_command_line_errors_are_explained(void **state)
 {
 	char bin[512], log[600], loose[512], shortkey[512];
@@ -644,6 +1171,13 @@ int main(void)
 		cmocka_unit_test(test_malformed_frames_do_not_disturb_a_healthy_client),
 		cmocka_unit_test(test_pipelined_requests_are_answered_in_order_by_id),
 		cmocka_unit_test(test_peer_that_never_reads_costs_bounded_memory),
+		cmocka_unit_test(test_another_hosts_namespace_is_refused_by_name_and_by_every_id),
+		cmocka_unit_test(test_one_host_holds_at_most_1024_namespaces_others_still_open),
+		cmocka_unit_test(test_flood_from_one_source_keeps_16_unauthenticated_and_serves_others),
+		cmocka_unit_test_teardown(test_distributed_flood_holds_256_unauthenticated_and_lets_a_client_in,
+					  stop_flood),
+		cmocka_unit_test(test_authenticated_connections_past_1024_are_refused_busy),
+		cmocka_unit_test(test_auth_deadline_is_fixed_from_accept_whatever_the_peer_trickles),
 		cmocka_unit_test(test_command_line_errors_are_explained),
 	};
 

@@ -2,7 +2,8 @@
  * zero writes, discards, drops and reads on several namespaces must always
  * read back exactly what the model holds; ENOSPC must come exactly when the
  * model says the slots are gone, and change nothing; a backing file must
- * give everything back after a reopen. */
+ * give everything back after a reopen. Namespaces belong to the host their
+ * name starts with, and one host holds at most a quarter of the table. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,12 +17,14 @@
 #include <cmocka.h>
 
 #include "frame.h"
+#include "memserver.h"
 #include "store.h"
 
 #define NS_COUNT 3
 #define UNIVERSE 3000u  /* page indices in use: [0, UNIVERSE) and a far band */
 #define FAR_BASE (UINT64_MAX / GVM_PAGE_SIZE - 4 * UNIVERSE)
 #define CAP_PAGES 700u
+#define HOST "hosta" /* the host every model namespace belongs to */
 
 struct model {
 	uint32_t tag[NS_COUNT][2 * UNIVERSE]; /* 0: zero page, else content tag */
@@ -55,7 +58,7 @@ static void check_read(struct ms_store *s, uint32_t ns, const struct model *m,
 	uint8_t bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
 	uint32_t data_pages, k = 0;
 
-	assert_int_equal(ms_store_read(s, ns, page_index(slot), count, bitmap, out, &data_pages), 0);
+	assert_int_equal(ms_store_read(s, HOST, ns, page_index(slot), count, bitmap, out, &data_pages), 0);
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t tag = m->tag[ns_idx][slot + i];
 		bool zero = bitmap[i / 8] & (1u << (i % 8));
@@ -91,7 +94,7 @@ static void random_write(struct ms_store *s, uint32_t ns, struct model *m,
 		needed += m->tag[ns_idx][slot + i] == 0;
 		fill(data + (size_t)k++ * GVM_PAGE_SIZE, tags[i]);
 	}
-	err = ms_store_write(s, ns, page_index(slot), count, bitmap, data);
+	err = ms_store_write(s, HOST, ns, page_index(slot), count, bitmap, data);
 	if (m->used + needed > CAP_PAGES) {
 		assert_int_equal(err, -ENOSPC);
 		return;
@@ -129,19 +132,19 @@ static void run_model(struct ms_store *s, uint32_t *ids, struct model *m, int op
 		if (r < 55) {
 			random_write(s, ids[n], m, n, slot, count);
 		} else if (r < 70) {
-			assert_int_equal(ms_store_discard(s, ids[n], page_index(slot), count), 0);
+			assert_int_equal(ms_store_discard(s, HOST, ids[n], page_index(slot), count), 0);
 			for (uint32_t i = 0; i < count; i++) {
 				m->used -= m->tag[n][slot + i] != 0;
 				m->tag[n][slot + i] = 0;
 			}
 		} else if (r < 71) {
-			snprintf(name, sizeof(name), "vm-%u", n);
-			assert_int_equal(ms_store_drop_ns(s, name, 0), 0);
+			snprintf(name, sizeof(name), HOST ".vm-%u", n);
+			assert_int_equal(ms_store_drop_ns(s, HOST, name, 0), 0);
 			for (uint32_t i = 0; i < 2 * UNIVERSE; i++) {
 				m->used -= m->tag[n][i] != 0;
 				m->tag[n][i] = 0;
 			}
-			assert_int_equal(ms_store_open_ns(s, name, &ids[n]), 0);
+			assert_int_equal(ms_store_open_ns(s, HOST, name, &ids[n]), 0);
 		} else {
 			check_read(s, ids[n], m, n, slot, count);
 		}
@@ -154,8 +157,8 @@ static void open_namespaces(struct ms_store *s, uint32_t *ids)
 	char name[32];
 
 	for (uint32_t n = 0; n < NS_COUNT; n++) {
-		snprintf(name, sizeof(name), "vm-%u", n);
-		assert_int_equal(ms_store_open_ns(s, name, &ids[n]), 0);
+		snprintf(name, sizeof(name), HOST ".vm-%u", n);
+		assert_int_equal(ms_store_open_ns(s, HOST, name, &ids[n]), 0);
 	}
 }
 
@@ -180,6 +183,7 @@ static void test_store_file_survives_reopen_with_same_pages(void **state)
 	struct model *m = calloc(1, sizeof(*m));
 	uint32_t ids[NS_COUNT], again[NS_COUNT];
 	struct ms_store *s;
+	uint64_t pages;
 	int fd = mkstemp(path);
 
 	(void)state;
@@ -188,7 +192,7 @@ static void test_store_file_survives_reopen_with_same_pages(void **state)
 	assert_int_equal(ms_store_open(&s, path, CAP_PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
 	open_namespaces(s, ids);
 	run_model(s, ids, m, 6000);
-	assert_int_equal(ms_store_drop_ns(s, "vm-2", 0), 0);
+	assert_int_equal(ms_store_drop_ns(s, HOST, HOST ".vm-2", 0), 0);
 	for (uint32_t i = 0; i < 2 * UNIVERSE; i++) {
 		m->used -= m->tag[2][i] != 0;
 		m->tag[2][i] = 0;
@@ -200,7 +204,8 @@ static void test_store_file_survives_reopen_with_same_pages(void **state)
 			 -EINVAL);
 	assert_non_null(strstr(why, "--capacity"));
 	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), 0);
-	assert_int_equal(ms_store_ns_pages(s, "vm-2"), 0);
+	assert_int_equal(ms_store_ns_pages(s, HOST, HOST ".vm-2", &pages), 0);
+	assert_int_equal(pages, 0);
 	open_namespaces(s, again);
 	assert_int_equal(again[0], ids[0]);
 	assert_int_equal(again[1], ids[1]);
@@ -229,24 +234,96 @@ static void test_store_namespace_names_and_table_limit(void **state)
 {
 	struct ms_store *s;
 	uint32_t id, first;
-	char why[256], name[32];
+	char why[256], name[32], host[8];
 
 	(void)state;
 	assert_int_equal(ms_store_open(&s, NULL, 64 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
-	assert_int_equal(ms_store_open_ns(s, "", &id), -EINVAL);
-	assert_int_equal(ms_store_open_ns(s, "has space", &id), -EINVAL);
-	assert_int_equal(ms_store_open_ns(s, "0123456789012345678901234567890123456789012345678901234567890123", &id), -EINVAL);
-	assert_int_equal(ms_store_open_ns(s, "vm-a", &first), 0);
-	assert_int_equal(ms_store_open_ns(s, "vm-a", &id), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, "", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".has space", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".0123456789012345678901234567890123456789012345678901234567", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".vm-a", &first), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".vm-a", &id), 0);
 	assert_int_equal(id, first);
+	/* Four hosts fill the table: one may hold a quarter of it. */
 	for (int i = 1; i < 4096; i++) {
-		snprintf(name, sizeof(name), "ns-%d", i);
-		assert_int_equal(ms_store_open_ns(s, name, &id), 0);
+		snprintf(host, sizeof(host), "h%d", i % 4);
+		snprintf(name, sizeof(name), "%s.ns-%d", host, i);
+		assert_int_equal(ms_store_open_ns(s, host, name, &id), 0);
 	}
-	assert_int_equal(ms_store_open_ns(s, "one-too-many", &id), -ENOSPC);
-	assert_int_equal(ms_store_drop_ns(s, "ns-7", 0), 0);
-	assert_int_equal(ms_store_drop_ns(s, "ns-7", 0), -ENOENT);
-	assert_int_equal(ms_store_open_ns(s, "one-too-many", &id), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".one-too-many", &id), -ENOSPC);
+	assert_int_equal(ms_store_drop_ns(s, "h3", "h3.ns-7", 0), 0);
+	assert_int_equal(ms_store_drop_ns(s, "h3", "h3.ns-7", 0), -ENOENT);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".one-too-many", &id), 0);
+	assert_int_equal(ms_store_close(s), 0);
+}
+
+/* A name must say whose it is ("<host>.<rest>"): one that names no host is
+ * no namespace name, and every call, by name or by id, refuses a host the
+ * namespaces of another, leaving their pages as they were. */
+static void test_store_serves_a_namespace_to_its_own_host_only(void **state)
+{
+	static uint8_t page[GVM_PAGE_SIZE], out[GVM_FRAME_DATA_MAX_BYTES];
+	uint8_t zero[GVM_FRAME_BITMAP_MAX_BYTES] = { 0 }, bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t a, id, data_pages;
+	struct ms_store *s;
+	uint64_t pages;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(ms_store_open(&s, NULL, 64 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "vm-a", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "hosta.", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "HostA.x", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "hosta", ".x", &id), -EINVAL);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "hosta.x", &a), 0);
+	fill(page, 42);
+	assert_int_equal(ms_store_write(s, "hosta", a, 7, 1, zero, page), 0);
+
+	assert_int_equal(ms_store_open_ns(s, "hostb", "hosta.x", &id), -EACCES);
+	assert_int_equal(ms_store_open_ns(s, "hostb", "hosta.new", &id), -EACCES);
+	assert_int_equal(ms_store_open_ns(s, "host", "hosta.x", &id), -EACCES); /* a prefix is not the host */
+	assert_int_equal(ms_store_read(s, "hostb", a, 7, 1, bitmap, out, &data_pages), -EACCES);
+	assert_int_equal(ms_store_write(s, "hostb", a, 7, 1, zero, out), -EACCES);
+	assert_int_equal(ms_store_discard(s, "hostb", a, 0, 8), -EACCES);
+	assert_int_equal(ms_store_drop_ns(s, "hostb", NULL, a), -EACCES);
+	assert_int_equal(ms_store_drop_ns(s, "hostb", "hosta.x", 0), -EACCES);
+	assert_int_equal(ms_store_ns_pages(s, "hostb", "hosta.x", &pages), -EACCES);
+	assert_int_equal(ms_store_ns_pages(s, "hostb", "nohost", &pages), -EINVAL);
+	assert_int_equal(ms_store_read(s, "hostb", a + 1, 7, 1, bitmap, out, &data_pages), -ENOENT);
+
+	assert_int_equal(ms_store_ns_pages(s, "hosta", "hosta.x", &pages), 0);
+	assert_int_equal(pages, 1);
+	assert_int_equal(ms_store_read(s, "hosta", a, 7, 1, bitmap, out, &data_pages), 0);
+	assert_int_equal(data_pages, 1);
+	assert_memory_equal(out, page, GVM_PAGE_SIZE);
+	assert_int_equal(ms_store_drop_ns(s, "hosta", NULL, a), 0);
+	assert_int_equal(ms_store_close(s), 0);
+}
+
+/* One host holds at most MS_HOST_NAMESPACES_MAX namespaces: the next new
+ * one is -EDQUOT, while its existing ones still open and another host
+ * still gets one. */
+static void test_store_host_quota_is_a_quarter_of_the_table(void **state)
+{
+	struct ms_store *s;
+	uint32_t id, first = 0;
+	char why[256], name[32];
+
+	(void)state;
+	assert_int_equal(MS_HOST_NAMESPACES_MAX, 1024);
+	assert_int_equal(ms_store_open(&s, NULL, 64 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	for (int i = 0; i < 1024; i++) {
+		snprintf(name, sizeof(name), "hosta.ns-%d", i);
+		assert_int_equal(ms_store_open_ns(s, "hosta", name, &id), 0);
+		if (i == 0)
+			first = id;
+	}
+	assert_int_equal(ms_store_open_ns(s, "hosta", "hosta.ns-1024", &id), -EDQUOT);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "hosta.ns-0", &id), 0);
+	assert_int_equal(id, first);
+	assert_int_equal(ms_store_open_ns(s, "hostb", "hostb.ns-0", &id), 0);
+	assert_int_equal(ms_store_drop_ns(s, "hosta", "hosta.ns-5", 0), 0);
+	assert_int_equal(ms_store_open_ns(s, "hosta", "hosta.ns-1024", &id), 0);
 	assert_int_equal(ms_store_close(s), 0);
 }
 
@@ -277,16 +354,16 @@ static void test_store_drop_returns_memory_and_spares_neighbours(void **state)
 
 	(void)state;
 	assert_int_equal(ms_store_open(&s, NULL, 3ull * PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
-	assert_int_equal(ms_store_open_ns(s, "gone", &a), 0);
-	assert_int_equal(ms_store_open_ns(s, "kept", &b), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".gone", &a), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".kept", &b), 0);
 	for (uint32_t first = 0; first < PAGES; first += RUN)
 		for (uint32_t ns = 0; ns < 2; ns++) {
 			for (uint32_t i = 0; i < RUN; i++)
 				fill(buf + (size_t)i * GVM_PAGE_SIZE, (first + i) * 2 + ns + 1);
-			assert_int_equal(ms_store_write(s, ns ? b : a, first, RUN, zero, buf), 0);
+			assert_int_equal(ms_store_write(s, HOST, ns ? b : a, first, RUN, zero, buf), 0);
 		}
 	rss_full = self_rss_kib();
-	assert_int_equal(ms_store_drop_ns(s, "gone", 0), 0);
+	assert_int_equal(ms_store_drop_ns(s, HOST, HOST ".gone", 0), 0);
 	for (int t = 0; t < 500; t++) { /* the store's releaser thread at work */
 		rss_dropped = self_rss_kib();
 		if (rss_dropped + 60 * 1024 < rss_full)
@@ -297,7 +374,7 @@ static void test_store_drop_returns_memory_and_spares_neighbours(void **state)
 		      (unsigned long long)rss_full, (unsigned long long)rss_dropped);
 	assert_true(rss_dropped + 60 * 1024 < rss_full);
 	for (uint32_t first = 0; first < PAGES; first += 256) {
-		assert_int_equal(ms_store_read(s, b, first, 256, bitmap, out, &data_pages), 0);
+		assert_int_equal(ms_store_read(s, HOST, b, first, 256, bitmap, out, &data_pages), 0);
 		assert_int_equal(data_pages, 256);
 		for (uint32_t i = 0; i < 256; i++) {
 			fill(buf, (first + i) * 2 + 2);
@@ -305,12 +382,12 @@ static void test_store_drop_returns_memory_and_spares_neighbours(void **state)
 		}
 	}
 	ms_store_release_now(s); /* nothing left pending: a no-op */
-	assert_int_equal(ms_store_discard(s, b, 0, PAGES / 2), 0);
+	assert_int_equal(ms_store_discard(s, HOST, b, 0, PAGES / 2), 0);
 	rss_discarded = self_rss_kib();
 	assert_true(rss_discarded + 28 * 1024 < rss_dropped);
-	assert_int_equal(ms_store_read(s, b, PAGES / 2 - 256, 256, bitmap, out, &data_pages), 0);
+	assert_int_equal(ms_store_read(s, HOST, b, PAGES / 2 - 256, 256, bitmap, out, &data_pages), 0);
 	assert_int_equal(data_pages, 0);
-	assert_int_equal(ms_store_read(s, b, PAGES / 2, 256, bitmap, out, &data_pages), 0);
+	assert_int_equal(ms_store_read(s, HOST, b, PAGES / 2, 256, bitmap, out, &data_pages), 0);
 	assert_int_equal(data_pages, 256);
 	assert_int_equal(ms_store_close(s), 0);
 }
@@ -332,23 +409,23 @@ static void test_store_dropped_slots_are_reusable_at_once(void **state)
 	(void)state;
 	assert_int_equal(ms_store_open(&s, NULL, PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
 	for (int cycle = 0; cycle < 3; cycle++) {
-		assert_int_equal(ms_store_open_ns(s, "vm", &a), 0);
+		assert_int_equal(ms_store_open_ns(s, HOST, HOST ".vm", &a), 0);
 		/* reading before writing: nothing of the last cycle shows */
-		assert_int_equal(ms_store_read(s, a, 0, 256, bitmap, out, &data_pages), 0);
+		assert_int_equal(ms_store_read(s, HOST, a, 0, 256, bitmap, out, &data_pages), 0);
 		assert_int_equal(data_pages, 0);
 		for (uint32_t first = 0; first < PAGES; first += 256) {
 			for (uint32_t i = 0; i < 256; i++)
 				fill(buf + (size_t)i * GVM_PAGE_SIZE, first + i + 1000u * (uint32_t)cycle);
-			assert_int_equal(ms_store_write(s, a, first, 256, zero, buf), 0);
+			assert_int_equal(ms_store_write(s, HOST, a, first, 256, zero, buf), 0);
 		}
 		ms_store_get_info(s, &info);
 		assert_int_equal(info.used_pages, PAGES);
-		assert_int_equal(ms_store_write(s, a, PAGES, 1, zero, buf), -ENOSPC);
-		assert_int_equal(ms_store_read(s, a, PAGES - 256, 256, bitmap, out, &data_pages), 0);
+		assert_int_equal(ms_store_write(s, HOST, a, PAGES, 1, zero, buf), -ENOSPC);
+		assert_int_equal(ms_store_read(s, HOST, a, PAGES - 256, 256, bitmap, out, &data_pages), 0);
 		assert_int_equal(data_pages, 256);
 		fill(buf, PAGES - 1 + 1000u * (uint32_t)cycle);
 		assert_memory_equal(out + 255 * GVM_PAGE_SIZE, buf, GVM_PAGE_SIZE);
-		assert_int_equal(ms_store_drop_ns(s, "vm", 0), 0);
+		assert_int_equal(ms_store_drop_ns(s, HOST, HOST ".vm", 0), 0);
 		ms_store_get_info(s, &info);
 		assert_int_equal(info.used_pages, 0);
 	}
@@ -362,6 +439,8 @@ int main(void)
 		cmocka_unit_test(test_store_file_survives_reopen_with_same_pages),
 		cmocka_unit_test(test_store_refuses_a_file_that_is_not_a_store),
 		cmocka_unit_test(test_store_namespace_names_and_table_limit),
+		cmocka_unit_test(test_store_serves_a_namespace_to_its_own_host_only),
+		cmocka_unit_test(test_store_host_quota_is_a_quarter_of_the_table),
 		cmocka_unit_test(test_store_drop_returns_memory_and_spares_neighbours),
 		cmocka_unit_test(test_store_dropped_slots_are_reusable_at_once),
 	};
