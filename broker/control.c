@@ -415,18 +415,20 @@ static void on_checked(uv_work_t *w, int status)
 	(void)status;
 	c->work = NULL;
 	free(aw);
-	t->checking = false;
 	ctl->works--;
+	/* t->checking holds the tenant until the next check starts: finishing
+	 * this one may close its client, and with it the tenant's last one. */
 	if (c->closed) {
 		bk_attach_free(c->at);
 		c->at = NULL;
-		if (!--c->open_handles) {
-			close(c->fd);
-			free(c);
-		}
 	} else {
 		attach_finish(c);
 	}
+	if (!--c->open_handles) { /* the work's hold; c is gone after this */
+		close(c->fd);
+		free(c);
+	}
+	t->checking = false;
 	next = t->waiting;
 	if (next) {
 		t->waiting = next->next_waiting;
@@ -473,9 +475,9 @@ static void handle_set_limit(struct bk_client *c, const Gvm__SetLimit *sl)
 	Gvm__LimitSet ok = GVM__LIMIT_SET__INIT;
 
 	c->vm->limit_pages = sl->vm_limit_bytes / GVM_PAGE_SIZE;
-	gvm_info("vm %s (pid %d): its own limit is now %llu MiB%s", c->vm->name, (int)c->vm->pid,
-		 (unsigned long long)(sl->vm_limit_bytes >> 20),
-		 sl->vm_limit_bytes ? "" : " (none)");
+	gvm_debug("vm %s (session %llu): its own limit is now %llu KiB%s", c->vm->name,
+		  (unsigned long long)c->vm->session, (unsigned long long)(sl->vm_limit_bytes >> 10),
+		  sl->vm_limit_bytes ? "" : " (none)");
 	ok.vm_limit_bytes = sl->vm_limit_bytes;
 	m.msg_case = GVM__CONTROL__MSG_LIMIT_SET;
 	m.limit_set = &ok;
