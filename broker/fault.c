@@ -496,6 +496,8 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 	for (uint64_t k = e + 1; k <= e + window && k < rg->nextents; k++) {
 		if (rg->ext_state[k] != BK_EXT_NONE || rg->wb_inflight[k])
 			continue;
+		if (rg->fresh && !bk_bit_test(rg->on_donor, k))
+			continue; /* never written anywhere: its fault is a zero fill */
 		bk_stats.prefetch_issued++;
 		fetch_extent(rg, k, false, NO_PAGE, 0);
 	}
