@@ -381,10 +381,15 @@ static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const 
 			return;
 		}
 		if (h->status) {
-			if (!c->d->reported_down)
+			if (c->d->reported_down)
+				; /* said once already */
+			else if (h->status == EACCES)
 				gvm_err("donor %s: auth failed: %s (is --key-file the cluster key?)",
 					c->d->addr, h->error[0] ? h->error : "refused");
-			conn_fail(c, "auth failed");
+			else
+				gvm_warn("donor %s: refused the connection: %s", c->d->addr,
+					 h->error[0] ? h->error : strerror(h->status));
+			conn_fail(c, "auth refused");
 			return;
 		}
 		gvm_auth_donor_mac(key, c->donor_nonce, c->client_nonce, c->d->p->host_id, mac);
