@@ -43,6 +43,23 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 	return err;
 }
 
+/* mkdir -p: the folders above with mode 0755, the state directory 0700. */
+static int make_dirs(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(path, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
 static int load_host_id(struct bk_identity *id, const char *dir, char *why, size_t n)
 {
 	char path[4096], buf[GVM_HOST_ID_MAX_BYTES + 2], line[GVM_HOST_ID_MAX_BYTES + 2];
@@ -109,9 +126,10 @@ int bk_identity_load(struct bk_identity *id, const char *state_dir, const char *
 		snprintf(why, n, "libsodium failed to initialise");
 		return -EIO;
 	}
-	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(why, n, "state directory %s: %s", state_dir, strerror(errno));
-		return -errno;
+	err = make_dirs(state_dir);
+	if (err) {
+		snprintf(why, n, "state directory %s: %s", state_dir, strerror(-err));
+		return err;
 	}
 	if (stat(state_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		snprintf(why, n, "state directory %s: not a directory", state_dir);

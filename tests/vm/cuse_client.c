@@ -10,6 +10,10 @@
  *                               socket must both fail with EACCES
  *   token UID GID GVM_GID       a token works once, only for its own
  *                               process, and a Hello without one is refused
+ *   flood UID GID GVM_GID       asks for tokens 50 times: the first
+ *                               BK_TOKENS_PER_UID (8) come, the rest are
+ *                               refused with EDQUOT (the tokens stay live:
+ *                               another user attaching next must not notice)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -155,7 +159,7 @@ static int hello_with(const char *path, const uint8_t *token, const char *what)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
-	h.version = GVM_PROTO_VERSION;
+	h.version = GVM_CTL_VERSION;
 	h.vm_name = (char *)"token-vm";
 	if (token) {
 		h.token.data = (uint8_t *)token;
@@ -221,6 +225,29 @@ static int mode_token(void)
 	return 0;
 }
 
+static int mode_flood(void)
+{
+	struct gvmmem_hello h;
+	int fd = open(DEV, O_RDWR | O_CLOEXEC), got = 0, quota = 0, other = 0;
+
+	if (fd < 0)
+		return fail("flood", "open " DEV);
+	for (int i = 0; i < 50; i++) {
+		if (ioctl(fd, GVMMEM_IOC_HELLO, &h) == 0)
+			got++;
+		else if (errno == EDQUOT)
+			quota++;
+		else
+			other++;
+	}
+	close(fd);
+	printf("GVM-CUSE flood tokens=%d refused=%d other=%d\n", got, quota, other);
+	if (got != 8 || quota != 42 || other)
+		return fail("flood", "the token quota");
+	printf("GVM-CUSE flood OK 8 tokens, then EDQUOT\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -236,7 +263,11 @@ int main(int argc, char **argv)
 		become((uid_t)atoi(argv[2]), (gid_t)atoi(argv[3]), (gid_t)atoi(argv[4]));
 		return mode_token();
 	}
+	if (argc >= 5 && !strcmp(argv[1], "flood")) {
+		become((uid_t)atoi(argv[2]), (gid_t)atoi(argv[3]), (gid_t)atoi(argv[4]));
+		return mode_flood();
+	}
 	fprintf(stderr, "usage: cuse_client attach UID GID GVM_GID MIB | denied UID GID SOCKET | "
-			"token UID GID GVM_GID\n");
+			"token UID GID GVM_GID | flood UID GID GVM_GID\n");
 	return 2;
 }
