@@ -210,6 +210,12 @@ $(BUILD)/tests/test_store: $(OBJ)/tests/unit/test_store.o $(OBJ)/memserver/store
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 
+# The token test drives the broker's token table (CUSE attach tokens).
+$(OBJ)/tests/unit/test_token.o: CPPFLAGS += -Ibroker -Icuse-dev/include
+$(BUILD)/tests/test_token: $(OBJ)/tests/unit/test_token.o $(OBJ)/broker/token.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+
 # The coherence core's test drives its simulator.
 $(OBJ)/tests/unit/test_dsm.o: CPPFLAGS += -Igiantvm-kvm/core
 $(BUILD)/tests/test_dsm: $(OBJ)/tests/unit/test_dsm.o $(DSM_OBJ)
