@@ -3,8 +3,9 @@
  * userfaultfd handler thread that serves each fault by copying the
  * faulting extent from a buffer (the same extent-sized UFFDIO_COPY the
  * broker does, minus the network). The broker run attaches a memfd region
- * with libgvmmem after pre-seeding its pages on the donor, so every
- * first touch is a remote fetch. Reports random 4 KiB fault p50/p99 and
+ * with libgvmmem, writes its pages and moves them all to the donors
+ * (push.h) before the clock starts, so every first touch measured is a
+ * remote fetch. Reports random 4 KiB fault p50/p99 and
  * sequential MB/s for both, and their ratios. With --evict R it runs a
  * read-modify-write workload instead (two sequential passes, then random
  * 4 KiB read-modify-writes) three ways: local ceiling, broker without a
@@ -14,6 +15,7 @@
 #include <getopt.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dclient.h"
+#include "config.h"
 #include "gvmmem.h"
 #include "hostcpu.h"
 #include "log.h"
 #include "pattern.h"
-#include "placement.h"
+#include "push.h"
 
 #define SEED 77u
 
@@ -305,8 +307,6 @@ static int run_local(size_t size, unsigned extent_pages, unsigned samples, workl
 	return 0;
 }
 
-/* Writes the region's pages to the donors, each extent where placement
- * puts it (the broker must use the same donors, weight 1 each). */
 /* Each figure's median over the rounds. */
 static void median_result(const struct result *r, unsigned n, struct result *m)
 {
@@ -326,73 +326,34 @@ static void median_result(const struct result *r, unsigned n, struct result *m)
 	m->rand_p99_us = v[n / 2];
 }
 
-static int seed_donors(const char *const *donors, unsigned n, const struct gvm_key *key,
-		       const char *ns, size_t size, unsigned extent_pages)
-{
-	static uint8_t buf[GVM_FRAME_DATA_MAX_BYTES];
-	struct gvm_place_donor place[16];
-	struct gvm_dconn *c[16] = { 0 };
-	uint32_t id[16];
-	char why[512];
-	int rc = -1;
-
-	for (unsigned i = 0; i < n; i++) {
-		place[i] = (struct gvm_place_donor){ donors[i], 1 };
-		if (gvm_dconn_open(&c[i], donors[i], key, NULL, why, sizeof(why))) {
-			fprintf(stderr, "gvm-fault-bench: %s\n", why);
-			goto out;
-		}
-		if (gvm_dconn_open_ns(c[i], ns, &id[i])) {
-			fprintf(stderr, "gvm-fault-bench: %s\n", gvm_dconn_error(c[i]));
-			goto out;
-		}
-	}
-	for (uint64_t e = 0; e < size / GVM_PAGE_SIZE / extent_pages; e++) {
-		unsigned d;
-
-		gvm_place(ns, e, place, n, &d, 1);
-		for (uint32_t k = 0; k < extent_pages; k++)
-			gvm_pattern_fill_page(buf + k * GVM_PAGE_SIZE, SEED, e * extent_pages + k, 0);
-		if (gvm_dconn_write(c[d], id[d], e * extent_pages, extent_pages, buf)) {
-			fprintf(stderr, "gvm-fault-bench: seeding %s: %s\n", ns, gvm_dconn_error(c[d]));
-			goto out;
-		}
-	}
-	rc = 0;
-out:
-	for (unsigned i = 0; i < n; i++)
-		gvm_dconn_close(c[i]);
-	return rc;
-}
-
 /* limit: the VM's own budget in bytes (GVM_VM_LIMIT), 0 for none. */
-static int run_broker(const char *sock, const char *const *donors, unsigned ndonors,
-		      const struct gvm_key *key, size_t size, unsigned extent_pages,
-		      unsigned samples, workload_fn work, uint64_t limit, struct result *r)
+static int run_broker(const char *sock, size_t size, unsigned extent_pages, unsigned samples,
+		      workload_fn work, uint64_t limit, struct result *r)
 {
-	char limit_text[32];
-	char vm[32], ns[64];
+	char vm[32];
 	struct gvm_region reg = { "ram", NULL, size, -1, 0, 0 };
 	struct gvm_session *s;
 	uint8_t want[GVM_PAGE_SIZE];
 	int memfd, err;
 
 	snprintf(vm, sizeof(vm), "bench-%d", (int)getpid());
-	snprintf(ns, sizeof(ns), "%s.ram", vm);
-	if (seed_donors(donors, ndonors, key, ns, size, extent_pages))
-		return -1;
 	reg.host_addr = map_region(size, &memfd);
 	reg.memfd = memfd;
-	snprintf(limit_text, sizeof(limit_text), "%llu", (unsigned long long)limit);
-	if (limit)
-		setenv("GVM_VM_LIMIT", limit_text, 1);
 	s = gvm_attach(sock, vm, &reg, 1, &err);
-	unsetenv("GVM_VM_LIMIT");
 	if (!s) {
 		fprintf(stderr, "gvm-fault-bench: attach: %s\n", gvm_strerror(err));
 		return err;
 	}
-	usleep(100000); /* let the broker learn the namespace is not empty */
+	/* The region's pages, written here and moved to the donors: what the
+	 * measured touches read. */
+	for (uint64_t p = 0; p < size / GVM_PAGE_SIZE; p++)
+		gvm_pattern_fill_page((uint8_t *)reg.host_addr + p * GVM_PAGE_SIZE, SEED, p, 0);
+	err = gvm_push_to_donors(s, memfd, size, limit, 300000);
+	if (err) {
+		fprintf(stderr, "gvm-fault-bench: moving the region to the donors: %s\n",
+			gvm_strerror(err));
+		return err;
+	}
 	if (vm_ready_fd >= 0) {
 		char c = 'r';
 
@@ -447,8 +408,7 @@ static int parse_vms(const char *arg, unsigned *ks, unsigned *n)
  * bytes over the wall time from the start signal to the last result. The
  * VMs stay attached until all are done, so the first to finish does not
  * tear down (and have its donor pages dropped) while the others still run. */
-static int vms_round(const char *sock, const char *const *donors, unsigned ndonors,
-		     const struct gvm_key *key, size_t size, unsigned extent_pages, unsigned k,
+static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsigned k,
 		     double *agg, double *slowest, double *busy_pct, double *steal_pct)
 {
 	struct steal_mark m;
@@ -469,8 +429,7 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 			vm_ready_fd = ready[1];
 			vm_go_fd = go[0];
 			vm_result_fd = res[1];
-			_exit(run_broker(sock, donors, ndonors, key, size, extent_pages, 0,
-					 measure_seq, 0, &r) ? 1 : 0);
+			_exit(run_broker(sock, size, extent_pages, 0, measure_seq, 0, &r) ? 1 : 0);
 		}
 	}
 	close(ready[1]), close(res[1]), close(go[0]);
@@ -508,9 +467,8 @@ static int vms_round(const char *sock, const char *const *donors, unsigned ndono
 
 /* --vms K[,K...]: rounds of each K in turn (1, 2, 4, 1, 2, 4, ...), so
  * drift on a shared host falls on every K alike; medians are reported. */
-static int run_vms(const char *sock, const char *const *donors, unsigned ndonors,
-		   const struct gvm_key *key, size_t size, unsigned extent_pages,
-		   const unsigned *ks, unsigned nk, unsigned rounds)
+static int run_vms(const char *sock, size_t size, unsigned extent_pages, const unsigned *ks,
+		   unsigned nk, unsigned rounds)
 {
 	double agg[VMS_LIST_MAX][16], worst_steal = 0;
 
@@ -520,7 +478,7 @@ static int run_vms(const char *sock, const char *const *donors, unsigned ndonors
 			char what[64];
 
 			for (unsigned retry = 0;; retry++) {
-				if (vms_round(sock, donors, ndonors, key, size, extent_pages, ks[j],
+				if (vms_round(sock, size, extent_pages, ks[j],
 					      &agg[j][round], &slowest, &busy, &steal)) {
 					fprintf(stderr, "gvm-fault-bench: a VM of the %u-VM round failed\n",
 						ks[j]);
@@ -550,8 +508,6 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
-		{ "donor", required_argument, NULL, 'd' },
-		{ "key-file", required_argument, NULL, 'k' },
 		{ "size", required_argument, NULL, 'z' },
 		{ "extent-pages", required_argument, NULL, 'e' },
 		{ "samples", required_argument, NULL, 'n' },
@@ -561,29 +517,17 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = GVM_DEFAULT_SOCKET, *donors[16] = { "127.0.0.1:7700" };
-	unsigned ndonors = 0;
-	const char *key_file = GVM_DEFAULT_KEY_FILE;
+	const char *sock = GVM_DEFAULT_SOCKET;
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
 	unsigned vms[VMS_LIST_MAX], nvms = 0;
 	struct result local[16], broker[16], limited[16], page1[16], lm, bm, em, pm;
 	double worst_steal = 0; /* in the rounds kept: over STEAL_MAX_PCT only when retries ran out */
-	struct gvm_key key;
-	char why[512];
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
-		case 'd':
-			if (ndonors == 16) {
-				fprintf(stderr, "at most 16 --donor\n");
-				return 2;
-			}
-			donors[ndonors++] = optarg;
-			break;
-		case 'k': key_file = optarg; break;
 		case 'z':
 			if (gvm_parse_size(optarg, &size) || size < (8u << 20)) {
 				fprintf(stderr, "--size %s: want 8M or more\n", optarg);
@@ -614,14 +558,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			printf("Usage: gvm-fault-bench --socket BROKER --donor HOST:PORT... --key-file KEY\n"
+			printf("Usage: gvm-fault-bench --socket BROKER\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
 			       "          [--evict RATIO] [--vms K[,K...]]\n"
-			       "First-touch faults through gvm-broker (pages pre-seeded on the donors\n"
-			       "where placement puts them) next to a local userfaultfd handler copying\n"
+			       "First-touch faults through gvm-broker (pages written, then moved to the\n"
+			       "donors before the clock starts) next to a local userfaultfd handler copying\n"
 			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
-			       "rounds; medians are compared. Give the broker's donors, in any order,\n"
-			       "and its --extent-pages. --vms K: K processes, each its own VM of\n"
+			       "rounds; medians are compared. Give the broker's --extent-pages.\n"
+			       "--vms K: K processes, each its own VM of\n"
 			       "--size, touch their regions in order at once; prints the aggregate.\n"
 			       "A list (--vms 1,2,4) runs each count in turn in every round.\n");
 			return 0;
@@ -630,18 +574,12 @@ int main(int argc, char **argv)
 		}
 	}
 	gvm_log_init("gvm-fault-bench", GVM_LOG_WARN);
-	if (!ndonors)
-		ndonors = 1;
 	if (extent_pages < 1 || extent_pages > GVM_FRAME_PAGES_MAX) {
 		fprintf(stderr, "--extent-pages: want 1..%u\n", GVM_FRAME_PAGES_MAX);
 		return 2;
 	}
-	if (gvm_key_load(key_file, &key, why, sizeof(why))) {
-		fprintf(stderr, "gvm-fault-bench: %s\n", why);
-		return 1;
-	}
 	if (nvms)
-		return run_vms(sock, donors, ndonors, &key, size, extent_pages, vms, nvms, rounds);
+		return run_vms(sock, size, extent_pages, vms, nvms, rounds);
 	if (evict) {
 		uint64_t limit = size / evict;
 
@@ -656,9 +594,9 @@ int main(int argc, char **argv)
 
 				steal_mark(&m);
 				if (run_local(size, extent_pages, samples, measure_rmw, &local[i]) ||
-				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+				    run_broker(sock, size, extent_pages, samples,
 					       measure_rmw, 0, &broker[i]) ||
-				    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+				    run_broker(sock, size, extent_pages, samples,
 					       measure_rmw, limit, &limited[i]))
 					return 1;
 				if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
@@ -702,7 +640,7 @@ int main(int argc, char **argv)
 			steal_mark(&m);
 			if (run_local(size, extent_pages, samples, measure, &local[i]) ||
 			    run_local(size, 1, samples, measure, &page1[i]) ||
-			    run_broker(sock, donors, ndonors, &key, size, extent_pages, samples,
+			    run_broker(sock, size, extent_pages, samples,
 				       measure, 0, &broker[i]))
 				return 1;
 			if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))

@@ -54,6 +54,7 @@ put host_steal_pct "$(key read_128k_steal_pct "$work/d16")" %
 echo
 echo "== gvmmem vs the ceiling: first-touch faults (gvm-fault-bench, 5 alternating rounds)"
 "$bin/gvm-broker" --socket "$work/broker.sock" --donor 127.0.0.1:$port --key-file "$work/key" \
+	--state-dir "$work/state" \
 	--no-cuse --log-level warn 2>"$work/broker.log" &
 bk=$!
 for _ in $(seq 100); do
@@ -61,8 +62,7 @@ for _ in $(seq 100); do
 		grep -q '^donor_connections: [1-9]' && break
 	sleep 0.1
 done
-"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
-	--key-file "$work/key" --size 256M --samples 1000 --rounds 5 | tee "$work/fault" | grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --samples 1000 --rounds 5 | tee "$work/fault" | grep -v '^key '
 put ceil_rand_p50_us "$(key ceil_4k_rand_p50_us "$work/fault")" us
 put ceil_extent_rand_p50_us "$(key ceil_rand_p50_us "$work/fault")" us
 put ceil_seq_mbps "$(key ceil_seq_mbps "$work/fault")" MB/s
@@ -73,8 +73,8 @@ put first_touch_steal_pct "$(key first_touch_steal_pct "$work/fault")" %
 
 echo
 echo "== gvmmem: read-modify-write, working set 4x the VM's budget, vs no eviction and the ceiling"
-"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
-	--key-file "$work/key" --size 256M --samples 500 --rounds 3 --evict 4 | tee "$work/evict" | grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --samples 500 --rounds 3 \
+	--evict 4 | tee "$work/evict" | grep -v '^key '
 put rmw_ceil_seq_mbps "$(key rmw_ceil_seq_mbps "$work/evict")" MB/s
 put rmw_noevict_seq_mbps "$(key rmw_noevict_seq_mbps "$work/evict")" MB/s
 put rmw_evict_seq_mbps "$(key rmw_evict_seq_mbps "$work/evict")" MB/s
@@ -85,8 +85,7 @@ put rmw_steal_pct "$(key rmw_steal_pct "$work/evict")" %
 echo
 echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (256 MiB each, rounds alternating)"
 conns_before=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
-"$bin/gvm-fault-bench" --socket "$work/broker.sock" --donor 127.0.0.1:$port \
-	--key-file "$work/key" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
 for k in 1 2 4; do
 	put vms_${k}_aggregate_mbps "$(key vms_${k}_aggregate_mbps "$work/vms")" MB/s
 done

@@ -86,7 +86,8 @@ start_donor donor2 "$d2"
 
 say "gvm-broker as root: pooled connections to both donors, host budget $budget"
 "${as_root[@]}" "$bin/gvm-broker" --socket "$work/broker.sock" --donor "$d1" --donor "$d2" \
-	--key-file "$work/cluster.key" --budget "$budget" --no-cuse 2>>"$work/broker.log" &
+	--key-file "$work/cluster.key" --state-dir "$work/state" --budget "$budget" --no-cuse \
+	2>>"$work/broker.log" &
 pids+=($!)
 for _ in $(seq 100); do
 	"$bin/gvmctl" --socket "$work/broker.sock" stats 2>/dev/null |

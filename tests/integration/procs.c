@@ -3,6 +3,7 @@
  * close, hand the number over) and a start that loses the race retries. */
 #include "procs.h"
 
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -240,6 +241,10 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 		argv[argc++] = "--state-dir";
 		argv[argc++] = state;
 	}
+	if (getenv("GVMT_BROKER_LOG_LEVEL")) { /* debugging a test */
+		argv[argc++] = "--log-level";
+		argv[argc++] = getenv("GVMT_BROKER_LOG_LEVEL");
+	}
 	for (int i = 0; donors[i] && argc < 40; i++) {
 		argv[argc++] = "--donor";
 		argv[argc++] = donors[i];
@@ -290,20 +295,27 @@ bool gvmt_broker_wait_stat(const char *socket_path, const char *key, uint64_t wa
 
 bool gvmt_test_user(uid_t *uid, gid_t *gid, gid_t *gvm_gid)
 {
+	return gvmt_test_user_named("gvmtest", uid, gid, gvm_gid);
+}
+
+bool gvmt_test_user_named(const char *name, uid_t *uid, gid_t *gid, gid_t *gvm_gid)
+{
 	struct passwd *pw;
 	struct group *gr;
+	char cmd[512];
 
 	if (geteuid() != 0)
 		return false;
 	if (!getgrnam("gvm") && system("groupadd --system gvm") != 0)
 		return false;
-	if (!getpwnam("gvmtest") &&
-	    system("useradd --system --no-create-home --shell /usr/sbin/nologin "
-		   "--gid nogroup --groups gvm gvmtest") != 0)
+	snprintf(cmd, sizeof(cmd), "useradd --system --no-create-home --shell /usr/sbin/nologin "
+		 "--gid nogroup --groups gvm %s", name);
+	if (!getpwnam(name) && system(cmd) != 0)
 		return false;
-	if (system("id -nG gvmtest | grep -qw gvm || usermod -aG gvm gvmtest") != 0)
+	snprintf(cmd, sizeof(cmd), "id -nG %s | grep -qw gvm || usermod -aG gvm %s", name, name);
+	if (system(cmd) != 0)
 		return false;
-	pw = getpwnam("gvmtest");
+	pw = getpwnam(name);
 	gr = getgrnam("gvm");
 	if (!pw || !gr)
 		return false;
@@ -319,7 +331,48 @@ void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid)
 		perror("gvmt_become");
 		_exit(90);
 	}
-	prctl(PR_SET_DUMPABLE, 1); /* so the broker may read our /proc/PID/maps */
+	prctl(PR_SET_DUMPABLE, 1);
+}
+
+bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *out, size_t n)
+{
+	char line[4096], head[256];
+	FILE *f = fopen(broker_log, "r");
+	bool found = false;
+
+	if (!f)
+		return false;
+	snprintf(head, sizeof(head), "vm %s (pid %d uid ", vm, (int)pid);
+	while (fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, head), *ns, *end;
+
+		if (!at || !strstr(at, "attached") || !(ns = strstr(at, "namespaces ")))
+			continue;
+		ns += strlen("namespaces ");
+		end = strstr(ns, ".*");
+		if (!end || (size_t)(end - ns) >= n)
+			continue;
+		memcpy(out, ns, (size_t)(end - ns));
+		out[end - ns] = '\0';
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double gvmt_percentile(double *v, size_t n, double pct)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[(size_t)((double)(n - 1) * pct / 100.0)];
 }
 
 int gvmt_run(const char *log, const char *const *argv)

@@ -57,6 +57,8 @@ bool gvmt_broker_wait_stat(const char *socket_path, const char *key, uint64_t wa
 /* The unprivileged test user (gvmtest, in group gvm, created if missing;
  * needs root). Returns false where it cannot be had. */
 bool gvmt_test_user(uid_t *uid, gid_t *gid, gid_t *gvm_gid);
+/* The same for another user name: a second tenant. */
+bool gvmt_test_user_named(const char *name, uid_t *uid, gid_t *gid, gid_t *gvm_gid);
 /* In a child: become that user with no capabilities. */
 void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid);
 
@@ -77,6 +79,13 @@ uint64_t gvmt_proc_rss_kib(const struct gvmt_proc *p);
 const char *gvmt_bin(const char *name, char *buf, size_t n);
 
 uint64_t gvmt_checksum(const uint8_t *data, size_t len);
+
+/* Moving a VM's pages to its donors: gvm_push_to_donors (bench/push.h). */
+/* The namespace prefix ("HOST.INCARNATION") the broker logged for the VM
+ * named vm attached by pid; region i's namespace is that + ".i". */
+bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *out, size_t n);
+/* The pct-th percentile of v[0..n) (sorts v). */
+double gvmt_percentile(double *v, size_t n, double pct);
 
 /* Makes root/sys/module/giantvm_kvm, what gvm_detect_mode takes for the
  * GiantVM kernel under GVM_SYSROOT=root; its path goes to module_dir. */
