@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -529,6 +530,92 @@ static void test_only_its_user_can_reattach_an_incarnation(void **state)
 	cluster_stop(&cl);
 }
 
+/* The group check comes before anything is answered, gvmctl's Stats
+ * included: a socket made 0666 by mistake still tells an outsider nothing. */
+static void test_a_user_outside_group_gvm_gets_nothing_not_even_stats(void **state)
+{
+	struct cluster cl;
+	pid_t pid;
+
+	(void)state;
+	if (!have_users)
+		skip();
+	cluster_start(&cl, "outsider.sock", NULL);
+	assert_int_equal(chmod(cl.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
+		Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+		gid_t none = tenant_b.gid;
+		int s, fds[1], nfds;
+
+		/* tenant_b's uid, but not in group gvm */
+		CHILD_CHECK(!setgroups(1, &none) && !setgid(tenant_b.gid) && !setuid(tenant_b.uid), 110,
+			    "setuid");
+		s = raw_connect(cl.sock);
+		CHILD_CHECK(s >= 0, 111, "connect: %s", strerror(errno));
+		req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
+		req.stats_request = &sr;
+		gvm_ctl_send(s, &req, NULL, 0); /* may fail: the broker hung up */
+		CHILD_CHECK(!gvm_ctl_recv(s, &m, fds, &nfds, 1), 112, "no answer at all");
+		CHILD_CHECK(m->msg_case == GVM__CONTROL__MSG_ERROR && m->error->status == EPERM &&
+				    strstr(m->error->error, "not in group gvm"),
+			    113, "an outsider got message %d", (int)m->msg_case);
+		_exit(0);
+	}
+	assert_int_equal(wait_exit(pid, 10000), 0);
+	assert_int_equal(gvmt_file_count(cl.broker.log, "refused: user may not attach VMs"), 1);
+	cluster_stop(&cl);
+}
+
+/* One name rule everywhere: 63 bytes attach, 64 are refused by libgvmmem
+ * with the reason before the broker is asked, and gvm-qemu says the same. */
+static void test_vm_names_follow_one_rule_in_the_library_broker_and_gvm_qemu(void **state)
+{
+	static const char n63[] = "a23456789-123456789-123456789-123456789-123456789-123456789-123";
+	static const char n64[] = "a23456789-123456789-123456789-123456789-123456789-123456789-1234";
+	struct cluster cl;
+	char bin[512], log[600];
+	pid_t pid;
+
+	(void)state;
+	if (!have_users)
+		skip();
+	assert_int_equal(strlen(n63), 63);
+	cluster_start(&cl, "names.sock", NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct gvm_region r = { "pc.ram", NULL, 1 << 20, -1, 0, 0 };
+		struct gvm_session *s;
+		int err;
+
+		r.memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+		CHILD_CHECK(r.memfd >= 0 && !ftruncate(r.memfd, 1 << 20), 120, "memfd");
+		r.host_addr = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, r.memfd, 0);
+		s = gvm_attach(cl.sock, n64, &r, 1, &err);
+		CHILD_CHECK(!s && err == -EINVAL, 121, "a 64-byte name: %s", gvm_strerror(err));
+		s = gvm_attach(cl.sock, "web/1", &r, 1, &err);
+		CHILD_CHECK(!s && err == -EINVAL, 122, "a name with '/': %s", gvm_strerror(err));
+		s = gvm_attach(cl.sock, n63, &r, 1, &err);
+		CHILD_CHECK(s, 123, "a 63-byte name: %s", gvm_strerror(err));
+		gvm_detach(s);
+		_exit(0);
+	}
+	assert_int_equal(wait_exit(pid, 30000), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "attaches"), 1);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "attach_errors"), 0); /* refused before asking */
+	gvmt_path(log, sizeof(log), "gvm-qemu-names.log");
+	gvmt_bin("gvm-qemu", bin, sizeof(bin));
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--print", "--vm-name", n63, "--",
+							 "-m", "64M", NULL }),
+			 0);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--print", "--vm-name", n64, "--",
+							 "-m", "64M", NULL }),
+			 2);
+	assert_int_equal(gvmt_file_count(log, "1 to 63 of letters, digits and . _ - + : @"), 1);
+	cluster_stop(&cl);
+}
+
 /* ---- the healthy VM whose latency the DoS tests watch ---- */
 
 struct probe {
@@ -950,6 +1037,8 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_with_the_same_vm_name_never_share_a_page),
 		cmocka_unit_test(test_a_vm_started_again_under_an_old_name_starts_from_zero),
 		cmocka_unit_test(test_only_its_user_can_reattach_an_incarnation),
+		cmocka_unit_test(test_a_user_outside_group_gvm_gets_nothing_not_even_stats),
+		cmocka_unit_test(test_vm_names_follow_one_rule_in_the_library_broker_and_gvm_qemu),
 		cmocka_unit_test(test_an_attach_with_50000_mappings_does_not_stall_other_vms),
 		cmocka_unit_test(test_idle_connections_of_one_user_lock_nobody_else_out),
 		cmocka_unit_test(test_one_user_cannot_fill_the_donors_namespaces),
