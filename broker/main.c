@@ -74,6 +74,18 @@ static int usage_error(const char *fmt, const char *arg)
 	return gvm_usage_error("gvm-broker", fmt, arg);
 }
 
+/* A whole number from 1 to max into *out: 0, or -EINVAL. */
+static int parse_count(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (end == s || *end || v < 1 || v > (long)max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
 /* "HOST:PORT[,WEIGHT]" or "HOST:PORT WEIGHT". */
 static int add_donor(struct bk_config *cfg, const char *spec)
 {
@@ -243,8 +255,7 @@ int main(int argc, char **argv)
 	enum gvm_log_level level = GVM_LOG_INFO;
 	const char *device_name = BK_DEFAULT_DEVICE_NAME;
 	bool sandbox = true;
-	char why[512], *end;
-	long v;
+	char why[512];
 	int opt, err;
 
 	cfg->socket_path = GVM_DEFAULT_SOCKET;
@@ -281,28 +292,20 @@ int main(int argc, char **argv)
 			cfg->host_id = optarg;
 			break;
 		case 'V':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 100000)
+			if (parse_count(optarg, 100000, &cfg->uid_vms))
 				return usage_error("--uid-vms %s: want 1..100000", optarg);
-			cfg->uid_vms = (unsigned)v;
 			break;
 		case 'R':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 1000000)
+			if (parse_count(optarg, 1000000, &cfg->uid_regions))
 				return usage_error("--uid-regions %s: want 1..1000000", optarg);
-			cfg->uid_regions = (unsigned)v;
 			break;
 		case 'p':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > (long)BK_POOL_CONNS_MAX)
+			if (parse_count(optarg, BK_POOL_CONNS_MAX, &cfg->pool_conns))
 				return usage_error("--pool-conns %s: want 1..16", optarg);
-			cfg->pool_conns = (unsigned)v;
 			break;
 		case 'e':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > (long)GVM_FRAME_PAGES_MAX)
+			if (parse_count(optarg, GVM_FRAME_PAGES_MAX, &cfg->extent_pages))
 				return usage_error("--extent-pages %s: want 1..256", optarg);
-			cfg->extent_pages = (unsigned)v;
 			break;
 		case 'c':
 			if (gvm_parse_size(optarg, &cfg->prefetch_bytes))

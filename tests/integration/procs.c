@@ -334,6 +334,24 @@ void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid)
 	prctl(PR_SET_DUMPABLE, 1);
 }
 
+int gvmt_send_hello(int s, uint32_t version, const char *vm_name, const uint8_t *inc,
+		    const uint8_t *secret)
+{
+	Gvm__Control m = GVM__CONTROL__INIT;
+	Gvm__Hello h = GVM__HELLO__INIT;
+
+	h.version = version;
+	h.vm_name = (char *)vm_name;
+	if (inc) {
+		h.reattach = true;
+		h.incarnation = (ProtobufCBinaryData){ GVM_INCARNATION_BYTES, (uint8_t *)inc };
+		h.secret = (ProtobufCBinaryData){ GVM_INCARNATION_SECRET_BYTES, (uint8_t *)secret };
+	}
+	m.msg_case = GVM__CONTROL__MSG_HELLO;
+	m.hello = &h;
+	return gvm_ctl_send(s, &m, NULL, 0);
+}
+
 bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *out, size_t n)
 {
 	char line[4096], head[256];

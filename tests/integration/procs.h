@@ -81,6 +81,10 @@ const char *gvmt_bin(const char *name, char *buf, size_t n);
 uint64_t gvmt_checksum(const uint8_t *data, size_t len);
 
 /* Moving a VM's pages to its donors: gvm_push_to_donors (bench/push.h). */
+/* Sends a control Hello on s: a re-attach when inc is not NULL (then
+ * secret is its proof). gvm_ctl_send's result. */
+int gvmt_send_hello(int s, uint32_t version, const char *vm_name, const uint8_t *inc,
+		    const uint8_t *secret);
 /* The namespace prefix ("HOST.INCARNATION") the broker logged for the VM
  * named vm attached by pid; region i's namespace is that + ".i". */
 bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *out, size_t n);

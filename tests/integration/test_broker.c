@@ -353,20 +353,10 @@ static int raw_connect(void)
 static void raw_hello_as(int s, uint32_t version, const char *vm_name, const uint8_t *inc,
 			 const uint8_t *secret, int *devfd)
 {
-	Gvm__Control m = GVM__CONTROL__INIT, *in;
-	Gvm__Hello h = GVM__HELLO__INIT;
+	Gvm__Control *in;
 	int fds[1], nfds;
 
-	h.version = version;
-	h.vm_name = (char *)vm_name;
-	if (inc) {
-		h.reattach = true;
-		h.incarnation = (ProtobufCBinaryData){ GVM_INCARNATION_BYTES, (uint8_t *)inc };
-		h.secret = (ProtobufCBinaryData){ GVM_INCARNATION_SECRET_BYTES, (uint8_t *)secret };
-	}
-	m.msg_case = GVM__CONTROL__MSG_HELLO;
-	m.hello = &h;
-	assert_int_equal(gvm_ctl_send(s, &m, NULL, 0), 0);
+	assert_int_equal(gvmt_send_hello(s, version, vm_name, inc, secret), 0);
 	if (!devfd)
 		return;
 	assert_int_equal(gvm_ctl_recv(s, &in, fds, &nfds, 1), 0);

@@ -369,20 +369,11 @@ static int raw_connect(const char *sock)
 static int raw_hello(int s, const uint8_t *inc, const uint8_t *secret, int *devfd, char *why,
 		     size_t n)
 {
-	Gvm__Control m = GVM__CONTROL__INIT, *in;
-	Gvm__Hello h = GVM__HELLO__INIT;
+	Gvm__Control *in;
 	int fds[1], nfds, rc;
 
-	h.version = GVM_CTL_VERSION;
-	h.vm_name = "raw";
-	if (inc) {
-		h.reattach = true;
-		h.incarnation = (ProtobufCBinaryData){ GVM_INCARNATION_BYTES, (uint8_t *)inc };
-		h.secret = (ProtobufCBinaryData){ GVM_INCARNATION_SECRET_BYTES, (uint8_t *)secret };
-	}
-	m.msg_case = GVM__CONTROL__MSG_HELLO;
-	m.hello = &h;
-	if (gvm_ctl_send(s, &m, NULL, 0) || gvm_ctl_recv(s, &in, fds, &nfds, 1))
+	if (gvmt_send_hello(s, GVM_CTL_VERSION, "raw", inc, secret) ||
+	    gvm_ctl_recv(s, &in, fds, &nfds, 1))
 		return -EIO;
 	if (in->msg_case == GVM__CONTROL__MSG_WELCOME) {
 		*devfd = nfds ? fds[0] : -1;
