@@ -29,6 +29,7 @@
 #define BK_HELLO_TIMEOUT_MS 5000u    /* from connecting to Hello */
 #define BK_ATTACH_TIMEOUT_MS 10000u  /* from Hello to Attach */
 #define BK_MAPS_MAX_BYTES (64u << 20) /* of a client's /proc/PID/maps read to check it */
+#define BK_REFUSAL_LOG_MS 1000u      /* refusals a peer causes: a line per user this often */
 #define BK_FAULT_BATCH_MAX 64u       /* uffd messages read at once */
 #define BK_DEFAULT_PREFETCH_BYTES (64ull << 20)
 #define BK_PREFETCH_WINDOW_MAX_EXTENTS 16u

@@ -81,6 +81,9 @@ struct bk_control {
 	unsigned nclients;
 	struct bk_tenant *tenants;
 	unsigned works;   /* maps checks on the thread pool */
+	/* Refusals in the log: a line a second, the rest counted, whoever
+	 * loops on connect. */
+	struct gvm_log_limit refusals;
 	bool poll_closed; /* freed once its handle and the last work are done */
 };
 
@@ -211,8 +214,9 @@ static void send_error(int fd, int err, const char *why)
 static void client_refuse(struct bk_client *c, int err, const char *why)
 {
 	bk_stats.attach_errors++;
-	gvm_warn("client pid %d uid %d%s%s: refused: %s", (int)c->cred.pid, (int)c->cred.uid,
-		 c->vm_name[0] ? " vm " : "", c->vm_name, why);
+	gvm_log_limited(&c->ctl->refusals, GVM_LOG_WARN, "client pid %d uid %d%s%s: refused: %s",
+			(int)c->cred.pid, (int)c->cred.uid, c->vm_name[0] ? " vm " : "", c->vm_name,
+			why);
 	send_error(c->fd, err, why);
 	client_close(c, "refused");
 }
@@ -555,10 +559,12 @@ static void on_client(uv_poll_t *h, int status, int events)
 
 /* Turns a connection away before it holds anything: why goes to it as a
  * ControlError (its Hello then reads it), and into the log. */
-static void turn_away(int fd, const struct ucred *cr, int err, const char *why)
+static void turn_away(struct bk_control *ctl, int fd, const struct ucred *cr, int err,
+		      const char *why)
 {
 	bk_stats.attach_errors++;
-	gvm_warn("client pid %d uid %d: refused: %s", (int)cr->pid, (int)cr->uid, why);
+	gvm_log_limited(&ctl->refusals, GVM_LOG_WARN, "client pid %d uid %d: refused: %s",
+			(int)cr->pid, (int)cr->uid, why);
 	send_error(fd, err, why);
 	close(fd);
 }
@@ -586,29 +592,29 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		return;
 	}
 	if (!peer_allowed(ctl, fd, &cr)) {
-		turn_away(fd, &cr, -EPERM, "user may not attach VMs (not in group " CTL_GROUP ")");
+		turn_away(ctl, fd, &cr, -EPERM, "user may not attach VMs (not in group " CTL_GROUP ")");
 		return;
 	}
 	if (ctl->nclients >= BK_CLIENTS_MAX && cr.uid != 0 && cr.uid != getuid()) {
 		snprintf(why, sizeof(why), "the broker has %u clients, its most", BK_CLIENTS_MAX);
-		turn_away(fd, &cr, -EAGAIN, why);
+		turn_away(ctl, fd, &cr, -EAGAIN, why);
 		return;
 	}
 	t = tenant_get(ctl, cr.uid);
 	if (!t) {
-		turn_away(fd, &cr, -ENOMEM, "out of memory");
+		turn_away(ctl, fd, &cr, -ENOMEM, "out of memory");
 		return;
 	}
 	if (t->conns >= tenant_conns_max(ctl)) {
 		snprintf(why, sizeof(why), "uid %d is at its limit of %u connections", (int)cr.uid,
 			 tenant_conns_max(ctl));
-		turn_away(fd, &cr, -EDQUOT, why);
+		turn_away(ctl, fd, &cr, -EDQUOT, why);
 		tenant_put(ctl, t);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		turn_away(fd, &cr, -ENOMEM, "out of memory");
+		turn_away(ctl, fd, &cr, -ENOMEM, "out of memory");
 		tenant_put(ctl, t);
 		return;
 	}
@@ -672,6 +678,7 @@ int bk_control_start(struct bk_broker *b, char *why, size_t n)
 		return -ENAMETOOLONG;
 	}
 	ctl->b = b;
+	ctl->refusals = (struct gvm_log_limit)GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');

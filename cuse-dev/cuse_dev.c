@@ -33,6 +33,7 @@ struct bk_cuse {
 	int fd;
 	bool ready;
 	char name[64];
+	struct gvm_log_limit refusals; /* of tokens, in the log */
 };
 
 static struct bk_cuse *dev_of(fuse_req_t req)
@@ -120,12 +121,15 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 		if (err) {
 			bk_stats.attach_errors++;
 			if (err == -EDQUOT)
-				gvm_warn("%s: no token for pid %d uid %d: that user holds %u unused "
-					 "ones already", d->name, (int)ctx->pid, (int)ctx->uid,
-					 BK_TOKENS_PER_UID);
+				gvm_log_limited(&d->refusals, GVM_LOG_WARN,
+						"%s: no token for pid %d uid %d: that user holds %u "
+						"unused ones already", d->name, (int)ctx->pid,
+						(int)ctx->uid, BK_TOKENS_PER_UID);
 			else
-				gvm_warn("%s: no token for pid %d uid %d: all %u token slots are taken",
-					 d->name, (int)ctx->pid, (int)ctx->uid, BK_TOKENS_MAX);
+				gvm_log_limited(&d->refusals, GVM_LOG_WARN,
+						"%s: no token for pid %d uid %d: all %u token slots are "
+						"taken", d->name, (int)ctx->pid, (int)ctx->uid,
+						BK_TOKENS_MAX);
 			fuse_reply_err(req, -err);
 			return;
 		}
@@ -241,6 +245,7 @@ int bk_cuse_start(struct bk_broker *b, const char *name, char *why, size_t n)
 	if (!d)
 		return -ENOMEM;
 	d->b = b;
+	d->refusals = (struct gvm_log_limit)GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	snprintf(devname, sizeof(devname), "DEVNAME=%s", name);
 	d->fd = open(CUSE_CONTROL_DEV, O_RDWR | O_CLOEXEC | O_NONBLOCK);
