@@ -293,7 +293,14 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 				bk_stats_latency(now_us() - f->t0_us);
 		} else if (!bk_bit_test(rg->resident, f->page) &&
 			   rg->ext_state[e] != BK_EXT_FETCHING) {
+			static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
 			bk_stats.donor_errors++;
+			gvm_log_limited(&lines, GVM_LOG_WARN,
+					"donor %s: READ of page %llu of vm %s failed: %s; its fault is "
+					"asked again", bk_pool_donor_addr(vm->b->pool, req->donor),
+					(unsigned long long)f->page, vm->name,
+					status ? strerror(-status) : h->error);
 			bk_uffd_wake(rg, f->page, 1); /* its thread faults again */
 		}
 		if (rg->ext_state[e] == BK_EXT_PAGES)
