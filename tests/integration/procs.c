@@ -360,7 +360,10 @@ bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *
 
 	if (!f)
 		return false;
-	snprintf(head, sizeof(head), "vm %s (pid %d uid ", vm, (int)pid);
+	if (pid > 0)
+		snprintf(head, sizeof(head), "vm %s (pid %d uid ", vm, (int)pid);
+	else
+		snprintf(head, sizeof(head), "vm %s (pid ", vm);
 	while (fgets(line, sizeof(line), f)) {
 		const char *at = strstr(line, head), *ns, *end;
 

@@ -86,7 +86,8 @@ uint64_t gvmt_checksum(const uint8_t *data, size_t len);
 int gvmt_send_hello(int s, uint32_t version, const char *vm_name, const uint8_t *inc,
 		    const uint8_t *secret);
 /* The namespace prefix ("HOST.INCARNATION") the broker logged for the VM
- * named vm attached by pid; region i's namespace is that + ".i". */
+ * named vm attached by pid (pid 0: by anyone; the last one logged);
+ * region i's namespace is that + ".i". */
 bool gvmt_vm_namespace(const char *broker_log, const char *vm, pid_t pid, char *out, size_t n);
 /* The pct-th percentile of v[0..n) (sorts v). */
 double gvmt_percentile(double *v, size_t n, double pct);

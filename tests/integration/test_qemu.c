@@ -300,15 +300,19 @@ static void test_guest_killed(void **state)
 {
 	struct guest victim, other;
 	uint64_t before = 0;
+	char ns[GVM_NS_NAME_MAX_BYTES + 1];
 	double end;
 
 	(void)state;
 	guest_start(&other, "e2e-survivor", "75,2", NULL, NULL, NULL);
 	guest_start(&victim, "e2e-victim", "75,50", NULL, NULL, NULL);
 	assert_true(guest_wait_for(&victim, "GVM-MEMTEST start", BOOT_TIMEOUT_S));
+	/* Its one region's namespace, as the broker named it. */
+	assert_true(gvmt_vm_namespace(broker.log, "e2e-victim", 0, ns, sizeof(ns) - 2));
+	strcat(ns, ".0");
 	/* Its workload fills more than the budget: pages go to the donors. */
 	for (end = now_s() + BOOT_TIMEOUT_S; before < 2048 && now_s() < end;) {
-		before = donor_ns_pages("e2e-victim.gvm-ram");
+		before = donor_ns_pages(ns);
 		if (before < 2048)
 			usleep(250 * 1000);
 	}
@@ -320,9 +324,9 @@ static void test_guest_killed(void **state)
 	assert_int_equal(guest_wait(&victim, 30), 128 + SIGKILL);
 	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 1, 10000));
 	assert_int_equal(gvmt_file_count(broker.log, "vm e2e-victim"), 2); /* attached, detached */
-	for (int i = 0; i < 100 && donor_ns_pages("e2e-victim.gvm-ram") != 0; i++)
+	for (int i = 0; i < 100 && donor_ns_pages(ns) != 0; i++)
 		usleep(100 * 1000);
-	assert_int_equal(donor_ns_pages("e2e-victim.gvm-ram"), 0);
+	assert_int_equal(donor_ns_pages(ns), 0);
 	guest_wait(&other, BOOT_TIMEOUT_S);
 	assert_guest_ok(&other);
 	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
