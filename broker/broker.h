@@ -24,7 +24,8 @@
  * others. Connections: one per VM plus these spare ones (gvmctl, attaches
  * on their way). */
 #define BK_DEFAULT_UID_VMS 64u
-#define BK_DEFAULT_UID_REGIONS 512u  /* one donor namespace each */
+/* One donor namespace each; a donor holds 1024 of one host (memserver.h). */
+#define BK_DEFAULT_UID_REGIONS 128u
 #define BK_UID_SPARE_CONNS 8u
 #define BK_HELLO_TIMEOUT_MS 5000u    /* from connecting to Hello */
 #define BK_ATTACH_TIMEOUT_MS 10000u  /* from Hello to Attach */
