@@ -558,14 +558,20 @@ static void on_client(uv_poll_t *h, int status, int events)
 }
 
 /* Turns a connection away before it holds anything: why goes to it as a
- * ControlError (its Hello then reads it), and into the log. */
+ * ControlError (its Hello then reads it), and into the log. What it sent
+ * already is read first: closing a unix socket with unread data resets
+ * the peer, which would then lose the reason. */
 static void turn_away(struct bk_control *ctl, int fd, const struct ucred *cr, int err,
 		      const char *why)
 {
+	char drain[256];
+
 	bk_stats.attach_errors++;
 	gvm_log_limited(&ctl->refusals, GVM_LOG_WARN, "client pid %d uid %d: refused: %s",
 			(int)cr->pid, (int)cr->uid, why);
 	send_error(fd, err, why);
+	while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+		;
 	close(fd);
 }
 
