@@ -234,8 +234,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 		bk_bit_set(rg->evicting, p);
 	rg->wb_inflight[first / bk_extent_pages(rg)]++;
 	b->evicting_pages += count;
-	rg->vm->refs++; /* wop_finish puts it */
-	wop_submit(w);
+	wop_submit(w); /* holds a reference on the VM, which wop_finish puts */
 }
 
 /* Ends a run the clock picked: punched now if clean, written back if dirty. */

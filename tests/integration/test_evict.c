@@ -4,7 +4,8 @@
  * budget and one batch; writers racing the eviction of their own pages
  * lose no increment and tear no page; three VMs share a budget and all
  * finish; donors that refuse writes cost no data; pages the VM removes read
- * as zero ever after. */
+ * as zero ever after; and a VM that had pages written back leaves nothing
+ * behind in the broker when it goes. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -327,6 +328,68 @@ static void test_removed_pages_read_as_zero_even_after_eviction(void **state)
 	cluster_stop(&cl);
 }
 
+/* Descriptors the process holds, and how many of them are memfds. */
+static int proc_fds(pid_t pid, int *memfds)
+{
+	char dir[64], path[320], link[256];
+	int n = 0;
+
+	*memfds = 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	for (int fd = 0; fd < 4096; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "%s/%d", dir, fd);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;
+		link[len] = '\0';
+		n++;
+		*memfds += strstr(link, "/memfd:") != NULL;
+	}
+	return n;
+}
+
+/* Eight VMs in turn, each written at twice the budget (so its pages are
+ * written back) and then gone: the broker holds as many descriptors as
+ * before, none of them a guest's memfd, and its memory stays put. Each
+ * write-back used to keep a reference on its VM, and with it the VM's
+ * memfds, uffd and bitmaps, for good. */
+static void test_vms_that_had_pages_written_back_leave_nothing_behind(void **state)
+{
+	struct cluster cl;
+	int fds0, memfds, fds1;
+	uint64_t rss0, rss1;
+
+	(void)state;
+	cluster_start(&cl, "8M", "256M");
+	assert_int_equal(wait_exit(fill_and_check("leak-0", 16u << 20, 0, 1)), 0);
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
+	/* After one VM: the broker's own descriptors and heap, settled. */
+	fds0 = proc_fds(cl.broker.pid, &memfds);
+	assert_int_equal(memfds, 0);
+	rss0 = gvmt_proc_rss_kib(&cl.broker);
+	for (int i = 1; i < 8; i++) {
+		char vm[16];
+
+		snprintf(vm, sizeof(vm), "leak-%d", i);
+		assert_int_equal(wait_exit(fill_and_check(vm, 16u << 20, 0, (uint64_t)i + 1)), 0);
+	}
+	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
+	assert_true(gvmt_broker_stat(sock_path, "writebacks") > 8 * 8);
+	fds1 = proc_fds(cl.broker.pid, &memfds);
+	rss1 = gvmt_proc_rss_kib(&cl.broker);
+	fprintf(stderr, "broker: %d descriptors after one VM, %d after eight (%d memfds); RSS %llu "
+		"KiB after one VM, %llu KiB after eight\n", fds0, fds1, memfds, (unsigned long long)rss0,
+		(unsigned long long)rss1);
+	assert_int_equal(memfds, 0);
+	assert_int_equal(fds1, fds0);
+	/* Seven more VMs' bitmaps and buffers would be megabytes; allow the
+	 * allocator's own slack. */
+	assert_true(rss1 < rss0 + 2048);
+	cluster_stop(&cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_three_vms_share_one_budget_and_all_finish),
 		cmocka_unit_test(test_donors_that_refuse_writes_cost_no_data),
 		cmocka_unit_test(test_removed_pages_read_as_zero_even_after_eviction),
+		cmocka_unit_test(test_vms_that_had_pages_written_back_leave_nothing_behind),
 	};
 	struct gvm_key key;
 
