@@ -370,7 +370,7 @@ static void test_vms_that_had_pages_written_back_leave_nothing_behind(void **sta
 	assert_int_equal(memfds, 0);
 	rss0 = gvmt_proc_rss_kib(&cl.broker);
 	for (int i = 1; i < 8; i++) {
-		char vm[16];
+		char vm[24];
 
 		snprintf(vm, sizeof(vm), "leak-%d", i);
 		assert_int_equal(wait_exit(fill_and_check(vm, 16u << 20, 0, (uint64_t)i + 1)), 0);
