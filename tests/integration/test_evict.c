@@ -365,8 +365,14 @@ static void test_vms_that_had_pages_written_back_leave_nothing_behind(void **sta
 	cluster_start(&cl, "8M", "256M");
 	assert_int_equal(wait_exit(fill_and_check("leak-0", 16u << 20, 0, 1)), 0);
 	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
-	/* After one VM: the broker's own descriptors and heap, settled. */
+	/* After one VM: the broker's own descriptors (the fewest over a moment:
+	 * a Stats connection just closed may not be let go yet) and heap. */
 	fds0 = proc_fds(cl.broker.pid, &memfds);
+	for (int t = 0; t < 10; t++, usleep(20000)) {
+		int n = proc_fds(cl.broker.pid, &memfds);
+
+		fds0 = n < fds0 ? n : fds0;
+	}
 	assert_int_equal(memfds, 0);
 	rss0 = gvmt_proc_rss_kib(&cl.broker);
 	for (int i = 1; i < 8; i++) {
@@ -377,16 +383,23 @@ static void test_vms_that_had_pages_written_back_leave_nothing_behind(void **sta
 	}
 	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 5000));
 	assert_true(gvmt_broker_stat(sock_path, "writebacks") > 8 * 8);
-	fds1 = proc_fds(cl.broker.pid, &memfds);
+	/* (the Stats connections just closed are let go on the broker's next
+	 * turn: a moment to settle) */
+	for (int t = 0; t < 100 && (fds1 = proc_fds(cl.broker.pid, &memfds)) > fds0; t++)
+		usleep(20000);
 	rss1 = gvmt_proc_rss_kib(&cl.broker);
 	fprintf(stderr, "broker: %d descriptors after one VM, %d after eight (%d memfds); RSS %llu "
 		"KiB after one VM, %llu KiB after eight\n", fds0, fds1, memfds, (unsigned long long)rss0,
 		(unsigned long long)rss1);
 	assert_int_equal(memfds, 0);
 	assert_int_equal(fds1, fds0);
+#ifndef GVM_SANITIZED
 	/* Seven more VMs' bitmaps and buffers would be megabytes; allow the
-	 * allocator's own slack. */
+	 * allocator's own slack. (ASan's quarantine keeps freed memory; there
+	 * LeakSanitizer checks the broker's heap when it exits, and
+	 * cluster_stop wants that exit to be 0.) */
 	assert_true(rss1 < rss0 + 2048);
+#endif
 	cluster_stop(&cl);
 }
 
