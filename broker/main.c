@@ -193,18 +193,6 @@ static void start_thread_pool(uv_loop_t *loop)
 		free(w);
 }
 
-/* Each VM holds a uffd, its memfds and a socket: as many descriptors as
- * the hard limit allows. */
-static void raise_fd_limit(void)
-{
-	struct rlimit r;
-
-	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-		r.rlim_cur = r.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &r);
-	}
-}
-
 static struct bk_broker broker;
 static uv_signal_t sigterm, sigint;
 
@@ -353,7 +341,9 @@ int main(int argc, char **argv)
 	gvm_log_init("gvm-broker", level);
 	signal(SIGPIPE, SIG_IGN);
 
-	raise_fd_limit();
+	/* Each VM holds a uffd, its memfds and a socket: as many descriptors
+	 * as the hard limit allows. */
+	gvm_raise_fd_limit(UINT64_MAX, NULL, NULL);
 	err = gvm_key_load(cfg->key_file, &broker.key, why, sizeof(why));
 	if (!err)
 		err = bk_identity_load(&broker.id, cfg->state_dir, cfg->host_id, why, sizeof(why));

@@ -923,23 +923,18 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
  * that is raised to the hard limit, with a line saying what came of it. */
 static void raise_fd_limit(unsigned threads)
 {
-	rlim_t need = MS_FDS_NEEDED(threads), was;
-	struct rlimit rl;
+	uint64_t need = MS_FDS_NEEDED(threads), was, now;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+	gvm_raise_fd_limit(need, &was, &now);
+	if (was >= need)
 		return;
-	was = rl.rlim_cur;
-	rl.rlim_cur = rl.rlim_max;
-	if (rl.rlim_cur > was && setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		rl.rlim_cur = was;
-	if (rl.rlim_cur >= need)
+	if (now >= need)
 		gvm_info("open-file limit raised from %llu to %llu (the connection limits need %llu)",
-			 (unsigned long long)was, (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)was, (unsigned long long)now,
 			 (unsigned long long)need);
 	else
-		gvm_warn("open-file limit %llu (hard limit %llu) is below the %llu the connection limits need: connections past it fail at accept; raise it (LimitNOFILE=)",
-			 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-			 (unsigned long long)need);
+		gvm_warn("open-file limit %llu (as high as the hard limit lets it go) is below the %llu the connection limits need: connections past it fail at accept; raise it (LimitNOFILE=)",
+			 (unsigned long long)now, (unsigned long long)need);
 }
 
 int ms_server_run(const struct ms_config *cfg, struct ms_store *store,

@@ -1,5 +1,6 @@
 /* config.c: the command-line values every gvmmem program shares (sizes,
- * addresses, the cluster key). Used by memserver/main.c, broker/ and tools. */
+ * addresses, the cluster key), and the open-file limit both daemons raise.
+ * Used by memserver/, broker/ and tools. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -163,4 +165,23 @@ int gvm_usage_error(const char *prog, const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\nTry '%s --help'.\n", prog);
 	return 2;
+}
+
+void gvm_raise_fd_limit(uint64_t want, uint64_t *was, uint64_t *now)
+{
+	struct rlimit rl;
+	uint64_t before = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		before = rl.rlim_cur;
+		if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				rl.rlim_cur = before;
+		}
+	}
+	if (was)
+		*was = before;
+	if (now)
+		*now = before ? rl.rlim_cur : 0;
 }

@@ -1,5 +1,6 @@
 /* config.h: parsing shared by every command line: sizes ("4G"), donor
- * addresses ("host:port", "[::1]:7700") and the cluster key file. */
+ * addresses ("host:port", "[::1]:7700") and the cluster key file; and the
+ * open-file limit both daemons raise at start. */
 #ifndef GVM_CONFIG_H
 #define GVM_CONFIG_H
 
@@ -28,6 +29,10 @@ void gvm_format_addr(const struct sockaddr *sa, char *buf, size_t n);
 /* Reads the raw key bytes. Refuses a file that group or others may read, or
  * one shorter than GVM_KEY_MIN_BYTES. On error *why explains it. */
 int gvm_key_load(const char *path, struct gvm_key *key, char *why, size_t n);
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit when it is below want.
+ * *was and *now (may be NULL) get the soft limit before and after. */
+void gvm_raise_fd_limit(uint64_t want, uint64_t *was, uint64_t *now);
 
 /* Prints "PROG: <fmt with arg>" and "Try 'PROG --help'." to stderr;
  * returns 2, the exit status of a command-line mistake. */
