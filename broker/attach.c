@@ -446,7 +446,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 	if (incarnation)
 		memcpy(vm->incarnation, incarnation, GVM_INCARNATION_BYTES);
 	else
-		bk_identity_new(&b->id, vm->incarnation);
+		bk_identity_new(vm->incarnation);
 	snprintf(vm->name, sizeof(vm->name), "%s", vm_name);
 	vm->pid = pid;
 	vm->uid = uid;

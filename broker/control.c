@@ -65,8 +65,8 @@ struct bk_client {
 	uint8_t incarnation[GVM_INCARNATION_BYTES]; /* valid with reattach */
 	struct bk_attach *at;   /* an Attach waiting for its check, or being checked */
 	struct attach_work *work;
-	size_t vm_regions;      /* counted in the tenant's VMs and regions, when counted */
-	bool counted;
+	size_t vm_regions;      /* its VM's regions; once an Attach is taken (>= 1), it and
+				 * they count in the tenant's VMs and regions */
 	struct bk_vm *vm;
 };
 
@@ -179,7 +179,7 @@ static void client_close(struct bk_client *c, const char *reason)
 	} else {
 		gvm_debug("client pid %d: closed (%s)", (int)c->cred.pid, reason);
 	}
-	if (c->counted) {
+	if (c->vm_regions) {
 		t->vms--;
 		t->regions -= (unsigned)c->vm_regions;
 	}
@@ -345,7 +345,6 @@ static void handle_attach(struct bk_client *c, const Gvm__Attach *a, int *fds, i
 	c->vm_regions = bk_attach_regions(c->at);
 	t->vms++;
 	t->regions += (unsigned)c->vm_regions;
-	c->counted = true;
 	c->state = CL_CHECKING;
 	uv_timer_stop(&c->deadline);
 	if (t->checking) {

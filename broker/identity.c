@@ -170,9 +170,8 @@ void bk_identity_secret(const struct bk_identity *id, uid_t uid,
 	sodium_memzero(&st, sizeof(st));
 }
 
-void bk_identity_new(const struct bk_identity *id, uint8_t incarnation[GVM_INCARNATION_BYTES])
+void bk_identity_new(uint8_t incarnation[GVM_INCARNATION_BYTES])
 {
-	(void)id;
 	randombytes_buf(incarnation, GVM_INCARNATION_BYTES);
 }
 

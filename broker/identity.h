@@ -30,7 +30,7 @@ struct bk_identity {
 int bk_identity_load(struct bk_identity *id, const char *state_dir, const char *host_id,
 		     char *why, size_t n);
 /* A new incarnation: random, never seen before. */
-void bk_identity_new(const struct bk_identity *id, uint8_t incarnation[GVM_INCARNATION_BYTES]);
+void bk_identity_new(uint8_t incarnation[GVM_INCARNATION_BYTES]);
 /* The secret that proves incarnation for uid on this host. */
 void bk_identity_secret(const struct bk_identity *id, uid_t uid,
 			const uint8_t incarnation[GVM_INCARNATION_BYTES],
