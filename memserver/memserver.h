@@ -42,6 +42,14 @@
 #define MS_NAMESPACES_MAX 4096u
 /* Namespaces one host may hold (names "<host>.*"): a quarter of them. */
 #define MS_HOST_NAMESPACES_MAX (MS_NAMESPACES_MAX / 4u)
+/* A namespace id (the wire's Frame.ns) is its table index + 1 in the low
+ * MS_NS_INDEX_BITS, and in the bits above a random tag, never 0, drawn
+ * when the namespace is created and kept with it in a backing file: an id
+ * held from before a drop or an anonymous donor's restart names the
+ * namespace now at that index only if the tags match, 1 in 2^19 - 1. */
+#define MS_NS_INDEX_BITS 13u
+#define MS_NS_TAG_BITS	 (32u - MS_NS_INDEX_BITS)
+_Static_assert(MS_NAMESPACES_MAX < (1u << MS_NS_INDEX_BITS), "an index + 1 fits its bits");
 #define MS_STORE_SLOTS_MAX 0xfffffff0u /* 4 KiB slots: just under 16 TiB */
 
 struct ms_config {

@@ -69,7 +69,7 @@ struct ms_worker {
 	uv_tcp_t listener;
 	uv_async_t stop;
 	uv_thread_t thread;
-	uint8_t *scratch; /* a READ reply's payload, built then sent */
+	uint8_t *scratch; /* a READ or LIST reply's payload, built then sent */
 	struct ms_conn *conns;
 	/* Its unauthenticated connections, oldest first (MS_UNAUTH_MAX). */
 	struct ms_conn *unauth_head, *unauth_tail;
@@ -470,6 +470,25 @@ static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
 	conn_send(c, &r, c->w->scratch);
 }
 
+/* LIST: a bit per page asked about, built in the worker's scratch buffer
+ * (GVM_LIST_PAGES_MAX bits fill it exactly). */
+_Static_assert(GVM_LIST_PAGES_MAX / 8u <= GVM_FRAME_DATA_MAX_BYTES, "a LIST reply fits scratch");
+static void handle_list(struct ms_conn *c, const struct gvm_hdr *h)
+{
+	struct gvm_hdr r;
+	int err;
+
+	err = ms_store_list(c->w->srv->store, c->host, h->ns, h->first_page, h->page_count,
+			    c->w->scratch);
+	if (err) {
+		reply_store_error(c, h, err);
+		return;
+	}
+	reply_init(&r, h);
+	r.payload_len = gvm_list_bitmap_bytes(h->page_count);
+	conn_send(c, &r, c->w->scratch);
+}
+
 static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 			 const uint8_t *p)
 {
@@ -565,6 +584,9 @@ static void handle_frame(struct ms_conn *c, const struct gvm_hdr *h,
 		return;
 	case GVM__OP__OP_WRITE:
 		handle_write(c, h, p);
+		return;
+	case GVM__OP__OP_LIST:
+		handle_list(c, h);
 		return;
 	case GVM__OP__OP_OPEN_NS:
 		err = ms_store_open_ns(store, c->host, h->ns_name, &id);

@@ -4,7 +4,9 @@
  * namespace indexes its pages with an open-addressing hash map; a restart
  * from a file rebuilds the maps from the slot table. A namespace belongs to
  * the host its name starts with (names.h): every call checks that under
- * the store's lock, so server.c cannot serve one host another's pages. */
+ * the store's lock, so server.c cannot serve one host another's pages. Its
+ * id carries a random tag beside its table index (memserver.h), so an id
+ * outlives neither the namespace nor an anonymous store. */
 #include "store.h"
 
 #include <ctype.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -25,7 +28,9 @@
 #include "names.h"
 
 #define STORE_MAGIC "GVMSTOR1"
-#define STORE_VERSION 1u
+/* 2: a namespace record keeps its id's tag. A file of format 1 (no tags)
+ * is upgraded in place when opened: its namespaces get tags, so new ids. */
+#define STORE_VERSION 2u
 
 struct store_hdr {
 	char magic[8];
@@ -39,11 +44,13 @@ struct store_hdr {
 struct store_ns_rec {
 	char name[GVM_NS_NAME_MAX_BYTES + 1];
 	uint32_t used;
-	uint32_t pad;
+	/* The high bits of its id (1 .. 2^MS_NS_TAG_BITS - 1). Kept when the
+	 * namespace is dropped, so the next one at this index differs. */
+	uint32_t tag;
 };
 
 struct store_slot_rec {
-	uint32_t ns; /* 0: free; else namespace id */
+	uint32_t ns; /* 0: free; else namespace table index + 1 */
 	uint32_t pad;
 	uint64_t page;
 };
@@ -61,7 +68,7 @@ struct ms_store {
 	size_t map_bytes;
 	int fd; /* -1: anonymous */
 	struct store_hdr *hdr;
-	struct store_ns_rec *nsrec; /* [MS_NAMESPACES_MAX], id = index + 1 */
+	struct store_ns_rec *nsrec; /* [MS_NAMESPACES_MAX], see ns_id() */
 	struct store_slot_rec *slot;
 	uint8_t *data;
 	struct pmap maps[MS_NAMESPACES_MAX];
@@ -301,17 +308,42 @@ void ms_store_release_now(struct ms_store *s)
 		;
 }
 
-static bool ns_valid(const struct ms_store *s, uint32_t ns)
+#define NS_INDEX_MASK ((1u << MS_NS_INDEX_BITS) - 1u)
+
+/* The id of the namespace at table index idx. */
+static uint32_t ns_id(const struct ms_store *s, uint32_t idx)
 {
-	return ns >= 1 && ns <= MS_NAMESPACES_MAX && s->nsrec[ns - 1].used;
+	return s->nsrec[idx].tag << MS_NS_INDEX_BITS | (idx + 1u);
 }
 
-/* 0 if id is a namespace of host; -ENOENT if none, -EACCES if another's. */
-static int ns_check(const struct ms_store *s, const char *host, uint32_t ns)
+/* A tag for a namespace created where one with tag old was: random, never
+ * 0 and never old. */
+static uint32_t tag_draw(uint32_t old)
 {
-	if (!ns_valid(s, ns))
+	uint32_t tag;
+
+	do
+		tag = 1u + randombytes_uniform((1u << MS_NS_TAG_BITS) - 1u);
+	while (tag == old);
+	return tag;
+}
+
+/* 0 and *idx if id is a namespace of host; -ENOENT if id names none (an
+ * index past the table or unused, or a tag of another namespace: one
+ * dropped, or one of before a restart), -EACCES if another host's. */
+static int ns_check(const struct ms_store *s, const char *host, uint32_t id,
+		    uint32_t *idx)
+{
+	uint32_t low = id & NS_INDEX_MASK;
+	const struct store_ns_rec *rec;
+
+	if (low == 0 || low > MS_NAMESPACES_MAX)
 		return -ENOENT;
-	return gvm_ns_owned_by(s->nsrec[ns - 1].name, host) ? 0 : -EACCES;
+	rec = &s->nsrec[low - 1];
+	if (!rec->used || rec->tag != id >> MS_NS_INDEX_BITS)
+		return -ENOENT;
+	*idx = low - 1;
+	return gvm_ns_owned_by(rec->name, host) ? 0 : -EACCES;
 }
 
 /* 0 if name is a namespace name host may use: "<host>.<rest>", printable,
@@ -364,10 +396,11 @@ static size_t layout_bytes(uint64_t slots)
 	return tmp.map_bytes;
 }
 
-/* Rebuilds the namespace maps and the free list from a file's slot table. */
+/* Rebuilds the namespace maps and the free list from a file's slot table;
+ * gives a namespace without a tag (format 1) one. */
 static int store_recover(struct ms_store *s)
 {
-	uint32_t orphans = 0;
+	uint32_t orphans = 0, tagged = 0;
 
 	for (uint64_t i = 0; i < s->hdr->slots; i++) {
 		struct store_slot_rec *r = &s->slot[i];
@@ -375,7 +408,8 @@ static int store_recover(struct ms_store *s)
 
 		if (!r->ns)
 			continue;
-		if (!ns_valid(s, r->ns) || r->page > UINT64_MAX / GVM_PAGE_SIZE) {
+		if (r->ns > MS_NAMESPACES_MAX || !s->nsrec[r->ns - 1].used ||
+		    r->page > UINT64_MAX / GVM_PAGE_SIZE) {
 			r->ns = 0; /* a record of a dropped namespace */
 			continue;
 		}
@@ -389,10 +423,25 @@ static int store_recover(struct ms_store *s)
 		if (!s->slot[i].ns)
 			s->free_slots[s->nfree++] = i;
 	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++) {
+		struct store_ns_rec *rec = &s->nsrec[i];
 		char owner[GVM_HOST_ID_MAX_BYTES + 1];
 
-		if (s->nsrec[i].used && gvm_ns_host(s->nsrec[i].name, owner))
+		if (rec->tag >> MS_NS_TAG_BITS)
+			rec->tag = 0; /* damaged: no id can carry it */
+		if (rec->used && !rec->tag) {
+			rec->tag = tag_draw(0);
+			tagged++;
+		}
+		if (rec->used && gvm_ns_host(rec->name, owner))
 			orphans++;
+	}
+	if (s->hdr->version != STORE_VERSION) {
+		gvm_info("backing file: store format %u upgraded to %u: its %u namespace%s got new ids (with a random tag); a client opens them again by name",
+			 s->hdr->version, STORE_VERSION, tagged, tagged == 1 ? "" : "s");
+		s->hdr->version = STORE_VERSION;
+	} else if (tagged) {
+		gvm_warn("backing file: %u namespace%s had no id tag (damaged?): given new ids",
+			 tagged, tagged == 1 ? "" : "s");
 	}
 	if (orphans)
 		gvm_warn("backing file: %u namespace%s name%s no host (written before protocol 2); no peer can reach %s",
@@ -418,8 +467,16 @@ static int store_map_file(struct ms_store *s, const char *path,
 	}
 	fresh = st.st_size == 0;
 	if (!fresh) {
-		if (pread(s->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-		    memcmp(h.magic, STORE_MAGIC, 8) || h.version != STORE_VERSION ||
+		bool got = pread(s->fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
+
+		if (got && !memcmp(h.magic, STORE_MAGIC, 8) &&
+		    (h.version == 0 || h.version > STORE_VERSION)) {
+			snprintf(why, n, "backing file %s: store format %u, which this gvm-memserver (formats 1 to %u) cannot read; use the gvm-memserver that wrote it, or move the file away to start empty",
+				 path, h.version, STORE_VERSION);
+			return -EINVAL;
+		}
+		/* Format 1 has format 2's layout; store_recover upgrades it. */
+		if (!got || memcmp(h.magic, STORE_MAGIC, 8) ||
 		    h.page_size != GVM_PAGE_SIZE || h.slots == 0 ||
 		    h.slots > MS_STORE_SLOTS_MAX ||
 		    h.total_bytes != layout_bytes(h.slots) ||
@@ -488,6 +545,11 @@ int ms_store_open(struct ms_store **out, const char *backing,
 	pthread_mutex_init(&s->rel_mu, NULL);
 	pthread_cond_init(&s->rel_cv, NULL);
 	s->fd = -1;
+	if (sodium_init() < 0) {
+		snprintf(why, n, "libsodium failed to initialise");
+		err = -EIO;
+		goto fail;
+	}
 	if (backing) {
 		err = store_map_file(s, backing, capacity_bytes, why, n);
 		if (err)
@@ -568,11 +630,12 @@ int ms_store_close(struct ms_store *s)
 	return err;
 }
 
-static int ns_lookup(struct ms_store *s, const char *name)
+/* The id of the namespace called name, or 0 (no id) if there is none. */
+static uint32_t ns_lookup(struct ms_store *s, const char *name)
 {
 	for (uint32_t i = 0; i < MS_NAMESPACES_MAX; i++)
 		if (s->nsrec[i].used && strcmp(s->nsrec[i].name, name) == 0)
-			return (int)i + 1;
+			return ns_id(s, i);
 	return 0;
 }
 
@@ -592,7 +655,7 @@ int ms_store_open_ns(struct ms_store *s, const char *host, const char *name,
 			continue;
 		}
 		if (strcmp(s->nsrec[i].name, name) == 0) {
-			*id = i + 1;
+			*id = ns_id(s, i);
 			goto out;
 		}
 		held += gvm_ns_owned_by(s->nsrec[i].name, host);
@@ -605,10 +668,11 @@ int ms_store_open_ns(struct ms_store *s, const char *host, const char *name,
 		err = -ENOSPC;
 		goto out;
 	}
-	memset(&s->nsrec[free_idx], 0, sizeof(s->nsrec[free_idx]));
+	memset(s->nsrec[free_idx].name, 0, sizeof(s->nsrec[free_idx].name));
 	strcpy(s->nsrec[free_idx].name, name);
+	s->nsrec[free_idx].tag = tag_draw(s->nsrec[free_idx].tag);
 	s->nsrec[free_idx].used = 1;
-	*id = free_idx + 1;
+	*id = ns_id(s, free_idx);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return err;
@@ -617,7 +681,7 @@ out:
 int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 		     uint32_t id)
 {
-	uint32_t *slots, n = 0;
+	uint32_t *slots, n = 0, idx;
 	struct pmap *m;
 	int err;
 
@@ -628,8 +692,8 @@ int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 	}
 	pthread_rwlock_wrlock(&s->lock);
 	if (name)
-		id = (uint32_t)ns_lookup(s, name);
-	err = ns_check(s, host, id);
+		id = ns_lookup(s, name);
+	err = ns_check(s, host, id, &idx);
 	if (err) {
 		pthread_rwlock_unlock(&s->lock);
 		return err;
@@ -637,7 +701,7 @@ int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 	/* The slots go to the releaser, lowest on top: giving a GiB back to
 	 * the kernel takes about half a second, which must not stall every
 	 * other client of this store. Until then, writes may reuse them. */
-	m = &s->maps[id - 1];
+	m = &s->maps[idx];
 	slots = s->pend_slots + s->npend;
 	for (uint32_t i = 0; i < m->cap; i++) {
 		if (!m->keys[i])
@@ -649,7 +713,8 @@ int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 	s->npend += n;
 	s->used -= n;
 	pmap_free(m);
-	memset(&s->nsrec[id - 1], 0, sizeof(s->nsrec[id - 1]));
+	memset(s->nsrec[idx].name, 0, sizeof(s->nsrec[idx].name));
+	s->nsrec[idx].used = 0; /* the tag stays: see tag_draw */
 	pthread_rwlock_unlock(&s->lock);
 	if (n && s->releaser_running) {
 		pthread_mutex_lock(&s->rel_mu);
@@ -666,22 +731,22 @@ int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
 		  uint64_t first, uint32_t count, uint8_t *zero_bitmap,
 		  uint8_t *out, uint32_t *data_pages)
 {
-	uint32_t copied = 0, idx;
+	uint32_t copied = 0, idx, cell;
 	struct pmap *m;
 	int err;
 
 	memset(zero_bitmap, 0, (count + 7) / 8);
 	pthread_rwlock_rdlock(&s->lock);
-	err = ns_check(s, host, ns);
+	err = ns_check(s, host, ns, &idx);
 	if (err) {
 		pthread_rwlock_unlock(&s->lock);
 		return err;
 	}
-	m = &s->maps[ns - 1];
+	m = &s->maps[idx];
 	for (uint32_t i = 0; i < count; i++) {
-		if (pmap_find(m, first + i, &idx)) {
+		if (pmap_find(m, first + i, &cell)) {
 			memcpy(out + (size_t)copied * GVM_PAGE_SIZE,
-			       slot_data(s, m->vals[idx]), GVM_PAGE_SIZE);
+			       slot_data(s, m->vals[cell]), GVM_PAGE_SIZE);
 			copied++;
 		} else {
 			zero_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -692,29 +757,30 @@ int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
 	return 0;
 }
 
-static void store_forget(struct ms_store *s, uint32_t ns, uint64_t page)
+/* ns_idx: the namespace's table index. */
+static void store_forget(struct ms_store *s, uint32_t ns_idx, uint64_t page)
 {
-	struct pmap *m = &s->maps[ns - 1];
-	uint32_t idx;
+	struct pmap *m = &s->maps[ns_idx];
+	uint32_t cell;
 
-	if (!pmap_find(m, page, &idx))
+	if (!pmap_find(m, page, &cell))
 		return;
-	slot_release(s, m->vals[idx]);
-	pmap_remove_at(m, idx);
+	slot_release(s, m->vals[cell]);
+	pmap_remove_at(m, cell);
 }
 
 /* store_forget of count pages, their memory released in runs. */
-static void forget_range(struct ms_store *s, uint32_t ns, uint64_t first, uint64_t count)
+static void forget_range(struct ms_store *s, uint32_t ns_idx, uint64_t first, uint64_t count)
 {
-	struct pmap *m = &s->maps[ns - 1];
-	uint32_t slots[GVM_FRAME_PAGES_MAX], idx;
+	struct pmap *m = &s->maps[ns_idx];
+	uint32_t slots[GVM_FRAME_PAGES_MAX], cell;
 	size_t n = 0;
 
 	for (uint64_t i = 0; i < count; i++) {
-		if (!pmap_find(m, first + i, &idx))
+		if (!pmap_find(m, first + i, &cell))
 			continue;
-		slots[n++] = m->vals[idx];
-		pmap_remove_at(m, idx);
+		slots[n++] = m->vals[cell];
+		pmap_remove_at(m, cell);
 		if (n == GVM_FRAME_PAGES_MAX) {
 			slots_release(s, slots, n);
 			n = 0;
@@ -729,18 +795,18 @@ int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
 {
 	uint64_t needed;
 	struct pmap *m;
-	uint32_t idx;
+	uint32_t idx, cell;
 	int err = 0;
 
 again:
 	needed = 0;
 	pthread_rwlock_wrlock(&s->lock);
-	err = ns_check(s, host, ns);
+	err = ns_check(s, host, ns, &idx);
 	if (err)
 		goto out;
-	m = &s->maps[ns - 1];
+	m = &s->maps[idx];
 	for (uint32_t i = 0; i < count; i++)
-		if (!(zero_bitmap[i / 8] & (1u << (i % 8))) && !pmap_find(m, first + i, &idx))
+		if (!(zero_bitmap[i / 8] & (1u << (i % 8))) && !pmap_find(m, first + i, &cell))
 			needed++;
 	if (needed > slots_available(s)) {
 		if (s->nreleasing && needed <= slots_available(s) + s->nreleasing) {
@@ -758,11 +824,11 @@ again:
 		uint32_t slot;
 
 		if (zero_bitmap[i / 8] & (1u << (i % 8))) {
-			store_forget(s, ns, page);
+			store_forget(s, idx, page);
 			continue;
 		}
-		if (pmap_find(m, page, &idx)) {
-			slot = m->vals[idx];
+		if (pmap_find(m, page, &cell)) {
+			slot = m->vals[cell];
 		} else {
 			slot = slot_take(s);
 			err = pmap_insert(m, page, slot);
@@ -775,7 +841,7 @@ again:
 		memcpy(slot_data(s, slot), data, GVM_PAGE_SIZE);
 		data += GVM_PAGE_SIZE;
 		s->slot[slot].page = page;
-		s->slot[slot].ns = ns;
+		s->slot[slot].ns = idx + 1;
 	}
 out:
 	pthread_rwlock_unlock(&s->lock);
@@ -785,12 +851,45 @@ out:
 int ms_store_discard(struct ms_store *s, const char *host, uint32_t ns,
 		     uint64_t first, uint32_t count)
 {
+	uint32_t idx;
 	int err;
 
 	pthread_rwlock_wrlock(&s->lock);
-	err = ns_check(s, host, ns);
+	err = ns_check(s, host, ns, &idx);
 	if (!err)
-		forget_range(s, ns, first, count);
+		forget_range(s, idx, first, count);
+	pthread_rwlock_unlock(&s->lock);
+	return err;
+}
+
+int ms_store_list(struct ms_store *s, const char *host, uint32_t ns,
+		  uint64_t first, uint32_t count, uint8_t *bitmap)
+{
+	const struct pmap *m;
+	uint32_t idx, cell;
+	int err;
+
+	memset(bitmap, 0, gvm_list_bitmap_bytes(count));
+	pthread_rwlock_rdlock(&s->lock);
+	err = ns_check(s, host, ns, &idx);
+	if (err)
+		goto out;
+	m = &s->maps[idx];
+	if (m->cap < count) {
+		/* Fewer cells than pages asked about: walk the cells. */
+		for (uint32_t i = 0; i < m->cap; i++) {
+			uint64_t page = m->keys[i] - 1;
+
+			if (!m->keys[i] || page < first || page - first >= count)
+				continue;
+			bitmap[(page - first) / 8] |= (uint8_t)(1u << ((page - first) % 8));
+		}
+	} else {
+		for (uint32_t i = 0; i < count; i++)
+			if (pmap_find(m, first + i, &cell))
+				bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+out:
 	pthread_rwlock_unlock(&s->lock);
 	return err;
 }
@@ -809,15 +908,15 @@ void ms_store_get_info(struct ms_store *s, struct ms_store_info *info)
 int ms_store_ns_pages(struct ms_store *s, const char *host, const char *name,
 		      uint64_t *pages)
 {
-	int id, err = name_check(host, name);
+	int err = name_check(host, name);
+	uint32_t idx;
 
 	*pages = 0;
 	if (err)
 		return err;
 	pthread_rwlock_rdlock(&s->lock);
-	id = ns_lookup(s, name);
-	if (id)
-		*pages = s->maps[id - 1].len;
+	if (ns_check(s, host, ns_lookup(s, name), &idx) == 0)
+		*pages = s->maps[idx].len;
 	pthread_rwlock_unlock(&s->lock);
 	return 0;
 }

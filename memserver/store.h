@@ -27,9 +27,13 @@ int ms_store_close(struct ms_store *s);
  * caller speaks for. A name that names no host is -EINVAL; a namespace of
  * another host is -EACCES, checked under the lock the call works under, so
  * an id dropped and handed out again meanwhile is never served to the
- * wrong host. An unknown id is -ENOENT. */
+ * wrong host. An unknown id is -ENOENT: one that never named a namespace,
+ * or named one since dropped, or one of before an anonymous store's
+ * restart (an id's random tag, memserver.h, no longer matches). */
 
-/* Name -> id (>= 1), created on first open. -EDQUOT when host already holds
+/* Name -> id (never 0), created on first open. The id stays while the
+ * namespace lives, across reopens of a backing file too; a namespace
+ * created again gets another. -EDQUOT when host already holds
  * MS_HOST_NAMESPACES_MAX namespaces, -ENOSPC when MS_NAMESPACES_MAX are in
  * use (an existing namespace opens either way). */
 int ms_store_open_ns(struct ms_store *s, const char *host, const char *name,
@@ -54,6 +58,12 @@ int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
 		   const uint8_t *data);
 int ms_store_discard(struct ms_store *s, const char *host, uint32_t ns,
 		     uint64_t first, uint32_t count);
+/* Sets bit i of bitmap (LSB first, ceil(count / 8) bytes, cleared first)
+ * when page first + i holds data: written as data and not since written as
+ * a zero page, discarded or dropped. Costs the lesser of count and the
+ * namespace's map size. */
+int ms_store_list(struct ms_store *s, const char *host, uint32_t ns,
+		  uint64_t first, uint32_t count, uint8_t *bitmap);
 
 void ms_store_get_info(struct ms_store *s, struct ms_store_info *info);
 /* Pages held for a namespace name into *pages (0 if unknown): 0, -EINVAL or

@@ -385,6 +385,29 @@ int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 	return dconn_call(c, &req, NULL, &h, &p);
 }
 
+int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+		   uint32_t count, uint8_t *bitmap)
+{
+	const struct gvm_hdr *h;
+	const uint8_t *p;
+	struct gvm_hdr req;
+	int err;
+
+	gvm_hdr_init(&req, GVM__OP__OP_LIST, 0);
+	req.ns = ns;
+	req.first_page = first;
+	req.page_count = count;
+	err = dconn_call(c, &req, NULL, &h, &p);
+	if (err)
+		return err;
+	if (h->ns != ns || h->page_count != count || h->first_page != first)
+		return dconn_fail(c, -EPROTO, "LIST answered another namespace or range");
+	if (!gvm_list_bitmap_valid(p, count))
+		return dconn_fail(c, -EPROTO, "LIST bitmap has bits past its page count");
+	memcpy(bitmap, p, h->payload_len);
+	return 0;
+}
+
 int gvm_dconn_ping(struct gvm_dconn *c)
 {
 	const struct gvm_hdr *h;

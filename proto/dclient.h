@@ -44,6 +44,10 @@ int gvm_dconn_read(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		   uint32_t count, uint8_t *out, uint32_t *zero_pages);
 int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		      uint32_t count);
+/* Which of count pages (1..GVM_LIST_PAGES_MAX) from first the donor holds:
+ * gvm_list_bitmap_bytes(count) bytes into bitmap (frame.h). */
+int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+		   uint32_t count, uint8_t *bitmap);
 int gvm_dconn_ping(struct gvm_dconn *c);
 /* ns_name may be NULL or "" (then ns_used_pages is 0). Free *out with
  * gvm__memserver_stats__free_unpacked(*out, NULL). */

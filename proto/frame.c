@@ -16,9 +16,9 @@ static const char *const op_names[] = {
 	[GVM__OP__OP_OPEN_NS] = "OPEN_NS", [GVM__OP__OP_READ] = "READ",
 	[GVM__OP__OP_WRITE] = "WRITE",	   [GVM__OP__OP_DISCARD] = "DISCARD",
 	[GVM__OP__OP_DROP_NS] = "DROP_NS", [GVM__OP__OP_STATS] = "STATS",
-	[GVM__OP__OP_PING] = "PING",
+	[GVM__OP__OP_PING] = "PING",	   [GVM__OP__OP_LIST] = "LIST",
 };
-#define OP_MAX GVM__OP__OP_PING
+#define OP_MAX GVM__OP__OP_LIST
 
 const char *gvm_op_name(uint32_t op)
 {
@@ -166,15 +166,22 @@ static int bad(const char **why, const char *reason)
 }
 
 /* Bytes an op's payload must have. READ responses and WRITE requests carry
- * the non-zero pages; a handful of ops carry a small opaque blob. */
+ * the non-zero pages, LIST responses a bit per page; a handful of ops carry
+ * a small opaque blob. */
 static int check_payload(const struct gvm_hdr *h, const char **why)
 {
 	bool carries_pages = (h->op == GVM__OP__OP_READ && h->response && !h->status) ||
 			     (h->op == GVM__OP__OP_WRITE && !h->response);
+	bool carries_list = h->op == GVM__OP__OP_LIST && h->response && !h->status;
 
 	if (carries_pages) {
 		if (h->payload_len != (uint64_t)gvm_hdr_data_pages(h) * GVM_PAGE_SIZE)
 			return bad(why, "payload_len does not match the non-zero pages");
+		return 0;
+	}
+	if (carries_list) {
+		if (h->payload_len != gvm_list_bitmap_bytes(h->page_count))
+			return bad(why, "LIST payload_len is not ceil(page_count / 8)");
 		return 0;
 	}
 	switch (h->op) {
@@ -191,10 +198,19 @@ static int check_payload(const struct gvm_hdr *h, const char **why)
 	}
 }
 
+static bool zero_bitmap_empty(const struct gvm_hdr *h)
+{
+	for (size_t i = 0; i < sizeof(h->zero_bitmap); i++)
+		if (h->zero_bitmap[i])
+			return false;
+	return true;
+}
+
 int gvm_hdr_check(const struct gvm_hdr *h, const char **why)
 {
 	bool paged = h->op == GVM__OP__OP_READ || h->op == GVM__OP__OP_WRITE ||
 		     h->op == GVM__OP__OP_DISCARD;
+	bool list = h->op == GVM__OP__OP_LIST;
 
 	if (h->version != GVM_PROTO_VERSION) {
 		*why = "unsupported protocol version";
@@ -215,6 +231,15 @@ int gvm_hdr_check(const struct gvm_hdr *h, const char **why)
 		if (h->page_count % 8 &&
 		    h->zero_bitmap[h->page_count / 8] >> (h->page_count % 8))
 			return bad(why, "zero bitmap has bits past page_count");
+	} else if (list) {
+		/* Up to GVM_LIST_PAGES_MAX: far more than the zero bitmap covers,
+		 * which a LIST never carries. */
+		if (h->page_count == 0 || h->page_count > GVM_LIST_PAGES_MAX)
+			return bad(why, "page_count out of range 1..GVM_LIST_PAGES_MAX");
+		if (h->first_page > UINT64_MAX / GVM_PAGE_SIZE - h->page_count)
+			return bad(why, "page range overflows the address space");
+		if (!zero_bitmap_empty(h))
+			return bad(why, "zero bitmap on a LIST");
 	} else if (h->page_count || h->first_page) {
 		return bad(why, "page range on an op that takes none");
 	}
@@ -408,4 +433,9 @@ void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 				memmove(to, from, GVM_PAGE_SIZE);
 		}
 	}
+}
+
+bool gvm_list_bitmap_valid(const uint8_t *bitmap, uint32_t page_count)
+{
+	return !(page_count % 8) || !(bitmap[page_count / 8] >> (page_count % 8));
 }

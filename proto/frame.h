@@ -120,4 +120,19 @@ uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
  * may be payload itself, when it has room for page_count pages. */
 void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 			    uint8_t *out);
+
+/* LIST: a reply of status 0 carries a bitmap of gvm_list_bitmap_bytes(
+ * page_count) bytes; bit i (LSB first in each byte) set says the donor holds
+ * page first_page + i. */
+static inline uint32_t gvm_list_bitmap_bytes(uint32_t page_count)
+{
+	return (uint32_t)(((uint64_t)page_count + 7u) / 8u);
+}
+static inline bool gvm_list_test(const uint8_t *bitmap, uint32_t i)
+{
+	return bitmap[i / 8] & (1u << (i % 8));
+}
+/* False when bits past page_count are set in the last byte of a LIST
+ * bitmap: a reply no correct donor sends. */
+bool gvm_list_bitmap_valid(const uint8_t *bitmap, uint32_t page_count);
 #endif

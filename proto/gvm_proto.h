@@ -3,7 +3,10 @@
 #ifndef GVM_PROTO_H
 #define GVM_PROTO_H
 
-#define GVM_PROTO_VERSION 2u     /* donor frames; 2: AUTH names the host */
+/* Donor frames. 2: AUTH names the host. 3: LIST, and namespace ids that
+ * carry a random tag, so an id from before a donor's restart is unknown
+ * after it instead of naming another namespace. */
+#define GVM_PROTO_VERSION 3u
 #define GVM_CTL_VERSION 1u       /* control socket (Hello.version) and /dev/gvmmem */
 #define GVM_PAGE_SIZE 4096u
 
@@ -14,6 +17,9 @@
 #define GVM_FRAME_BITMAP_MAX_BYTES (GVM_FRAME_PAGES_MAX / 8u)
 #define GVM_FRAME_DATA_MAX_BYTES (GVM_FRAME_PAGES_MAX * GVM_PAGE_SIZE)
 #define GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES 4096u /* AUTH, STATS, PING payloads */
+/* Pages one LIST asks about: its reply, a bit per page, fills at most one
+ * frame's data (8M pages, 32 GiB of guest memory, in 1 MiB). */
+#define GVM_LIST_PAGES_MAX (8u * GVM_FRAME_DATA_MAX_BYTES)
 #define GVM_NS_NAME_MAX_BYTES 63u
 #define GVM_HOST_ID_MAX_BYTES 16u   /* a-z 0-9 -; a namespace name starts with it */
 #define GVM_INCARNATION_BYTES 12u   /* random id of one VM attachment */

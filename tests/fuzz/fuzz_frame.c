@@ -2,7 +2,8 @@
  * proto/frame.c. Byte 0 picks how the rest is cut into reads (all at once,
  * byte by byte, random sizes, payloads through gvm_reader_direct), byte 1
  * seeds the sizes. Every frame the reader hands out must pass gvm_hdr_check,
- * stay within the payload bounds, and survive gvm_hdr_encode + decode. */
+ * stay within the payload bounds (a LIST within GVM_LIST_PAGES_MAX, its
+ * reply one bit per page), and survive gvm_hdr_encode + decode. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +57,13 @@ static void check_frame(const struct gvm_reader *r)
 	     h->op == GVM__OP__OP_DISCARD) &&
 	    (h->page_count == 0 || h->page_count > GVM_FRAME_PAGES_MAX))
 		fuzz_fail("paged op with page_count out of range", h);
+	if (h->op == GVM__OP__OP_LIST) {
+		uint32_t bits = h->response && !h->status ? gvm_list_bitmap_bytes(h->page_count) : 0;
+
+		if (h->page_count == 0 || h->page_count > GVM_LIST_PAGES_MAX ||
+		    h->payload_len != bits)
+			fuzz_fail("LIST with page_count or bitmap out of range", h);
+	}
 
 	n = gvm_hdr_encode(h, enc_buf, sizeof(enc_buf));
 	if (n <= (int)GVM_FRAME_LEN_BYTES)

@@ -3,9 +3,11 @@
  * namespaces, zero pages, capacity exhaustion, restart from a backing file,
  * authentication, malformed and abandoned frames beside a healthy client,
  * pipelining, a peer that never reads, namespaces served to their own host
- * only and at most 1024 per host, floods of connections that never
- * authenticate (from one source, from many), the fixed authentication
- * deadline, the limit on authenticated connections, and the command line. */
+ * only and at most 1024 per host, LIST bit by bit and its bounds, namespace
+ * ids that die with an anonymous donor and live on with a backing file,
+ * floods of connections that never authenticate (from one source, from
+ * many), the fixed authentication deadline, the limit on authenticated
+ * connections, and the command line. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -35,6 +37,8 @@
 #include "procs.h"
 
 #define HOST "memtest" /* the host the tests speak for; namespaces HOST.* */
+#define NS_INDEX(id) ((id) & ((1u << MS_NS_INDEX_BITS) - 1u)) /* memserver.h */
+#define NS_TAG_BIT   (1u << MS_NS_INDEX_BITS)		      /* the tag's lowest bit */
 
 static char key_path[512];
 static struct gvm_key key;
@@ -640,15 +644,16 @@ static int drop_by_id(struct gvm_dconn *c, uint32_t ns)
 }
 
 /* Host B, holding the cluster key, asks for host A's namespace by name and
- * by every id a guess could reach: each request is refused, and A's pages
- * are all still there, intact. */
+ * by every id a guess could reach (an index without its tag, A's real ids,
+ * those under another tag): each request is refused, and A's pages are all
+ * still there, intact. */
 static void test_another_hosts_namespace_is_refused_by_name_and_by_every_id(void **state)
 {
 	static uint8_t buf[4 * GVM_PAGE_SIZE];
 	Gvm__MemserverStats *m = NULL;
 	struct gvmt_proc p;
 	struct gvm_dconn *a, *b;
-	uint32_t ax, ay, id, zeros;
+	uint32_t ax, ay, id, zeros, tried[16 + 4];
 	uint64_t bad;
 
 	(void)state;
@@ -667,14 +672,22 @@ static void test_another_hosts_namespace_is_refused_by_name_and_by_every_id(void
 	assert_int_equal(gvm_dconn_stats(b, "hosta.x", &m), -EACCES);
 	assert_null(m);
 	assert_int_equal(gvm_dconn_drop_ns(b, "hosta.x"), -EACCES);
-	for (uint32_t ns = 1; ns <= 16; ns++) {
+	for (uint32_t i = 0; i < 16; i++)
+		tried[i] = i + 1;
+	tried[16] = ax;
+	tried[17] = ay;
+	tried[18] = ax ^ NS_TAG_BIT;
+	tried[19] = ay ^ NS_TAG_BIT;
+	for (uint32_t t = 0; t < sizeof(tried) / sizeof(tried[0]); t++) {
+		uint32_t ns = tried[t];
 		int want = ns == ax || ns == ay ? -EACCES : -ENOENT;
 
 		memset(buf, 0x5a, sizeof(buf));
 		assert_int_equal(gvm_dconn_read(b, ns, 0, 4, buf, &zeros), want);
+		assert_int_equal(gvm_dconn_list(b, ns, 0, 300, buf), want);
 		for (size_t i = 0; i < sizeof(buf); i++)
 			if (buf[i] != 0x5a)
-				fail_msg("READ of namespace %u by hostb wrote byte %zu", ns, i);
+				fail_msg("READ or LIST of namespace %#x by hostb wrote byte %zu", ns, i);
 		assert_int_equal(gvm_dconn_write(b, ns, 0, 4, buf), want);
 		assert_int_equal(gvm_dconn_discard(b, ns, 0, GVM_FRAME_PAGES_MAX), want);
 		assert_int_equal(drop_by_id(b, ns), want);
@@ -735,6 +748,364 @@ static void test_one_host_holds_at_most_1024_namespaces_others_still_open(void *
 	gvm_dconn_close(a);
 	gvm_dconn_close(b);
 	assert_int_equal(gvmt_file_count(p.log, "refused: host hosta holds 1024 namespaces"), 2);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* ---- LIST and namespace ids ---- */
+
+/* LIST of count pages from first; fails the test on an error. */
+static void list_ok(struct gvm_dconn *c, uint32_t ns, uint64_t first, uint32_t count,
+		    uint8_t *bitmap)
+{
+	if (gvm_dconn_list(c, ns, first, count, bitmap))
+		fail_msg("LIST %llu+%u: %s", (unsigned long long)first, count, gvm_dconn_error(c));
+}
+
+/* Every bit of a LIST of count pages from first against held[] (pages past
+ * span are held by nobody). */
+static void check_list_bits(const uint8_t *bitmap, uint64_t first, uint32_t count,
+			    const bool *held, uint64_t span)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		bool want = first + i < span && held[first + i];
+
+		if (gvm_list_test(bitmap, i) != want)
+			fail_msg("LIST from %llu: bit %u (page %llu) is %d, want %d",
+				 (unsigned long long)first, i, (unsigned long long)(first + i),
+				 gvm_list_test(bitmap, i), want);
+	}
+}
+
+/* LIST sets a bit exactly for each page holding data: written, and not
+ * since discarded or written as a zero page (a zero bit in WRITE). A page
+ * whose 4096 zero bytes travel as data is held: the store keeps what it
+ * is sent. Checked bit by bit from every first page around an extent
+ * boundary (32-page extents: 512), with counts that end mid-byte, against
+ * READ's zero bits, and over the largest range a LIST takes. */
+static void test_list_reports_exactly_the_pages_held_bit_by_bit(void **state)
+{
+	enum { SPAN = 1100 };
+	static uint8_t buf[GVM_FRAME_DATA_MAX_BYTES], bitmap[GVM_LIST_PAGES_MAX / 8];
+	static bool held[SPAN];
+	const uint32_t counts[] = { 1, 7, 8, 9, 33 };
+	uint8_t frame[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
+	const struct gvm_hdr *h;
+	const uint8_t *payload;
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	struct gvm_hdr req;
+	uint32_t ns;
+	size_t len;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-list", &ns), 0);
+	list_ok(c, ns, 0, SPAN, bitmap);
+	check_list_bits(bitmap, 0, SPAN, held, SPAN); /* nothing yet */
+
+	/* Pages 0-299, every 7th all zero: those travel as zero bits. */
+	write_pattern(c, ns, 81, 0, 300, 7);
+	for (uint64_t pg = 0; pg < 300; pg++)
+		held[pg] = pg % 7 != 6;
+	assert_int_equal(gvm_dconn_discard(c, ns, 50, 1), 0);
+	held[50] = false;
+	memset(buf, 0, GVM_PAGE_SIZE); /* over written data: a zero bit */
+	assert_int_equal(gvm_dconn_write(c, ns, 100, 1, buf), 0);
+	held[100] = false;
+	/* Across the extent boundary at 512: 509-515, 512 discarded. */
+	write_pattern(c, ns, 82, 509, 7, 0);
+	assert_int_equal(gvm_dconn_discard(c, ns, 512, 1), 0);
+	for (uint64_t pg = 509; pg < 516; pg++)
+		held[pg] = pg != 512;
+	/* Page 700: 4096 zero bytes as data, no zero bit. */
+	gvm_hdr_init(&req, GVM__OP__OP_WRITE, gvm_dconn_next_id(c));
+	req.ns = ns;
+	req.first_page = 700;
+	req.page_count = 1;
+	req.payload_len = GVM_PAGE_SIZE;
+	assert_int_equal(gvm_dconn_send(c, &req, buf), 0);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->status, 0);
+	held[700] = true;
+
+	list_ok(c, ns, 3, SPAN - 3, bitmap); /* first not a multiple of 8 */
+	check_list_bits(bitmap, 3, SPAN - 3, held, SPAN);
+	list_ok(c, ns, 509, 7, bitmap);
+	assert_int_equal(bitmap[0], 0x77); /* 509 510 511, not 512, 513 514 515 */
+	for (uint64_t first = 496; first < 530; first++)
+		for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+			list_ok(c, ns, first, counts[k], bitmap);
+			check_list_bits(bitmap, first, counts[k], held, SPAN);
+		}
+	/* READ's zero bits say the same, page for page. */
+	for (uint64_t first = 0; first < SPAN; first += GVM_FRAME_PAGES_MAX) {
+		uint32_t n = SPAN - first < GVM_FRAME_PAGES_MAX ? (uint32_t)(SPAN - first) :
+								  GVM_FRAME_PAGES_MAX;
+
+		gvm_hdr_init(&req, GVM__OP__OP_READ, gvm_dconn_next_id(c));
+		req.ns = ns;
+		req.first_page = first;
+		req.page_count = n;
+		assert_int_equal(gvm_dconn_send(c, &req, NULL), 0);
+		assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+		assert_int_equal(h->status, 0);
+		for (uint32_t i = 0; i < n; i++)
+			assert_int_equal(!gvm_hdr_zero_test(h, i), held[first + i]);
+	}
+	/* The largest LIST: 8M pages, 1 MiB of bits, set only where held. */
+	list_ok(c, ns, 0, GVM_LIST_PAGES_MAX, bitmap);
+	check_list_bits(bitmap, 0, GVM_LIST_PAGES_MAX, held, SPAN);
+	list_ok(c, ns, 1ull << 40, 1000, bitmap); /* far away: nothing */
+	check_list_bits(bitmap, 1ull << 40, 1000, held, SPAN);
+	/* Pipelined behind a WRITE, a LIST sees it. */
+	gvm_pattern_fill_page(buf, 83, 1050, 0);
+	assert_int_equal(gvm_dconn_send_write(c, gvm_dconn_next_id(c), ns, 1050, 1, buf), 0);
+	gvm_hdr_init(&req, GVM__OP__OP_LIST, 9999);
+	req.ns = ns;
+	req.first_page = 1048;
+	req.page_count = 4;
+	len = (size_t)gvm_hdr_encode(&req, frame, sizeof(frame));
+	assert_int_equal(send(gvm_dconn_fd(c), frame, len, MSG_NOSIGNAL), (ssize_t)len);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->op, GVM__OP__OP_WRITE);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->id, 9999);
+	assert_int_equal(h->status, 0);
+	assert_int_equal(h->payload_len, 1);
+	assert_int_equal(payload[0], 0x04);
+
+	assert_int_equal(gvm_dconn_drop_ns(c, HOST ".vm-list"), 0);
+	assert_int_equal(gvm_dconn_list(c, ns, 0, 8, bitmap), -ENOENT);
+	gvm_dconn_close(c);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* LIST obeys READ's ownership rule: another host's namespace is EACCES,
+ * an unknown id ENOENT, each with its reason, and the connection goes on
+ * being served. */
+static void test_list_of_another_hosts_namespace_is_eacces_and_of_an_unknown_id_enoent(void **state)
+{
+	uint8_t bitmap[64];
+	struct gvmt_proc p;
+	struct gvm_dconn *a, *b;
+	uint32_t ax, bx;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	a = connect_as(&p, "hosta");
+	b = connect_as(&p, "hostb");
+	assert_int_equal(gvm_dconn_open_ns(a, "hosta.vm", &ax), 0);
+	assert_int_equal(gvm_dconn_open_ns(b, "hostb.vm", &bx), 0);
+	write_pattern(a, ax, 91, 0, 16, 0);
+
+	memset(bitmap, 0x5a, sizeof(bitmap));
+	assert_int_equal(gvm_dconn_list(b, ax, 0, 16, bitmap), -EACCES);
+	assert_non_null(strstr(gvm_dconn_error(b), "LIST refused: namespace belongs to another host"));
+	assert_int_equal(gvm_dconn_list(b, ax ^ NS_TAG_BIT, 0, 16, bitmap), -ENOENT);
+	assert_non_null(strstr(gvm_dconn_error(b), "LIST refused: unknown namespace"));
+	assert_int_equal(gvm_dconn_list(b, NS_INDEX(ax), 0, 16, bitmap), -ENOENT);
+	assert_int_equal(gvm_dconn_list(b, 0, 0, 16, bitmap), -ENOENT);
+	assert_int_equal(gvm_dconn_list(b, UINT32_MAX, 0, 16, bitmap), -ENOENT);
+	assert_int_equal(bitmap[0], 0x5a);
+	assert_int_equal(gvm_dconn_ping(b), 0);
+	list_ok(b, bx, 0, 16, bitmap);
+	assert_int_equal(bitmap[0] | bitmap[1], 0);
+	list_ok(a, ax, 0, 16, bitmap);
+	assert_int_equal(bitmap[0] & bitmap[1], 0xff);
+	gvm_dconn_close(a);
+	gvm_dconn_close(b);
+	assert_int_equal(gvmt_file_count(p.log, "LIST of namespace (by id) refused: it belongs to another host"), 1);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* A LIST past its bounds (more than GVM_LIST_PAGES_MAX pages, none, a
+ * range past 2^64 bytes, a payload) is a malformed frame: the donor closes
+ * that connection with a line saying why, as for any other, and serves the
+ * rest; the largest LIST allowed, at the last page allowed, is answered. */
+static void test_list_past_its_bounds_closes_that_connection_only(void **state)
+{
+	static uint8_t bitmap[GVM_LIST_PAGES_MAX / 8];
+	uint8_t frame[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES + 8];
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	struct gvm_hdr h;
+	uint32_t ns;
+	size_t len;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-bounds", &ns), 0);
+	write_pattern(c, ns, 92, 5, 1, 0);
+
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.ns = ns;
+	h.page_count = GVM_LIST_PAGES_MAX + 1;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+	h.page_count = UINT32_MAX;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+	h.page_count = 0;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+	h.page_count = 11;
+	h.first_page = UINT64_MAX / GVM_PAGE_SIZE - 10;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+	h.first_page = 0;
+	h.payload_len = 1;
+	len = encode(&h, frame);
+	frame[len++] = 0xff;
+	send_bad_after_auth(&p, frame, len, false);
+
+	/* The connection opened before goes on as if nothing happened. */
+	list_ok(c, ns, 0, 8, bitmap);
+	assert_int_equal(bitmap[0], 1u << 5);
+	list_ok(c, ns, UINT64_MAX / GVM_PAGE_SIZE - GVM_LIST_PAGES_MAX, GVM_LIST_PAGES_MAX, bitmap);
+	for (size_t i = 0; i < GVM_LIST_PAGES_MAX / 8; i++)
+		if (bitmap[i])
+			fail_msg("byte %zu of an empty range's LIST is %#x", i, bitmap[i]);
+	m = stats(c, NULL);
+	assert_int_equal(m->bad_frames, 5);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c);
+	assert_true(gvmt_proc_alive(&p));
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: page_count out of range 1..GVM_LIST_PAGES_MAX (op LIST"), 3);
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: page range overflows the address space (op LIST"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: payload on an op that takes none (op LIST"), 1);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* Every call by id a broker kept from before a restart: each ENOENT, and
+ * nothing read, written or listed. */
+static void expect_id_unknown(struct gvm_dconn *c, uint32_t ns)
+{
+	static uint8_t buf[4 * GVM_PAGE_SIZE];
+	uint32_t zeros;
+
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(gvm_dconn_read(c, ns, 0, 4, buf, &zeros), -ENOENT);
+	assert_non_null(strstr(gvm_dconn_error(c), "unknown namespace"));
+	assert_int_equal(gvm_dconn_list(c, ns, 0, 64, buf), -ENOENT);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		if (buf[i] != 0x5a)
+			fail_msg("READ or LIST of a dead id %#x wrote byte %zu", ns, i);
+	gvm_pattern_fill_page(buf, 999, 0, 0);
+	assert_int_equal(gvm_dconn_write(c, ns, 0, 1, buf), -ENOENT);
+	assert_int_equal(gvm_dconn_discard(c, ns, 0, 4), -ENOENT);
+}
+
+/* An anonymous donor restarted forgets its namespaces; the same names
+ * opened again take the same table indices (the first restart hands
+ * vm-b the index vm-a had, later ones each name its own), but never the
+ * same ids: every id of before gets ENOENT on READ, WRITE, DISCARD and
+ * LIST, and the new namespaces' pages are untouched by those attempts.
+ * Over 5 restarts all 12 ids differ; a repeat anywhere is a 1 in 25000
+ * event (2^19 - 1 tags). */
+static void test_anonymous_restart_gives_new_ids_and_old_ids_are_unknown(void **state)
+{
+	enum { RESTARTS = 5 };
+	uint32_t a, b, a2, b2, seen[2 * (RESTARTS + 1)], nseen = 0;
+	uint8_t bitmap[64];
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	uint64_t bad;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-a", &a), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-b", &b), 0);
+	assert_int_equal(NS_INDEX(a), 1);
+	assert_int_equal(NS_INDEX(b), 2);
+	write_pattern(c, a, 100, 0, 64, 0);
+	write_pattern(c, b, 200, 0, 64, 0);
+	gvm_dconn_close(c);
+	seen[nseen++] = a;
+	seen[nseen++] = b;
+	for (int r = 1; r <= RESTARTS; r++) {
+		assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+		assert_true(gvmt_memserver_restart(&p, key_path, NULL));
+		c = connect_ok(&p);
+		/* vm-b first: it takes index 1, vm-a's before the first restart. */
+		assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-b", &b2), 0);
+		assert_int_equal(NS_INDEX(b2), 1);
+		write_pattern(c, b2, 200 + (uint64_t)r, 0, 64, 0);
+		expect_id_unknown(c, a);
+		expect_id_unknown(c, b);
+		assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-a", &a2), 0);
+		assert_int_equal(NS_INDEX(a2), 2);
+		expect_id_unknown(c, a);
+		expect_id_unknown(c, b);
+		for (uint32_t i = 0; i < nseen; i++)
+			if (seen[i] == a2 || seen[i] == b2)
+				fail_msg("restart %d: id %#x handed out again", r, seen[i]);
+		seen[nseen++] = a2;
+		seen[nseen++] = b2;
+		assert_int_equal(read_checksum(c, b2, 0, 64, 64, 200 + (uint64_t)r, 0, &bad),
+				 pattern_checksum(0, 64, 200 + (uint64_t)r, 0));
+		assert_int_equal(bad, 0);
+		list_ok(c, a2, 0, 64, bitmap);
+		for (int i = 0; i < 8; i++)
+			assert_int_equal(bitmap[i], 0); /* a fresh vm-a holds nothing */
+		print_message("restart %d: vm-a %#x -> %#x, vm-b %#x -> %#x\n", r, a, a2, b, b2);
+		a = a2;
+		b = b2;
+		gvm_dconn_close(c);
+	}
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* With a backing file a namespace keeps its id across a restart: a broker
+ * that kept it reads, writes and lists on without opening again, and
+ * OPEN_NS gives the same id. A namespace dropped before the restart stays
+ * gone: its id is unknown, and its name opened again gets another. */
+static void test_file_backing_keeps_namespace_ids_across_restart(void **state)
+{
+	static uint8_t before[GVM_LIST_PAGES_MAX / 8], after[GVM_LIST_PAGES_MAX / 8];
+	const char *args[] = { "--backing", NULL, "--capacity", "16M", NULL };
+	char backing[512];
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	uint32_t keep, gone, id;
+	uint64_t bad;
+
+	(void)state;
+	gvmt_path(backing, sizeof(backing), "ids.img");
+	args[1] = backing;
+	assert_true(gvmt_memserver_start(&p, key_path, args));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-keep", &keep), 0);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-gone", &gone), 0);
+	write_pattern(c, keep, 41, 10, 2000, 3);
+	write_pattern(c, gone, 42, 0, 100, 0);
+	list_ok(c, keep, 0, 4096, before);
+	assert_int_equal(gvm_dconn_drop_ns(c, HOST ".vm-gone"), 0);
+	gvm_dconn_close(c);
+
+	for (int r = 0; r < 2; r++) {
+		assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+		assert_true(gvmt_memserver_restart(&p, key_path, args));
+		c = connect_ok(&p);
+		/* The kept id, without OPEN_NS. */
+		assert_int_equal(read_checksum(c, keep, 10, 2000, 256, 41, 3, &bad),
+				 pattern_checksum(10, 2000, 41, 3));
+		assert_int_equal(bad, 0);
+		list_ok(c, keep, 0, 4096, after);
+		assert_memory_equal(after, before, 4096 / 8);
+		assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-keep", &id), 0);
+		assert_int_equal(id, keep);
+		expect_id_unknown(c, gone);
+		gvm_dconn_close(c);
+	}
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-gone", &id), 0);
+	assert_int_not_equal(id, gone);
+	expect_id_unknown(c, gone);
+	gvm_dconn_close(c);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 }
 
@@ -1173,6 +1544,11 @@ int main(void)
 		cmocka_unit_test(test_peer_that_never_reads_costs_bounded_memory),
 		cmocka_unit_test(test_another_hosts_namespace_is_refused_by_name_and_by_every_id),
 		cmocka_unit_test(test_one_host_holds_at_most_1024_namespaces_others_still_open),
+		cmocka_unit_test(test_list_reports_exactly_the_pages_held_bit_by_bit),
+		cmocka_unit_test(test_list_of_another_hosts_namespace_is_eacces_and_of_an_unknown_id_enoent),
+		cmocka_unit_test(test_list_past_its_bounds_closes_that_connection_only),
+		cmocka_unit_test(test_anonymous_restart_gives_new_ids_and_old_ids_are_unknown),
+		cmocka_unit_test(test_file_backing_keeps_namespace_ids_across_restart),
 		cmocka_unit_test(test_flood_from_one_source_keeps_16_unauthenticated_and_serves_others),
 		cmocka_unit_test_teardown(test_distributed_flood_holds_256_unauthenticated_and_lets_a_client_in,
 					  stop_flood),

@@ -3,6 +3,8 @@
  * however the stream is cut into reads; every malformed frame (bad lengths,
  * version, op, page range, bitmap, payload length, garbage protobuf) is
  * refused with a negative errno and a reason before a payload is allocated.
+ * LIST has its own bounds: up to GVM_LIST_PAGES_MAX pages, a reply of
+ * exactly one bit per page.
  * Malformed headers are built with gvm_hdr_encode (it does not validate) or
  * packed by hand with gvm__frame__pack. */
 #include <errno.h>
@@ -179,17 +181,20 @@ static bool carries_pages(const struct gvm_hdr *h)
 }
 
 /* A random valid header for op (status 0), with payload random bytes in
- * payload; page-carrying frames get at most max_pages pages. */
+ * payload; page-carrying frames get at most max_pages pages, LIST at most
+ * 8 * max_pages. */
 static void random_valid_hdr(struct gvm_hdr *h, uint32_t op, bool response, uint32_t max_pages,
 			     uint8_t *payload)
 {
 	gvm_hdr_init(h, op, rnd());
 	h->response = response;
 	h->ns = (uint32_t)rnd();
-	if (op_is_paged(op)) {
-		h->page_count = 1 + (uint32_t)(rnd() % max_pages);
+	if (op_is_paged(op) || op == GVM__OP__OP_LIST) {
+		h->page_count = 1 + (uint32_t)(rnd() % (op_is_paged(op) ? max_pages : 8 * max_pages));
 		h->first_page = rnd() % (UINT64_MAX / GVM_PAGE_SIZE - h->page_count);
 	}
+	if (op == GVM__OP__OP_LIST && response)
+		h->payload_len = gvm_list_bitmap_bytes(h->page_count);
 	if (carries_pages(h)) {
 		for (uint32_t i = 0; i < h->page_count; i++)
 			if (rnd() % 3 == 0)
@@ -210,7 +215,7 @@ static void test_roundtrip_every_op_request_and_response(void **state)
 	(void)state;
 	rng_state = 0x9e3779b97f4a7c15ULL;
 	for (int pass = 0; pass < 4; pass++) {
-		for (uint32_t op = GVM__OP__OP_AUTH; op <= GVM__OP__OP_PING; op++) {
+		for (uint32_t op = GVM__OP__OP_AUTH; op <= GVM__OP__OP_LIST; op++) {
 			for (int response = 0; response < 2; response++) {
 				struct gvm_hdr h;
 
@@ -446,7 +451,7 @@ static size_t build_stream(void)
 
 	rng_state = 0x2545f4914f6cdd1dULL;
 	for (int i = 0; i < STREAM_FRAMES; i++) {
-		uint32_t op = GVM__OP__OP_AUTH + (uint32_t)(rnd() % GVM__OP__OP_PING);
+		uint32_t op = GVM__OP__OP_AUTH + (uint32_t)(rnd() % GVM__OP__OP_LIST);
 		struct gvm_hdr *h = &want_frames[i].hdr;
 
 		random_valid_hdr(h, op, rnd() & 1, 12, payload_buf);
@@ -807,7 +812,8 @@ static void test_unknown_op_0_and_99_are_ebadmsg(void **state)
 	expect_hdr_refused(&h, -EBADMSG);
 	gvm_hdr_init(&h, 99, 1);
 	expect_hdr_refused(&h, -EBADMSG);
-	gvm_hdr_init(&h, GVM__OP__OP_PING + 1, 1);
+	gvm_hdr_init(&h, GVM__OP__OP_LIST + 1, 1);
+	h.page_count = 1; /* a range LIST would take */
 	expect_hdr_refused(&h, -EBADMSG);
 }
 
@@ -1235,6 +1241,142 @@ static void test_garbage_header_reason_does_not_name_the_previous_frame(void **s
 	gvm_reader_free(&r);
 }
 
+/* ---- LIST ---- */
+
+/* The largest LIST, at the last first_page its range allows, and its reply
+ * of 1 MiB of bits (the reader's default limit takes it); a small one whose
+ * last bitmap byte is partly used. */
+static void test_roundtrip_list_request_and_reply_up_to_list_pages_max(void **state)
+{
+	const uint32_t counts[] = {GVM_LIST_PAGES_MAX, 13, 1};
+	struct gvm_hdr h;
+
+	(void)state;
+	assert_int_equal(GVM_LIST_PAGES_MAX, 8u * 1024 * 1024);
+	rng_state = 15;
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		gvm_hdr_init(&h, GVM__OP__OP_LIST, 20 + i);
+		h.ns = 0x8001f;
+		h.page_count = counts[i];
+		h.first_page = UINT64_MAX / GVM_PAGE_SIZE - counts[i];
+		roundtrip(&h, NULL);
+		h.response = true;
+		h.payload_len = gvm_list_bitmap_bytes(counts[i]);
+		fill_random(payload_buf, h.payload_len);
+		if (counts[i] % 8)
+			payload_buf[h.payload_len - 1] &= (uint8_t)((1u << (counts[i] % 8)) - 1);
+		roundtrip(&h, payload_buf);
+		assert_true(gvm_list_bitmap_valid(payload_buf, counts[i]));
+	}
+	assert_int_equal(gvm_list_bitmap_bytes(GVM_LIST_PAGES_MAX), GVM_FRAME_DATA_MAX_BYTES);
+	assert_int_equal(gvm_list_bitmap_bytes(13), 2);
+	assert_int_equal(gvm_list_bitmap_bytes(UINT32_MAX), 536870912);
+	/* An error reply carries the range and no bitmap. */
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 30);
+	h.response = true;
+	h.status = ENOENT;
+	h.page_count = 100;
+	snprintf(h.error, sizeof(h.error), "unknown namespace");
+	roundtrip(&h, NULL);
+}
+
+static void test_list_page_count_zero_or_above_list_pages_max_is_ebadmsg(void **state)
+{
+	const uint32_t counts[] = {0, GVM_LIST_PAGES_MAX + 1, UINT32_MAX};
+	struct gvm_hdr h;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		for (int response = 0; response < 2; response++) {
+			gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+			h.response = response;
+			h.page_count = counts[i];
+			expect_hdr_refused(&h, -EBADMSG);
+		}
+	}
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.page_count = GVM_LIST_PAGES_MAX + 1;
+	assert_int_equal(gvm_hdr_check(&h, &(const char *){NULL}), -EBADMSG);
+}
+
+static void test_list_page_range_overflowing_uint64_is_ebadmsg(void **state)
+{
+	const uint64_t last_ok = UINT64_MAX / GVM_PAGE_SIZE - GVM_LIST_PAGES_MAX;
+	struct gvm_hdr h;
+
+	(void)state;
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.page_count = GVM_LIST_PAGES_MAX;
+	h.first_page = UINT64_MAX;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.first_page = last_ok + 1;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.first_page = last_ok;
+	roundtrip(&h, NULL);
+}
+
+/* A LIST reply carries exactly ceil(page_count / 8) bytes; its request and
+ * an error reply carry none. */
+static void test_list_payload_other_than_one_bit_per_page_is_ebadmsg(void **state)
+{
+	struct gvm_hdr h;
+
+	(void)state;
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.response = true;
+	h.page_count = 17; /* 3 bytes */
+	h.payload_len = 2;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.payload_len = 4;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.payload_len = 17 * GVM_PAGE_SIZE;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.payload_len = 0;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.status = ENOENT;
+	h.payload_len = 3;
+	expect_hdr_refused(&h, -EBADMSG);
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.page_count = 17;
+	h.payload_len = 3;
+	expect_hdr_refused(&h, -EBADMSG);
+}
+
+static void test_list_with_a_zero_bitmap_is_ebadmsg(void **state)
+{
+	Gvm__Frame f = GVM__FRAME__INIT;
+	uint8_t bitmap[2] = {0x00, 0x01};
+
+	(void)state;
+	f.version = GVM_PROTO_VERSION;
+	f.op = GVM__OP__OP_LIST;
+	f.page_count = 16;
+	f.zero_bitmap.data = bitmap;
+	f.zero_bitmap.len = sizeof(bitmap);
+	expect_raw_refused(&f, -EBADMSG);
+	f.response = true;
+	f.payload_len = 2;
+	expect_raw_refused(&f, -EBADMSG);
+}
+
+static void test_list_bitmap_valid_only_without_bits_past_page_count(void **state)
+{
+	uint8_t bitmap[3] = {0xff, 0xff, 0x01};
+
+	(void)state;
+	assert_true(gvm_list_bitmap_valid(bitmap, 17));
+	assert_true(gvm_list_bitmap_valid(bitmap, 24));
+	assert_true(gvm_list_bitmap_valid(bitmap, 16)); /* a whole last byte: nothing past */
+	bitmap[2] = 0x02;
+	assert_false(gvm_list_bitmap_valid(bitmap, 17));
+	bitmap[2] = 0x80;
+	assert_false(gvm_list_bitmap_valid(bitmap, 23));
+	assert_true(gvm_list_bitmap_valid(bitmap, 24));
+	assert_true(gvm_list_test(bitmap, 23));
+	assert_false(gvm_list_test(bitmap, 22));
+	assert_true(gvm_list_test(bitmap, 0));
+}
+
 /* A connection's payload limit refuses a larger frame before allocating,
  * and the buffer grows only to the largest payload actually received. */
 static void test_reader_limit_refuses_before_allocating_and_buffer_grows_to_need(void **state)
@@ -1320,6 +1462,12 @@ int main(void)
 	    cmocka_unit_test(test_payload_destination_by_frame),
 	    cmocka_unit_test(test_page_is_zero_sees_every_byte),
 	    cmocka_unit_test(test_encode_refuses_too_small_buffer_with_emsgsize),
+	    cmocka_unit_test(test_roundtrip_list_request_and_reply_up_to_list_pages_max),
+	    cmocka_unit_test(test_list_page_count_zero_or_above_list_pages_max_is_ebadmsg),
+	    cmocka_unit_test(test_list_page_range_overflowing_uint64_is_ebadmsg),
+	    cmocka_unit_test(test_list_payload_other_than_one_bit_per_page_is_ebadmsg),
+	    cmocka_unit_test(test_list_with_a_zero_bitmap_is_ebadmsg),
+	    cmocka_unit_test(test_list_bitmap_valid_only_without_bits_past_page_count),
 	};
 
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);

@@ -1,10 +1,13 @@
 /* test_store.c: memserver/store.c against a reference model. Random writes,
- * zero writes, discards, drops and reads on several namespaces must always
- * read back exactly what the model holds; ENOSPC must come exactly when the
- * model says the slots are gone, and change nothing; a backing file must
- * give everything back after a reopen. Namespaces belong to the host their
- * name starts with, and one host holds at most a quarter of the table. */
+ * zero writes, discards, drops, reads and LISTs on several namespaces must
+ * always show exactly what the model holds; ENOSPC must come exactly when
+ * the model says the slots are gone, and change nothing; a backing file must
+ * give everything back after a reopen, ids included, and upgrade a file of
+ * format 1. Namespaces belong to the host their name starts with, and one
+ * host holds at most a quarter of the table. An id carries a random tag:
+ * one of a dropped namespace, or of another store, is unknown. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,6 +76,24 @@ static void check_read(struct ms_store *s, uint32_t ns, const struct model *m,
 	assert_int_equal(k, data_pages);
 }
 
+/* LIST of count pages at slot: a bit exactly for each page the model
+ * holds, none past count. */
+static void check_list(struct ms_store *s, uint32_t ns, const struct model *m,
+		       uint32_t ns_idx, uint32_t slot, uint32_t count)
+{
+	static uint8_t bitmap[GVM_LIST_PAGES_MAX / 8];
+	uint32_t bytes = gvm_list_bitmap_bytes(count);
+
+	memset(bitmap, 0xa5, bytes);
+	assert_int_equal(ms_store_list(s, HOST, ns, page_index(slot), count, bitmap), 0);
+	for (uint32_t i = 0; i < count; i++)
+		if (gvm_list_test(bitmap, i) != (m->tag[ns_idx][slot + i] != 0))
+			fail_msg("LIST bit %u (page %llu) is %d, the model holds %u", i,
+				 (unsigned long long)page_index(slot + i), gvm_list_test(bitmap, i),
+				 m->tag[ns_idx][slot + i]);
+	assert_true(gvm_list_bitmap_valid(bitmap, count));
+}
+
 /* One random write of count pages at slot; mirrors it into the model
  * unless the store refused it for capacity, which must match the model. */
 static void random_write(struct ms_store *s, uint32_t ns, struct model *m,
@@ -109,9 +130,15 @@ static void check_all(struct ms_store *s, const uint32_t *ids, const struct mode
 {
 	struct ms_store_info info;
 
-	for (uint32_t n = 0; n < NS_COUNT; n++)
+	for (uint32_t n = 0; n < NS_COUNT; n++) {
 		for (uint32_t slot = 0; slot < 2 * UNIVERSE; slot += 200)
 			check_read(s, ids[n], m, n, slot, 200);
+		/* Each band whole (more pages than map cells: the map is
+		 * walked), and a short odd range (each page looked up). */
+		check_list(s, ids[n], m, n, 0, UNIVERSE);
+		check_list(s, ids[n], m, n, UNIVERSE, UNIVERSE);
+		check_list(s, ids[n], m, n, 13, 77);
+	}
 	ms_store_get_info(s, &info);
 	assert_int_equal(info.used_pages, m->used);
 	assert_int_equal(info.capacity_pages, CAP_PAGES);
@@ -137,7 +164,9 @@ static void run_model(struct ms_store *s, uint32_t *ids, struct model *m, int op
 				m->used -= m->tag[n][slot + i] != 0;
 				m->tag[n][slot + i] = 0;
 			}
-		} else if (r < 71) {
+		} else if (r < 78) {
+			check_list(s, ids[n], m, n, slot, count);
+		} else if (r < 79) {
 			snprintf(name, sizeof(name), HOST ".vm-%u", n);
 			assert_int_equal(ms_store_drop_ns(s, HOST, name, 0), 0);
 			for (uint32_t i = 0; i < 2 * UNIVERSE; i++) {
@@ -206,12 +235,198 @@ static void test_store_file_survives_reopen_with_same_pages(void **state)
 	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), 0);
 	assert_int_equal(ms_store_ns_pages(s, HOST, HOST ".vm-2", &pages), 0);
 	assert_int_equal(pages, 0);
+	/* The ids of before work without opening again; the dropped one's
+	 * does not, and its name opened again gets another id. */
+	for (uint32_t n = 0; n < 2; n++) {
+		check_read(s, ids[n], m, n, 0, 200);
+		check_list(s, ids[n], m, n, 0, UNIVERSE);
+	}
+	assert_int_equal(ms_store_discard(s, HOST, ids[2], 0, 1), -ENOENT);
 	open_namespaces(s, again);
 	assert_int_equal(again[0], ids[0]);
 	assert_int_equal(again[1], ids[1]);
+	assert_int_not_equal(again[2], ids[2]);
 	check_all(s, again, m);
 	run_model(s, again, m, 3000); /* the rebuilt free list hands out only free slots */
 	assert_int_equal(ms_store_close(s), 0);
+	unlink(path);
+	free(m);
+}
+
+/* Every call by id, for an id whose index is right and whose tag is not:
+ * each -ENOENT, like an unknown id, and nothing changes. */
+static void expect_unknown_id(struct ms_store *s, const char *host, uint32_t id)
+{
+	static uint8_t out[GVM_FRAME_DATA_MAX_BYTES], page[GVM_PAGE_SIZE];
+	uint8_t zero[GVM_FRAME_BITMAP_MAX_BYTES] = { 0 }, bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t data_pages;
+
+	memset(bitmap, 0x5a, sizeof(bitmap));
+	assert_int_equal(ms_store_read(s, host, id, 0, 8, bitmap, out, &data_pages), -ENOENT);
+	assert_int_equal(ms_store_write(s, host, id, 0, 1, zero, page), -ENOENT);
+	assert_int_equal(ms_store_discard(s, host, id, 0, 8), -ENOENT);
+	assert_int_equal(ms_store_list(s, host, id, 0, 8, bitmap), -ENOENT);
+	assert_int_equal(bitmap[0], 0); /* cleared, no bit set */
+	assert_int_equal(ms_store_drop_ns(s, host, NULL, id), -ENOENT);
+}
+
+/* An id is its index + 1 under a random non-zero tag: the index alone, or
+ * another tag, names nothing; a namespace dropped and opened again gets
+ * another tag, never the one it had. */
+static void test_store_ids_carry_a_random_tag_and_a_wrong_tag_is_unknown(void **state)
+{
+	static uint8_t page[GVM_PAGE_SIZE], out[GVM_FRAME_DATA_MAX_BYTES];
+	uint8_t zero[GVM_FRAME_BITMAP_MAX_BYTES] = { 0 }, bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t a, b, id, prev, data_pages, repeats = 0;
+	struct ms_store *s;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(ms_store_open(&s, NULL, 64 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".a", &a), 0);
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".b", &b), 0);
+	assert_int_equal(a & ((1u << MS_NS_INDEX_BITS) - 1), 1);
+	assert_int_equal(b & ((1u << MS_NS_INDEX_BITS) - 1), 2);
+	assert_int_not_equal(a >> MS_NS_INDEX_BITS, 0);
+	assert_int_not_equal(b >> MS_NS_INDEX_BITS, 0);
+	fill(page, 7);
+	assert_int_equal(ms_store_write(s, HOST, a, 0, 1, zero, page), 0);
+	expect_unknown_id(s, HOST, 1);
+	expect_unknown_id(s, HOST, a ^ (1u << MS_NS_INDEX_BITS));
+	expect_unknown_id(s, HOST, a ^ (1u << 31));
+	expect_unknown_id(s, HOST, (a & ~((1u << MS_NS_INDEX_BITS) - 1)) | 3); /* a's tag, unused index */
+	expect_unknown_id(s, HOST, 0);
+	expect_unknown_id(s, HOST, MS_NAMESPACES_MAX + 1);
+	assert_int_equal(ms_store_read(s, HOST, a, 0, 1, bitmap, out, &data_pages), 0);
+	assert_int_equal(data_pages, 1);
+	assert_memory_equal(out, page, GVM_PAGE_SIZE);
+
+	/* Dropped and opened again, 1000 times: the same index, each time
+	 * another id; the one before it is unknown. */
+	prev = a;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(ms_store_drop_ns(s, HOST, HOST ".a", 0), 0);
+		assert_int_equal(ms_store_open_ns(s, HOST, HOST ".a", &id), 0);
+		assert_int_equal(id & ((1u << MS_NS_INDEX_BITS) - 1), 1);
+		assert_int_not_equal(id, prev);
+		assert_int_not_equal(id >> MS_NS_INDEX_BITS, 0);
+		assert_int_equal(ms_store_list(s, HOST, prev, 0, 8, bitmap), -ENOENT);
+		repeats += id == a; /* the first id back: 1 in 2^19 - 2 each time */
+		prev = id;
+	}
+	assert_true(repeats <= 1);
+	expect_unknown_id(s, HOST, a == prev ? a ^ (1u << MS_NS_INDEX_BITS) : a);
+	assert_int_equal(ms_store_list(s, HOST, prev, 0, 8, bitmap), 0);
+	assert_int_equal(bitmap[0], 0); /* the new namespace holds nothing */
+	assert_int_equal(ms_store_open_ns(s, HOST, HOST ".b", &id), 0);
+	assert_int_equal(id, b);
+	assert_int_equal(ms_store_close(s), 0);
+}
+
+/* An anonymous store started again (a donor restarted) hands the same
+ * index to the same name, with another tag: the id a broker kept names
+ * nothing. 2^19 - 1 tags: over 256 restarts, a repeat is a 1 in 2000
+ * event, two are 1 in 10^7. */
+static void test_store_an_anonymous_store_started_again_gives_other_ids(void **state)
+{
+	uint8_t bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t old = 0, id, repeats = 0;
+	struct ms_store *s;
+	char why[256];
+
+	(void)state;
+	for (int i = 0; i < 256; i++) {
+		assert_int_equal(ms_store_open(&s, NULL, 16 * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+		if (old)
+			assert_int_equal(ms_store_list(s, HOST, old, 0, 8, bitmap), -ENOENT);
+		assert_int_equal(ms_store_open_ns(s, HOST, HOST ".vm", &id), 0);
+		assert_int_equal(id & ((1u << MS_NS_INDEX_BITS) - 1), 1);
+		if (id == old)
+			repeats++;
+		else if (old)
+			expect_unknown_id(s, HOST, old);
+		old = id;
+		assert_int_equal(ms_store_close(s), 0);
+	}
+	print_message("%u of 255 restarts gave an id back\n", repeats);
+	assert_true(repeats <= 1);
+}
+
+/* Writes a u32 at off of a file. */
+static void poke_u32(const char *path, off_t off, uint32_t v)
+{
+	int fd = open(path, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &v, sizeof(v), off), sizeof(v));
+	close(fd);
+}
+
+static uint32_t peek_u32(const char *path, off_t off)
+{
+	uint32_t v = 0;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &v, sizeof(v), off), sizeof(v));
+	close(fd);
+	return v;
+}
+
+/* store.c's format, as a file holds it: the header's version after the
+ * 8-byte magic; the namespace records (a 64-byte name, used, tag) from 4096. */
+#define FILE_VERSION_OFF 8
+#define FILE_NSREC_OFF(i) (4096 + (i) * 72)
+#define FILE_NSREC_TAG_OFF(i) (FILE_NSREC_OFF(i) + 68)
+
+/* A file of format 1 (ids without tags) opens: its pages are all there,
+ * its namespaces get tagged ids, the untagged ones name nothing, and the
+ * file is format 2 from then on. A format this store does not know is
+ * refused, saying which. */
+static void test_store_upgrades_a_format_1_file_and_refuses_an_unknown_format(void **state)
+{
+	char path[] = "/tmp/gvm-test-store-XXXXXX", why[256];
+	struct model *m = calloc(1, sizeof(*m));
+	uint32_t ids[NS_COUNT], again[NS_COUNT];
+	struct ms_store *s;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ms_store_open(&s, path, CAP_PAGES * GVM_PAGE_SIZE, why, sizeof(why)), 0);
+	open_namespaces(s, ids);
+	run_model(s, ids, m, 3000);
+	assert_int_equal(ms_store_close(s), 0);
+	assert_int_equal(peek_u32(path, FILE_VERSION_OFF), 2);
+	for (uint32_t n = 0; n < NS_COUNT; n++) {
+		uint32_t idx = (ids[n] & ((1u << MS_NS_INDEX_BITS) - 1)) - 1;
+
+		assert_int_equal(peek_u32(path, FILE_NSREC_TAG_OFF(idx)), ids[n] >> MS_NS_INDEX_BITS);
+		poke_u32(path, FILE_NSREC_TAG_OFF(idx), 0); /* format 1 kept 0 there */
+	}
+	poke_u32(path, FILE_VERSION_OFF, 1);
+
+	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), 0);
+	for (uint32_t n = 0; n < NS_COUNT; n++) /* format 1's ids: index + 1 */
+		expect_unknown_id(s, HOST, ids[n] & ((1u << MS_NS_INDEX_BITS) - 1));
+	open_namespaces(s, again);
+	for (uint32_t n = 0; n < NS_COUNT; n++) {
+		assert_int_equal(again[n] & ((1u << MS_NS_INDEX_BITS) - 1),
+				 ids[n] & ((1u << MS_NS_INDEX_BITS) - 1));
+		assert_int_not_equal(again[n] >> MS_NS_INDEX_BITS, 0);
+	}
+	check_all(s, again, m);
+	assert_int_equal(ms_store_close(s), 0);
+	assert_int_equal(peek_u32(path, FILE_VERSION_OFF), 2);
+	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), 0);
+	open_namespaces(s, ids);
+	assert_memory_equal(ids, again, sizeof(ids)); /* upgraded once, kept since */
+	assert_int_equal(ms_store_close(s), 0);
+
+	poke_u32(path, FILE_VERSION_OFF, 3);
+	assert_int_equal(ms_store_open(&s, path, 0, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "store format 3, which this gvm-memserver (formats 1 to 2) cannot read"));
 	unlink(path);
 	free(m);
 }
@@ -289,7 +504,9 @@ static void test_store_serves_a_namespace_to_its_own_host_only(void **state)
 	assert_int_equal(ms_store_drop_ns(s, "hostb", "hosta.x", 0), -EACCES);
 	assert_int_equal(ms_store_ns_pages(s, "hostb", "hosta.x", &pages), -EACCES);
 	assert_int_equal(ms_store_ns_pages(s, "hostb", "nohost", &pages), -EINVAL);
+	assert_int_equal(ms_store_list(s, "hostb", a, 0, 8, bitmap), -EACCES);
 	assert_int_equal(ms_store_read(s, "hostb", a + 1, 7, 1, bitmap, out, &data_pages), -ENOENT);
+	assert_int_equal(ms_store_list(s, "hostb", a + 1, 0, 8, bitmap), -ENOENT);
 
 	assert_int_equal(ms_store_ns_pages(s, "hosta", "hosta.x", &pages), 0);
 	assert_int_equal(pages, 1);
@@ -437,6 +654,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store_matches_model_under_random_ops),
 		cmocka_unit_test(test_store_file_survives_reopen_with_same_pages),
+		cmocka_unit_test(test_store_ids_carry_a_random_tag_and_a_wrong_tag_is_unknown),
+		cmocka_unit_test(test_store_an_anonymous_store_started_again_gives_other_ids),
+		cmocka_unit_test(test_store_upgrades_a_format_1_file_and_refuses_an_unknown_format),
 		cmocka_unit_test(test_store_refuses_a_file_that_is_not_a_store),
 		cmocka_unit_test(test_store_namespace_names_and_table_limit),
 		cmocka_unit_test(test_store_serves_a_namespace_to_its_own_host_only),
