@@ -114,7 +114,7 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 # ---- broker/ -> gvm-broker, gvmctl ----
 # ---- cuse-dev/ (/dev/gvmmem) is part of gvm-broker ----
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/identity.c broker/fault.c \
-	broker/evict.c broker/pool.c broker/prefetch.c broker/stats.c broker/token.c \
+	broker/evict.c broker/pool.c broker/prefetch.c broker/replica.c broker/stats.c broker/token.c \
 	broker/sandbox.c broker/notify.c cuse-dev/cuse_dev.c
 BROKER_CPPFLAGS := -Ibroker -Icuse-dev -Icuse-dev/include $(shell pkg-config --cflags fuse3 2>/dev/null)
 $(OBJ)/broker/%.o $(OBJ)/cuse-dev/%.o: CPPFLAGS += $(BROKER_CPPFLAGS)

@@ -8,12 +8,18 @@
  * UFFDIO_REGISTER(MISSING|WP) on the client's uffd and starts serving
  * faults (fault.c). A VM's pages live in namespaces derived from this
  * host's id and the VM's incarnation (identity.h), never from its names.
- * Detaching drops those namespaces on the donors. */
+ * Those namespaces are dropped on the donors only when the VM's process
+ * has exited (its pidfd says so) or it detached on purpose: a broker that
+ * stops, or a connection that ends under a live process, keeps them, and
+ * a re-attach (to this broker or a restarted one) finds its pages there.
+ * A re-attached VM's state is rebuilt: the pages in its memfd are resident
+ * (counted against the budget at once, dirty, write-protected again), and
+ * the donors say which extents they hold (replica.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
-#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +36,9 @@
 #include "names.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "replica.h"
 #include "stats.h"
+#include "uffd_compat.h"
 
 #define UFFD_FEATURES \
 	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_EVENT_REMOVE)
@@ -281,12 +289,27 @@ void bk_attach_free(struct bk_attach *at)
 	free(at);
 }
 
-static int uffd_setup(const struct bk_attach *at, bool reattach, char *why, size_t n)
+/* Registers the regions; *can_poison says whether UFFDIO_POISON works on
+ * all of them (Linux 6.6 on). */
+static int uffd_setup(const struct bk_attach *at, bool reattach, bool *can_poison, char *why,
+		      size_t n)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES };
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES | UFFD_FEATURE_POISON };
 
-	if (!reattach && ioctl(at->uffd, UFFDIO_API, &api) < 0)
-		return refuse(why, n, -errno, "UFFDIO_API: %s (is the uffd fresh?)", strerror(errno));
+	*can_poison = true;
+	if (!reattach) {
+		int rc = ioctl(at->uffd, UFFDIO_API, &api);
+
+		if (rc < 0 && errno == EINVAL) {
+			/* an older kernel, or no fresh uffd: without poisoning
+			 * (a refused API leaves a fresh uffd fresh) */
+			api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_FEATURES };
+			rc = ioctl(at->uffd, UFFDIO_API, &api);
+		}
+		if (rc < 0)
+			return refuse(why, n, -errno, "UFFDIO_API: %s (is the uffd fresh?)",
+				      strerror(errno));
+	}
 	for (size_t i = 0; i < at->nregions; i++) {
 		const struct attach_region *r = &at->regions[i];
 		struct uffdio_register reg = {
@@ -301,6 +324,8 @@ static int uffd_setup(const struct bk_attach *at, bool reattach, char *why, size
 		    !(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT)))
 			return refuse(why, n, -EOPNOTSUPP, "this kernel cannot COPY/WRITEPROTECT region %s",
 				      r->name);
+		if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
+			*can_poison = false;
 		if (reattach) { /* threads that faulted while no broker read the uffd */
 			struct uffdio_range range = { r->host_addr, r->size };
 
@@ -310,58 +335,35 @@ static int uffd_setup(const struct bk_attach *at, bool reattach, char *why, size
 	return 0;
 }
 
-struct fresh_check {
-	struct bk_req req;
-	struct bk_region *rg;
-};
-
-/* A region whose namespace holds nothing on any donor reads as zeros until
- * written: its faults need no network trip. One STATS per donor decides;
- * until every donor has said "empty", faults go to the donors. */
-static void on_fresh_stats(struct bk_req *req, int status, const struct gvm_hdr *h,
-			   const uint8_t *payload)
+/* A re-attached region: what its memfd holds was installed by an earlier
+ * broker. It is resident from now on, counted against the budget at once;
+ * it is dirty (whether its donors hold the same is unknown), and
+ * write-protected again, so writes are seen as before. */
+static void rebuild_from_memfd(struct bk_region *rg)
 {
-	struct fresh_check *fc = (struct fresh_check *)req;
-	struct bk_region *rg = fc->rg;
-	Gvm__MemserverStats *m = NULL;
-	bool empty = false;
+	off_t base = (off_t)rg->memfd_offset, end = base + (off_t)rg->size, off = base;
 
-	if (!status && !h->status) {
-		m = gvm__memserver_stats__unpack(NULL, h->payload_len, payload);
-		empty = m && m->ns_used_pages == 0;
-		if (m)
-			gvm__memserver_stats__free_unpacked(m, NULL);
-	}
-	if (!empty)
-		rg->fresh_seen_data = true; /* not empty, or unknown */
-	if (--rg->fresh_pending == 0)
-		rg->fresh = !rg->fresh_seen_data;
-	bk_vm_put(rg->vm);
-	free(fc);
-}
+	while (off < end) {
+		off_t data = lseek(rg->memfd, off, SEEK_DATA), hole;
 
-static void check_fresh(struct bk_region *rg)
-{
-	struct bk_broker *b = rg->vm->b;
+		if (data < 0 || data >= end)
+			break;
+		hole = lseek(rg->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		uint64_t first = (uint64_t)(data - base) / GVM_PAGE_SIZE;
+		uint64_t last = ((uint64_t)(hole - base) + GVM_PAGE_SIZE - 1) / GVM_PAGE_SIZE;
 
-	rg->fresh = false;
-	rg->fresh_pending = b->cfg.ndonors;
-	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
-		struct fresh_check *fc = calloc(1, sizeof(*fc));
-
-		if (!fc) {
-			rg->fresh_seen_data = true;
-			rg->fresh_pending--;
-			continue;
+		for (uint64_t p = first; p < last; p++) {
+			if (bk_bit_test(rg->resident, p))
+				continue;
+			bk_bit_set(rg->resident, p);
+			bk_bit_set(rg->dirty, p);
+			rg->resident_count++;
+			rg->vm->b->resident_pages++;
 		}
-		fc->rg = rg;
-		fc->req.donor = d;
-		fc->req.flags = BK_REQ_DEMAND | BK_REQ_FAIL_IF_DOWN;
-		fc->req.cb = on_fresh_stats;
-		gvm_hdr_init(&fc->req.hdr, GVM__OP__OP_STATS, 0);
-		strcpy(fc->req.hdr.ns_name, rg->ns);
-		rg->vm->refs++;
-		bk_pool_submit(b->pool, &fc->req);
+		bk_uffd_protect(rg, first, last - first, true);
+		off = hole;
 	}
 }
 
@@ -387,11 +389,15 @@ static void vm_free(struct bk_vm *vm)
 		free(rg->evicting);
 		free(rg->wp_held);
 		free(rg->fetching);
-		free(rg->on_donor);
 		free(rg->wb_inflight);
+		free(rg->loc);
+		free(rg->lost);
+		free(rg->ext_ver);
 	}
 	if (vm->uffd >= 0)
 		close(vm->uffd);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
 	free(vm->regions);
 	free(vm);
 }
@@ -411,6 +417,8 @@ void bk_vm_put(struct bk_vm *vm)
 	vm_free(vm);
 }
 
+static void orphan_take(struct bk_broker *b, const uint8_t *incarnation);
+
 /* Hands the descriptors over from the attach to the VM (vm_free closes
  * them from then on). */
 static void take_fds(struct bk_vm *vm, struct bk_attach *at)
@@ -424,22 +432,28 @@ static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 }
 
 int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
-		 uid_t uid, const char *vm_name, const uint8_t *incarnation, struct bk_vm **out,
-		 char *why, size_t n)
+		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
+		 struct bk_vm **out, char *why, size_t n)
 {
 	struct bk_vm *vm;
+	bool can_poison;
 	int err;
 
-	if (incarnation && bk_vm_find(b, incarnation))
+	if (incarnation && bk_vm_find(b, incarnation)) {
+		if (pidfd >= 0)
+			close(pidfd);
 		return refuse(why, n, -EBUSY, "that incarnation is attached already");
-	err = uffd_setup(at, incarnation != NULL, why, n);
-	if (err)
-		return err;
-	vm = calloc(1, sizeof(*vm));
+	}
+	err = uffd_setup(at, incarnation != NULL, &can_poison, why, n);
+	vm = err ? NULL : calloc(1, sizeof(*vm));
 	if (!vm || !(vm->regions = calloc(at->nregions, sizeof(*vm->regions)))) {
 		free(vm);
-		return refuse(why, n, -ENOMEM, "out of memory");
+		if (pidfd >= 0)
+			close(pidfd);
+		return err ? err : refuse(why, n, -ENOMEM, "out of memory");
 	}
+	vm->pidfd = pidfd;
+	vm->can_poison = can_poison;
 	vm->b = b;
 	vm->refs = 1; /* the attachment itself */
 	vm->session = ++b->next_session;
@@ -478,10 +492,15 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 		rg->evicting = calloc((rg->npages + 63) / 64, 8);
 		rg->wp_held = calloc((rg->npages + 63) / 64, 8);
 		rg->fetching = calloc((rg->npages + 63) / 64, 8);
-		rg->on_donor = calloc((rg->nextents + 63) / 64, 8);
 		rg->wb_inflight = calloc(rg->nextents, 1);
+		rg->loc = malloc(rg->nextents * BK_REPLICAS_MAX);
+		rg->lost = calloc((rg->npages + 63) / 64, 8);
+		rg->ext_ver = calloc(rg->nextents, sizeof(*rg->ext_ver));
+		if (rg->loc)
+			memset(rg->loc, BK_NO_DONOR, rg->nextents * BK_REPLICAS_MAX);
 		if (!rg->ext_state || !rg->resident || !rg->dirty || !rg->ref || !rg->evicting ||
-		    !rg->wp_held || !rg->fetching || !rg->on_donor || !rg->wb_inflight) {
+		    !rg->wp_held || !rg->fetching || !rg->wb_inflight || !rg->loc || !rg->lost ||
+		    !rg->ext_ver) {
 			vm_free(vm); /* the attach still owns the descriptors */
 			return refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
 		}
@@ -495,12 +514,17 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 	vm->next = b->vms;
 	b->vms = vm;
 	/* A new incarnation has nothing on any donor: its pages read as zero
-	 * until written, with no network trip. A re-attached one asks. */
+	 * until written, with no network trip. A re-attached one takes over
+	 * what its memfd holds and asks the donors what they hold. */
+	if (incarnation)
+		orphan_take(b, incarnation);
 	for (size_t i = 0; i < vm->nregions; i++) {
-		if (incarnation)
-			check_fresh(&vm->regions[i]);
-		else
-			vm->regions[i].fresh = true;
+		if (incarnation) {
+			rebuild_from_memfd(&vm->regions[i]);
+			bk_replica_map(&vm->regions[i]);
+		} else {
+			vm->regions[i].map_ready = true;
+		}
 	}
 	bk_stats.attaches++;
 	*out = vm;
@@ -516,34 +540,145 @@ static void on_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
 	free(req);
 }
 
-/* The VM is gone: stop serving it, forget its pages everywhere. */
-void bk_vm_detach(struct bk_vm *vm, const char *reason)
+static void drop_namespace(struct bk_broker *b, const char *ns)
+{
+	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
+		struct bk_req *req = calloc(1, sizeof(*req));
+
+		if (!req)
+			continue;
+		req->donor = d;
+		req->flags = BK_REQ_FAIL_IF_DOWN;
+		req->cb = on_dropped;
+		gvm_hdr_init(&req->hdr, GVM__OP__OP_DROP_NS, 0);
+		strcpy(req->hdr.ns_name, ns);
+		bk_pool_submit(b->pool, req);
+	}
+}
+
+/* Whether the process behind pidfd has exited. */
+static bool process_exited(int pidfd)
+{
+	struct pollfd p = { pidfd, POLLIN, 0 };
+
+	return pidfd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+static void orphan_closed(uv_handle_t *h)
+{
+	struct bk_orphan *o = h->data;
+
+	close(o->pidfd);
+	free(o->ns);
+	free(o);
+}
+
+/* Unlinks o and frees it; its namespaces are dropped first if drop. */
+static void orphan_end(struct bk_orphan *o, bool drop, const char *why)
+{
+	struct bk_orphan **pp;
+
+	for (pp = &o->b->orphans; *pp; pp = &(*pp)->next)
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
+	if (drop) {
+		for (size_t i = 0; i < o->nregions; i++)
+			drop_namespace(o->b, o->ns[i]);
+		gvm_info("vm %s (pid %d): %s; its pages are dropped", o->vm_name, (int)o->pid, why);
+	}
+	uv_close((uv_handle_t *)&o->poll, orphan_closed);
+}
+
+static void on_orphan_exit(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	orphan_end(h->data, true, "its process exited");
+}
+
+/* A VM whose connection ended under a live process: its namespaces are
+ * kept until the process exits or attaches again. A user keeps at most
+ * --uid-vms of these; past that, the oldest one's pages are dropped. */
+static void orphan_add(struct bk_vm *vm)
 {
 	struct bk_broker *b = vm->b;
+	struct bk_orphan *o = calloc(1, sizeof(*o)), *oldest = NULL, **tail;
+	unsigned mine = 0;
+
+	if (!o || !(o->ns = calloc(vm->nregions, sizeof(*o->ns))) ||
+	    uv_poll_init(b->loop, &o->poll, vm->pidfd)) {
+		if (o)
+			free(o->ns);
+		free(o);
+		gvm_err("vm %s (pid %d): cannot watch its process; its pages stay on the donors",
+			vm->name, (int)vm->pid);
+		return;
+	}
+	for (tail = &b->orphans; *tail; tail = &(*tail)->next)
+		if ((*tail)->uid == vm->uid && mine++ == 0)
+			oldest = *tail;
+	o->b = b;
+	memcpy(o->incarnation, vm->incarnation, sizeof(o->incarnation));
+	snprintf(o->vm_name, sizeof(o->vm_name), "%s", vm->name);
+	o->uid = vm->uid;
+	o->pid = vm->pid;
+	o->pidfd = vm->pidfd;
+	vm->pidfd = -1;
+	o->nregions = vm->nregions;
+	for (size_t i = 0; i < vm->nregions; i++)
+		strcpy(o->ns[i], vm->regions[i].ns);
+	o->poll.data = o;
+	uv_poll_start(&o->poll, UV_READABLE, on_orphan_exit);
+	*tail = o; /* oldest first */
+	if (oldest && mine >= b->cfg.uid_vms)
+		orphan_end(oldest, true, "too many VMs of its user wait to re-attach");
+}
+
+/* A re-attach of a VM that waited as an orphan: the new VM watches. */
+static void orphan_take(struct bk_broker *b, const uint8_t *incarnation)
+{
+	for (struct bk_orphan *o = b->orphans; o; o = o->next)
+		if (!memcmp(o->incarnation, incarnation, GVM_INCARNATION_BYTES)) {
+			orphan_end(o, false, NULL);
+			return;
+		}
+}
+
+void bk_orphans_stop(struct bk_broker *b)
+{
+	while (b->orphans)
+		orphan_end(b->orphans, false, NULL);
+}
+
+/* The VM is gone from this broker: stop serving it. Its pages on the donors
+ * go too if its process exited or it detached on purpose; they stay while a
+ * live process may attach again, and when the broker itself stops. */
+void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
+{
+	struct bk_broker *b = vm->b;
+	bool drop = how == BK_DETACH_DROP || process_exited(vm->pidfd);
 
 	if (vm->detached)
 		return;
 	vm->detached = true;
 	bk_fault_stop(vm);
 	b->resident_pages -= bk_vm_resident(vm);
-	for (size_t i = 0; i < vm->nregions; i++) {
-		struct bk_region *rg = &vm->regions[i];
-
-		bk_cache_drop_region(b->cache, rg);
-		for (unsigned d = 0; d < b->cfg.ndonors; d++) {
-			struct bk_req *req = calloc(1, sizeof(*req));
-
-			if (!req)
-				continue;
-			req->donor = d;
-			req->flags = BK_REQ_FAIL_IF_DOWN;
-			req->cb = on_dropped;
-			gvm_hdr_init(&req->hdr, GVM__OP__OP_DROP_NS, 0);
-			strcpy(req->hdr.ns_name, rg->ns);
-			bk_pool_submit(b->pool, req);
-		}
+	for (size_t i = 0; i < vm->nregions; i++)
+		bk_cache_drop_region(b->cache, &vm->regions[i]);
+	if (b->stopping) {
+		gvm_info("vm %s (pid %d): let go (%s); its pages stay on the donors for the next broker",
+			 vm->name, (int)vm->pid, reason);
+	} else if (drop) {
+		for (size_t i = 0; i < vm->nregions; i++)
+			drop_namespace(b, vm->regions[i].ns);
+		gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
+	} else {
+		gvm_info("vm %s (pid %d): detached: %s; its pages stay on the donors while its "
+			 "process lives", vm->name, (int)vm->pid, reason);
+		orphan_add(vm);
 	}
-	gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	vm->client = NULL;
 	bk_vm_put(vm);
 }

@@ -39,6 +39,7 @@
 #define BK_RECONNECT_MIN_MS 100u
 #define BK_RECONNECT_MAX_MS 5000u
 #define BK_DONOR_STALL_MS 5000u      /* no answer for this long: reconnect */
+#define BK_CONNECT_TIMEOUT_MS 2000u  /* a connect not done by then is tried again */
 #define BK_COPY_EAGAIN_RETRIES 3u
 #define BK_EVICT_BATCH_PAGES 256u    /* pages one eviction pass frees at most (1 MiB) */
 #define BK_EVICT_INFLIGHT_MAX_PAGES 2048u /* dirty pages being written back at once */
@@ -46,6 +47,16 @@
 #define BK_EVICT_LOW_PCT 85u         /* ... down to this share */
 #define BK_EVICT_SCAN_MAX_PAGES 65536u /* clock steps per pass */
 #define BK_WRITEBACK_RETRY_MS 1000u  /* after a refused write-back, leave the region alone */
+/* Replicas (replica.c): an extent's copies live on up to this many donors. */
+#define BK_REPLICAS_MAX 4u
+#define BK_NO_DONOR 0xffu            /* a free slot of an extent's location */
+#define BK_DEFAULT_REPLICAS 1u
+#define BK_DEFAULT_DEAD_AFTER_MS 10000u /* unreachable this long: dead, its copies lost */
+#define BK_DEFAULT_REREPLICATE_BYTES (64ull << 20) /* re-replication, per second */
+#define BK_REREPLICATE_INFLIGHT_MAX 8u /* extent copies on their way at once */
+#define BK_HEDGE_MIN_US 2000u        /* a read is hedged after at least this long */
+#define BK_RETRY_MIN_MS 10u          /* a failed read is asked again after this, doubling */
+#define BK_RETRY_MAX_MS 1000u
 
 struct bk_pool;
 struct bk_cache;
@@ -68,6 +79,9 @@ struct bk_config {
 	unsigned extent_pages;
 	uint64_t budget_bytes;
 	uint64_t prefetch_bytes;
+	unsigned replicas;         /* copies of each extent (--replicas) */
+	unsigned dead_after_ms;    /* --dead-after */
+	uint64_t rereplicate_bytes; /* per second (--rereplicate-rate) */
 	bool no_cuse;
 };
 
@@ -91,10 +105,22 @@ struct bk_region {
 	uint8_t *ext_state;  /* enum bk_extent_state per extent */
 	uint64_t *resident;  /* page bitmap: installed by us */
 	uint64_t *dirty;     /* page bitmap: written since installed */
-	bool fresh;          /* every donor said it holds nothing: unwritten pages are zero */
-	unsigned fresh_pending; /* donors yet to answer that question */
-	bool fresh_seen_data;   /* one answered with pages, or could not answer */
+	/* Where each extent lives (replica.c): BK_REPLICAS_MAX donor indices
+	 * per extent, BK_NO_DONOR in free slots. No donor: never written (a
+	 * zero fill), unless it is lost. */
+	uint8_t *loc;
+	uint64_t *lost;      /* page bitmap: its only copies were lost: it is poisoned */
+	uint32_t *ext_ver;   /* per extent: bumped by every write-back and discard */
+	/* A re-attached region learns its locations from the donors (LIST);
+	 * until every donor answered or died, an extent with no known copy
+	 * waits rather than reading as zero. */
+	bool map_ready;
+	uint64_t listed;     /* donor bitmap: answered LIST, or dead */
+	uint64_t listing;    /* donor bitmap: a LIST on its way */
+	uint64_t rr_cursor;  /* re-replication's next extent to look at */
+	unsigned retry_ms;   /* a failed read's faults are asked again after this */
 	uint32_t ns_id[BK_DONORS_MAX]; /* per donor, 0 until opened */
+	uint32_t ns_was[BK_DONORS_MAX]; /* the id our copies there live under; 0: none */
 	uint64_t last_extent;
 	unsigned streak;     /* consecutive sequential extents */
 	/* eviction (evict.c) */
@@ -102,7 +128,6 @@ struct bk_region {
 	uint64_t *evicting;  /* page bitmap: write-back in flight */
 	uint64_t *wp_held;   /* page bitmap: a writer waits on it until the write-back ends */
 	uint64_t *fetching;  /* page bitmap: a one-page READ is on its way */
-	uint64_t *on_donor;  /* extent bitmap: some page of it was written back */
 	uint8_t *wb_inflight; /* per extent: write-backs in flight */
 	uint64_t clock;      /* the clock hand, a page index */
 	uint64_t resident_count; /* pages installed and not evicted */
@@ -120,11 +145,29 @@ struct bk_vm {
 	int uffd;
 	uv_poll_t poll;
 	bool polling, detached;
+	int pidfd;      /* its process, to drop its pages only once that exits; -1 */
+	bool can_poison; /* its uffd takes UFFDIO_POISON */
 	unsigned refs; /* pool requests and handles still pointing here */
 	uint64_t limit_pages; /* per-VM budget from Attach; 0: the host's only */
 	struct bk_client *client;
 	size_t nregions;
 	struct bk_region *regions;
+};
+
+/* A VM whose connection ended while its process lives (attach.c): its
+ * namespaces stay on the donors until the process exits (its pidfd
+ * polls readable) or it attaches again. */
+struct bk_orphan {
+	struct bk_orphan *next;
+	struct bk_broker *b;
+	uint8_t incarnation[GVM_INCARNATION_BYTES];
+	char vm_name[GVM_VM_NAME_MAX_BYTES + 1];
+	uid_t uid;
+	pid_t pid;
+	int pidfd;
+	uv_poll_t poll;
+	size_t nregions;
+	char (*ns)[GVM_NS_NAME_MAX_BYTES + 1];
 };
 
 struct bk_broker {
@@ -146,6 +189,9 @@ struct bk_broker {
 	struct bk_control *control;
 	struct bk_cuse *cuse;  /* /dev/gvmmem, NULL when the kernel has no CUSE */
 	bool require_token;    /* set while /dev/gvmmem exists: Hello needs its token */
+	bool stopping;         /* SIGTERM: VMs are let go, their pages kept */
+	struct bk_orphan *orphans; /* VMs whose connection ended while their process lives */
+	struct bk_replica *replica; /* replica.c */
 };
 
 /* attach.c: an Attach in three steps. bk_attach_prepare checks what the
@@ -162,10 +208,18 @@ int bk_attach_result(const struct bk_attach *at, const char **why);
 size_t bk_attach_regions(const struct bk_attach *at);
 void bk_attach_free(struct bk_attach *at);
 /* incarnation: the one a re-attach proved, or NULL for a new one. */
+/* pidfd: the client process's (taken over), or -1. */
 int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
-		 uid_t uid, const char *vm_name, const uint8_t *incarnation, struct bk_vm **out,
-		 char *why, size_t n);
-void bk_vm_detach(struct bk_vm *vm, const char *reason);
+		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
+		 struct bk_vm **out, char *why, size_t n);
+/* What becomes of a detached VM's pages on the donors. */
+enum bk_detach_how {
+	BK_DETACH_DROP,  /* the process exited, or detached on purpose: dropped */
+	BK_DETACH_AUTO,  /* the connection ended: dropped once the process has exited */
+};
+void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
+/* At shutdown: stop watching for the exits of detached VMs' processes. */
+void bk_orphans_stop(struct bk_broker *b);
 void bk_vm_put(struct bk_vm *vm);
 /* The attached VM of that incarnation, or NULL. */
 struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES]);
@@ -192,7 +246,6 @@ int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool o
 /* Whether the page holds data in the memfd (not a hole). */
 bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page);
 void bk_fault_drop_deferred(struct bk_broker *b);
-unsigned bk_extent_donor(const struct bk_region *rg, uint64_t extent);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,6 +30,11 @@
 #include "token.h"
 
 #define CTL_GROUP "gvm"
+#ifndef SO_PEERPIDFD
+#define BK_SO_PEERPIDFD 77 /* Linux 6.5; glibc 2.36 lacks the name */
+#else
+#define BK_SO_PEERPIDFD SO_PEERPIDFD
+#endif
 
 enum client_state { CL_HELLO, CL_ATTACH, CL_CHECKING, CL_ATTACHED };
 
@@ -62,6 +68,7 @@ struct bk_client {
 	enum client_state state;
 	char vm_name[GVM_VM_NAME_MAX_BYTES + 1];
 	bool reattach;
+	bool detaching;         /* it sent Detach: its VM's pages go */
 	uint8_t incarnation[GVM_INCARNATION_BYTES]; /* valid with reattach */
 	struct bk_attach *at;   /* an Attach waiting for its check, or being checked */
 	struct attach_work *work;
@@ -173,7 +180,7 @@ static void client_close(struct bk_client *c, const char *reason)
 	}
 	ctl->nclients--;
 	if (c->vm) {
-		bk_vm_detach(c->vm, reason);
+		bk_vm_detach(c->vm, reason, c->detaching ? BK_DETACH_DROP : BK_DETACH_AUTO);
 		bk_vm_put(c->vm);
 		c->vm = NULL;
 	} else {
@@ -361,6 +368,22 @@ static void check_work(uv_work_t *w)
 	bk_attach_check_maps(((struct attach_work *)w)->at);
 }
 
+/* The client process, as a pidfd: the one that connected (SO_PEERPIDFD,
+ * Linux 6.5), else by its pid; -1 if neither works. */
+static int client_pidfd(const struct bk_client *c)
+{
+	int fd = -1;
+	socklen_t len = sizeof(fd);
+
+	if (!getsockopt(c->fd, SOL_SOCKET, BK_SO_PEERPIDFD, &fd, &len) && fd >= 0)
+		return fd;
+	fd = (int)syscall(SYS_pidfd_open, c->cred.pid, 0);
+	if (fd < 0)
+		gvm_warn("client pid %d: no pidfd (%s): its pages are kept when it goes",
+			 (int)c->cred.pid, strerror(errno));
+	return fd;
+}
+
 /* Registers the checked Attach and answers Attached. */
 static void attach_finish(struct bk_client *c)
 {
@@ -375,8 +398,9 @@ static void attach_finish(struct bk_client *c)
 	int err = bk_attach_result(c->at, &reason);
 
 	if (!err)
-		err = bk_vm_attach(b, c, c->at, c->cred.pid, c->cred.uid, c->vm_name,
-				   c->reattach ? c->incarnation : NULL, &vm, why, sizeof(why));
+		err = bk_vm_attach(b, c, c->at, c->cred.pid, client_pidfd(c), c->cred.uid,
+				   c->vm_name, c->reattach ? c->incarnation : NULL, &vm, why,
+				   sizeof(why));
 	else
 		snprintf(why, sizeof(why), "%s", reason);
 	bk_attach_free(c->at);
@@ -548,6 +572,10 @@ static void on_client(uv_poll_t *h, int status, int events)
 		break;
 	case GVM__CONTROL__MSG_STATS_REQUEST:
 		handle_stats(c);
+		break;
+	case GVM__CONTROL__MSG_DETACH:
+		c->detaching = true;
+		client_close(c, "detached on purpose");
 		break;
 	default:
 		client_refuse(c, -EPROTO, "unexpected message");

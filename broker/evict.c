@@ -11,7 +11,6 @@
  * in flight. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -21,18 +20,40 @@
 #include "log.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "replica.h"
 #include "stats.h"
 
-/* A WRITE (write-back) or DISCARD on its way, opening the namespace on the
- * donor first when needed. */
+/* A write-back (WRITE) or DISCARD of a run of pages within one extent, to
+ * every copy of the extent: one request per target donor. A write-back
+ * ends well when every live target acked and at least one did: only then
+ * are the pages punched. Targets are the extent's copies; its first
+ * write-back places it (bk_place_new). Write-backs in flight are listed,
+ * so what a stopping broker's pool never answered stays reachable. */
+struct bk_wb;
+
 struct bk_wop {
-	struct bk_req req;
+	struct bk_req req; /* first: the pool hands back &req */
+	struct bk_wb *wb;
+	unsigned slot;
+};
+
+enum wop_result { WOP_PENDING, WOP_ACKED, WOP_SKIPPED, WOP_FAILED };
+
+struct bk_wb {
+	struct bk_wb *next, **pprev;
 	struct bk_region *rg;
 	uint64_t first;
 	uint32_t count;
 	bool discard;
+	unsigned ntargets, pending;
+	uint8_t targets[BK_REPLICAS_MAX];
+	uint8_t result[BK_REPLICAS_MAX];
+	char why[GVM_ERROR_MAX_BYTES + 1];
+	struct gvm_hdr hdr; /* the WRITE's: zero bits, payload length */
 	_Alignas(64) uint8_t data[];
 };
+
+static struct bk_wb *wb_all;
 
 void bk_evict_setup(struct bk_broker *b)
 {
@@ -77,137 +98,247 @@ static int punch(struct bk_region *rg, uint64_t first, uint64_t count)
 	return 0;
 }
 
-static void wop_submit(struct bk_wop *w);
-
-static void wop_finish(struct bk_wop *w, int err, const char *why)
+static void wb_finish(struct bk_wb *wb)
 {
-	struct bk_region *rg = w->rg;
+	struct bk_region *rg = wb->rg;
 	struct bk_broker *b = rg->vm->b;
-	uint64_t e = w->first / bk_extent_pages(rg);
+	uint64_t e = wb->first / bk_extent_pages(rg);
+	unsigned acked = 0, failed = 0, last = BK_NO_DONOR;
 	bool held = false;
+	int err = 0;
 
-	for (uint64_t p = w->first; p < w->first + w->count; p++) {
+	*wb->pprev = wb->next;
+	if (wb->next)
+		wb->next->pprev = wb->pprev;
+	for (unsigned i = 0; i < wb->ntargets; i++) {
+		acked += wb->result[i] == WOP_ACKED;
+		if (wb->result[i] == WOP_FAILED) {
+			failed++;
+			last = wb->targets[i];
+		}
+	}
+	if (wb->discard) {
+		/* A copy that kept pages the VM removed is stale: it goes, unless
+		 * it is the last one (then those pages may read old data: said). */
+		for (unsigned i = 0; i < wb->ntargets && !rg->vm->detached; i++) {
+			if (wb->result[i] != WOP_FAILED)
+				continue;
+			if (bk_loc_count(rg, e) > 1)
+				bk_loc_del(rg, e, wb->targets[i]);
+			else
+				gvm_warn("vm %s: DISCARD on donor %s failed (%s); it keeps the old pages",
+					 rg->vm->name, bk_pool_donor_addr(b->pool, wb->targets[i]),
+					 wb->why);
+		}
+		bk_vm_put(rg->vm);
+		free(wb);
+		return;
+	}
+	for (uint64_t p = wb->first; p < wb->first + wb->count; p++) {
 		held |= bk_bit_test(rg->wp_held, p);
 		bk_bit_clear(rg->wp_held, p);
 		bk_bit_clear(rg->evicting, p);
 	}
 	rg->wb_inflight[e]--;
-	b->evicting_pages -= w->count;
+	b->evicting_pages -= wb->count;
+	if (!acked && !failed) {
+		failed = 1;
+		snprintf(wb->why, sizeof(wb->why), "no donor can take it");
+	}
 	if (rg->vm->detached) {
 		/* nothing to keep consistent any more */
-	} else if (!err) {
-		err = punch(rg, w->first, w->count);
+	} else if (!failed) {
+		for (unsigned i = 0; i < wb->ntargets; i++)
+			if (wb->result[i] == WOP_ACKED)
+				bk_loc_add(rg, e, wb->targets[i]);
+		err = punch(rg, wb->first, wb->count);
 		if (err) {
 			gvm_err("vm %s: cannot punch written-back pages: %s", rg->vm->name,
 				strerror(-err));
 		} else {
-			bk_bit_set(rg->on_donor, e);
 			bk_stats.writebacks++;
-			bk_stats.evictions += w->count;
+			bk_stats.evictions += wb->count;
 		}
 		if (held)
-			bk_uffd_wake(rg, w->first, w->count); /* writers refault from the donor */
+			bk_uffd_wake(rg, wb->first, wb->count); /* writers refault from the donor */
 	} else {
 		/* Put things back: the pages stay resident, dirty and writable. */
-		bk_uffd_protect(rg, w->first, w->count, false);
+		bk_uffd_protect(rg, wb->first, wb->count, false);
 		bk_stats.writeback_errors++;
 		if (uv_now(b->loop) >= rg->quiet_until_ms)
 			gvm_warn("vm %s: write-back of %llu pages to donor %s refused: %s; they stay resident",
-				 rg->vm->name, (unsigned long long)w->count,
-				 bk_pool_donor_addr(b->pool, w->req.donor), why);
+				 rg->vm->name, (unsigned long long)wb->count,
+				 last != BK_NO_DONOR ? bk_pool_donor_addr(b->pool, last) : "(none)",
+				 wb->why);
 		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_RETRY_MS;
 	}
 	bk_vm_put(rg->vm);
-	free(w);
+	free(wb);
 	bk_fault_redispatch(b);
 	bk_evict_check(b);
 }
+
+static void wop_end(struct bk_wop *w, enum wop_result r, const char *why)
+{
+	struct bk_wb *wb = w->wb;
+
+	wb->result[w->slot] = (uint8_t)r;
+	if (r == WOP_FAILED && why)
+		snprintf(wb->why, sizeof(wb->why), "%s", why);
+	free(w);
+	if (--wb->pending == 0)
+		wb_finish(wb);
+}
+
+static void wop_send(struct bk_wop *w);
 
 static void on_wop_done(struct bk_req *req, int status, const struct gvm_hdr *h,
 			const uint8_t *payload)
 {
 	struct bk_wop *w = (struct bk_wop *)req;
-	struct bk_region *rg = w->rg;
-	int err = status ? status : -h->status;
+	struct bk_region *rg = w->wb->rg;
+	unsigned d = req->donor;
+	int err = status ? status : h->status ? -h->status : 0;
+	const char *why = status ? strerror(-status) : h->status ? (h->error[0] ? h->error :
+								  strerror(h->status)) : NULL;
 
 	(void)payload;
-	if (!status && h->status == ENOENT && !rg->vm->detached) {
-		rg->ns_id[req->donor] = 0; /* the donor forgot the namespace */
+	if (!err) {
+		wop_end(w, WOP_ACKED, NULL);
+	} else if (rg->vm->detached) {
+		wop_end(w, WOP_SKIPPED, NULL);
+	} else if (err == -ENOENT) {
+		/* The donor lost the namespace, and its copies with it. */
+		bk_replica_ns_lost(rg, d, "WRITE: unknown namespace");
+		wop_end(w, WOP_SKIPPED, NULL);
+	} else if (err == -EHOSTDOWN && bk_donor_dead(rg->vm->b, d)) {
+		wop_end(w, WOP_SKIPPED, NULL); /* a dead donor is no live copy */
+	} else {
+		wop_end(w, WOP_FAILED, why);
 	}
-	if (w->discard) {
-		if (err && err != -ENOENT)
-			gvm_warn("vm %s: DISCARD on donor %s: %s", rg->vm->name,
-				 bk_pool_donor_addr(rg->vm->b->pool, req->donor),
-				 status ? strerror(-status) : h->error);
-		bk_vm_put(rg->vm);
-		free(w);
-		return;
-	}
-	wop_finish(w, err, status ? strerror(-status) : (h->error[0] ? h->error : strerror(h->status)));
 }
 
 static void on_wop_ns(struct bk_req *req, int status, const struct gvm_hdr *h,
 		      const uint8_t *payload)
 {
 	struct bk_wop *w = (struct bk_wop *)req;
+	struct bk_region *rg = w->wb->rg;
+	uint64_t e = w->wb->first / bk_extent_pages(rg);
+	bool held = bk_loc_has(rg, e, req->donor);
 
-	(void)payload;
-	if (!status && !h->status && !w->rg->vm->detached) {
-		w->rg->ns_id[req->donor] = h->ns;
-		bk_vm_put(w->rg->vm); /* wop_submit takes it again */
-		wop_submit(w);
+	if (!status && !h->status && !rg->vm->detached) {
+		bk_replica_ns_opened(rg, req->donor, h->ns);
+		if (held && !bk_loc_has(rg, e, req->donor)) {
+			wop_end(w, WOP_SKIPPED, NULL); /* its copy went with the namespace */
+			return;
+		}
+		wop_send(w);
 		return;
 	}
-	on_wop_done(req, status ? status : 0, h, payload);
+	on_wop_done(req, status, h, payload);
 }
 
-/* Sends w (a WRITE of its pages, or a DISCARD) to the extent's donor. */
-static void wop_submit(struct bk_wop *w)
+/* Sends one target's request: OPEN_NS first when needed. */
+static void wop_send(struct bk_wop *w)
 {
-	struct bk_region *rg = w->rg;
-	unsigned d = bk_extent_donor(rg, w->first / bk_extent_pages(rg));
+	struct bk_wb *wb = w->wb;
+	struct bk_region *rg = wb->rg;
+	unsigned d = w->req.donor;
 
-	memset(&w->req, 0, sizeof(w->req));
-	w->req.donor = d;
 	w->req.flags = BK_REQ_DEMAND | BK_REQ_FAIL_IF_DOWN;
-	rg->vm->refs++;
 	if (!rg->ns_id[d]) {
 		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_OPEN_NS, 0);
 		strcpy(w->req.hdr.ns_name, rg->ns);
 		w->req.cb = on_wop_ns;
-	} else if (w->discard) {
+	} else if (wb->discard) {
 		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_DISCARD, 0);
 		w->req.hdr.ns = rg->ns_id[d];
-		w->req.hdr.first_page = w->first;
-		w->req.hdr.page_count = w->count;
+		w->req.hdr.first_page = wb->first;
+		w->req.hdr.page_count = wb->count;
 		w->req.cb = on_wop_done;
 	} else {
-		gvm_hdr_init(&w->req.hdr, GVM__OP__OP_WRITE, 0);
+		w->req.hdr = wb->hdr;
 		w->req.hdr.ns = rg->ns_id[d];
-		w->req.hdr.first_page = w->first;
-		w->req.hdr.page_count = w->count;
-		/* zero pages travel as bits; the rest packed */
-		uint32_t k = 0;
-		w->req.hdr.payload_len =
-			gvm_hdr_mark_zero_pages(&w->req.hdr, w->data, w->count) * GVM_PAGE_SIZE;
-		for (uint32_t i = 0; i < w->count; i++)
-			if (!gvm_hdr_zero_test(&w->req.hdr, i)) {
-				if (k != i)
-					memmove(w->data + (size_t)k * GVM_PAGE_SIZE,
-						w->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
-				k++;
-			}
-		w->req.payload = w->data;
+		w->req.payload = wb->data;
 		w->req.cb = on_wop_done;
 	}
 	bk_pool_submit(rg->vm->b->pool, &w->req);
+}
+
+/* Sends wb to each of its targets (set by the caller); the last answer
+ * finishes it. With no target it finishes at once. */
+static void wb_submit(struct bk_wb *wb)
+{
+	struct bk_region *rg = wb->rg;
+	uint64_t e = wb->first / bk_extent_pages(rg);
+	struct bk_wop *w[BK_REPLICAS_MAX] = { 0 };
+
+	rg->ext_ver[e]++; /* a copy being made of it now is void */
+	rg->vm->refs++;
+	wb->next = wb_all;
+	if (wb_all)
+		wb_all->pprev = &wb->next;
+	wb->pprev = &wb_all;
+	wb_all = wb;
+	if (!wb->discard) {
+		/* zero pages travel as bits; the rest packed, once for all targets */
+		uint32_t k = 0;
+
+		gvm_hdr_init(&wb->hdr, GVM__OP__OP_WRITE, 0);
+		wb->hdr.first_page = wb->first;
+		wb->hdr.page_count = wb->count;
+		wb->hdr.payload_len = gvm_hdr_mark_zero_pages(&wb->hdr, wb->data, wb->count) *
+				      GVM_PAGE_SIZE;
+		for (uint32_t i = 0; i < wb->count; i++)
+			if (!gvm_hdr_zero_test(&wb->hdr, i)) {
+				if (k != i)
+					memmove(wb->data + (size_t)k * GVM_PAGE_SIZE,
+						wb->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+				k++;
+			}
+	}
+	for (unsigned i = 0; i < wb->ntargets; i++) {
+		w[i] = calloc(1, sizeof(*w[i]));
+		if (!w[i]) {
+			wb->result[i] = WOP_FAILED;
+			snprintf(wb->why, sizeof(wb->why), "out of memory");
+			continue;
+		}
+		w[i]->wb = wb;
+		w[i]->slot = i;
+		w[i]->req.donor = wb->targets[i];
+	}
+	/* Counted before any is sent: an answer may come at once. */
+	wb->pending = 1;
+	for (unsigned i = 0; i < wb->ntargets; i++)
+		wb->pending += w[i] != NULL;
+	for (unsigned i = 0; i < wb->ntargets; i++)
+		if (w[i])
+			wop_send(w[i]);
+	if (--wb->pending == 0)
+		wb_finish(wb);
+}
+
+/* The targets of a write to extent e: its copies on live donors, or, for
+ * its first copy, where placement puts it. */
+static void wb_targets(struct bk_wb *wb, uint64_t e)
+{
+	const struct bk_region *rg = wb->rg;
+	const uint8_t *l = bk_loc(rg, e);
+
+	wb->ntargets = 0;
+	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++)
+		if (!bk_donor_dead(rg->vm->b, l[i]))
+			wb->targets[wb->ntargets++] = l[i];
+	if (!wb->ntargets && !wb->discard)
+		wb->ntargets = bk_place_new(rg, e, wb->targets);
 }
 
 /* Starts the write-back of a run of dirty pages within one extent. */
 static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 {
 	struct bk_broker *b = rg->vm->b;
-	struct bk_wop *w = calloc(1, sizeof(*w) + (size_t)count * GVM_PAGE_SIZE);
+	struct bk_wb *w = calloc(1, sizeof(*w) + (size_t)count * GVM_PAGE_SIZE);
 	ssize_t got;
 	int err;
 
@@ -234,7 +365,8 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 		bk_bit_set(rg->evicting, p);
 	rg->wb_inflight[first / bk_extent_pages(rg)]++;
 	b->evicting_pages += count;
-	wop_submit(w); /* holds a reference on the VM, which wop_finish puts */
+	wb_targets(w, first / bk_extent_pages(rg));
+	wb_submit(w); /* holds a reference on the VM, which wb_finish puts */
 }
 
 /* Ends a run the clock picked: punched now if clean, written back if dirty. */
@@ -378,17 +510,18 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
 static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count;) {
-		uint64_t end = (p / bk_extent_pages(rg) + 1) * bk_extent_pages(rg);
-		struct bk_wop *w = calloc(1, sizeof(*w));
+		uint64_t e = p / bk_extent_pages(rg), end = (e + 1) * bk_extent_pages(rg);
+		struct bk_wb *w = bk_loc_count(rg, e) ? calloc(1, sizeof(*w)) : NULL;
 
 		if (end > first + count)
 			end = first + count;
-		if (w) {
+		if (w) { /* an extent on no donor has nothing to discard */
 			w->rg = rg;
 			w->first = p;
 			w->count = (uint32_t)(end - p);
 			w->discard = true;
-			wop_submit(w);
+			wb_targets(w, e);
+			wb_submit(w);
 		}
 		p = end;
 	}
@@ -412,6 +545,8 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
 			uint64_t n = (uint64_t)(hole_end - off) / GVM_PAGE_SIZE;
 
 			forget_pages(rg, p, n);
+			for (uint64_t q = p; q < p + n; q++)
+				bk_bit_clear(rg->lost, q); /* removed: zero, not lost */
 			for (uint64_t e = p / bk_extent_pages(rg); e <= (p + n - 1) / bk_extent_pages(rg); e++)
 				if (rg->ext_state[e] == BK_EXT_CACHED) {
 					bk_cache_drop(b->cache, rg, e);

@@ -18,7 +18,6 @@
  * WP fault that marks the page dirty (for eviction) and lifts the WP. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -30,7 +29,9 @@
 #include "placement.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "replica.h"
 #include "stats.h"
+#include "uffd_compat.h"
 
 #define NO_PAGE UINT64_MAX
 
@@ -42,7 +43,23 @@ struct bk_fetch {
 	uint64_t fault_page; /* the page whose fault asked for the extent, or NO_PAGE */
 	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
 	bool write;     /* page fetch for a write fault: install writable, dirty */
+	bool demand;
 	uint32_t reserved; /* pages counted in b->reserved_pages until the reply */
+	uint64_t tried;    /* donors asked already (bitmap) */
+	uint64_t sent_us;  /* when its READ went to the pool */
+	/* A hedged read: the same READ to another copy. The first good answer
+	 * is used; the other one, when it comes, only ends itself. */
+	struct bk_fetch *twin;
+	bool superseded;
+	struct bk_fetch *hnext, **hprev; /* waiting to be hedged */
+	uint64_t hedge_at_us;
+};
+
+/* A fault asked again after a delay (a failed read, with backoff). */
+struct bk_rewake {
+	uv_timer_t timer;
+	struct bk_region *rg;
+	uint64_t first, count;
 };
 
 struct bk_deferred {
@@ -108,7 +125,8 @@ static void mark_resident(struct bk_region *rg, uint64_t page)
 static void vm_lost(struct bk_vm *vm, int err)
 {
 	if (!vm->detached)
-		bk_vm_detach(vm, err == -ESRCH ? "the process exited" : strerror(-err));
+		bk_vm_detach(vm, err == -ESRCH ? "the process exited" : strerror(-err),
+			     err == -ESRCH ? BK_DETACH_DROP : BK_DETACH_AUTO);
 }
 
 /* UFFDIO_COPY of n pages at page from src. Returns pages handled (installed,
@@ -154,12 +172,17 @@ static int64_t copy_run(struct bk_region *rg, uint64_t page, uint64_t n, const u
 
 /* Installs one page from src unless it is resident: writable and dirty
  * after a write fault, else write-protected. */
+static int poison_page(struct bk_region *rg, uint64_t page);
+static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count);
+
 static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src, bool write)
 {
 	int64_t n;
 
 	if (bk_bit_test(rg->resident, page))
 		return 0;
+	if (bk_bit_test(rg->lost, page))
+		return poison_page(rg, page);
 	n = copy_run(rg, page, 1, src, !write);
 	if (n < 0)
 		return (int)n;
@@ -179,11 +202,12 @@ static int install_missing(struct bk_region *rg, uint64_t e, const uint8_t *page
 		uint64_t j = i + 1;
 		int64_t n;
 
-		if (bk_bit_test(rg->resident, first + i)) {
-			i++;
+		if (bk_bit_test(rg->resident, first + i) || bk_bit_test(rg->lost, first + i)) {
+			i++; /* a lost page stays missing: its fault poisons it */
 			continue;
 		}
-		while (j < count && !bk_bit_test(rg->resident, first + j))
+		while (j < count && !bk_bit_test(rg->resident, first + j) &&
+		       !bk_bit_test(rg->lost, first + j))
 			j++;
 		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
 		if (n < 0)
@@ -247,20 +271,283 @@ static void install_ahead(struct bk_region *rg, uint64_t e, const uint8_t *pages
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
+static void fetch_send(struct bk_fetch *f);
 
-/* The donor holding extent e of rg (placement.c, weights as configured). */
-unsigned bk_extent_donor(const struct bk_region *rg, uint64_t e)
+/* ---- poisoning, and asking again later ---- */
+
+/* A page whose every copy is lost: the VM gets a memory error on it
+ * (SIGBUS, BUS_MCEERR_AR), never zeros. On a kernel without UFFDIO_POISON
+ * the fault waits instead, with a log line. */
+static int poison_page(struct bk_region *rg, uint64_t page)
 {
-	const struct bk_config *cfg = &rg->vm->b->cfg;
-	struct gvm_place_donor donors[BK_DONORS_MAX];
-	unsigned d;
+	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+	struct uffdio_poison p = {
+		.range = { rg->host_addr + page * GVM_PAGE_SIZE, GVM_PAGE_SIZE },
+	};
+	int rc;
 
-	for (unsigned i = 0; i < cfg->ndonors; i++) {
-		donors[i].addr = cfg->donors[i].addr;
-		donors[i].weight = cfg->donors[i].weight;
+	if (!rg->vm->can_poison) {
+		gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: page %llu of %s is lost and this "
+				"kernel cannot poison it (UFFDIO_POISON): its fault waits",
+				rg->vm->name, (unsigned long long)page, rg->name);
+		return 0;
 	}
-	gvm_place(rg->ns, e, donors, cfg->ndonors, &d, 1);
-	return d;
+	rc = ioctl(rg->vm->uffd, UFFDIO_POISON, &p);
+	if (rc < 0 && errno == EEXIST) {
+		/* An evicted page keeps a write-protect marker, which poisoning
+		 * refuses to overwrite: lift it (it protects nothing now). */
+		bk_uffd_protect(rg, page, 1, false);
+		p.updated = 0;
+		rc = ioctl(rg->vm->uffd, UFFDIO_POISON, &p);
+	}
+	if (rc < 0 && (errno == EEXIST || errno == EAGAIN)) {
+		wake_later(rg, page, 1); /* there after all, or the mm changes: again */
+		return 0;
+	}
+	if (rc < 0)
+		return -errno;
+	bk_stats.poisoned_pages++;
+	gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: page %llu of %s: no copy is left on any "
+			"donor; poisoned (the VM gets a memory error there)", rg->vm->name,
+			(unsigned long long)page, rg->name);
+	return 0;
+}
+
+static void on_rewake_closed(uv_handle_t *h)
+{
+	struct bk_rewake *w = h->data;
+
+	bk_vm_put(w->rg->vm);
+	free(w);
+}
+
+static void on_rewake(uv_timer_t *t)
+{
+	struct bk_rewake *w = t->data;
+
+	if (!w->rg->vm->detached)
+		bk_uffd_wake(w->rg, w->first, w->count);
+	uv_close((uv_handle_t *)t, on_rewake_closed);
+}
+
+/* The faults on [first, first+count) are asked again after the region's
+ * backoff, which doubles (to BK_RETRY_MAX_MS) until a read succeeds. */
+static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	struct bk_rewake *w = calloc(1, sizeof(*w));
+
+	rg->retry_ms = rg->retry_ms ? rg->retry_ms * 2 : BK_RETRY_MIN_MS;
+	if (rg->retry_ms > BK_RETRY_MAX_MS)
+		rg->retry_ms = BK_RETRY_MAX_MS;
+	if (!w) {
+		bk_uffd_wake(rg, first, count);
+		return;
+	}
+	w->rg = rg;
+	w->first = first;
+	w->count = count;
+	rg->vm->refs++;
+	uv_timer_init(rg->vm->b->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, on_rewake, rg->retry_ms, 0);
+}
+
+/* ---- hedged reads ---- */
+
+#define LAT_SAMPLES 128u
+
+/* Per donor: its recent demand READs' times, and their p99. */
+static struct {
+	uint32_t us[LAT_SAMPLES];
+	unsigned n, next;
+	uint64_t p99_us;
+} donor_lat[BK_DONORS_MAX];
+
+static struct bk_fetch *hedge_head;
+static uv_timer_t hedge_timer;
+static bool hedge_timer_on;
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void lat_record(unsigned d, uint64_t us)
+{
+	typeof(donor_lat[0]) *l = &donor_lat[d];
+
+	l->us[l->next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+	l->next = (l->next + 1) % LAT_SAMPLES;
+	if (l->n < LAT_SAMPLES)
+		l->n++;
+	if (l->next % 32 == 0) {
+		uint32_t v[LAT_SAMPLES];
+
+		memcpy(v, l->us, l->n * sizeof(v[0]));
+		qsort(v, l->n, sizeof(v[0]), cmp_u32);
+		l->p99_us = v[(l->n * 99) / 100 < l->n ? (l->n * 99) / 100 : l->n - 1];
+	}
+}
+
+static void hedge_unlink(struct bk_fetch *f)
+{
+	if (!f->hprev)
+		return;
+	*f->hprev = f->hnext;
+	if (f->hnext)
+		f->hnext->hprev = f->hprev;
+	f->hprev = NULL;
+	f->hnext = NULL;
+}
+
+static void on_hedge_timer(uv_timer_t *t);
+
+/* A READ with another live copy to ask: hedged if it is slower than its
+ * donor's recent p99 (at least BK_HEDGE_MIN_US) and a fault waits on it
+ * (a prefetch only once one does). */
+static void hedge_watch(struct bk_fetch *f)
+{
+	const struct bk_region *rg = f->rg;
+	uint64_t wait = donor_lat[f->req.donor].p99_us;
+
+	if (bk_loc_count(rg, f->extent) < 2 || f->twin || f->hprev)
+		return;
+	if (wait < BK_HEDGE_MIN_US)
+		wait = BK_HEDGE_MIN_US;
+	f->hedge_at_us = f->sent_us + wait;
+	f->hnext = hedge_head;
+	if (hedge_head)
+		hedge_head->hprev = &f->hnext;
+	f->hprev = &hedge_head;
+	hedge_head = f;
+	if (!hedge_timer_on) {
+		if (!hedge_timer.loop) {
+			uv_timer_init(rg->vm->b->loop, &hedge_timer);
+			uv_unref((uv_handle_t *)&hedge_timer); /* never keeps the loop alive */
+		}
+		hedge_timer_on = true;
+		uv_timer_start(&hedge_timer, on_hedge_timer, 1, 1);
+	}
+}
+
+static void hedge(struct bk_fetch *f)
+{
+	struct bk_region *rg = f->rg;
+	unsigned d = bk_read_donor(rg, f->extent, f->tried | (1ull << f->req.donor));
+	struct bk_fetch *t;
+
+	if (d == BK_NO_DONOR || !bk_pool_donor_up(rg->vm->b->pool, d) || rg->vm->detached ||
+	    !rg->ns_id[d])
+		return;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	*t = (struct bk_fetch){ .rg = rg, .extent = f->extent, .page = f->page,
+				.fault_page = f->fault_page, .t0_us = f->t0_us, .write = f->write,
+				.demand = true, .tried = f->tried | (1ull << f->req.donor) };
+	t->req.donor = d;
+	t->twin = f;
+	f->twin = t;
+	rg->vm->refs++;
+	bk_stats.hedged_reads++;
+	fetch_send(t);
+}
+
+static void on_hedge_timer(uv_timer_t *t)
+{
+	uint64_t now = now_us();
+	struct bk_fetch *f = hedge_head, *next;
+
+	for (; f; f = next) {
+		next = f->hnext;
+		if (now < f->hedge_at_us)
+			continue;
+		/* a prefetch only once a fault waits on it */
+		if (!f->demand && f->rg->ext_state[f->extent] != BK_EXT_FETCHING)
+			continue;
+		hedge_unlink(f);
+		hedge(f);
+	}
+	if (!hedge_head) {
+		uv_timer_stop(t);
+		hedge_timer_on = false;
+	}
+}
+
+/* ---- reads ---- */
+
+/* Ends f: its reservation, its page's fetching bit (unless a twin still
+ * carries the read), its buffer, its reference. */
+static void fetch_free(struct bk_fetch *f)
+{
+	struct bk_region *rg = f->rg;
+	struct bk_vm *vm = rg->vm;
+
+	hedge_unlink(f);
+	vm->b->reserved_pages -= f->reserved;
+	f->reserved = 0;
+	if (f->twin) { /* the other one goes on alone */
+		f->twin->twin = NULL;
+		f->twin->tried |= f->tried | (1ull << f->req.donor);
+	}
+	bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
+	free(f);
+	bk_evict_check(vm->b);
+	bk_vm_put(vm);
+}
+
+/* A READ that got no pages. A twin still on its way carries on alone.
+ * Otherwise the next copy is asked (a failover); with none left, the
+ * faults are asked again: on a lost page they poison it, and while copies
+ * remain that failed for other reasons, after a backoff. */
+static void fetch_failed(struct bk_fetch *f, int err, const char *why)
+{
+	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+	struct bk_region *rg = f->rg;
+	unsigned d = f->req.donor, next;
+	uint64_t e = f->extent;
+	uint64_t first = f->page != NO_PAGE ? f->page : e * bk_extent_pages(rg);
+	uint64_t count = f->page != NO_PAGE ? 1 : extent_count(rg, e);
+
+	if (err == -ENOENT)
+		bk_replica_ns_lost(rg, d, "READ: unknown namespace");
+	else if (err != -EHOSTDOWN && err != -ESTALE) {
+		bk_stats.donor_errors++;
+		gvm_log_limited(&lines, GVM_LOG_WARN, "donor %s: READ of %s pages %llu+%llu failed: "
+				"%s", bk_pool_donor_addr(rg->vm->b->pool, d), rg->ns,
+				(unsigned long long)first, (unsigned long long)count, why);
+	}
+	f->tried |= 1ull << d;
+	if (f->twin || rg->vm->detached) {
+		fetch_free(f);
+		return;
+	}
+	/* a prefetch a fault now waits on is that fault's read */
+	if (f->page == NO_PAGE && rg->ext_state[e] == BK_EXT_FETCHING)
+		f->demand = true;
+	next = bk_read_donor(rg, e, f->tried);
+	if (next != BK_NO_DONOR && f->demand) {
+		bk_stats.failovers++;
+		hedge_unlink(f);
+		f->req.donor = next;
+		bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
+		f->req.rx_buf = NULL;
+		fetch_send(f);
+		return;
+	}
+	if (f->page != NO_PAGE)
+		bk_bit_clear(rg->fetching, f->page);
+	if (f->page == NO_PAGE || rg->ext_state[e] == BK_EXT_PAGES)
+		rg->ext_state[e] = BK_EXT_NONE;
+	if (f->demand) {
+		if (!bk_loc_count(rg, e) || err == -EHOSTDOWN || err == -ENOENT || err == -ESTALE)
+			bk_uffd_wake(rg, first, count); /* lost, or another copy: fault again */
+		else
+			wake_later(rg, first, count);
+	}
+	fetch_free(f);
 }
 
 static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
@@ -270,57 +557,42 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	struct bk_region *rg = f->rg;
 	struct bk_vm *vm = rg->vm;
 	uint64_t e = f->extent;
-	int err;
+	int err = status ? status : h->status ? -h->status : 0;
 
-	vm->b->reserved_pages -= f->reserved;
-	if (f->page != NO_PAGE)
-		bk_bit_clear(rg->fetching, f->page);
-	if (vm->detached)
-		goto out;
+	if (f->superseded || vm->detached) {
+		fetch_free(f);
+		return;
+	}
+	if (err) {
+		fetch_failed(f, err, status ? strerror(-status) : h->error);
+		return;
+	}
+	if (f->demand)
+		lat_record(req->donor, now_us() - f->sent_us);
+	rg->retry_ms = 0;
+	if (f->twin) { /* this one won: the other ends when it comes */
+		f->twin->superseded = true;
+		f->twin->twin = NULL;
+		f->twin = NULL;
+	}
 	if (f->page != NO_PAGE) {
 		/* A faulting page on its own: install just it. */
-		if (!status && !h->status) {
-			const uint8_t *page = payload;
+		const uint8_t *page = payload;
 
-			if (gvm_hdr_data_pages(h) != 1) {
-				gvm_frame_unpack_pages(h, payload, fetch_buf);
-				page = fetch_buf;
-			}
-			err = install_page(rg, f->page, page, f->write);
-			if (err)
-				vm_lost(vm, err);
-			else if (f->t0_us)
-				bk_stats_latency(now_us() - f->t0_us);
-		} else if (!bk_bit_test(rg->resident, f->page) &&
-			   rg->ext_state[e] != BK_EXT_FETCHING) {
-			static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
-
-			bk_stats.donor_errors++;
-			gvm_log_limited(&lines, GVM_LOG_WARN,
-					"donor %s: READ of page %llu of vm %s failed: %s; its fault is "
-					"asked again", bk_pool_donor_addr(vm->b->pool, req->donor),
-					(unsigned long long)f->page, vm->name,
-					status ? strerror(-status) : h->error);
-			bk_uffd_wake(rg, f->page, 1); /* its thread faults again */
+		bk_bit_clear(rg->fetching, f->page);
+		if (gvm_hdr_data_pages(h) != 1) {
+			gvm_frame_unpack_pages(h, payload, fetch_buf);
+			page = fetch_buf;
 		}
+		err = install_page(rg, f->page, page, f->write);
+		if (err)
+			vm_lost(vm, err);
+		else if (f->t0_us)
+			bk_stats_latency(now_us() - f->t0_us);
 		if (rg->ext_state[e] == BK_EXT_PAGES)
 			rg->ext_state[e] = BK_EXT_NONE;
-		goto out;
-	}
-	if (!status && h->status == ENOENT) {
-		/* The donor restarted and forgot the namespace: open it again. */
-		rg->ns_id[req->donor] = 0;
-		fetch_extent(rg, e, rg->ext_state[e] == BK_EXT_FETCHING, f->fault_page, f->t0_us);
-		goto out;
-	}
-	if (status || h->status) {
-		bk_stats.donor_errors++;
-		gvm_warn("donor %s: READ of %s extent %llu failed: %s",
-			 bk_pool_donor_addr(vm->b->pool, req->donor), rg->ns,
-			 (unsigned long long)e, status ? strerror(-status) : h->error);
-		rg->ext_state[e] = BK_EXT_NONE;
-		bk_uffd_wake(rg, e * bk_extent_pages(rg), extent_count(rg, e)); /* fault again */
-		goto out;
+		fetch_free(f);
+		return;
 	}
 	bk_stats.remote_reads++;
 	bk_stats.remote_pages += h->page_count;
@@ -344,11 +616,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			rg->ext_state[e] = BK_EXT_NONE;
 		}
 	}
-out:
-	bk_cache_buf_put(vm->b->cache, req->rx_buf);
-	free(f);
-	bk_evict_check(vm->b);
-	bk_vm_put(vm);
+	fetch_free(f);
 }
 
 static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h,
@@ -356,35 +624,38 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 {
 	struct bk_fetch *f = (struct bk_fetch *)req;
 	struct bk_region *rg = f->rg;
+	int err = status ? status : h->status ? -h->status : 0;
 
 	(void)payload;
-	if (!rg->vm->detached) {
-		if (!status && !h->status) {
-			rg->ns_id[req->donor] = h->ns;
-			fetch_extent(rg, f->extent, rg->ext_state[f->extent] == BK_EXT_FETCHING,
-				     f->fault_page, f->t0_us);
-		} else {
-			bk_stats.donor_errors++;
-			gvm_warn("donor %s: OPEN_NS %s failed: %s",
-				 bk_pool_donor_addr(rg->vm->b->pool, req->donor), rg->ns,
-				 status ? strerror(-status) : h->error);
-			rg->ext_state[f->extent] = BK_EXT_NONE;
-			bk_uffd_wake(rg, f->extent * bk_extent_pages(rg), extent_count(rg, f->extent));
-		}
+	if (f->superseded || rg->vm->detached) {
+		fetch_free(f);
+		return;
 	}
-	bk_vm_put(rg->vm);
-	free(f);
+	if (err) {
+		fetch_failed(f, err, status ? strerror(-status) : h->error);
+		return;
+	}
+	bk_replica_ns_opened(rg, req->donor, h->ns);
+	if (!bk_loc_has(rg, f->extent, req->donor)) {
+		/* it had lost the namespace: its copies are gone */
+		fetch_failed(f, -ESTALE, "the donor lost the namespace");
+		return;
+	}
+	fetch_send(f);
 }
 
-/* Asks the extent's donor for its pages (opening the namespace there first
- * if needed). The reply installs them (demand) or caches them (prefetch). */
 /* A READ of extent e (page NO_PAGE) or of one page of it, addressed to
- * the extent's donor; it holds a reference on the VM until its reply. */
+ * the first live copy; it holds a reference on the VM until its end. NULL
+ * if no copy is left to ask. */
 static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t page,
 				  uint64_t t0_us, bool demand)
 {
-	struct bk_fetch *f = calloc(1, sizeof(*f));
+	unsigned d = bk_read_donor(rg, e, 0);
+	struct bk_fetch *f;
 
+	if (d == BK_NO_DONOR)
+		return NULL;
+	f = calloc(1, sizeof(*f));
 	if (!f) {
 		gvm_err("out of memory fetching %s extent %llu", rg->ns, (unsigned long long)e);
 		return NULL;
@@ -394,41 +665,64 @@ static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t pag
 	f->page = page;
 	f->fault_page = NO_PAGE;
 	f->t0_us = t0_us;
-	f->req.donor = bk_extent_donor(rg, e);
-	f->req.flags = demand ? BK_REQ_DEMAND : 0;
+	f->demand = demand;
+	f->req.donor = d;
+	if (d != bk_loc(rg, e)[0])
+		bk_stats.failovers++; /* its first copy's donor is down */
 	rg->vm->refs++;
 	return f;
+}
+
+/* Sends f to its donor: an OPEN_NS first when the namespace is not open
+ * there (on_ns_opened sends it again), else its READ. The pool may answer
+ * at once (a dead donor): f is not touched after. */
+static void fetch_send(struct bk_fetch *f)
+{
+	struct bk_region *rg = f->rg;
+	struct bk_broker *b = rg->vm->b;
+	unsigned d = f->req.donor;
+	uint32_t count = f->page != NO_PAGE ? 1 : (uint32_t)extent_count(rg, f->extent);
+
+	f->req.flags = f->demand ? BK_REQ_DEMAND : 0;
+	f->req.rx_cap = 0;
+	if (!rg->ns_id[d]) {
+		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_OPEN_NS, 0);
+		strcpy(f->req.hdr.ns_name, rg->ns);
+		f->req.cb = on_ns_opened;
+		bk_pool_submit(b->pool, &f->req);
+		return;
+	}
+	gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
+	f->req.hdr.ns = rg->ns_id[d];
+	f->req.hdr.first_page = f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(rg);
+	f->req.hdr.page_count = count;
+	f->req.cb = on_fetched;
+	if (f->page == NO_PAGE && !f->req.rx_buf) {
+		f->req.rx_buf = bk_cache_buf(b->cache);
+		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
+	}
+	if (f->demand && !f->reserved) {
+		f->reserved = count;
+		b->reserved_pages += count;
+	}
+	f->sent_us = now_us();
+	hedge_watch(f);
+	bk_pool_submit(b->pool, &f->req);
 }
 
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us)
 {
 	struct bk_fetch *f = fetch_new(rg, e, NO_PAGE, t0_us, demand);
-	unsigned d;
 
-	if (!f)
+	if (!f) {
+		if (demand)
+			bk_uffd_wake(rg, e * bk_extent_pages(rg), extent_count(rg, e));
 		return;
-	d = f->req.donor;
+	}
 	f->fault_page = fault_page;
 	rg->ext_state[e] = demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING;
-	if (!rg->ns_id[d]) {
-		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_OPEN_NS, 0);
-		strcpy(f->req.hdr.ns_name, rg->ns);
-		f->req.cb = on_ns_opened;
-	} else {
-		gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
-		f->req.hdr.ns = rg->ns_id[d];
-		f->req.hdr.first_page = e * bk_extent_pages(rg);
-		f->req.hdr.page_count = (uint32_t)extent_count(rg, e);
-		f->req.cb = on_fetched;
-		f->req.rx_buf = bk_cache_buf(rg->vm->b->cache);
-		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
-		if (demand) {
-			f->reserved = (uint32_t)extent_count(rg, e);
-			rg->vm->b->reserved_pages += f->reserved;
-		}
-	}
-	bk_pool_submit(rg->vm->b->pool, &f->req);
+	fetch_send(f);
 }
 
 /* One page, ahead of its extent's READ (see on_fetched); needs the
@@ -437,18 +731,13 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 {
 	struct bk_fetch *f = fetch_new(rg, page / bk_extent_pages(rg), page, t0_us, true);
 
-	if (!f)
+	if (!f) {
+		bk_uffd_wake(rg, page, 1);
 		return;
+	}
 	f->write = write;
-	f->req.cb = on_fetched;
-	gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
-	f->req.hdr.ns = rg->ns_id[f->req.donor];
-	f->req.hdr.first_page = page;
-	f->req.hdr.page_count = 1;
-	f->reserved = 1;
-	rg->vm->b->reserved_pages++;
 	bk_bit_set(rg->fetching, page);
-	bk_pool_submit(rg->vm->b->pool, &f->req);
+	fetch_send(f);
 }
 
 static bool extent_touched(const struct bk_region *rg, uint64_t e)
@@ -469,7 +758,9 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 {
 	uint64_t e = page / bk_extent_pages(rg);
 
-	if (bk_extent_pages(rg) == 1 || !rg->ns_id[bk_extent_donor(rg, e)]) {
+	unsigned d = bk_read_donor(rg, e, 0);
+
+	if (bk_extent_pages(rg) == 1 || d == BK_NO_DONOR || !rg->ns_id[d]) {
 		fetch_extent(rg, e, true, page, t0_us);
 		return;
 	}
@@ -503,8 +794,8 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 	for (uint64_t k = e + 1; k <= e + window && k < rg->nextents; k++) {
 		if (rg->ext_state[k] != BK_EXT_NONE || rg->wb_inflight[k])
 			continue;
-		if (rg->fresh && !bk_bit_test(rg->on_donor, k))
-			continue; /* never written anywhere: its fault is a zero fill */
+		if (!bk_loc_count(rg, k))
+			continue; /* on no donor: its fault is a zero fill (or a poison) */
 		bk_stats.prefetch_issued++;
 		fetch_extent(rg, k, false, NO_PAGE, 0);
 	}
@@ -529,7 +820,10 @@ static void promote_prefetch(struct bk_region *rg, uint64_t e)
 {
 	struct extent_key k = { rg, e };
 
-	bk_pool_promote(rg->vm->b->pool, bk_extent_donor(rg, e), is_extent_read, &k);
+	unsigned d = bk_read_donor(rg, e, 0);
+
+	if (d != BK_NO_DONOR)
+		bk_pool_promote(rg->vm->b->pool, d, is_extent_read, &k);
 }
 
 static struct bk_region *region_of(struct bk_vm *vm, uint64_t addr)
@@ -590,6 +884,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		bk_evict_page_gone(rg, page);
 		return install_page(rg, page, vm->b->zero_extent, flags & UFFD_PAGEFAULT_FLAG_WRITE);
 	}
+	if (bk_bit_test(rg->lost, page))
+		return poison_page(rg, page);
 	if (bk_bit_test(rg->fetching, page))
 		return 0; /* its one-page READ wakes this thread too */
 	e = page / bk_extent_pages(rg);
@@ -618,7 +914,9 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	default:
 		break;
 	}
-	if (rg->fresh && !bk_bit_test(rg->on_donor, e)) {
+	if (!bk_loc_count(rg, e)) {
+		if (!rg->map_ready)
+			return 0; /* the donors have not all said what they hold: woken then */
 		bk_stats.zero_fills++;
 		err = install_extent(rg, e, vm->b->zero_extent, page,
 				     flags & UFFD_PAGEFAULT_FLAG_WRITE);

@@ -22,6 +22,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "replica.h"
 #include "sandbox.h"
 
 static void usage(FILE *f)
@@ -49,6 +50,14 @@ static void usage(FILE *f)
 		"  --budget SIZE          resident guest memory allowed on this host; above\n"
 		"                         95%% of it pages move to the donors down to 85%%\n"
 		"                         (default: no budget, nothing is evicted)\n"
+		"  --replicas N           copies of each extent, on N donors (default %u, at\n"
+		"                         most %u; fewer donors: one copy on each); 2\n"
+		"                         recommended: with 1, a donor's death loses its pages\n"
+		"                         (the VM gets a memory error on them)\n"
+		"  --dead-after SECONDS   a donor unreachable or not answering this long is\n"
+		"                         dead: its copies are made again elsewhere (default %u)\n"
+		"  --rereplicate-rate SIZE  bytes a second copying extents short of replicas\n"
+		"                         (default 64M)\n"
 		"  --uid-vms N            VMs one user may have attached (default %u)\n"
 		"  --uid-regions N        regions (donor namespaces) one user may have\n"
 		"                         attached (default %u); a user also has at most\n"
@@ -61,17 +70,34 @@ static void usage(FILE *f)
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"\n"
-		"SIGTERM or SIGINT: detach every VM, close the pool, exit 0; another one\n"
-		"meanwhile is ignored. Under systemd (Type=notify) it sends READY=1 and\n"
-		"WATCHDOG=1 itself.\n",
+		"SIGTERM or SIGINT: let every VM go, keeping its pages on the donors (its\n"
+		"faults wait and libgvmmem re-attaches to the next broker), close the pool,\n"
+		"exit 0; another one meanwhile is ignored. A VM's pages are dropped when\n"
+		"its process exits or it detaches. Under systemd (Type=notify) it sends\n"
+		"READY=1 and WATCHDOG=1 itself.\n",
 		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_STATE_DIR, BK_DEFAULT_POOL_CONNS,
-		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_UID_VMS,
+		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_REPLICAS, BK_REPLICAS_MAX,
+		BK_DEFAULT_DEAD_AFTER_MS / 1000, BK_DEFAULT_UID_VMS,
 		BK_DEFAULT_UID_REGIONS, BK_UID_SPARE_CONNS, BK_DEFAULT_DEVICE_NAME);
 }
 
 static int usage_error(const char *fmt, const char *arg)
 {
 	return gvm_usage_error("gvm-broker", fmt, arg);
+}
+
+/* Seconds (a decimal like 2.5) from 0.1 to 3600 into *ms: 0, or -EINVAL. */
+static int parse_seconds(const char *s, unsigned *ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.1 && v <= 3600))
+		return -EINVAL;
+	*ms = (unsigned)(v * 1000 + 0.5);
+	return 0;
 }
 
 /* A whole number from 1 to max into *out: 0, or -EINVAL. */
@@ -199,12 +225,15 @@ static uv_signal_t sigterm, sigint;
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	(void)sig;
-	gvm_info("%s: shutting down", strsignal(signum));
+	gvm_info("%s: shutting down; the VMs' pages stay on the donors", strsignal(signum));
+	broker.stopping = true;
 	bk_notify("STOPPING=1");
 	bk_notify_watchdog_stop();
 	bk_cuse_stop(&broker);
 	bk_control_stop(&broker);
 	bk_fault_drop_deferred(&broker);
+	bk_orphans_stop(&broker);
+	bk_replica_stop(&broker);
 	bk_pool_close(broker.pool);
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
@@ -231,6 +260,9 @@ int main(int argc, char **argv)
 		{ "extent-pages", required_argument, NULL, 'e' },
 		{ "prefetch-cache", required_argument, NULL, 'c' },
 		{ "budget", required_argument, NULL, 'b' },
+		{ "replicas", required_argument, NULL, 'r' },
+		{ "dead-after", required_argument, NULL, 'X' },
+		{ "rereplicate-rate", required_argument, NULL, 'Y' },
 		{ "no-cuse", no_argument, NULL, 'n' },
 		{ "device-name", required_argument, NULL, 'N' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
@@ -254,6 +286,9 @@ int main(int argc, char **argv)
 	cfg->pool_conns = BK_DEFAULT_POOL_CONNS;
 	cfg->extent_pages = GVM_DEFAULT_EXTENT_PAGES;
 	cfg->prefetch_bytes = BK_DEFAULT_PREFETCH_BYTES;
+	cfg->replicas = BK_DEFAULT_REPLICAS;
+	cfg->dead_after_ms = BK_DEFAULT_DEAD_AFTER_MS;
+	cfg->rereplicate_bytes = BK_DEFAULT_REREPLICATE_BYTES;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -303,6 +338,19 @@ int main(int argc, char **argv)
 			if (gvm_parse_size(optarg, &cfg->budget_bytes))
 				return usage_error("--budget %s: not a size like 4G", optarg);
 			break;
+		case 'r':
+			if (parse_count(optarg, BK_REPLICAS_MAX, &cfg->replicas))
+				return usage_error("--replicas %s: want 1..4", optarg);
+			break;
+		case 'X':
+			if (parse_seconds(optarg, &cfg->dead_after_ms))
+				return usage_error("--dead-after %s: want seconds, 0.1..3600", optarg);
+			break;
+		case 'Y':
+			if (gvm_parse_size(optarg, &cfg->rereplicate_bytes) ||
+			    cfg->rereplicate_bytes < GVM_PAGE_SIZE)
+				return usage_error("--rereplicate-rate %s: not a size like 64M", optarg);
+			break;
 		case 'n':
 			cfg->no_cuse = true;
 			break;
@@ -339,6 +387,12 @@ int main(int argc, char **argv)
 	if (!cfg->ndonors)
 		return usage_error("%s", "no donors: give --donor HOST:PORT or --donors-file");
 	gvm_log_init("gvm-broker", level);
+	if (cfg->replicas > cfg->ndonors) {
+		gvm_warn("--replicas %u, but only %u donor%s: %u cop%s of each extent", cfg->replicas,
+			 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->ndonors,
+			 cfg->ndonors == 1 ? "y" : "ies");
+		cfg->replicas = cfg->ndonors;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Each VM holds a uffd, its memfds and a socket: as many descriptors
@@ -367,7 +421,9 @@ int main(int argc, char **argv)
 		gvm_err("out of memory");
 		return 1;
 	}
-	err = bk_control_start(&broker, why, sizeof(why));
+	err = bk_replica_setup(&broker);
+	if (!err)
+		err = bk_control_start(&broker, why, sizeof(why));
 	if (err) {
 		gvm_err("%s", why);
 		return 1;
@@ -402,8 +458,9 @@ int main(int argc, char **argv)
 		start_thread_pool(broker.loop);
 		gvm_warn("--no-sandbox: running with every privilege and without the seccomp allowlist");
 	}
-	gvm_info("%u donor%s x %u connections, extents of %u pages, prefetch cache %llu MiB, budget %s",
-		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->extent_pages,
+	gvm_info("%u donor%s x %u connections, %u replica%s, extents of %u pages, prefetch cache %llu MiB, budget %s",
+		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->replicas,
+		 cfg->replicas == 1 ? "" : "s", cfg->extent_pages,
 		 (unsigned long long)(cfg->prefetch_bytes >> 20),
 		 cfg->budget_bytes ? "set" : "none (nothing is evicted)");
 	if (cfg->budget_bytes)

@@ -55,6 +55,8 @@ struct bk_donor {
 	struct bk_conn *conns;
 	unsigned nready;
 	bool was_up, reported_down;
+	bool dead;              /* declared dead (replica.c): every request fails at once */
+	uint64_t down_since_ms; /* when its last ready connection went; 0 while up */
 	struct bk_queue demand, prefetch;
 };
 
@@ -149,8 +151,8 @@ static void conn_fail(struct bk_conn *c, const char *why)
 
 	if (c->state == CONN_CLOSING || c->state == CONN_DOWN)
 		return;
-	if (c->state == CONN_READY)
-		d->nready--;
+	if (c->state == CONN_READY && --d->nready == 0)
+		d->down_since_ms = uv_now(d->p->loop); /* not again on each failed reconnect */
 	/* Keep the original order when pushing back to the front. */
 	while ((r = c->head)) {
 		c->head = r->next;
@@ -164,8 +166,8 @@ static void conn_fail(struct bk_conn *c, const char *why)
 	c->tail = NULL;
 	c->ninflight = c->nprefetch = 0;
 	c->state = CONN_CLOSING;
-	if (d->nready == 0 && !d->reported_down) {
-		gvm_warn("donor %s: unreachable (%s); faults on its extents wait, retrying",
+	if (d->nready == 0 && !d->reported_down && !d->dead) {
+		gvm_warn("donor %s: unreachable (%s); reads go to other copies or wait, retrying",
 			 d->addr, why);
 		d->reported_down = true;
 	} else if (!d->reported_down) {
@@ -257,7 +259,7 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r)
 {
 	struct bk_donor *d = &p->donors[r->donor];
 
-	if ((r->flags & BK_REQ_FAIL_IF_DOWN) && d->nready == 0) {
+	if (d->dead || ((r->flags & BK_REQ_FAIL_IF_DOWN) && d->nready == 0)) {
 		r->cb(r, -EHOSTDOWN, NULL, NULL);
 		return;
 	}
@@ -295,7 +297,10 @@ static void conn_ready(struct bk_conn *c)
 	c->state = CONN_READY;
 	c->backoff_ms = 0;
 	d->nready++;
-	if (d->reported_down)
+	d->down_since_ms = 0;
+	if (d->dead)
+		; /* replica.c says it is back */
+	else if (d->reported_down)
 		gvm_info("donor %s: reachable again", d->addr);
 	else if (!d->was_up && d->nready == 1)
 		gvm_info("donor %s: connected", d->addr);
@@ -317,7 +322,7 @@ static void on_auth_written(uv_write_t *w, int status)
 static const char *reply_mismatch(const struct gvm_hdr *q, const struct gvm_hdr *h)
 {
 	bool paged = q->op == GVM__OP__OP_READ || q->op == GVM__OP__OP_WRITE ||
-		     q->op == GVM__OP__OP_DISCARD;
+		     q->op == GVM__OP__OP_DISCARD || q->op == GVM__OP__OP_LIST;
 
 	if (h->op != q->op)
 		return "the reply is for another op";
@@ -327,7 +332,11 @@ static const char *reply_mismatch(const struct gvm_hdr *q, const struct gvm_hdr 
 		return "the reply covers other pages than asked";
 	if (!h->status && q->op == GVM__OP__OP_OPEN_NS && !h->ns)
 		return "OPEN_NS answered namespace 0";
-	if (!h->status && q->op != GVM__OP__OP_READ && q->op != GVM__OP__OP_STATS && h->payload_len)
+	if (!h->status && q->op == GVM__OP__OP_LIST &&
+	    h->payload_len != gvm_list_bitmap_bytes(q->page_count))
+		return "LIST answered a bitmap of another size";
+	if (!h->status && q->op != GVM__OP__OP_READ && q->op != GVM__OP__OP_STATS &&
+	    q->op != GVM__OP__OP_LIST && h->payload_len)
 		return "the reply carries a payload its op has none of";
 	return NULL;
 }
@@ -501,6 +510,14 @@ static void on_stall_check(uv_timer_t *t)
 		conn_fail(c, "no answer for 5 s");
 }
 
+static void on_connect_timeout(uv_timer_t *t)
+{
+	struct bk_conn *c = t->data;
+
+	if (c->state == CONN_CONNECTING)
+		conn_fail(c, "no connection within 2 s");
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct bk_conn *c = req->data;
@@ -539,6 +556,8 @@ static void conn_start(struct bk_conn *c)
 	gvm_reader_next(&c->rd);
 	if (uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&d->ss, on_connect))
 		conn_fail(c, "connect failed");
+	else /* a donor cut off drops the SYN: try again rather than wait minutes */
+		uv_timer_start(&c->timer, on_connect_timeout, BK_CONNECT_TIMEOUT_MS, 0);
 }
 
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
@@ -562,6 +581,7 @@ int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *
 
 		d->p = p;
 		d->index = i;
+		d->down_since_ms = uv_now(loop);
 		snprintf(d->addr, sizeof(d->addr), "%s", donors[i].addr);
 		d->conns = calloc(conns_per, sizeof(*d->conns));
 		if (!d->conns)
@@ -602,6 +622,50 @@ bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor)
 unsigned bk_pool_donors(const struct bk_pool *p)
 {
 	return p->ndonors;
+}
+
+uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor)
+{
+	return p->donors[donor].down_since_ms;
+}
+
+uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor)
+{
+	const struct bk_donor *d = &p->donors[donor];
+	uint64_t oldest = 0;
+
+	for (unsigned k = 0; k < p->conns_per; k++) {
+		const struct bk_conn *c = &d->conns[k];
+
+		if (c->state == CONN_READY && c->head && (!oldest || c->head->sent_ms < oldest))
+			oldest = c->head->sent_ms;
+	}
+	return oldest;
+}
+
+bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor)
+{
+	return p->donors[donor].dead;
+}
+
+void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)
+{
+	struct bk_donor *d = &p->donors[donor];
+	struct bk_req *r;
+
+	d->dead = dead;
+	if (!dead) {
+		d->reported_down = false;
+		return;
+	}
+	/* Whatever it holds is given up: its connections start over (and
+	 * keep trying, to see it come back), and every request waiting for it
+	 * fails now, so its submitter can go to another copy. */
+	for (unsigned k = 0; k < p->conns_per; k++)
+		conn_fail(&d->conns[k], "declared dead");
+	d->reported_down = true;
+	while ((r = queue_pop(&d->demand)) || (r = queue_pop(&d->prefetch)))
+		r->cb(r, -EHOSTDOWN, NULL, NULL);
 }
 
 const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor)

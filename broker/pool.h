@@ -15,7 +15,8 @@
 
 struct bk_req;
 /* status: 0 with the donor's reply (h->status may be non-zero), or
- * -EHOSTDOWN for a BK_REQ_FAIL_IF_DOWN request whose donor is unreachable.
+ * -EHOSTDOWN for a BK_REQ_FAIL_IF_DOWN request whose donor is unreachable
+ * or any request to a dead donor.
  * payload is valid only during the call. The callback owns req. */
 typedef void (*bk_req_cb)(struct bk_req *req, int status, const struct gvm_hdr *h,
 			  const uint8_t *payload);
@@ -57,6 +58,16 @@ bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 unsigned bk_pool_ready_connections(const struct bk_pool *p);
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
 unsigned bk_pool_donors(const struct bk_pool *p);
+/* When the donor's last ready connection went (loop ms), 0 while it has one. */
+uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor);
+/* When the oldest request still unanswered on its connections was sent
+ * (loop ms), 0 if none: a donor that stalls. */
+uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor);
+/* A dead donor (replica.c decides): its queued requests fail with
+ * -EHOSTDOWN now, and so does every request submitted while it is dead;
+ * its connections keep reconnecting, so bk_pool_donor_up shows its return. */
+void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead);
+bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor);
 const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor);
 /* Closes every connection. Then, once the loop has run the close
  * callbacks, bk_pool_free frees the pool and the requests (malloc'd by

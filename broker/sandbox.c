@@ -19,7 +19,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
-#include <linux/userfaultfd.h>
+#include "uffd_compat.h"
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,13 +71,16 @@ static const int allowed[] = {
 	/* attach checks: /proc/self/fd/N links, /proc/PID/task/TID of a token */
 	SCMP_SYS(readlink), SCMP_SYS(readlinkat), SCMP_SYS(access), SCMP_SYS(faccessat),
 	SCMP_SYS(faccessat2),
+	/* a VM process's exit: a pidfd when the socket cannot give one */
+	SCMP_SYS(pidfd_open),
 	/* eviction: dropping pages from guest memfds */
 	SCMP_SYS(fallocate),
 };
 
 /* The ioctls the broker issues: uffd setup and fault service, libuv's. */
 static const unsigned long allowed_ioctls[] = {
-	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_WAKE, FIONBIO, FIOCLEX, FIONCLEX,
+	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_WAKE, UFFDIO_POISON, FIONBIO, FIOCLEX,
+	FIONCLEX,
 #ifdef UFFDIO_WRITEPROTECT
 	UFFDIO_WRITEPROTECT,
 #endif

@@ -10,6 +10,7 @@
 
 #include "pool.h"
 #include "prefetch.h"
+#include "replica.h"
 
 #define LAT_LINEAR 1024u
 #define LAT_SUB 64u
@@ -81,7 +82,9 @@ static const struct {
 	KEY(budget_bytes),     KEY(resident_bytes),	  KEY(evictions),
 	KEY(writebacks),       KEY(clean_drops),	  KEY(writeback_errors),
 	KEY(evict_waits),      KEY(removed_pages),	  KEY(fault_latency_p50_us),
-	KEY(fault_latency_p99_us),
+	KEY(fault_latency_p99_us), KEY(replicas),		  KEY(dead_donors),
+	KEY(degraded_extents), KEY(failovers),		  KEY(hedged_reads),
+	KEY(rereplicated_pages), KEY(poisoned_pages),
 };
 #undef KEY
 _Static_assert(sizeof(stat_keys) / sizeof(stat_keys[0]) * sizeof(uint64_t) ==
@@ -130,6 +133,13 @@ void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s)
 		.removed_pages = bk_stats.removed_pages,
 		.fault_latency_p50_us = bk_stats_latency_pct(50),
 		.fault_latency_p99_us = bk_stats_latency_pct(99),
+		.replicas = b->cfg.replicas,
+		.dead_donors = bk_replica_dead_donors(b),
+		.degraded_extents = bk_replica_degraded(b),
+		.failovers = bk_stats.failovers,
+		.hedged_reads = bk_stats.hedged_reads,
+		.rereplicated_pages = bk_stats.rereplicated_pages,
+		.poisoned_pages = bk_stats.poisoned_pages,
 	};
 }
 

@@ -13,7 +13,8 @@ struct bk_stats {
 	uint64_t faults, wp_faults, remote_reads, remote_pages, prefetch_issued,
 		prefetch_hits, zero_fills, attaches, attach_errors,
 		donor_errors, evictions, writebacks, clean_drops, writeback_errors,
-		removed_pages, evict_waits;
+		removed_pages, evict_waits, failovers, hedged_reads, rereplicated_pages,
+		poisoned_pages;
 };
 
 extern struct bk_stats bk_stats;

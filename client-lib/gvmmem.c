@@ -524,6 +524,17 @@ void gvm_detach(struct gvm_session *s)
 	if (write(s->stopfd, &one, sizeof(one)) != sizeof(one))
 		gvm_warn("gvmmem: %s: cannot stop the monitor: %s", s->vm_name, strerror(errno));
 	pthread_join(s->monitor, NULL);
+	/* On purpose: the broker drops the VM's pages. (A connection that just
+	 * ends, as when the process dies, keeps them until the process is
+	 * gone.) */
+	if (s->sock >= 0) {
+		Gvm__Control m = GVM__CONTROL__INIT;
+		Gvm__Detach d = GVM__DETACH__INIT;
+
+		m.msg_case = GVM__CONTROL__MSG_DETACH;
+		m.detach = &d;
+		gvm_ctl_send(s->sock, &m, NULL, 0);
+	}
 	gvm__free(s);
 }
 

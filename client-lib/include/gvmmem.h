@@ -58,7 +58,9 @@ const char *gvm_strerror(int err);
 int gvm_set_limit(struct gvm_session *s, uint64_t bytes);
 
 /* Ends the session: the broker forgets the VM and frees its pages on the
- * donors. The regions become plain memory (missing pages read as zero). */
+ * donors. The regions become plain memory (missing pages read as zero).
+ * A process that exits without it loses its pages the same way, once it
+ * is gone; while it lives, a lost connection keeps them (re-attach). */
 void gvm_detach(struct gvm_session *s);
 
 #ifdef __cplusplus

@@ -63,6 +63,15 @@ struct gvmmem_stats {
 	uint64_t removed_pages;
 	uint64_t fault_latency_p50_us;
 	uint64_t fault_latency_p99_us;
+	/* replicas (their size is in the ioctl's number: a caller built
+	 * before them gets ENOTTY, not a short struct) */
+	uint64_t replicas;
+	uint64_t dead_donors;
+	uint64_t degraded_extents;
+	uint64_t failovers;
+	uint64_t hedged_reads;
+	uint64_t rereplicated_pages;
+	uint64_t poisoned_pages;
 };
 
 #define GVMMEM_IOC_MAGIC 0xb7

@@ -1,0 +1,816 @@
+/* replica.c: extent locations and replicas (replica.h). A tick every
+ * REPLICA_TICK_MS decides deaths and returns and moves the re-replication
+ * on:
+ * - A donor with no ready connection, or whose oldest request has gone
+ *   unanswered, for --dead-after is dead: it leaves every location (an
+ *   extent that had no other copy is lost), and the pool fails what waits
+ *   for it, so reads go to the other copies.
+ * - A donor that comes back after a short absence has its namespaces
+ *   opened again: one that answers with another id restarted empty, and
+ *   loses its copies. A dead donor that comes back first has this host's
+ *   namespaces dropped (what it holds is stale), then takes new copies.
+ * - Extents with fewer copies than --replicas are copied, a READ from a
+ *   survivor and a WRITE to the next usable donor in placement order, at
+ *   most --rereplicate-rate bytes a second; a write-back or discard of the
+ *   extent meanwhile (its version moves) voids the copy, to be made again. */
+#include "replica.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "placement.h"
+#include "pool.h"
+#include "stats.h"
+
+#define REPLICA_TICK_MS 100u
+#define REPLICA_SCAN_STEPS 65536u /* extents looked at per tick */
+
+struct bk_copy {
+	struct bk_req req; /* first: the pool hands back &req */
+	struct bk_copy *next;
+	struct bk_region *rg;
+	uint64_t e;
+	unsigned src, dst;
+	uint32_t ver, count;
+	uint8_t *buf;
+};
+
+struct bk_replica {
+	struct bk_broker *b;
+	uv_timer_t tick;
+	uint64_t dead;     /* donor bitmap */
+	uint64_t reviving; /* donor bitmap: back from the dead, being emptied */
+	unsigned revive_pending[BK_DONORS_MAX];
+	bool was_up[BK_DONORS_MAX];
+	bool work;         /* an extent may be short of copies */
+	struct bk_copy *copies;
+	unsigned ncopies;
+	struct bk_list *lists;
+	double tokens;     /* bytes re-replication may move now */
+	uint64_t last_ms;
+	struct bk_vm *scan_vm; /* where the scan stands: a VM (may be stale: checked) */
+	size_t scan_region;
+};
+
+static struct gvm_log_limit lost_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
+static uint64_t bit(unsigned d)
+{
+	return 1ull << d;
+}
+
+static uint64_t all_donors(const struct bk_broker *b)
+{
+	return b->cfg.ndonors >= 64 ? ~0ull : bit(b->cfg.ndonors) - 1;
+}
+
+static uint64_t extent_count(const struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * bk_extent_pages(rg);
+
+	return rg->npages - first < bk_extent_pages(rg) ? rg->npages - first : bk_extent_pages(rg);
+}
+
+unsigned bk_loc_count(const struct bk_region *rg, uint64_t e)
+{
+	const uint8_t *l = bk_loc(rg, e);
+	unsigned n = 0;
+
+	while (n < BK_REPLICAS_MAX && l[n] != BK_NO_DONOR)
+		n++;
+	return n;
+}
+
+bool bk_loc_has(const struct bk_region *rg, uint64_t e, unsigned d)
+{
+	const uint8_t *l = bk_loc(rg, e);
+
+	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++)
+		if (l[i] == d)
+			return true;
+	return false;
+}
+
+void bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d)
+{
+	uint8_t *l = bk_loc(rg, e);
+	unsigned n = bk_loc_count(rg, e);
+
+	if (n < BK_REPLICAS_MAX && !bk_loc_has(rg, e, d))
+		l[n] = (uint8_t)d;
+	if (n + 1 < rg->vm->b->cfg.replicas && rg->vm->b->replica)
+		rg->vm->b->replica->work = true;
+}
+
+void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
+{
+	uint8_t *l = bk_loc(rg, e);
+	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e);
+	unsigned n = bk_loc_count(rg, e), i = 0;
+
+	while (i < n && l[i] != d)
+		i++;
+	if (i == n)
+		return;
+	memmove(l + i, l + i + 1, n - i - 1);
+	l[n - 1] = BK_NO_DONOR;
+	if (rg->vm->b->replica)
+		rg->vm->b->replica->work = true;
+	if (n > 1)
+		return;
+	/* That was its last copy. What is resident is all that is left of it:
+	 * dirty, so eviction writes it to new donors; the rest is lost. */
+	for (uint64_t p = first; p < first + count; p++) {
+		if (bk_bit_test(rg->resident, p))
+			bk_bit_set(rg->dirty, p);
+		else
+			bk_bit_set(rg->lost, p);
+	}
+	gvm_log_limited(&lost_lines, GVM_LOG_ERROR,
+			"vm %s: extent %llu of %s lost its last copy (donor %s); its pages not in "
+			"memory are poisoned: the VM gets a memory error on them",
+			rg->vm->name, (unsigned long long)e, rg->ns,
+			bk_pool_donor_addr(rg->vm->b->pool, d));
+}
+
+bool bk_donor_dead(const struct bk_broker *b, unsigned d)
+{
+	return b->replica && (b->replica->dead & bit(d));
+}
+
+bool bk_donor_usable(const struct bk_broker *b, unsigned d)
+{
+	return bk_pool_donor_up(b->pool, d) && !bk_donor_dead(b, d) &&
+	       !(b->replica && (b->replica->reviving & bit(d)));
+}
+
+unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, uint64_t skip)
+{
+	const struct bk_broker *b = rg->vm->b;
+	const uint8_t *l = bk_loc(rg, e);
+	unsigned waiting = BK_NO_DONOR;
+
+	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++) {
+		if (skip & bit(l[i]) || bk_donor_dead(b, l[i]))
+			continue;
+		if (bk_pool_donor_up(b->pool, l[i]))
+			return l[i];
+		if (waiting == BK_NO_DONOR)
+			waiting = l[i];
+	}
+	return waiting;
+}
+
+/* Every donor in extent e's placement order. */
+static unsigned place_order(const struct bk_region *rg, uint64_t e, unsigned *out)
+{
+	const struct bk_config *cfg = &rg->vm->b->cfg;
+	struct gvm_place_donor donors[BK_DONORS_MAX];
+
+	for (unsigned i = 0; i < cfg->ndonors; i++) {
+		donors[i].addr = cfg->donors[i].addr;
+		donors[i].weight = cfg->donors[i].weight;
+	}
+	gvm_place(rg->ns, e, donors, cfg->ndonors, out, cfg->ndonors);
+	return cfg->ndonors;
+}
+
+unsigned bk_place_new(const struct bk_region *rg, uint64_t e, uint8_t out[BK_REPLICAS_MAX])
+{
+	const struct bk_broker *b = rg->vm->b;
+	unsigned order[BK_DONORS_MAX], n = place_order(rg, e, order), k = 0;
+
+	for (unsigned i = 0; i < n && k < b->cfg.replicas; i++)
+		if (bk_donor_usable(b, order[i]))
+			out[k++] = (uint8_t)order[i];
+	return k;
+}
+
+/* The next usable donor in placement order that holds no copy of e. */
+static unsigned copy_target(const struct bk_region *rg, uint64_t e)
+{
+	unsigned order[BK_DONORS_MAX], n = place_order(rg, e, order);
+
+	for (unsigned i = 0; i < n; i++)
+		if (bk_donor_usable(rg->vm->b, order[i]) && !bk_loc_has(rg, e, order[i]))
+			return order[i];
+	return BK_NO_DONOR;
+}
+
+void bk_replica_ns_lost(struct bk_region *rg, unsigned d, const char *why)
+{
+	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
+	gvm_log_limited(&lines, GVM_LOG_WARN, "donor %s: lost namespace %s (%s); its copies are "
+			"made again from the others", bk_pool_donor_addr(rg->vm->b->pool, d), rg->ns,
+			why);
+	rg->ns_id[d] = 0;
+	rg->ns_was[d] = 0;
+	for (uint64_t e = 0; e < rg->nextents; e++)
+		if (bk_loc_has(rg, e, d))
+			bk_loc_del(rg, e, d);
+}
+
+void bk_replica_ns_opened(struct bk_region *rg, unsigned d, uint32_t id)
+{
+	if (rg->ns_was[d] && rg->ns_was[d] != id)
+		bk_replica_ns_lost(rg, d, "it opened it under another id: it restarted empty");
+	rg->ns_id[d] = id;
+	rg->ns_was[d] = id;
+}
+
+struct ns_open_req {
+	struct bk_req req;
+	struct bk_region *rg;
+	void (*done)(void *ctx, int err);
+	void *ctx;
+};
+
+static void on_ns_open(struct bk_req *req, int status, const struct gvm_hdr *h,
+		       const uint8_t *payload)
+{
+	struct ns_open_req *o = (struct ns_open_req *)req;
+	struct bk_region *rg = o->rg;
+	unsigned d = req->donor;
+	int err = status ? status : h->status ? -h->status : 0;
+
+	(void)payload;
+	if (!err && !rg->vm->detached) {
+		bk_replica_ns_opened(rg, d, h->ns);
+	} else if (err && err != -EHOSTDOWN) {
+		bk_stats.donor_errors++;
+		gvm_warn("donor %s: OPEN_NS %s failed: %s", bk_pool_donor_addr(rg->vm->b->pool, d),
+			 rg->ns, status ? strerror(-status) : h->error);
+	}
+	o->done(o->ctx, err);
+	bk_vm_put(rg->vm);
+	free(o);
+}
+
+void bk_ns_open(struct bk_region *rg, unsigned d, void (*done)(void *ctx, int err), void *ctx)
+{
+	struct ns_open_req *o;
+
+	if (rg->ns_id[d]) {
+		done(ctx, 0);
+		return;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		done(ctx, -ENOMEM);
+		return;
+	}
+	o->rg = rg;
+	o->done = done;
+	o->ctx = ctx;
+	o->req.donor = d;
+	o->req.flags = BK_REQ_DEMAND;
+	o->req.cb = on_ns_open;
+	gvm_hdr_init(&o->req.hdr, GVM__OP__OP_OPEN_NS, 0);
+	strcpy(o->req.hdr.ns_name, rg->ns);
+	rg->vm->refs++;
+	bk_pool_submit(rg->vm->b->pool, &o->req);
+}
+
+/* ---- the location map of a re-attached region ---- */
+
+struct bk_list {
+	struct bk_req req;
+	struct bk_list *next, **pprev; /* in the broker's list: reachable until its end */
+	struct bk_region *rg;
+	unsigned d;
+	uint64_t next_page;
+	uint8_t *bits;
+};
+
+static void map_check(struct bk_region *rg)
+{
+	const struct bk_broker *b = rg->vm->b;
+
+	if (rg->map_ready || ((rg->listed | b->replica->dead) & all_donors(b)) != all_donors(b))
+		return;
+	rg->map_ready = true;
+	gvm_debug("vm %s: %s: every donor said what it holds", rg->vm->name, rg->ns);
+	bk_uffd_wake(rg, 0, rg->npages); /* faults that waited for it */
+}
+
+static void list_end(struct bk_list *l, bool done)
+{
+	struct bk_region *rg = l->rg;
+
+	*l->pprev = l->next;
+	if (l->next)
+		l->next->pprev = l->pprev;
+	rg->listing &= ~bit(l->d);
+	if (done)
+		rg->listed |= bit(l->d);
+	if (!rg->vm->detached)
+		map_check(rg);
+	bk_vm_put(rg->vm);
+	free(l->bits);
+	free(l);
+}
+
+static void list_next(void *ctx, int err);
+
+static void on_listed(struct bk_req *req, int status, const struct gvm_hdr *h,
+		      const uint8_t *payload)
+{
+	struct bk_list *l = (struct bk_list *)req;
+	struct bk_region *rg = l->rg;
+	int err = status ? status : h->status ? -h->status : 0;
+
+	if (rg->vm->detached) {
+		list_end(l, false);
+		return;
+	}
+	if (err == -ENOENT) {
+		bk_replica_ns_lost(rg, l->d, "LIST: unknown namespace");
+		list_next(l, 0); /* opens it again: it holds nothing now */
+		return;
+	}
+	if (err) {
+		if (err != -EHOSTDOWN) {
+			bk_stats.donor_errors++;
+			gvm_warn("donor %s: LIST of %s failed: %s; asked again later",
+				 bk_pool_donor_addr(rg->vm->b->pool, l->d), rg->ns,
+				 status ? strerror(-status) : h->error);
+		}
+		list_end(l, false);
+		return;
+	}
+	for (uint32_t i = 0; i < h->page_count; i++)
+		if (payload[i / 8] & (1u << (i % 8)))
+			bk_loc_add(rg, (h->first_page + i) / bk_extent_pages(rg), l->d);
+	l->next_page = h->first_page + h->page_count;
+	list_next(l, 0);
+}
+
+static void list_next(void *ctx, int err)
+{
+	struct bk_list *l = ctx;
+	struct bk_region *rg = l->rg;
+	uint64_t count;
+
+	if (err || rg->vm->detached || l->next_page >= rg->npages) {
+		list_end(l, !err && !rg->vm->detached);
+		return;
+	}
+	if (!rg->ns_id[l->d]) {
+		bk_ns_open(rg, l->d, list_next, l);
+		return;
+	}
+	count = rg->npages - l->next_page;
+	if (count > GVM_LIST_PAGES_MAX)
+		count = GVM_LIST_PAGES_MAX;
+	memset(&l->req, 0, sizeof(l->req));
+	l->req.donor = l->d;
+	l->req.flags = BK_REQ_DEMAND;
+	l->req.cb = on_listed;
+	l->req.rx_buf = l->bits;
+	l->req.rx_cap = gvm_list_bitmap_bytes(GVM_LIST_PAGES_MAX);
+	gvm_hdr_init(&l->req.hdr, GVM__OP__OP_LIST, 0);
+	l->req.hdr.ns = rg->ns_id[l->d];
+	l->req.hdr.first_page = l->next_page;
+	l->req.hdr.page_count = (uint32_t)count;
+	bk_pool_submit(rg->vm->b->pool, &l->req);
+}
+
+static void list_start(struct bk_region *rg, unsigned d)
+{
+	struct bk_list *l = calloc(1, sizeof(*l));
+
+	if (!l || !(l->bits = malloc(gvm_list_bitmap_bytes(GVM_LIST_PAGES_MAX)))) {
+		free(l);
+		return; /* the tick asks again */
+	}
+	l->rg = rg;
+	l->d = d;
+	l->next = rg->vm->b->replica->lists;
+	if (l->next)
+		l->next->pprev = &l->next;
+	l->pprev = &rg->vm->b->replica->lists;
+	rg->vm->b->replica->lists = l;
+	rg->listing |= bit(d);
+	rg->vm->refs++;
+	list_next(l, 0);
+}
+
+void bk_replica_map(struct bk_region *rg)
+{
+	struct bk_broker *b = rg->vm->b;
+
+	rg->map_ready = false;
+	rg->listed = 0;
+	for (unsigned d = 0; d < b->cfg.ndonors; d++)
+		if (!bk_donor_dead(b, d))
+			list_start(rg, d);
+	map_check(rg);
+}
+
+/* ---- deaths and returns ---- */
+
+static void declare_dead(struct bk_broker *b, unsigned d, const char *why)
+{
+	struct bk_replica *rep = b->replica;
+
+	gvm_warn("donor %s: dead (%s for %u ms); its copies are made again from the others",
+		 bk_pool_donor_addr(b->pool, d), why, b->cfg.dead_after_ms);
+	rep->dead |= bit(d);
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
+		if (vm->detached)
+			continue;
+		for (size_t i = 0; i < vm->nregions; i++) {
+			struct bk_region *rg = &vm->regions[i];
+
+			rg->ns_id[d] = 0;
+			rg->ns_was[d] = 0;
+			for (uint64_t e = 0; e < rg->nextents; e++)
+				if (bk_loc_has(rg, e, d))
+					bk_loc_del(rg, e, d);
+		}
+	}
+	/* What waits for it fails now: reads go to other copies. */
+	bk_pool_set_dead(b->pool, d, true);
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
+			map_check(&vm->regions[i]);
+}
+
+struct revive_req {
+	struct bk_req req;
+	struct bk_replica *rep;
+};
+
+static void revive_step(struct bk_replica *rep, unsigned d)
+{
+	if (--rep->revive_pending[d])
+		return;
+	rep->reviving &= ~bit(d);
+	gvm_info("donor %s: back; this host's old copies there are dropped, it takes new ones",
+		 bk_pool_donor_addr(rep->b->pool, d));
+	rep->work = true;
+}
+
+static void on_revive_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
+			      const uint8_t *payload)
+{
+	struct revive_req *r = (struct revive_req *)req;
+	struct bk_replica *rep = r->rep;
+
+	(void)payload;
+	if (!status && h->status && h->status != ENOENT)
+		gvm_warn("donor %s: DROP_NS %s: %s", bk_pool_donor_addr(rep->b->pool, req->donor),
+			 req->hdr.ns_name, h->error);
+	revive_step(rep, req->donor);
+	free(r);
+}
+
+static void drop_on(struct bk_replica *rep, unsigned d, const char *ns)
+{
+	struct revive_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return;
+	r->rep = rep;
+	r->req.donor = d;
+	r->req.flags = BK_REQ_DEMAND;
+	r->req.cb = on_revive_dropped;
+	gvm_hdr_init(&r->req.hdr, GVM__OP__OP_DROP_NS, 0);
+	strcpy(r->req.hdr.ns_name, ns);
+	rep->revive_pending[d]++;
+	bk_pool_submit(rep->b->pool, &r->req);
+}
+
+/* A dead donor is back: what it holds of ours is stale, so this host's
+ * namespaces there (of attached VMs, and of VMs that may re-attach) are
+ * dropped before it takes any new copy. */
+static void revive(struct bk_broker *b, unsigned d)
+{
+	struct bk_replica *rep = b->replica;
+
+	bk_pool_set_dead(b->pool, d, false);
+	rep->dead &= ~bit(d);
+	rep->reviving |= bit(d);
+	rep->revive_pending[d] = 1; /* held until every DROP_NS is out */
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
+			drop_on(rep, d, vm->regions[i].ns);
+	for (struct bk_orphan *o = b->orphans; o; o = o->next)
+		for (size_t i = 0; i < o->nregions; i++)
+			drop_on(rep, d, o->ns[i]);
+	revive_step(rep, d);
+}
+
+static void on_validated(void *ctx, int err)
+{
+	(void)ctx;
+	(void)err; /* on_ns_open compared the ids */
+}
+
+/* A donor reachable again after a short absence: did it keep our
+ * namespaces? Each is opened again; another id means it restarted empty. */
+static void validate(struct bk_broker *b, unsigned d)
+{
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++) {
+			struct bk_region *rg = &vm->regions[i];
+
+			if (!rg->ns_was[d])
+				continue;
+			rg->ns_id[d] = 0;
+			bk_ns_open(rg, d, on_validated, NULL);
+		}
+	}
+}
+
+/* ---- re-replication ---- */
+
+static void copy_end(struct bk_copy *c)
+{
+	struct bk_replica *rep = c->rg->vm->b->replica;
+	struct bk_copy **pp;
+
+	for (pp = &rep->copies; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	rep->ncopies--;
+	bk_vm_put(c->rg->vm);
+	free(c->buf);
+	free(c);
+}
+
+static bool copy_void(const struct bk_copy *c)
+{
+	const struct bk_region *rg = c->rg;
+
+	return rg->vm->detached || rg->ext_ver[c->e] != c->ver || rg->wb_inflight[c->e] ||
+	       !bk_loc_count(rg, c->e);
+}
+
+static void on_copy_written(struct bk_req *req, int status, const struct gvm_hdr *h,
+			    const uint8_t *payload)
+{
+	struct bk_copy *c = (struct bk_copy *)req;
+	struct bk_region *rg = c->rg;
+	int err = status ? status : h->status ? -h->status : 0;
+
+	(void)payload;
+	if (err == -ENOENT && !rg->vm->detached)
+		bk_replica_ns_lost(rg, c->dst, "WRITE: unknown namespace");
+	else if (!err && !copy_void(c) && !bk_donor_dead(rg->vm->b, c->dst)) {
+		bk_loc_add(rg, c->e, c->dst);
+		bk_stats.rereplicated_pages += c->count;
+	}
+	copy_end(c);
+}
+
+static void copy_write(void *ctx, int err)
+{
+	struct bk_copy *c = ctx;
+	struct bk_region *rg = c->rg;
+	uint32_t k = 0;
+
+	if (err || copy_void(c)) {
+		copy_end(c);
+		return;
+	}
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.donor = c->dst;
+	c->req.flags = BK_REQ_FAIL_IF_DOWN;
+	c->req.cb = on_copy_written;
+	gvm_hdr_init(&c->req.hdr, GVM__OP__OP_WRITE, 0);
+	c->req.hdr.ns = rg->ns_id[c->dst];
+	c->req.hdr.first_page = c->e * bk_extent_pages(rg);
+	c->req.hdr.page_count = c->count;
+	c->req.hdr.payload_len = gvm_hdr_mark_zero_pages(&c->req.hdr, c->buf, c->count) *
+				 GVM_PAGE_SIZE;
+	for (uint32_t i = 0; i < c->count; i++)
+		if (!gvm_hdr_zero_test(&c->req.hdr, i)) {
+			if (k != i)
+				memmove(c->buf + (size_t)k * GVM_PAGE_SIZE,
+					c->buf + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+			k++;
+		}
+	c->req.payload = c->buf;
+	c->req.rx_buf = c->buf; /* the pool frees it with a request it never answered */
+	bk_pool_submit(rg->vm->b->pool, &c->req);
+}
+
+static void on_copy_read(struct bk_req *req, int status, const struct gvm_hdr *h,
+			 const uint8_t *payload)
+{
+	struct bk_copy *c = (struct bk_copy *)req;
+	struct bk_region *rg = c->rg;
+	int err = status ? status : h->status ? -h->status : 0;
+
+	if (err == -ENOENT && !rg->vm->detached)
+		bk_replica_ns_lost(rg, c->src, "READ: unknown namespace");
+	if (err || copy_void(c)) {
+		copy_end(c);
+		return;
+	}
+	if (payload != c->buf || gvm_hdr_data_pages(h) != h->page_count)
+		gvm_frame_unpack_pages(h, payload, c->buf);
+	bk_ns_open(rg, c->dst, copy_write, c);
+}
+
+static void copy_read(void *ctx, int err)
+{
+	struct bk_copy *c = ctx;
+	struct bk_region *rg = c->rg;
+
+	if (err || copy_void(c)) {
+		copy_end(c);
+		return;
+	}
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.donor = c->src;
+	c->req.flags = 0; /* behind every fault's READ */
+	c->req.cb = on_copy_read;
+	c->req.rx_buf = c->buf;
+	c->req.rx_cap = c->count * GVM_PAGE_SIZE;
+	gvm_hdr_init(&c->req.hdr, GVM__OP__OP_READ, 0);
+	c->req.hdr.ns = rg->ns_id[c->src];
+	c->req.hdr.first_page = c->e * bk_extent_pages(rg);
+	c->req.hdr.page_count = c->count;
+	bk_pool_submit(rg->vm->b->pool, &c->req);
+}
+
+static bool copying(const struct bk_replica *rep, const struct bk_region *rg, uint64_t e)
+{
+	for (const struct bk_copy *c = rep->copies; c; c = c->next)
+		if (c->rg == rg && c->e == e)
+			return true;
+	return false;
+}
+
+/* Starts a copy of extent e if it is short of copies and one can be made. */
+static bool copy_maybe(struct bk_replica *rep, struct bk_region *rg, uint64_t e)
+{
+	unsigned n = bk_loc_count(rg, e), src, dst;
+	struct bk_copy *c;
+
+	if (!n || n >= rep->b->cfg.replicas || rg->wb_inflight[e] || copying(rep, rg, e))
+		return false;
+	rep->work = true; /* still short, whether or not a copy starts now */
+	src = bk_read_donor(rg, e, 0);
+	dst = copy_target(rg, e);
+	if (src == BK_NO_DONOR || dst == BK_NO_DONOR || !bk_pool_donor_up(rep->b->pool, src))
+		return false;
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->buf = malloc(bk_extent_pages(rg) * GVM_PAGE_SIZE))) {
+		free(c);
+		return false;
+	}
+	c->rg = rg;
+	c->e = e;
+	c->src = src;
+	c->dst = dst;
+	c->ver = rg->ext_ver[e];
+	c->count = (uint32_t)extent_count(rg, e);
+	c->next = rep->copies;
+	rep->copies = c;
+	rep->ncopies++;
+	rep->tokens -= (double)c->count * GVM_PAGE_SIZE;
+	rg->vm->refs++;
+	bk_ns_open(rg, src, copy_read, c);
+	return true;
+}
+
+/* Walks the regions from where the last tick stopped, starting copies
+ * while the rate and the in-flight bound allow. */
+static void rereplicate(struct bk_replica *rep)
+{
+	struct bk_broker *b = rep->b;
+	unsigned steps = 0;
+	bool found = false;
+	struct bk_vm *vm;
+
+	for (vm = b->vms; vm && vm != rep->scan_vm; vm = vm->next)
+		;
+	if (!vm) { /* gone, or a new pass */
+		vm = b->vms;
+		rep->scan_region = 0;
+	}
+	rep->work = false;
+	for (unsigned vms = 0; vm && steps < REPLICA_SCAN_STEPS; vms++) {
+		for (; rep->scan_region < vm->nregions && !vm->detached; rep->scan_region++) {
+			struct bk_region *rg = &vm->regions[rep->scan_region];
+
+			for (; rg->rr_cursor < rg->nextents && steps < REPLICA_SCAN_STEPS; steps++) {
+				if (rep->ncopies >= BK_REREPLICATE_INFLIGHT_MAX || rep->tokens <= 0) {
+					rep->work = true;
+					rep->scan_vm = vm;
+					return;
+				}
+				found |= copy_maybe(rep, rg, rg->rr_cursor);
+				rg->rr_cursor++;
+			}
+			if (rg->rr_cursor < rg->nextents) {
+				rep->work = true;
+				rep->scan_vm = vm;
+				return;
+			}
+			rg->rr_cursor = 0;
+		}
+		vm = vm->next;
+		rep->scan_region = 0;
+	}
+	rep->scan_vm = vm;
+	if (vm || found)
+		rep->work = true;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct bk_replica *rep = t->data;
+	struct bk_broker *b = rep->b;
+	uint64_t now = uv_now(b->loop);
+	double cap = (double)b->cfg.rereplicate_bytes / (1000.0 / REPLICA_TICK_MS);
+
+	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
+		bool up = bk_pool_donor_up(b->pool, d);
+		uint64_t down = bk_pool_down_since(b->pool, d), oldest = bk_pool_oldest_ms(b->pool, d);
+
+		if (rep->dead & bit(d)) {
+			if (up)
+				revive(b, d);
+		} else if (down && now - down >= b->cfg.dead_after_ms) {
+			declare_dead(b, d, "unreachable");
+		} else if (oldest && now - oldest >= b->cfg.dead_after_ms) {
+			declare_dead(b, d, "no answer");
+		} else if (up && !rep->was_up[d]) {
+			validate(b, d);
+		}
+		rep->was_up[d] = bk_pool_donor_up(b->pool, d);
+	}
+	/* Regions whose map could not be had yet ask again. */
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++) {
+			struct bk_region *rg = &vm->regions[i];
+
+			if (rg->map_ready)
+				continue;
+			for (unsigned d = 0; d < b->cfg.ndonors; d++)
+				if (!((rg->listed | rg->listing | rep->dead) & bit(d)))
+					list_start(rg, d);
+		}
+	rep->tokens += (double)b->cfg.rereplicate_bytes * (double)(now - rep->last_ms) / 1000.0;
+	rep->last_ms = now;
+	if (rep->tokens > cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE)
+		rep->tokens = cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE;
+	if (rep->work && b->cfg.replicas > 1)
+		rereplicate(rep);
+	else if (rep->work)
+		rep->work = false; /* one copy wanted: nothing to make again */
+}
+
+int bk_replica_setup(struct bk_broker *b)
+{
+	struct bk_replica *rep = calloc(1, sizeof(*rep));
+
+	if (!rep)
+		return -ENOMEM;
+	rep->b = b;
+	rep->last_ms = uv_now(b->loop);
+	uv_timer_init(b->loop, &rep->tick);
+	rep->tick.data = rep;
+	uv_timer_start(&rep->tick, on_tick, REPLICA_TICK_MS, REPLICA_TICK_MS);
+	b->replica = rep;
+	return 0;
+}
+
+/* The state stays (reachable from the broker) until the process ends:
+ * requests the pool never answered still point into it. */
+void bk_replica_stop(struct bk_broker *b)
+{
+	if (b->replica)
+		uv_close((uv_handle_t *)&b->replica->tick, NULL);
+}
+
+unsigned bk_replica_dead_donors(const struct bk_broker *b)
+{
+	return b->replica ? (unsigned)__builtin_popcountll(b->replica->dead) : 0;
+}
+
+uint64_t bk_replica_degraded(const struct bk_broker *b)
+{
+	uint64_t n = 0;
+
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++) {
+			const struct bk_region *rg = &vm->regions[i];
+
+			for (uint64_t e = 0; e < rg->nextents; e++) {
+				unsigned c = bk_loc_count(rg, e);
+
+				n += c && c < b->cfg.replicas;
+			}
+		}
+	return n;
+}
