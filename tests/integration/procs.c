@@ -160,6 +160,9 @@ static bool unix_ready(const struct gvmt_proc *p)
 	return unix_connects(p->addr);
 }
 
+static bool memserver_netns_try(struct gvmt_proc *p, const char *key_path,
+				const char *const *extra);
+
 /* One try at starting gvm-memserver on p->addr: true once it accepts. */
 static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char *const *extra)
 {
@@ -198,7 +201,59 @@ bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
 bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
 			    const char *const *extra)
 {
+	if (p->netns[0])
+		return memserver_netns_try(p, key_path, extra);
 	return memserver_try(p, key_path, extra);
+}
+
+static bool addr_ready(const struct gvmt_proc *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+	bool ok;
+
+	if (gvm_parse_hostport(p->addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
+		return false;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok = connect(fd, (struct sockaddr *)&ss, len) == 0;
+	close(fd);
+	return ok;
+}
+
+/* One try at gvm-memserver inside network namespace p->netns. */
+static bool memserver_netns_try(struct gvmt_proc *p, const char *key_path,
+				const char *const *extra)
+{
+	const char *argv[40];
+	char bin[512];
+	int argc = 0;
+
+	argv[argc++] = "/usr/sbin/ip";
+	argv[argc++] = "netns";
+	argv[argc++] = "exec";
+	argv[argc++] = p->netns;
+	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
+	argv[argc++] = "--listen";
+	argv[argc++] = p->addr;
+	argv[argc++] = "--key-file";
+	argv[argc++] = key_path;
+	for (int i = 0; extra && extra[i] && argc < 39; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+	return start_and_wait(p, argv, addr_ready);
+}
+
+bool gvmt_memserver_start_netns(struct gvmt_proc *p, const char *netns, const char *ip,
+				const char *key_path, const char *const *extra)
+{
+	static int serial;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->log, sizeof(p->log), "%s/memserver-ns-%d.log", gvmt_dir(), ++serial);
+	snprintf(p->netns, sizeof(p->netns), "%s", netns);
+	snprintf(p->addr, sizeof(p->addr), "%s:%d", ip, 7000 + serial);
+	return memserver_netns_try(p, key_path, extra);
 }
 
 static bool unix_connects(const char *path)

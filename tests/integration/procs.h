@@ -28,6 +28,7 @@ struct gvmt_proc {
 	pid_t pid;
 	char addr[64]; /* "127.0.0.1:PORT" */
 	char log[512];
+	char netns[32]; /* a memserver run in this network namespace, or "" */
 };
 
 /* A fresh folder under $TMPDIR for this test program. */
@@ -62,7 +63,12 @@ bool gvmt_test_user_named(const char *name, uid_t *uid, gid_t *gid, gid_t *gvm_g
 /* In a child: become that user with no capabilities. */
 void gvmt_become(uid_t uid, gid_t gid, gid_t gvm_gid);
 
-/* Starts a stopped gvm-memserver again on the same address and log. */
+/* Starts gvm-memserver inside network namespace netns (ip netns exec),
+ * listening on ip and a port of its own; waits until it accepts there. */
+bool gvmt_memserver_start_netns(struct gvmt_proc *p, const char *netns, const char *ip,
+				const char *key_path, const char *const *extra);
+/* Starts a stopped gvm-memserver again on the same address and log (and
+ * network namespace). */
 bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
 			    const char *const *extra);
 /* Lines of the file that start with prefix. */

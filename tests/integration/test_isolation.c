@@ -42,6 +42,7 @@
 #include <cmocka.h>
 
 #include "ctlmsg.h"
+#include "dclient.h"
 #include "gvmmem.h"
 #include "pattern.h"
 #include "procs.h"
@@ -391,6 +392,9 @@ static int raw_hello(int s, const uint8_t *inc, const uint8_t *secret, int *devf
 	return rc;
 }
 
+/* The per-VM limit raw_attach asks for (0: none). */
+static uint64_t raw_limit_bytes;
+
 /* Attach one region of size bytes (its memfd) through s: 0 with the
  * incarnation and secret from Attached, or the refusal's errno. */
 static int raw_attach(int s, int devfd, uint8_t *mem, size_t size, int memfd, bool fresh_uffd,
@@ -414,6 +418,7 @@ static int raw_attach(int s, int devfd, uint8_t *mem, size_t size, int memfd, bo
 	r.size = size;
 	a.n_regions = 1;
 	a.regions = &rp;
+	a.vm_limit_bytes = raw_limit_bytes;
 	m.msg_case = GVM__CONTROL__MSG_ATTACH;
 	m.attach = &a;
 	fds[0] = uffd;
@@ -523,6 +528,103 @@ static void test_only_its_user_can_reattach_an_incarnation(void **state)
 	close(p[0]), close(p[1]);
 	assert_int_equal(gvmt_broker_stat(cl.sock, "attach_errors"), 3 + 1); /* + the EBUSY */
 	assert_true(gvmt_file_count(cl.broker.log, "re-attach refused") >= 1);
+	cluster_stop(&cl);
+}
+
+/* Namespaces the cluster's donors hold, summed. */
+static uint64_t donor_namespaces(const struct cluster *cl)
+{
+	struct gvm_key key;
+	char why[256];
+	uint64_t n = 0;
+
+	assert_int_equal(gvm_key_load(key_path, &key, why, sizeof(why)), 0);
+	for (int i = 0; i < 2; i++) {
+		Gvm__MemserverStats *m = NULL;
+		struct gvm_dconn *c;
+
+		assert_int_equal(gvm_dconn_open(&c, cl->donor[i].addr, &key, NULL, why, sizeof(why)), 0);
+		assert_int_equal(gvm_dconn_stats(c, NULL, &m), 0);
+		n += m->namespaces;
+		gvm__memserver_stats__free_unpacked(m, NULL);
+		gvm_dconn_close(c);
+	}
+	return n;
+}
+
+/* In a child as tenant_a: attaches 4 MiB under a 256 KiB limit, writes it
+ * (so most of it goes to the donors), says so on fd, closes its connection
+ * and lives on. */
+static pid_t leaver_fork(const char *sock, int fd)
+{
+	char why[256] = "";
+	uint8_t inc[GVM_INCARNATION_BYTES], secret[GVM_INCARNATION_SECRET_BYTES], *mem;
+	int s, devfd, memfd;
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	gvmt_become(tenant_a.uid, tenant_a.gid, tenant_a.gvm);
+	memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	CHILD_CHECK(memfd >= 0 && !ftruncate(memfd, 4 << 20), 71, "memfd");
+	mem = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	s = raw_connect(sock);
+	CHILD_CHECK(s >= 0 && !raw_hello(s, NULL, NULL, &devfd, why, sizeof(why)), 72, "hello: %s",
+		    why);
+	CHILD_CHECK(!raw_attach(s, devfd, mem, 4 << 20, memfd, true, inc, secret, why, sizeof(why)),
+		    73, "attach: %s", why);
+	memset(mem, 0x5a, 4 << 20);
+	close(s);
+	CHILD_CHECK(write(fd, "a", 1) == 1, 74, "pipe");
+	pause();
+	_exit(0);
+}
+
+/* A connection that ends while its process lives (a client that lost it,
+ * not one that detached) keeps the VM's pages on the donors: the process
+ * may attach again. They go when the process exits (the broker watches a
+ * pidfd), and a user keeps at most --uid-vms such VMs: past that, the
+ * oldest one's pages go. */
+static void test_a_lost_connection_keeps_pages_until_the_process_exits(void **state)
+{
+	struct cluster cl;
+	pid_t kid[3];
+	int p[2];
+
+	(void)state;
+	if (!have_users)
+		skip();
+	cluster_start(&cl, "orphans.sock", (const char *[]){ "--uid-vms", "2", NULL });
+	raw_limit_bytes = 256 << 10;
+	assert_int_equal(pipe(p), 0);
+	for (int i = 0; i < 3; i++) {
+		kid[i] = leaver_fork(cl.sock, p[1]);
+		assert_true(wait_byte(p[0], 30000));
+		for (int t = 0; t < 100 && gvmt_file_count(cl.broker.log, "while its process lives") <
+						   i + 1; t++)
+			usleep(20000);
+		assert_int_equal(gvmt_file_count(cl.broker.log, "while its process lives"), i + 1);
+		if (i == 0)
+			assert_true(donor_namespaces(&cl) >= 1);
+	}
+	raw_limit_bytes = 0;
+	/* the third made the first one's pages go */
+	assert_int_equal(gvmt_file_count(cl.broker.log, "too many VMs of its user"), 1);
+	assert_int_equal(gvmt_file_count(cl.broker.log, "its process exited"), 0);
+	kill(kid[1], SIGKILL);
+	wait_exit(kid[1], 10000);
+	for (int t = 0; t < 100 && !gvmt_file_count(cl.broker.log, "its process exited"); t++)
+		usleep(20000);
+	assert_int_equal(gvmt_file_count(cl.broker.log, "its process exited"), 1);
+	kill(kid[2], SIGKILL);
+	kill(kid[0], SIGKILL);
+	wait_exit(kid[2], 10000);
+	wait_exit(kid[0], 10000);
+	for (int t = 0; t < 100 && donor_namespaces(&cl); t++)
+		usleep(20000);
+	assert_int_equal(donor_namespaces(&cl), 0);
+	close(p[0]), close(p[1]);
 	cluster_stop(&cl);
 }
 
@@ -1063,6 +1165,7 @@ int main(void)
 		cmocka_unit_test(test_two_hosts_with_the_same_vm_name_never_share_a_page),
 		cmocka_unit_test(test_a_vm_started_again_under_an_old_name_starts_from_zero),
 		cmocka_unit_test(test_only_its_user_can_reattach_an_incarnation),
+		cmocka_unit_test(test_a_lost_connection_keeps_pages_until_the_process_exits),
 		cmocka_unit_test(test_a_user_outside_group_gvm_gets_nothing_not_even_stats),
 		cmocka_unit_test(test_vm_names_follow_one_rule_in_the_library_broker_and_gvm_qemu),
 		cmocka_unit_test(test_an_attach_with_50000_mappings_does_not_stall_other_vms),
