@@ -348,19 +348,27 @@ int gvm_dconn_write(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 	return err ? err : dconn_expect(c, id, GVM__OP__OP_WRITE, &h, &p);
 }
 
+/* A request for pages [first, first+count) of ns with no payload (READ,
+ * DISCARD, LIST), and its answer. */
+static int dconn_paged(struct gvm_dconn *c, Gvm__Op op, uint32_t ns, uint64_t first,
+		       uint32_t count, const struct gvm_hdr **h, const uint8_t **p)
+{
+	struct gvm_hdr req;
+
+	gvm_hdr_init(&req, op, 0);
+	req.ns = ns;
+	req.first_page = first;
+	req.page_count = count;
+	return dconn_call(c, &req, NULL, h, p);
+}
+
 int gvm_dconn_read(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		   uint32_t count, uint8_t *out, uint32_t *zero_pages)
 {
 	const struct gvm_hdr *h;
 	const uint8_t *p;
-	struct gvm_hdr req;
-	int err;
+	int err = dconn_paged(c, GVM__OP__OP_READ, ns, first, count, &h, &p);
 
-	gvm_hdr_init(&req, GVM__OP__OP_READ, 0);
-	req.ns = ns;
-	req.first_page = first;
-	req.page_count = count;
-	err = dconn_call(c, &req, NULL, &h, &p);
 	if (err)
 		return err;
 	if (h->page_count != count || h->first_page != first)
@@ -376,13 +384,8 @@ int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 {
 	const struct gvm_hdr *h;
 	const uint8_t *p;
-	struct gvm_hdr req;
 
-	gvm_hdr_init(&req, GVM__OP__OP_DISCARD, 0);
-	req.ns = ns;
-	req.first_page = first;
-	req.page_count = count;
-	return dconn_call(c, &req, NULL, &h, &p);
+	return dconn_paged(c, GVM__OP__OP_DISCARD, ns, first, count, &h, &p);
 }
 
 int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
@@ -390,14 +393,8 @@ int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 {
 	const struct gvm_hdr *h;
 	const uint8_t *p;
-	struct gvm_hdr req;
-	int err;
+	int err = dconn_paged(c, GVM__OP__OP_LIST, ns, first, count, &h, &p);
 
-	gvm_hdr_init(&req, GVM__OP__OP_LIST, 0);
-	req.ns = ns;
-	req.first_page = first;
-	req.page_count = count;
-	err = dconn_call(c, &req, NULL, &h, &p);
 	if (err)
 		return err;
 	if (h->ns != ns || h->page_count != count || h->first_page != first)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "ctlmsg.h"
+#include "dclient.h"
 #include "frame.h"
 
 #define START_TRIES 5
@@ -549,4 +550,18 @@ void gvmt_fake_giantvm(const char *root, char *module_dir, size_t n)
 		snprintf(module_dir, n, "%s%s", root, parts[i]);
 		mkdir(module_dir, 0755);
 	}
+}
+
+Gvm__MemserverStats *gvmt_donor_stats(const char *addr, const struct gvm_key *key)
+{
+	Gvm__MemserverStats *m = NULL;
+	struct gvm_dconn *c;
+	char why[512];
+
+	if (gvm_dconn_open(&c, addr, key, NULL, why, sizeof(why)))
+		return NULL;
+	if (gvm_dconn_stats(c, NULL, &m))
+		m = NULL;
+	gvm_dconn_close(c);
+	return m;
 }

@@ -86,6 +86,10 @@ const char *gvmt_bin(const char *name, char *buf, size_t n);
 
 uint64_t gvmt_checksum(const uint8_t *data, size_t len);
 
+/* A donor's STATS (as the tool host), or NULL; free with
+ * gvm__memserver_stats__free_unpacked. */
+struct Gvm__MemserverStats *gvmt_donor_stats(const char *addr, const struct gvm_key *key);
+
 /* Moving a VM's pages to its donors: gvm_push_to_donors (bench/push.h). */
 /* Sends a control Hello on s: a re-attach when inc is not NULL (then
  * secret is its proof). gvm_ctl_send's result. */
