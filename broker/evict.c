@@ -2,11 +2,13 @@
  * Eviction). Above the high watermark a clock (oldest-first by address with
  * a second chance: pages used since the hand last passed are skipped once)
  * picks pages from the region holding the most, clean ones first. A clean
- * page is punched out of the memfd at once: its donor already has it. Dirty
- * pages go in runs within one extent: write-protect, read from the memfd,
- * one WRITE to the extent's donor, and only after its ack the punch; a
- * writer that hits the protection meanwhile waits and refaults the page
- * from the donor. A refused write puts everything back as it was. Faults
+ * page is punched out of the memfd at once: its donors already have it.
+ * Dirty pages go in runs within one extent: write-protect, read from the
+ * memfd, one WRITE to each of the extent's live copies (its first to the
+ * first --replicas donors in placement order), and only after every one
+ * acked the punch; a writer that hits the protection meanwhile waits and
+ * refaults the page from the donors. A refused write puts everything back
+ * as it was. Faults
  * that would pass budget + one batch wait (fault.c) while write-backs are
  * in flight. */
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* fault.c: serving page faults. Each attached VM's userfaultfd is polled on
  * the broker's loop; a batch of fault messages is read at once. A missing
  * page's whole extent is installed with UFFDIO_COPY: zeros straight away for
- * a region the donors have never seen, otherwise the extent's pages from its
- * donor (pool.c, placement.c) in one READ, or from the prefetch cache
+ * an extent no donor holds, otherwise the extent's pages from a donor
+ * holding it (pool.c, replica.c) in one READ, or from the prefetch cache
  * (prefetch.c). The faulting page always goes in first, alone, so its thread
  * runs on while the rest is copied. A remote fault sends a one-page READ;
  * its extent's READ follows in the same breath only when there is locality
@@ -15,7 +15,14 @@
  * the window on (installing ahead stops short of the budget). A fault that
  * finds its extent's prefetch still queued behind other VMs' moves it to
  * the front. Read faults install write-protected, so the first write is a
- * WP fault that marks the page dirty (for eviction) and lifts the WP. */
+ * WP fault that marks the page dirty (for eviction) and lifts the WP.
+ * An extent's pages come from the first reachable donor holding a copy
+ * (replica.h); a READ that fails goes to the next copy (a failover), and a
+ * READ slower than its donor's recent p99 is also sent to the next one (a
+ * hedged read: the first good answer is installed). With no copy left, a
+ * page not in memory is poisoned (UFFDIO_POISON); a READ that failed for
+ * another reason is asked again after a backoff. No path refaults in a
+ * loop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
-#include "uffd_compat.h"
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +27,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "uffd_compat.h"
 
 /* Landlock beyond what Debian 12's headers know (linux/landlock.h of 6.1). */
 #define LL_FS_TRUNCATE (1ull << 14)      /* ABI 3 */

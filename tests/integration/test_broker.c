@@ -853,5 +853,7 @@ int main(void)
 	if (!have_user)
 		fprintf(stderr, "test_broker: not root: clients run as this user, the unprivileged test is skipped\n");
 	chmod(gvmt_dir(), 0755); /* the unprivileged clients reach the socket in it */
+	if (getenv("GVM_TEST_FILTER")) /* e.g. GVM_TEST_FILTER='*stop_signal*' */
+		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }
