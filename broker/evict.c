@@ -153,6 +153,7 @@ static void wb_finish(struct bk_wb *wb)
 		for (unsigned i = 0; i < wb->ntargets; i++)
 			if (wb->result[i] == WOP_ACKED)
 				bk_loc_add(rg, e, wb->targets[i]);
+		bk_replica_check(rg, e);
 		err = punch(rg, wb->first, wb->count);
 		if (err) {
 			gvm_err("vm %s: cannot punch written-back pages: %s", rg->vm->name,

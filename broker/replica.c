@@ -100,7 +100,13 @@ void bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d)
 
 	if (n < BK_REPLICAS_MAX && !bk_loc_has(rg, e, d))
 		l[n] = (uint8_t)d;
-	if (n + 1 < rg->vm->b->cfg.replicas && rg->vm->b->replica)
+}
+
+void bk_replica_check(struct bk_region *rg, uint64_t e)
+{
+	unsigned n = bk_loc_count(rg, e);
+
+	if (n && n < rg->vm->b->cfg.replicas && rg->vm->b->replica)
 		rg->vm->b->replica->work = true;
 }
 
@@ -287,11 +293,12 @@ struct bk_list {
 
 static void map_check(struct bk_region *rg)
 {
-	const struct bk_broker *b = rg->vm->b;
+	struct bk_broker *b = rg->vm->b;
 
 	if (rg->map_ready || ((rg->listed | b->replica->dead) & all_donors(b)) != all_donors(b))
 		return;
 	rg->map_ready = true;
+	b->replica->work = true; /* some extents may be short of copies */
 	gvm_debug("vm %s: %s: every donor said what it holds", rg->vm->name, rg->ns);
 	bk_uffd_wake(rg, 0, rg->npages); /* faults that waited for it */
 }

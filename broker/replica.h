@@ -26,6 +26,9 @@ static inline uint8_t *bk_loc(const struct bk_region *rg, uint64_t e)
 unsigned bk_loc_count(const struct bk_region *rg, uint64_t e);
 bool bk_loc_has(const struct bk_region *rg, uint64_t e, unsigned d);
 void bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d);
+/* After a change of e's location: re-replication looks at it if it is
+ * short of copies. */
+void bk_replica_check(struct bk_region *rg, uint64_t e);
 /* Forgets d's copy; when it was the last, the extent's missing pages are
  * lost (only explicit answers come here: a death, a forgotten namespace). */
 void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d);
