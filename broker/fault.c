@@ -435,7 +435,7 @@ static void hedge_watch(struct bk_fetch *f)
 			uv_unref((uv_handle_t *)&hedge_timer); /* never keeps the loop alive */
 		}
 		hedge_timer_on = true;
-		uv_timer_start(&hedge_timer, on_hedge_timer, 1, 1);
+		uv_timer_start(&hedge_timer, on_hedge_timer, (wait + 999) / 1000, 0);
 	}
 }
 
@@ -464,23 +464,26 @@ static void hedge(struct bk_fetch *f)
 
 static void on_hedge_timer(uv_timer_t *t)
 {
-	uint64_t now = now_us();
+	uint64_t now = now_us(), next_at = UINT64_MAX;
 	struct bk_fetch *f = hedge_head, *next;
 
 	for (; f; f = next) {
 		next = f->hnext;
-		if (now < f->hedge_at_us)
+		if (now >= f->hedge_at_us && !f->demand &&
+		    f->rg->ext_state[f->extent] != BK_EXT_FETCHING)
+			f->hedge_at_us = now + BK_HEDGE_MIN_US; /* a prefetch: once a fault waits */
+		if (now < f->hedge_at_us) {
+			if (f->hedge_at_us < next_at)
+				next_at = f->hedge_at_us;
 			continue;
-		/* a prefetch only once a fault waits on it */
-		if (!f->demand && f->rg->ext_state[f->extent] != BK_EXT_FETCHING)
-			continue;
+		}
 		hedge_unlink(f);
 		hedge(f);
 	}
-	if (!hedge_head) {
-		uv_timer_stop(t);
-		hedge_timer_on = false;
-	}
+	/* One-shot, at the next deadline: most READs end before theirs. */
+	hedge_timer_on = next_at != UINT64_MAX;
+	if (hedge_timer_on)
+		uv_timer_start(t, on_hedge_timer, (next_at - now + 999) / 1000, 0);
 }
 
 /* ---- reads ---- */

@@ -52,6 +52,7 @@ struct bk_replica {
 	uint64_t last_ms;
 	struct bk_vm *scan_vm; /* where the scan stands: a VM (may be stale: checked) */
 	size_t scan_region;
+	bool scanning;     /* rereplicate is on the stack */
 };
 
 static struct gvm_log_limit lost_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
@@ -535,6 +536,11 @@ static void validate(struct bk_broker *b, unsigned d)
 
 /* ---- re-replication ---- */
 
+static void rereplicate(struct bk_replica *rep);
+
+/* A copy is done, made or not: the next one starts at once while there is
+ * work and rate left (waiting for the tick held re-replication to eight
+ * extents a tick). */
 static void copy_end(struct bk_copy *c)
 {
 	struct bk_replica *rep = c->rg->vm->b->replica;
@@ -549,6 +555,8 @@ static void copy_end(struct bk_copy *c)
 	bk_vm_put(c->rg->vm);
 	free(c->buf);
 	free(c);
+	if (rep->work && rep->tokens > 0 && !rep->b->stopping)
+		rereplicate(rep);
 }
 
 static bool copy_void(const struct bk_copy *c)
@@ -698,6 +706,9 @@ static void rereplicate(struct bk_replica *rep)
 	bool found = false;
 	struct bk_vm *vm;
 
+	if (rep->scanning || b->cfg.replicas < 2)
+		return; /* a copy that ended inside the walk: it goes on */
+	rep->scanning = true;
 	for (vm = b->vms; vm && vm != rep->scan_vm; vm = vm->next)
 		;
 	if (!vm) { /* gone, or a new pass */
@@ -713,6 +724,7 @@ static void rereplicate(struct bk_replica *rep)
 				if (rep->ncopies >= BK_REREPLICATE_INFLIGHT_MAX || rep->tokens <= 0) {
 					rep->work = true;
 					rep->scan_vm = vm;
+					rep->scanning = false;
 					return;
 				}
 				found |= copy_maybe(rep, rg, rg->rr_cursor);
@@ -721,6 +733,7 @@ static void rereplicate(struct bk_replica *rep)
 			if (rg->rr_cursor < rg->nextents) {
 				rep->work = true;
 				rep->scan_vm = vm;
+				rep->scanning = false;
 				return;
 			}
 			rg->rr_cursor = 0;
@@ -731,6 +744,7 @@ static void rereplicate(struct bk_replica *rep)
 	rep->scan_vm = vm;
 	if (vm || found)
 		rep->work = true;
+	rep->scanning = false;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -773,7 +787,7 @@ static void on_tick(uv_timer_t *t)
 		rep->tokens = cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE;
 	if (rep->work && b->cfg.replicas > 1)
 		rereplicate(rep);
-	else if (rep->work)
+	else if (rep->work && b->cfg.replicas < 2)
 		rep->work = false; /* one copy wanted: nothing to make again */
 }
 
