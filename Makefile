@@ -148,8 +148,14 @@ $(BIN)/gvm-fault-bench: $(OBJ)/bench/fault_bench.o $(LIB)/libgvmmem.a $(LIB)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(OBJ)/bench/failover_bench.o: CPPFLAGS += -Iclient-lib/include
+$(BIN)/gvm-failover-bench: $(OBJ)/bench/failover_bench.o $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
-	$(BIN)/gvm-fault-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim $(BIN)/gvm-seed-bench
+	$(BIN)/gvm-fault-bench $(BIN)/gvm-failover-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim \
+	$(BIN)/gvm-seed-bench
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and

@@ -9,7 +9,10 @@
  * sequential MB/s for both, and their ratios. With --evict R it runs a
  * read-modify-write workload instead (two sequential passes, then random
  * 4 KiB read-modify-writes) three ways: local ceiling, broker without a
- * limit, and broker with a per-VM limit of 1/R of the region (eviction). */
+ * limit, and broker with a per-VM limit of 1/R of the region (eviction).
+ * With --versus B the ceiling gives way to a second broker: each round runs
+ * the first touches (or, with --evict, the limited read-modify-write) on
+ * --socket and on B, in turn, for two configurations side by side. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -504,6 +507,54 @@ static int run_vms(const char *sock, size_t size, unsigned extent_pages, const u
 	return 0;
 }
 
+/* --versus: the same workload on broker A (--socket) and broker B, the
+ * order swapped every round so drift falls on both alike; medians of each.
+ * prefix names the figures: "" for first touch, "rmw_" for --evict. */
+static int run_versus(const char *sock_a, const char *sock_b, size_t size,
+		      unsigned extent_pages, unsigned samples, unsigned rounds, workload_fn work,
+		      uint64_t limit, const char *prefix)
+{
+	struct result a[16], b[16], am, bm;
+	double worst_steal = 0;
+
+	printf("%-30s %12s %14s %14s\n", "", "seq MB/s", "rand p50 us", "rand p99 us");
+	for (unsigned i = 0; i < rounds; i++) {
+		for (unsigned retry = 0;; retry++) {
+			const char *first = i % 2 ? sock_b : sock_a, *second = i % 2 ? sock_a : sock_b;
+			struct steal_mark m;
+
+			steal_mark(&m);
+			if (run_broker(first, size, extent_pages, samples, work, limit,
+				       i % 2 ? &b[i] : &a[i]) ||
+			    run_broker(second, size, extent_pages, samples, work, limit,
+				       i % 2 ? &a[i] : &b[i]))
+				return 1;
+			if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
+				break;
+		}
+		printf("round %u: broker A (--socket)   %12.1f %14.1f %14.1f\n", i + 1,
+		       a[i].seq_mbps, a[i].rand_p50_us, a[i].rand_p99_us);
+		printf("round %u: broker B (--versus)   %12.1f %14.1f %14.1f\n", i + 1,
+		       b[i].seq_mbps, b[i].rand_p50_us, b[i].rand_p99_us);
+		fflush(stdout);
+	}
+	median_result(a, rounds, &am);
+	median_result(b, rounds, &bm);
+	printf("median:  broker A (--socket)   %12.1f %14.1f %14.1f\n", am.seq_mbps,
+	       am.rand_p50_us, am.rand_p99_us);
+	printf("median:  broker B (--versus)   %12.1f %14.1f %14.1f\n", bm.seq_mbps,
+	       bm.rand_p50_us, bm.rand_p99_us);
+	printf("B against A: sequential %.2fx, random p50 %.2fx, p99 %.2fx\n",
+	       bm.seq_mbps / am.seq_mbps, bm.rand_p50_us / am.rand_p50_us,
+	       bm.rand_p99_us / am.rand_p99_us);
+	printf("key %sa_seq_mbps %.1f\nkey %sa_rand_p50_us %.1f\nkey %sa_rand_p99_us %.1f\n",
+	       prefix, am.seq_mbps, prefix, am.rand_p50_us, prefix, am.rand_p99_us);
+	printf("key %sb_seq_mbps %.1f\nkey %sb_rand_p50_us %.1f\nkey %sb_rand_p99_us %.1f\n",
+	       prefix, bm.seq_mbps, prefix, bm.rand_p50_us, prefix, bm.rand_p99_us);
+	printf("key %sversus_steal_pct %.0f\n", prefix, worst_steal);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -514,10 +565,11 @@ int main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "evict", required_argument, NULL, 'E' },
 		{ "vms", required_argument, NULL, 'V' },
+		{ "versus", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = GVM_DEFAULT_SOCKET;
+	const char *sock = GVM_DEFAULT_SOCKET, *versus = NULL;
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
 	unsigned vms[VMS_LIST_MAX], nvms = 0;
@@ -528,6 +580,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
+		case 'B': versus = optarg; break;
 		case 'z':
 			if (gvm_parse_size(optarg, &size) || size < (8u << 20)) {
 				fprintf(stderr, "--size %s: want 8M or more\n", optarg);
@@ -560,14 +613,16 @@ int main(int argc, char **argv)
 		case 'h':
 			printf("Usage: gvm-fault-bench --socket BROKER\n"
 			       "          [--size 256M] [--extent-pages 32] [--samples 1000] [--rounds 3]\n"
-			       "          [--evict RATIO] [--vms K[,K...]]\n"
+			       "          [--evict RATIO] [--vms K[,K...]] [--versus BROKER_B]\n"
 			       "First-touch faults through gvm-broker (pages written, then moved to the\n"
 			       "donors before the clock starts) next to a local userfaultfd handler copying\n"
 			       "from memory; run as root. Ceiling and broker alternate for --rounds\n"
 			       "rounds; medians are compared. Give the broker's --extent-pages.\n"
 			       "--vms K: K processes, each its own VM of\n"
 			       "--size, touch their regions in order at once; prints the aggregate.\n"
-			       "A list (--vms 1,2,4) runs each count in turn in every round.\n");
+			       "A list (--vms 1,2,4) runs each count in turn in every round.\n"
+			       "--versus B: no ceiling; each round runs the broker's part on\n"
+			       "--socket and on B in turn (with --evict: the limited run only).\n");
 			return 0;
 		default:
 			return 2;
@@ -580,6 +635,19 @@ int main(int argc, char **argv)
 	}
 	if (nvms)
 		return run_vms(sock, size, extent_pages, vms, nvms, rounds);
+	if (versus && evict) {
+		printf("read-modify-write, %llu MiB region limited to %llu MiB (1/%u), broker A "
+		       "against B, %u random ops, %u rounds\n", (unsigned long long)(size >> 20),
+		       (unsigned long long)(size / evict >> 20), evict, samples * 4, rounds);
+		return run_versus(sock, versus, size, extent_pages, samples, rounds, measure_rmw,
+				  size / evict, "rmw_");
+	}
+	if (versus) {
+		printf("first-touch faults, %llu MiB region, broker A against B, %u random "
+		       "samples, %u rounds\n", (unsigned long long)(size >> 20), samples, rounds);
+		return run_versus(sock, versus, size, extent_pages, samples, rounds, measure, 0,
+				  "");
+	}
 	if (evict) {
 		uint64_t limit = size / evict;
 

@@ -10,17 +10,37 @@
 #   gvmmem   libgvmmem + gvm-broker + gvm-memserver: sequential and random
 #            first touch, read-modify-write with the working set 4x the
 #            VM's budget, 1/2/4 VMs at once on one pool;
+#   replicas three donors, a broker keeping 1 copy of each extent against
+#            one keeping 2 (first touch, 4x-budget read-modify-write; the
+#            two alternate round by round); then, with 2 copies, a donor
+#            SIGKILLed under a VM: seconds until it is declared dead and
+#            until every extent has 2 copies again, per GiB held, and the
+#            VM's fault latency while that runs (gvm-failover-bench);
 # plus the giantvm-kvm core's metadata and fan-out figures. Writes
 # bench/RESULTS.md (tables, machine, kernel, commit) and bench/results.png,
 # and prints one "name value unit" line per figure. Never fails on a
 # number: targets are for people to read. Needs root (userfaultfd).
+# Sizes of the replica runs, from the environment (`make bench VAR=...`):
+#   BENCH_REPLICA_SIZE     region per VM, R=1 against R=2 (256M)
+#   BENCH_REPLICA_ROUNDS   rounds of each, first touch, odd, at most 16 (5)
+#   BENCH_REPLICA_RMW_ROUNDS  the same, read-modify-write (3)
+#   BENCH_FAILOVER_SIZE    what the VM holds on the donors at the kill (512M)
+#   BENCH_DEAD_AFTER       the broker's --dead-after, seconds (2)
+#   BENCH_REREPLICATE_RATE the broker's --rereplicate-rate (1G: above what
+#                          loopback needs, so the limiter is not the bound)
 set -euo pipefail
 build=${1:-build}
 bin=$build/bin
 out=bench
 work=$(mktemp -d)
-bk= ms= spid=
-trap 'kill $bk $ms $spid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+rsize=${BENCH_REPLICA_SIZE:-256M}
+rrounds=${BENCH_REPLICA_ROUNDS:-5}
+rrmw_rounds=${BENCH_REPLICA_RMW_ROUNDS:-3}
+fsize=${BENCH_FAILOVER_SIZE:-512M}
+dead_after=${BENCH_DEAD_AFTER:-2}
+rr_rate=${BENCH_REREPLICATE_RATE:-1G}
+bk= ms= spid= rp=
+trap 'kill $bk $ms $spid $rp 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 keys=$work/keys
 : >"$keys"
 key() { sed -n "s/^key $1 //p" "$2" | tail -1; }
@@ -95,6 +115,92 @@ put donor_connections_before "$conns_before" conns
 put donor_connections_after_4_vms "$conns_after" conns
 
 echo
+echo "== replicas: 1 against 2 copies of each extent over three donors (one broker each, rounds alternating)"
+# Three donors of their own; each broker here has every flag the same but
+# --replicas. A broker is up once it has connections to all three.
+rdonors= rms=()
+for i in 2 3 4; do
+	"$bin/gvm-memserver" --listen 127.0.0.1:$((port + i)) --key-file "$work/key" \
+		--capacity 2G --log-level warn 2>"$work/memserver$i.log" &
+	rms+=($!)
+	rp="$rp $!"
+	rdonors="$rdonors --donor 127.0.0.1:$((port + i))"
+done
+# broker_start NAME REPLICAS: a broker on $work/NAME.sock over the three
+# donors, its pid in $bpid.
+broker_start() {
+	"$bin/gvm-broker" --socket "$work/$1.sock" $rdonors --key-file "$work/key" \
+		--state-dir "$work/state-$1" --replicas "$2" --dead-after "$dead_after" \
+		--rereplicate-rate "$rr_rate" --no-cuse --log-level warn 2>"$work/broker-$1.log" &
+	bpid=$!
+	rp="$rp $bpid"
+	for _ in $(seq 100); do
+		"$bin/gvmctl" --socket "$work/$1.sock" stats 2>/dev/null |
+			grep -Eq '^donor_connections: ([3-9]|[1-9][0-9])' && break
+		sleep 0.1
+	done
+}
+stat_of() { "$bin/gvmctl" --socket "$work/$1.sock" stats | sed -n "s/^$2: //p"; }
+broker_start r1 1
+r1=$bpid
+broker_start r2 2
+r2=$bpid
+"$bin/gvm-fault-bench" --socket "$work/r1.sock" --versus "$work/r2.sock" --size "$rsize" \
+	--samples 1000 --rounds "$rrounds" | tee "$work/rep" | grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/r1.sock" --versus "$work/r2.sock" --size "$rsize" \
+	--samples 500 --rounds "$rrmw_rounds" --evict 4 | tee "$work/reprmw" | grep -v '^key '
+for r in a:r1 b:r2; do
+	put ${r#*:}_seq_mbps "$(key ${r%:*}_seq_mbps "$work/rep")" MB/s
+	put ${r#*:}_rand_p50_us "$(key ${r%:*}_rand_p50_us "$work/rep")" us
+	put ${r#*:}_rand_p99_us "$(key ${r%:*}_rand_p99_us "$work/rep")" us
+	put ${r#*:}_rmw_evict_seq_mbps "$(key rmw_${r%:*}_seq_mbps "$work/reprmw")" MB/s
+done
+put replica_steal_pct "$(key versus_steal_pct "$work/rep")" %
+put replica_rmw_steal_pct "$(key rmw_versus_steal_pct "$work/reprmw")" %
+for k in hedged_reads failovers poisoned_pages; do
+	put r2_$k "$(stat_of r2 $k)" count
+done
+kill "$r1" "$r2"
+wait "$r1" "$r2" 2>/dev/null || true
+
+echo
+echo "== replicas: a donor SIGKILLed under a VM holding $fsize with 2 copies over three donors"
+echo "(broker --replicas 2 --dead-after $dead_after --rereplicate-rate $rr_rate; reads back to back meanwhile)"
+broker_start rf 2
+rf=$bpid
+disown "${rms[0]}" # the donor to be killed: no "Killed" line from bash
+if "$bin/gvm-failover-bench" --socket "$work/rf.sock" --kill "${rms[0]}" --size "$fsize" --limit 16M |
+	tee "$work/failover" | grep -v '^key '; then
+	:
+else
+	echo "(gvm-failover-bench failed: its figures are missing; $work/broker-rf.log:)"
+	tail -5 "$work/broker-rf.log" || true
+fi
+put failover_held_mib "$(key failover_held_mib "$work/failover")" MiB
+put failover_dead_after_s "$dead_after" s
+put failover_rereplicate_rate_limit "$rr_rate" B/s
+for k in detect_s clean_s rereplicate_s; do
+	put failover_$k "$(key failover_$k "$work/failover")" s
+done
+put failover_clean_s_per_gib "$(key failover_clean_s_per_gib "$work/failover")" s/GiB
+put failover_rereplicate_s_per_gib "$(key failover_rereplicate_s_per_gib "$work/failover")" s/GiB
+put failover_degraded_extents "$(key failover_degraded_extents "$work/failover")" extents
+put failover_rereplicated_mib "$(key failover_rereplicated_mib "$work/failover")" MiB
+put failover_rereplicate_mbps "$(key failover_rereplicate_mbps "$work/failover")" MB/s
+for k in quiet detect during; do
+	put failover_${k}_p50_us "$(key failover_${k}_p50_us "$work/failover")" us
+	put failover_${k}_p99_us "$(key failover_${k}_p99_us "$work/failover")" us
+	put failover_${k}_samples "$(key failover_${k}_samples "$work/failover")" faults
+done
+for k in failovers hedged_reads poisoned_pages bad_pages; do
+	put failover_$k "$(key failover_$k "$work/failover")" count
+done
+put failover_quiet_steal_pct "$(key failover_quiet_steal_pct "$work/failover")" %
+put failover_rereplicate_steal_pct "$(key failover_rereplicate_steal_pct "$work/failover")" %
+kill "$rf" 2>/dev/null || true
+wait "$rf" 2>/dev/null || true
+
+echo
 echo "== the seed design: the seeds' memory_server.py and their fault loop in C (gvm-seed-bench)"
 seed_txt=$(grep -l 'memory_server.py' ../shared/seeds/*.txt 2>/dev/null | head -1 || true)
 if [ -n "$seed_txt" ] && command -v python3 >/dev/null; then
@@ -134,6 +240,12 @@ put seed_over_gvm_rand_p50_ratio "$(ratio "$(get seed_rand_p50_us)" "$p50")" x
 put rand_p50_bound_us "$bound" us
 put rmw_evict_over_ceiling_ratio "$(ratio "$(get rmw_evict_seq_mbps)" "$(get rmw_ceil_seq_mbps)")" x
 put vms_4_over_1_ratio "$(ratio "$(get vms_4_aggregate_mbps)" "$(get vms_1_aggregate_mbps)")" x
+put r2_over_r1_seq_ratio "$(ratio "$(get r2_seq_mbps)" "$(get r1_seq_mbps)")" x
+put r2_over_r1_rand_p50_ratio "$(ratio "$(get r2_rand_p50_us)" "$(get r1_rand_p50_us)")" x
+put r2_over_r1_rand_p99_ratio "$(ratio "$(get r2_rand_p99_us)" "$(get r1_rand_p99_us)")" x
+put r2_over_r1_rmw_ratio "$(ratio "$(get r2_rmw_evict_seq_mbps)" "$(get r1_rmw_evict_seq_mbps)")" x
+put failover_during_over_quiet_p99_ratio "$(ratio "$(get failover_during_p99_us)" "$(get failover_quiet_p99_us)")" x
+put failover_during_over_quiet_p50_ratio "$(ratio "$(get failover_during_p50_us)" "$(get failover_quiet_p50_us)")" x
 
 # A target is judged only from rounds the hypervisor left alone (gvm-fault-bench
 # reruns a round with more than 3 % stolen, three times at most).
@@ -150,6 +262,9 @@ t3=$(verdict "$(get gvm_over_ceiling_seq_ratio)" ">=" 0.60 "$(get first_touch_st
 t4=$(verdict "$(get rmw_evict_over_ceiling_ratio)" ">=" 0.25 "$(get rmw_steal_pct)")
 t5=$(verdict "$(get vms_4_over_1_ratio)" ">=" 1.0 "$(get vms_steal_pct)")
 t6=$([ "$conns_before" = "$conns_after" ] && echo met || echo missed)
+t7=$(verdict "$(get r2_over_r1_seq_ratio)" ">=" 0.85 "$(get replica_steal_pct)")
+t8=$(verdict "$(get r2_over_r1_rmw_ratio)" ">=" 0.85 "$(get replica_rmw_steal_pct)")
+t9=$(verdict "$(get r2_over_r1_rand_p50_ratio)" "<=" 1.10 "$(get replica_steal_pct)")
 
 # ---- bench/RESULTS.md ----
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -162,7 +277,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 	echo "- kernel: $(uname -r)"
 	echo "- commit: $commit$dirty"
-	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %; in the worst fault-bench round kept: first touch $(get first_touch_steal_pct) %, read-modify-write $(get rmw_steal_pct) %, several VMs $(get vms_steal_pct) %"
+	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %; in the worst fault-bench round kept: first touch $(get first_touch_steal_pct) %, read-modify-write $(get rmw_steal_pct) %, several VMs $(get vms_steal_pct) %, R=1 against R=2 $(get replica_steal_pct) % and $(get replica_rmw_steal_pct) % (read-modify-write); during the donor-kill run: $(get failover_quiet_steal_pct) % quiet, $(get failover_rereplicate_steal_pct) % re-replicating"
 	echo
 	echo "## First-touch faults: ceiling, seed, gvmmem"
 	echo
@@ -187,6 +302,34 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo
 	echo "Connections per donor: $conns_before before, $conns_after after the 4-VM run."
 	echo
+	echo "## Replicas"
+	echo
+	echo "Three donors; one broker with \`--replicas 1\`, one with \`--replicas 2\`, every other flag the same; $rsize per VM, rounds of each in alternating order ($rrounds of first touch, $rrmw_rounds of read-modify-write), medians."
+	echo
+	echo "| | R=1 | R=2 | R=2 / R=1 |"
+	echo "|---|---:|---:|---:|"
+	echo "| sequential first touch, MB/s | $(get r1_seq_mbps) | $(get r2_seq_mbps) | $(get r2_over_r1_seq_ratio) |"
+	echo "| random 4 KiB first touch, p50 µs | $(get r1_rand_p50_us) | $(get r2_rand_p50_us) | $(get r2_over_r1_rand_p50_ratio) |"
+	echo "| random 4 KiB first touch, p99 µs | $(get r1_rand_p99_us) | $(get r2_rand_p99_us) | $(get r2_over_r1_rand_p99_ratio) |"
+	echo "| read-modify-write, working set 4x the budget, MB/s | $(get r1_rmw_evict_seq_mbps) | $(get r2_rmw_evict_seq_mbps) | $(get r2_over_r1_rmw_ratio) |"
+	echo
+	echo "Counters of the R=2 broker after both runs: hedged_reads $(get r2_hedged_reads), failovers $(get r2_failovers), poisoned_pages $(get r2_poisoned_pages)."
+	echo
+	echo "**A donor killed.** A VM writes $(get failover_held_mib) MiB and moves it to the donors (2 copies, three donors), then keeps 16 MiB resident and reads random pages not in memory back to back; one donor is SIGKILLed. Broker: \`--dead-after $dead_after\`, \`--rereplicate-rate $rr_rate\` (the limiter's configured rate, set high so that it is not what bounds re-replication; the default is 64M). Counters polled every 50 ms over the broker's socket."
+	echo
+	echo "| | |"
+	echo "|---|---:|"
+	echo "| declared dead (\`dead_donors\` 1), from the kill | $(get failover_detect_s) s |"
+	echo "| extents then short of a copy | $(get failover_degraded_extents) |"
+	echo "| \`degraded_extents\` 0 again, from the kill | $(get failover_clean_s) s ($(get failover_clean_s_per_gib) s per GiB held) |"
+	echo "| re-replication, from the death declared to \`degraded_extents\` 0 | $(get failover_rereplicate_s) s ($(get failover_rereplicate_s_per_gib) s per GiB held) |"
+	echo "| copied | $(get failover_rereplicated_mib) MiB at $(get failover_rereplicate_mbps) MB/s |"
+	echo "| fault p50 / p99, no donor down | $(get failover_quiet_p50_us) / $(get failover_quiet_p99_us) µs ($(get failover_quiet_samples) faults) |"
+	echo "| fault p50 / p99, donor down, not yet declared dead | $(get failover_detect_p50_us) / $(get failover_detect_p99_us) µs ($(get failover_detect_samples) faults) |"
+	echo "| fault p50 / p99, re-replication running | $(get failover_during_p50_us) / $(get failover_during_p99_us) µs ($(get failover_during_samples) faults) |"
+	echo "| p99 while re-replicating / p99 quiet | $(get failover_during_over_quiet_p99_ratio)× (p50 $(get failover_during_over_quiet_p50_ratio)×) |"
+	echo "| failovers, hedged reads, poisoned pages, pages read back wrong | $(get failover_failovers), $(get failover_hedged_reads), $(get failover_poisoned_pages), $(get failover_bad_pages) |"
+	echo
 	echo "## Targets"
 	echo
 	echo "| target | measured | |"
@@ -197,6 +340,9 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "| 4× budget read-modify-write ≥ 25 % of the ceiling | $(get rmw_evict_over_ceiling_ratio) | $t4 |"
 	echo "| 4 VMs aggregate ≥ 1 VM | $(get vms_4_over_1_ratio)× | $t5 |"
 	echo "| connections per donor unchanged with 4 VMs | $conns_before → $conns_after | $t6 |"
+	echo "| R=2 sequential first touch ≥ 0.85 × R=1 (throughput cost ≤ 15 %) | $(get r2_over_r1_seq_ratio)× | $t7 |"
+	echo "| R=2 4× budget read-modify-write ≥ 0.85 × R=1 (throughput cost ≤ 15 %) | $(get r2_over_r1_rmw_ratio)× | $t8 |"
+	echo "| R=2 random p50 ≤ 1.10 × R=1 (p50 cost ≤ 10 %) | $(get r2_over_r1_rand_p50_ratio)× | $t9 |"
 	echo
 	echo "## giantvm-kvm coherence core"
 	echo
@@ -225,16 +371,28 @@ if command -v gnuplot >/dev/null; then
 		echo "gvmmem $(get gvm_seq_mbps)"
 		echo "gvmmem-4x-budget-RMW $(get rmw_evict_seq_mbps)"
 		echo "gvmmem-4-VMs $(get vms_4_aggregate_mbps)"
+		echo "3-donors-R=1 $(get r1_seq_mbps)"
+		echo "3-donors-R=2 $(get r2_seq_mbps)"
+		echo "4x-budget-RMW-R=1 $(get r1_rmw_evict_seq_mbps)"
+		echo "4x-budget-RMW-R=2 $(get r2_rmw_evict_seq_mbps)"
 	} | awk 'NF == 2 && $2 != ""' >"$work/seq.dat"
 	{
 		echo "ceiling $(get ceil_rand_p50_us)"
 		echo "seed $(get seed_rand_p50_us)"
 		echo "gvmmem $p50"
+		echo "3-donors-R=1 $(get r1_rand_p50_us)"
+		echo "3-donors-R=2 $(get r2_rand_p50_us)"
 	} | awk 'NF == 2 && $2 != ""' >"$work/lat.dat"
+	{
+		echo "quiet $(get failover_quiet_p50_us) $(get failover_quiet_p99_us)"
+		echo "donor-down $(get failover_detect_p50_us) $(get failover_detect_p99_us)"
+		echo "re-replicating $(get failover_during_p50_us) $(get failover_during_p99_us)"
+	} | awk 'NF == 3' >"$work/kill.dat"
+	[ -s "$work/kill.dat" ] || echo "none 0 0" >"$work/kill.dat"
 	gnuplot <<EOF || echo "(gnuplot failed; no plot)"
-set terminal pngcairo size 1100,450 noenhanced
+set terminal pngcairo size 1800,480 noenhanced
 set output "$out/results.png"
-set multiplot layout 1,2 title "gvmmem vs ceiling and seed ($(nproc) cores, $(uname -r), $commit)"
+set multiplot layout 1,3 title "gvmmem vs ceiling and seed, and with 2 replicas ($(nproc) cores, $(uname -r), $commit)"
 set style fill solid 0.7
 set boxwidth 0.6
 set grid ytics
@@ -245,6 +403,13 @@ plot "$work/seq.dat" using 0:2:xtic(1) with boxes lc rgb "#3366aa", "" using 0:2
 set title "random 4 KiB first touch, p50 (us, log)"
 set logscale y
 plot "$work/lat.dat" using 0:2:xtic(1) with boxes lc rgb "#aa5533", "" using 0:2:(sprintf("%.1f", \$2)) with labels offset 0,0.8
+set title "a donor killed, R=2: fault p50 and p99 (us, log)"
+set key outside right top vertical
+set boxwidth 0.35
+plot "$work/kill.dat" using (\$0-0.18):2:xtic(1) with boxes lc rgb "#3366aa" title "p50", \
+     "" using (\$0+0.18):3 with boxes lc rgb "#aa5533" title "p99", \
+     "" using (\$0-0.18):2:(sprintf("%.0f", \$2)) with labels offset 0,0.8 notitle, \
+     "" using (\$0+0.18):3:(sprintf("%.0f", \$3)) with labels offset 0,0.8 notitle
 unset multiplot
 EOF
 else
