@@ -112,6 +112,9 @@ int main(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	gvm_log_init("gvm-memserver", level);
 	signal(SIGPIPE, SIG_IGN);
+	/* Stop signals go to the main thread only (ms_server_run unblocks
+	 * them there): every thread started from here on keeps them blocked. */
+	ms_block_stop_signals(true);
 
 	err = gvm_key_load(cfg.key_file, &key, why, sizeof(why));
 	if (err) {

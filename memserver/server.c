@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -85,6 +86,7 @@ struct ms_server {
 	struct ms_worker *workers;
 	unsigned nworkers;
 	uv_signal_t sigterm, sigint;
+	bool stopping;     /* the first stop signal came */
 	struct ms_stats stats;
 };
 
@@ -844,23 +846,33 @@ static void on_stop(uv_async_t *a)
 	uv_close((uv_handle_t *)&w->flood_timer, NULL);
 	while (w->conns)
 		conn_close(w->conns);
-	if (w->index == 0) {
-		uv_close((uv_handle_t *)&w->srv->sigterm, NULL);
-		uv_close((uv_handle_t *)&w->srv->sigint, NULL);
+	if (w->index == 0) { /* out of the loop's count; closed at the very end */
+		uv_unref((uv_handle_t *)&w->srv->sigterm);
+		uv_unref((uv_handle_t *)&w->srv->sigint);
 	}
+}
+
+void ms_block_stop_signals(bool block)
+{
+	sigset_t stop;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &stop, NULL);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	struct ms_server *srv = sig->data;
 
+	if (srv->stopping)
+		return; /* a second one: the shutdown goes on */
+	srv->stopping = true;
 	gvm_info("%s: shutting down", strsignal(signum));
-	uv_signal_stop(&srv->sigterm);
-	uv_signal_stop(&srv->sigint);
-	/* Stopping the handles put back the default action: a second SIGTERM
-	 * would end the backing file's flush half-way. Ignored from here on. */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
+	/* The handles stay until the backing file is flushed: stopping them
+	 * would put back the default action, and a second signal would end
+	 * the flush half-way (test_broker saw one land in that instant). */
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		uv_async_send(&srv->workers[i].stop);
 }
@@ -1002,12 +1014,20 @@ int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
 		 srv.nworkers > 1 ? "s" : "");
 	for (unsigned i = 1; i < srv.nworkers; i++)
 		uv_thread_create(&srv.workers[i].thread, worker_thread, &srv.workers[i]);
+	ms_block_stop_signals(false); /* here, and only here, they arrive */
 	uv_run(&srv.workers[0].loop, UV_RUN_DEFAULT);
 	for (unsigned i = 1; i < srv.nworkers; i++)
 		uv_thread_join(&srv.workers[i].thread);
 out:
+	/* Closing the signal handles puts back the default action: a second
+	 * signal must not land then, nor during the backing file's flush that
+	 * follows (main.c). Held back while they close, then ignored. */
+	ms_block_stop_signals(true);
 	for (unsigned i = 0; i < srv.nworkers; i++)
 		worker_teardown(&srv.workers[i]);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	ms_block_stop_signals(false);
 	free(srv.workers);
 	return err;
 }
