@@ -108,34 +108,11 @@ static void stat_set(struct fo_stats *st, const char *key, uint64_t v)
 /* The broker's counters, asked over its socket. 0 or -errno. */
 static int broker_stats(const char *path, struct fo_stats *st)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
-	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
-	int s, fds[1], nfds, err;
+	Gvm__Control *m;
+	int err = gvm_ctl_stats(path, &m);
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = -errno;
-		close(s);
-		return err;
-	}
-	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
-	req.stats_request = &sr;
-	err = gvm_ctl_send(s, &req, NULL, 0);
-	if (!err)
-		err = gvm_ctl_recv(s, &m, fds, &nfds, 1);
-	close(s);
 	if (err)
 		return err;
-	if (m->msg_case != GVM__CONTROL__MSG_STATS) {
-		gvm__control__free_unpacked(m, NULL);
-		return -EBADMSG;
-	}
 	memset(st, 0, sizeof(*st));
 	for (size_t i = 0; i < m->stats->n_entries; i++)
 		stat_set(st, m->stats->entries[i]->key, m->stats->entries[i]->value);

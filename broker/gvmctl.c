@@ -57,30 +57,12 @@ static void print_stats(const Gvm__MemserverStats *m, const char *ns)
 /* Asks the broker for its counters and prints them. */
 static int broker_stats(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
-	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
-	int s, fds[1], nfds, err;
+	Gvm__Control *m;
+	int err = gvm_ctl_stats(path, &m);
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (err == -ENAMETOOLONG) {
 		fprintf(stderr, "gvmctl: --socket %s: path too long\n", path);
 		return 2;
-	}
-	strcpy(sa.sun_path, path);
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "gvmctl: broker at %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
-	req.stats_request = &sr;
-	err = gvm_ctl_send(s, &req, NULL, 0);
-	if (!err)
-		err = gvm_ctl_recv(s, &m, fds, &nfds, 1);
-	close(s);
-	if (!err && m->msg_case != GVM__CONTROL__MSG_STATS) {
-		gvm__control__free_unpacked(m, NULL);
-		err = -EBADMSG;
 	}
 	if (err) {
 		fprintf(stderr, "gvmctl: broker at %s: %s\n", path, strerror(-err));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int gvm_ctl_send(int sock, const Gvm__Control *m, const int *fds, int nfds)
@@ -125,4 +126,35 @@ int gvm_ctl_recv(int sock, Gvm__Control **m, int *fds, int *nfds, int maxfds)
 	}
 	*nfds = got;
 	return 0;
+}
+
+int gvm_ctl_stats(const char *path, Gvm__Control **m)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Gvm__Control req = GVM__CONTROL__INIT;
+	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+	int s, fds[1], nfds, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		close(s);
+		return err;
+	}
+	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
+	req.stats_request = &sr;
+	err = gvm_ctl_send(s, &req, NULL, 0);
+	if (!err)
+		err = gvm_ctl_recv(s, m, fds, &nfds, 1);
+	close(s);
+	if (!err && (*m)->msg_case != GVM__CONTROL__MSG_STATS) {
+		gvm__control__free_unpacked(*m, NULL);
+		err = -EBADMSG;
+	}
+	return err;
 }

@@ -22,4 +22,9 @@ int gvm_ctl_recv(int sock, Gvm__Control **m, int *fds, int *nfds, int maxfds);
 /* Closes n descriptors (after a failed exchange). */
 void gvm_ctl_close_fds(const int *fds, int n);
 
+/* Asks the broker listening on socket path for its counters: 0 with its
+ * Stats message in *m (free with gvm__control__free_unpacked), or -errno
+ * (-EBADMSG for an answer that is no Stats). */
+int gvm_ctl_stats(const char *path, Gvm__Control **m);
+
 #endif

@@ -313,28 +313,15 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 
 uint64_t gvmt_broker_stat(const char *socket_path, const char *key)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	Gvm__Control req = GVM__CONTROL__INIT, *m = NULL;
-	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+	Gvm__Control *m;
 	uint64_t v = UINT64_MAX;
-	int s, fds[1], nfds;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", socket_path);
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(s);
+	if (gvm_ctl_stats(socket_path, &m))
 		return v;
-	}
-	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
-	req.stats_request = &sr;
-	if (!gvm_ctl_send(s, &req, NULL, 0) && !gvm_ctl_recv(s, &m, fds, &nfds, 1)) {
-		if (m->msg_case == GVM__CONTROL__MSG_STATS)
-			for (size_t i = 0; i < m->stats->n_entries; i++)
-				if (!strcmp(m->stats->entries[i]->key, key))
-					v = m->stats->entries[i]->value;
-		gvm__control__free_unpacked(m, NULL);
-	}
-	close(s);
+	for (size_t i = 0; i < m->stats->n_entries; i++)
+		if (!strcmp(m->stats->entries[i]->key, key))
+			v = m->stats->entries[i]->value;
+	gvm__control__free_unpacked(m, NULL);
 	return v;
 }
 
