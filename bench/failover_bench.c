@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ctlmsg.h"
 #include "gvmmem.h"
@@ -55,21 +56,6 @@ struct fo_vm {
 	unsigned pace_us;
 	uint64_t bad; /* pages read back unlike what was written */
 };
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* A page with no copy left is poisoned: with one donor dead of two copies
  * that is the broker losing data, and the figures mean nothing. */
@@ -167,11 +153,11 @@ static void vm_read_one(struct fo_vm *vm, struct fo_lat *lat)
 	uint8_t want[GVM_PAGE_SIZE];
 	uint64_t p = vm_pick_missing(vm);
 	volatile uint8_t *b = vm->mem + p * GVM_PAGE_SIZE;
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	(void)*b;
 	if (lat->n < SAMPLES_MAX)
-		lat->v[lat->n++] = now_us() - t0;
+		lat->v[lat->n++] = bench_now_us() - t0;
 	gvm_pattern_fill_page(want, SEED, p, 0);
 	if (memcmp(vm->mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE))
 		vm->bad++;
@@ -195,7 +181,7 @@ static double pct(struct fo_lat *lat, double q)
 {
 	if (!lat->n)
 		return 0;
-	qsort(lat->v, lat->n, sizeof(lat->v[0]), cmp_double);
+	qsort(lat->v, lat->n, sizeof(lat->v[0]), bench_cmp_double);
 	return lat->v[(size_t)((double)(lat->n - 1) * q)];
 }
 
@@ -220,7 +206,7 @@ struct fo_watch {
 /* 1 when the counters were asked now, 0 when not due yet, or -errno. */
 static int watch_poll(struct fo_watch *w)
 {
-	double now = now_us();
+	double now = bench_now_us();
 	int err;
 
 	if (now < w->next_us)
@@ -281,10 +267,10 @@ static int kill_and_watch(struct fo_vm *vm, struct fo_watch *w, pid_t donor, uns
 		fprintf(stderr, "gvm-failover-bench: kill %d: %s\n", (int)donor, strerror(errno));
 		return -errno;
 	}
-	t_kill = w->next_us = now_us();
+	t_kill = w->next_us = bench_now_us();
 	for (;;) {
 		int err = watch_poll(w);
-		double s = (now_us() - t_kill) / 1e6;
+		double s = (bench_now_us() - t_kill) / 1e6;
 
 		if (err < 0)
 			return err;

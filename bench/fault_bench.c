@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "gvmmem.h"
 #include "hostcpu.h"
@@ -53,21 +54,6 @@ struct local_uffd {
 	volatile int stop;
 };
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 typedef void (*workload_fn)(uint8_t *mem, size_t size, unsigned extent_pages,
 			    unsigned samples, struct result *r);
 
@@ -83,10 +69,10 @@ static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned s
 	uint64_t rng = 0x9e3779b97f4a7c15ULL;
 	uint8_t *used = calloc(extents, 1);
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (size_t p = 0; p < pages; p++)
 		sink += mem[p * GVM_PAGE_SIZE];
-	r->seq_mbps = (double)half / (now_us() - t0);
+	r->seq_mbps = (double)half / (bench_now_us() - t0);
 	if (samples > extents)
 		samples = (unsigned)extents;
 	for (unsigned i = 0; i < samples; i++) {
@@ -99,11 +85,11 @@ static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned s
 		used[e] = 1;
 		size_t p = pages + e * extent_pages + (rng >> 32) % extent_pages;
 
-		t0 = now_us();
+		t0 = bench_now_us();
 		sink += mem[p * GVM_PAGE_SIZE];
-		lat[i] = now_us() - t0;
+		lat[i] = bench_now_us() - t0;
 	}
-	qsort(lat, samples, sizeof(*lat), cmp_double);
+	qsort(lat, samples, sizeof(*lat), bench_cmp_double);
 	r->rand_p50_us = lat[samples / 2];
 	r->rand_p99_us = lat[samples * 99 / 100];
 	(void)sink;
@@ -116,13 +102,13 @@ static void measure_seq(uint8_t *mem, size_t size, unsigned extent_pages, unsign
 			struct result *r)
 {
 	volatile uint8_t sink = 0;
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	(void)extent_pages;
 	(void)samples;
 	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++)
 		sink += mem[p * GVM_PAGE_SIZE];
-	r->seq_mbps = (double)size / (now_us() - t0);
+	r->seq_mbps = (double)size / (bench_now_us() - t0);
 	r->rand_p50_us = r->rand_p99_us = 0;
 	(void)sink;
 }
@@ -199,21 +185,21 @@ static void measure_rmw(uint8_t *mem, size_t size, unsigned extent_pages, unsign
 	uint64_t rng = 0x2545f4914f6cdd1dULL;
 
 	(void)extent_pages;
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t p = 0; p < pages; p++)
 			((volatile uint64_t *)(mem + p * GVM_PAGE_SIZE))[0] += 1;
-	r->seq_mbps = 2.0 * (double)size / (now_us() - t0);
+	r->seq_mbps = 2.0 * (double)size / (bench_now_us() - t0);
 	for (size_t i = 0; i < n; i++) {
 		size_t p;
 
 		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
 		p = rng % pages;
-		t0 = now_us();
+		t0 = bench_now_us();
 		((volatile uint64_t *)(mem + p * GVM_PAGE_SIZE))[0] += 1;
-		lat[i] = now_us() - t0;
+		lat[i] = bench_now_us() - t0;
 	}
-	qsort(lat, n, sizeof(*lat), cmp_double);
+	qsort(lat, n, sizeof(*lat), bench_cmp_double);
 	r->rand_p50_us = lat[n / 2];
 	r->rand_p99_us = lat[n * 99 / 100];
 	free(lat);
@@ -317,15 +303,15 @@ static void median_result(const struct result *r, unsigned n, struct result *m)
 
 	for (unsigned i = 0; i < n; i++)
 		v[i] = r[i].seq_mbps;
-	qsort(v, n, sizeof(v[0]), cmp_double);
+	qsort(v, n, sizeof(v[0]), bench_cmp_double);
 	m->seq_mbps = v[n / 2];
 	for (unsigned i = 0; i < n; i++)
 		v[i] = r[i].rand_p50_us;
-	qsort(v, n, sizeof(v[0]), cmp_double);
+	qsort(v, n, sizeof(v[0]), bench_cmp_double);
 	m->rand_p50_us = v[n / 2];
 	for (unsigned i = 0; i < n; i++)
 		v[i] = r[i].rand_p99_us;
-	qsort(v, n, sizeof(v[0]), cmp_double);
+	qsort(v, n, sizeof(v[0]), bench_cmp_double);
 	m->rand_p99_us = v[n / 2];
 }
 
@@ -441,7 +427,7 @@ static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsig
 			rc = -1; /* a child failed before attaching: its status says why */
 	*slowest = 1e30;
 	steal_mark(&m);
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (unsigned i = 0; i < k && !rc; i++)
 		if (write(go[1], "g", 1) != 1)
 			rc = -1;
@@ -453,7 +439,7 @@ static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsig
 		else if (r.seq_mbps < *slowest)
 			*slowest = r.seq_mbps;
 	}
-	*agg = (double)k * (double)size / (now_us() - t0);
+	*agg = (double)k * (double)size / (bench_now_us() - t0);
 	*steal_pct = steal_since(&m, busy_pct);
 	for (unsigned i = 0; i < k; i++) /* all done: detach */
 		if (write(go[1], "d", 1) != 1)
@@ -499,7 +485,7 @@ static int run_vms(const char *sock, size_t size, unsigned extent_pages, const u
 			fflush(stdout);
 		}
 	for (unsigned j = 0; j < nk; j++) {
-		qsort(agg[j], rounds, sizeof(agg[j][0]), cmp_double);
+		qsort(agg[j], rounds, sizeof(agg[j][0]), bench_cmp_double);
 		printf("median: %u VMs aggregate %.1f MB/s\nkey vms_%u_aggregate_mbps %.1f\n",
 		       ks[j], agg[j][rounds / 2], ks[j], agg[j][rounds / 2]);
 	}
