@@ -264,6 +264,14 @@ static inline uint64_t bk_extent_pages(const struct bk_region *rg)
 	return rg->vm->b->cfg.extent_pages;
 }
 
+/* Pages in extent e of rg (the last extent may be short). */
+static inline uint64_t bk_extent_count(const struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * bk_extent_pages(rg);
+
+	return rg->npages - first < bk_extent_pages(rg) ? rg->npages - first : bk_extent_pages(rg);
+}
+
 static inline bool bk_bit_test(const uint64_t *map, uint64_t i)
 {
 	return map[i / 64] & (1ull << (i % 64));

@@ -87,13 +87,6 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint64_t extent_count(const struct bk_region *rg, uint64_t e)
-{
-	uint64_t first = e * bk_extent_pages(rg);
-
-	return rg->npages - first < bk_extent_pages(rg) ? rg->npages - first : bk_extent_pages(rg);
-}
-
 void bk_uffd_wake(struct bk_region *rg, uint64_t first, uint64_t count)
 {
 	struct uffdio_range r = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
@@ -203,7 +196,7 @@ static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src,
  * UFFDIO_COPY per run of missing pages. */
 static int install_missing(struct bk_region *rg, uint64_t e, const uint8_t *pages, uint64_t from)
 {
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), i = from;
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e), i = from;
 
 	while (i < count) {
 		uint64_t j = i + 1;
@@ -265,7 +258,7 @@ static bool room_ahead(struct bk_region *rg, uint64_t pages)
  * the cache, and tells the prefetch window the VM got this far. */
 static void install_ahead(struct bk_region *rg, uint64_t e, const uint8_t *pages)
 {
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e), trip = 0;
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e), trip = 0;
 	int err;
 
 	while (trip < count && bk_bit_test(rg->resident, first + trip))
@@ -519,7 +512,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 	unsigned d = f->req.donor, next;
 	uint64_t e = f->extent;
 	uint64_t first = f->page != NO_PAGE ? f->page : e * bk_extent_pages(rg);
-	uint64_t count = f->page != NO_PAGE ? 1 : extent_count(rg, e);
+	uint64_t count = f->page != NO_PAGE ? 1 : bk_extent_count(rg, e);
 
 	if (err == -ENOENT)
 		bk_replica_ns_lost(rg, d, "READ: unknown namespace");
@@ -620,7 +613,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
 		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
 			req->rx_buf = NULL; /* the cache has it now */
-			if (room_ahead(rg, extent_count(rg, e)))
+			if (room_ahead(rg, bk_extent_count(rg, e)))
 				install_ahead(rg, e, pages);
 		} else {
 			rg->ext_state[e] = BK_EXT_NONE;
@@ -691,7 +684,7 @@ static void fetch_send(struct bk_fetch *f)
 	struct bk_region *rg = f->rg;
 	struct bk_broker *b = rg->vm->b;
 	unsigned d = f->req.donor;
-	uint32_t count = f->page != NO_PAGE ? 1 : (uint32_t)extent_count(rg, f->extent);
+	uint32_t count = f->page != NO_PAGE ? 1 : (uint32_t)bk_extent_count(rg, f->extent);
 
 	f->req.flags = f->demand ? BK_REQ_DEMAND : 0;
 	f->req.rx_cap = 0;
@@ -727,7 +720,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 
 	if (!f) {
 		if (demand)
-			bk_uffd_wake(rg, e * bk_extent_pages(rg), extent_count(rg, e));
+			bk_uffd_wake(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e));
 		return;
 	}
 	f->fault_page = fault_page;
@@ -752,7 +745,7 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 
 static bool extent_touched(const struct bk_region *rg, uint64_t e)
 {
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e);
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
 
 	for (uint64_t p = first; p < first + count; p++)
 		if (bk_bit_test(rg->resident, p))

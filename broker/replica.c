@@ -67,13 +67,6 @@ static uint64_t all_donors(const struct bk_broker *b)
 	return b->cfg.ndonors >= 64 ? ~0ull : bit(b->cfg.ndonors) - 1;
 }
 
-static uint64_t extent_count(const struct bk_region *rg, uint64_t e)
-{
-	uint64_t first = e * bk_extent_pages(rg);
-
-	return rg->npages - first < bk_extent_pages(rg) ? rg->npages - first : bk_extent_pages(rg);
-}
-
 unsigned bk_loc_count(const struct bk_region *rg, uint64_t e)
 {
 	const uint8_t *l = bk_loc(rg, e);
@@ -114,7 +107,7 @@ void bk_replica_check(struct bk_region *rg, uint64_t e)
 void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
 {
 	uint8_t *l = bk_loc(rg, e);
-	uint64_t first = e * bk_extent_pages(rg), count = extent_count(rg, e);
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
 	unsigned n = bk_loc_count(rg, e), i = 0;
 
 	while (i < n && l[i] != d)
@@ -687,7 +680,7 @@ static bool copy_maybe(struct bk_replica *rep, struct bk_region *rg, uint64_t e)
 	c->src = src;
 	c->dst = dst;
 	c->ver = rg->ext_ver[e];
-	c->count = (uint32_t)extent_count(rg, e);
+	c->count = (uint32_t)bk_extent_count(rg, e);
 	c->next = rep->copies;
 	rep->copies = c;
 	rep->ncopies++;

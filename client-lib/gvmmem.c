@@ -134,9 +134,8 @@ static int gvm__device_hello(const char *device, struct gvmmem_hello *hello)
  * device when endpoint is one: then s (if not NULL) gets the token. */
 static int gvm__connect(const char *endpoint, struct gvm_session *sess)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct gvmmem_hello hello;
-	int s, err;
+	int err;
 
 	if (gvm__is_device(endpoint)) {
 		err = gvm__device_hello(endpoint, &hello);
@@ -149,18 +148,7 @@ static int gvm__connect(const char *endpoint, struct gvm_session *sess)
 		explicit_bzero(hello.token, sizeof(hello.token));
 		endpoint = hello.socket_path;
 	}
-	if (strlen(endpoint) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, endpoint);
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = -errno;
-		close(s);
-		return err;
-	}
-	return s;
+	return gvm_ctl_connect(endpoint);
 }
 
 static bool gvm__exists(const char *root, const char *path)

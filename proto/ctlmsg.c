@@ -128,12 +128,10 @@ int gvm_ctl_recv(int sock, Gvm__Control **m, int *fds, int *nfds, int maxfds)
 	return 0;
 }
 
-int gvm_ctl_stats(const char *path, Gvm__Control **m)
+int gvm_ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	Gvm__Control req = GVM__CONTROL__INIT;
-	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
-	int s, fds[1], nfds, err;
+	int s, err;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -146,6 +144,17 @@ int gvm_ctl_stats(const char *path, Gvm__Control **m)
 		close(s);
 		return err;
 	}
+	return s;
+}
+
+int gvm_ctl_stats(const char *path, Gvm__Control **m)
+{
+	Gvm__Control req = GVM__CONTROL__INIT;
+	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+	int s = gvm_ctl_connect(path), fds[1], nfds, err;
+
+	if (s < 0)
+		return s;
 	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
 	req.stats_request = &sr;
 	err = gvm_ctl_send(s, &req, NULL, 0);

@@ -22,6 +22,8 @@ int gvm_ctl_recv(int sock, Gvm__Control **m, int *fds, int *nfds, int maxfds);
 /* Closes n descriptors (after a failed exchange). */
 void gvm_ctl_close_fds(const int *fds, int n);
 
+/* A connected SOCK_SEQPACKET socket to the broker at path, or -errno. */
+int gvm_ctl_connect(const char *path);
 /* Asks the broker listening on socket path for its counters: 0 with its
  * Stats message in *m (free with gvm__control__free_unpacked), or -errno
  * (-EBADMSG for an answer that is no Stats). */
