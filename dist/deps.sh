@@ -11,7 +11,9 @@ pkgs=(
 	libsodium-dev                    # HMAC-SHA256 of the cluster-key handshake
 	libfuse3-dev                     # /dev/gvmmem (CUSE)
 	libseccomp-dev                   # the broker's syscall allowlist
+	libcurl4-openssl-dev libjson-c-dev # etcd membership (proto/etcd.c): HTTP, JSON
 	libcmocka-dev                    # unit and integration tests
+	etcd-server etcd-client          # test_etcd's etcd, etcdctl for hand-written keys
 	clang libclang-rt-14-dev         # libFuzzer harness of the frame decoder
 	iproute2 procps                  # test hosts in namespaces, process checks
 	qemu-system-x86                  # the demo's and end-to-end tests' guests (TCG)

@@ -14,10 +14,16 @@
 
 /* Connections. A peer is unauthenticated from accept until its AUTH answer
  * checks out; the limits below keep a flood of those from locking brokers
- * out, and nothing the peer sends moves any of them. */
-/* Authenticated connections over all threads; the one past it is closed as
- * it authenticates (EBUSY). */
-#define MS_CONNS_MAX 1024u
+ * out, and nothing the peer sends moves any of them. Authenticated peers are
+ * bounded per host id (--host-conns) and, over all threads, by the open
+ * files the soft RLIMIT_NOFILE, raised to the hard limit at start, leaves
+ * past MS_FDS_RESERVED: a bigger limit serves more, with no cap built in. */
+/* Authenticated connections one host id may hold at once (--host-conns);
+ * the one past it is refused (EBUSY) as it authenticates. A broker opens
+ * --pool-conns (2) to each donor address it is given, and one memserver
+ * may stand behind 2048 of them. */
+#define MS_HOST_CONNS_DEFAULT 4096u
+#define MS_HOST_CONNS_MAX     (1u << 20) /* --host-conns: the kernel's default fs.nr_open */
 /* From accept to a good AUTH answer; fixed, never restarted. */
 #define MS_AUTH_TIMEOUT_MS 5000u
 /* Unauthenticated connections per thread; a new one past it closes that
@@ -29,14 +35,20 @@
 #define MS_UNAUTH_PER_SOURCE_MAX 16u
 #define MS_SOURCE_V6_PREFIX_BYTES 8u /* an IPv6 source is its /64 */
 /* Closes of a flood (over the per-source limit, oldest closed for a new
- * one, auth timeout): per thread and kind, one line, then a count a line
- * per interval. */
+ * one, auth timeout, a host or the donor at its limit of authenticated
+ * connections): per thread and kind, one line, then a count a line per
+ * interval. */
 #define MS_FLOOD_LOG_INTERVAL_MS 1000u
 /* Open files beyond connections: listeners, backing file, loops, stdio. */
 #define MS_FDS_SPARE 64u
-/* Open files the connection limits need; the donor raises a lower soft
- * RLIMIT_NOFILE to the hard limit. */
-#define MS_FDS_NEEDED(threads) (MS_CONNS_MAX + (threads) * (MS_UNAUTH_MAX + 1u) + MS_FDS_SPARE)
+/* Open files kept from authenticated connections: each thread's
+ * unauthenticated ones (and the new one that makes the oldest go), and the
+ * spares. The rest of RLIMIT_NOFILE is how many authenticated ones the
+ * donor serves. */
+#define MS_FDS_RESERVED(threads) ((threads) * (MS_UNAUTH_MAX + 1u) + MS_FDS_SPARE)
+/* Fewer authenticated connections than this left by the open-file limit:
+ * the donor does not start. */
+#define MS_CONNS_MIN 64u
 
 /* Store. */
 #define MS_NAMESPACES_MAX 4096u
@@ -58,6 +70,7 @@ struct ms_config {
 	const char *key_file;
 	const char *backing; /* NULL: anonymous memory */
 	unsigned threads;
+	unsigned host_conns; /* authenticated connections per host id; 0: the default */
 };
 
 #endif

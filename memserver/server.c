@@ -7,12 +7,15 @@
  * lets a connection touch only the namespaces of the host it authenticated
  * for. Peers that have not authenticated are bounded per source and per
  * thread, the oldest making room for a new one, and get MS_AUTH_TIMEOUT_MS
- * from accept, never more (memserver.h); refusals of a flood are logged once
- * per kind and second, then counted. */
+ * from accept, never more (memserver.h). Authenticated peers are counted
+ * per host id (one table over all threads) and in all, against --host-conns
+ * and the open files RLIMIT_NOFILE leaves. Refusals of a flood are logged
+ * once per kind and second, then counted. */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -35,8 +38,27 @@ struct ms_stats {
 		zero_pages_read, bytes_in, bytes_out, auth_failures, bad_frames,
 		enospc;
 	atomic_uint conns;  /* open connections, authenticated or not */
-	atomic_uint authed; /* of which authenticated: MS_CONNS_MAX */
+	atomic_uint authed; /* of which authenticated: ms_server.conns_max */
 };
+
+/* Authenticated connections per host id, over all threads: open addressing
+ * with linear probing, a slot freed by shifting back the ones after it, under
+ * one lock taken only as a peer authenticates or an authenticated one
+ * closes. A host has a slot while it holds a connection, so there are never
+ * more hosts than conns_max; the slots, doubled when half full and never
+ * shrunk, stay below 4 * conns_max (24 bytes each). */
+struct ms_host_slot {
+	char id[GVM_HOST_ID_MAX_BYTES + 1]; /* "" when free */
+	unsigned conns;
+};
+
+struct ms_host_table {
+	pthread_mutex_t lock;
+	struct ms_host_slot *slots;
+	size_t nslots; /* a power of two, or 0 before the first host */
+	size_t used;
+};
+#define MS_HOST_TABLE_MIN_SLOTS 64u
 
 struct ms_server;
 
@@ -46,13 +68,15 @@ enum ms_flood {
 	MS_FLOOD_PER_SOURCE,   /* over MS_UNAUTH_PER_SOURCE_MAX: closed at once */
 	MS_FLOOD_OLDEST,       /* over MS_UNAUTH_MAX: the oldest made room */
 	MS_FLOOD_AUTH_TIMEOUT, /* MS_AUTH_TIMEOUT_MS passed */
+	MS_FLOOD_HOST_FULL,    /* its host at --host-conns: EBUSY */
+	MS_FLOOD_DONOR_FULL,   /* conns_max authenticated: EBUSY */
 	MS_FLOOD_KINDS
 };
 
 struct ms_flood_log {
 	uint64_t quiet_until; /* loop time (ms): lines of this kind only counted */
 	unsigned suppressed;  /* closes counted since the last line */
-	char last[64];        /* the peer of the last one counted */
+	char last[96];        /* the peer (and host) of the last one counted */
 };
 
 /* Where a peer connects from, for MS_UNAUTH_PER_SOURCE_MAX: an IPv4
@@ -88,6 +112,10 @@ struct ms_server {
 	uv_signal_t sigterm, sigint;
 	bool stopping;     /* the first stop signal came */
 	struct ms_stats stats;
+	unsigned conns_max;  /* authenticated connections, from nofile */
+	unsigned host_conns; /* of them one host id may hold (--host-conns) */
+	uint64_t nofile;     /* RLIMIT_NOFILE, raised to the hard limit */
+	struct ms_host_table hosts;
 };
 
 struct ms_conn {
@@ -119,6 +147,100 @@ struct ms_wreq {
 static void conn_process(struct ms_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* FNV-1a of a host id. */
+static uint32_t host_hash(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h;
+}
+
+/* The slot holding id, or the free one where it belongs. The table is at
+ * most half full, so there is always a free one. */
+static size_t host_slot(const struct ms_host_table *t, const char *id)
+{
+	size_t mask = t->nslots - 1, i = host_hash(id) & mask;
+
+	while (t->slots[i].id[0] && strcmp(t->slots[i].id, id) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* Doubles the slots (or makes the first ones) and puts every host back. */
+static int host_table_grow(struct ms_host_table *t)
+{
+	size_t n = t->nslots ? t->nslots * 2 : MS_HOST_TABLE_MIN_SLOTS;
+	struct ms_host_table bigger = { .nslots = n, .used = t->used };
+
+	bigger.slots = calloc(n, sizeof(*bigger.slots));
+	if (!bigger.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nslots; i++)
+		if (t->slots[i].id[0])
+			bigger.slots[host_slot(&bigger, t->slots[i].id)] = t->slots[i];
+	free(t->slots);
+	t->slots = bigger.slots;
+	t->nslots = n;
+	return 0;
+}
+
+/* Counts a connection of host id against max: 0, -EBUSY when it already
+ * holds max, -ENOMEM. */
+static int host_conns_take(struct ms_host_table *t, const char *id, unsigned max)
+{
+	struct ms_host_slot *s;
+	int err = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((t->used + 1) * 2 > t->nslots) {
+		err = host_table_grow(t);
+		if (err)
+			goto out;
+	}
+	s = &t->slots[host_slot(t, id)];
+	if (s->conns >= max) {
+		err = -EBUSY;
+		goto out;
+	}
+	if (!s->id[0]) {
+		snprintf(s->id, sizeof(s->id), "%s", id);
+		t->used++;
+	}
+	s->conns++;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+/* Uncounts a connection of host id; its last frees the slot, and the ones
+ * after it that would not be found past a free slot move back. */
+static void host_conns_put(struct ms_host_table *t, const char *id)
+{
+	size_t mask, i, j, home;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->nslots)
+		goto out;
+	mask = t->nslots - 1;
+	i = host_slot(t, id);
+	if (!t->slots[i].id[0] || --t->slots[i].conns)
+		goto out;
+	for (j = (i + 1) & mask; t->slots[j].id[0]; j = (j + 1) & mask) {
+		home = host_hash(t->slots[j].id) & mask;
+		/* Slot j stays when its home lies cyclically in (i, j]. */
+		if (i < j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		t->slots[i] = t->slots[j];
+		i = j;
+	}
+	memset(&t->slots[i], 0, sizeof(t->slots[i]));
+	t->used--;
+out:
+	pthread_mutex_unlock(&t->lock);
+}
 
 static void conn_handle_closed(uv_handle_t *h)
 {
@@ -176,8 +298,10 @@ static void conn_close(struct ms_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	unauth_remove(c);
-	if (c->authed)
+	if (c->authed) {
+		host_conns_put(&c->w->srv->hosts, c->host);
 		atomic_fetch_sub(&c->w->srv->stats.authed, 1);
+	}
 	atomic_fetch_sub(&c->w->srv->stats.conns, 1);
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->auth_timer, conn_handle_closed);
@@ -191,7 +315,8 @@ static void conn_reject(struct ms_conn *c, const char *what, const char *why)
 }
 
 /* One line for the closes of a kind that were only counted. */
-static void flood_summary(enum ms_flood kind, const struct ms_flood_log *f)
+static void flood_summary(const struct ms_worker *w, enum ms_flood kind,
+			  const struct ms_flood_log *f)
 {
 	switch (kind) {
 	case MS_FLOOD_PER_SOURCE:
@@ -201,6 +326,15 @@ static void flood_summary(enum ms_flood kind, const struct ms_flood_log *f)
 	case MS_FLOOD_OLDEST:
 		gvm_warn("closed %u more unauthenticated connections, oldest first, to stay within %u per thread (the last: peer %s)",
 			 f->suppressed, MS_UNAUTH_MAX, f->last);
+		break;
+	case MS_FLOOD_HOST_FULL:
+		gvm_warn("refused %u more connections busy: their host held %u authenticated connections already, the most one host may (--host-conns) (the last: peer %s)",
+			 f->suppressed, w->srv->host_conns, f->last);
+		break;
+	case MS_FLOOD_DONOR_FULL:
+		gvm_warn("refused %u more connections busy: %u authenticated connections open, the most this donor serves (open-file limit %llu) (the last: peer %s)",
+			 f->suppressed, w->srv->conns_max, (unsigned long long)w->srv->nofile,
+			 f->last);
 		break;
 	default:
 		gvm_warn("closed %u more connections: no authentication within %u ms (the last: peer %s)",
@@ -221,7 +355,7 @@ static void on_flood_timer(uv_timer_t *t)
 		struct ms_flood_log *f = &w->flood[k];
 
 		if (f->suppressed) {
-			flood_summary((enum ms_flood)k, f);
+			flood_summary(w, (enum ms_flood)k, f);
 			f->suppressed = 0;
 			f->quiet_until = now + MS_FLOOD_LOG_INTERVAL_MS;
 		}
@@ -231,23 +365,16 @@ static void on_flood_timer(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
-/* Closes c to keep a flood out: one warn line saying why, unless this
+/* Says why c is closed to keep a flood out: one warn line, unless this
  * thread logged one of this kind less than MS_FLOOD_LOG_INTERVAL_MS ago;
  * then it is counted, and on_flood_timer says how many. */
-static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
+static void flood_log(struct ms_conn *c, enum ms_flood kind, const char *why)
 {
 	struct ms_worker *w = c->w;
 	struct ms_flood_log *f = &w->flood[kind];
 	uint64_t now = uv_now(&w->loop);
-	char why[200];
-	va_list ap;
 
 	if (now >= f->quiet_until) {
-		va_start(ap, fmt);
-		vsnprintf(why, sizeof(why), fmt, ap);
-		va_end(ap);
 		gvm_warn("peer %s: closing: %s", c->peer, why);
 		f->quiet_until = now + MS_FLOOD_LOG_INTERVAL_MS;
 		if (!uv_is_active((uv_handle_t *)&w->flood_timer))
@@ -255,8 +382,25 @@ static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, 
 				       MS_FLOOD_LOG_INTERVAL_MS);
 	} else {
 		f->suppressed++;
-		snprintf(f->last, sizeof(f->last), "%s", c->peer);
+		if (c->host[0])
+			snprintf(f->last, sizeof(f->last), "%s, host %s", c->peer, c->host);
+		else
+			snprintf(f->last, sizeof(f->last), "%s", c->peer);
 	}
+}
+
+/* Closes c at once to keep a flood out (flood_log). */
+static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void flood_close(struct ms_conn *c, enum ms_flood kind, const char *fmt, ...)
+{
+	char why[GVM_ERROR_MAX_BYTES + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	flood_log(c, kind, why);
 	conn_close(c);
 }
 
@@ -265,7 +409,7 @@ static void flood_flush(struct ms_worker *w)
 {
 	for (int k = 0; k < MS_FLOOD_KINDS; k++)
 		if (w->flood[k].suppressed) {
-			flood_summary((enum ms_flood)k, &w->flood[k]);
+			flood_summary(w, (enum ms_flood)k, &w->flood[k]);
 			w->flood[k].suppressed = 0;
 		}
 }
@@ -371,13 +515,34 @@ static void reply_error(struct ms_conn *c, const struct gvm_hdr *req, int err,
 	conn_send(c, &r, NULL);
 }
 
+/* Answers AUTH with err and why, and closes once that is sent. */
+static void auth_refuse(struct ms_conn *c, const struct gvm_hdr *h, int err,
+			const char *why)
+{
+	reply_error(c, h, err, why);
+	c->close_when_flushed = true;
+	if (c->backlog == 0)
+		conn_close(c);
+}
+
+/* Refuses a peer whose AUTH answer checked out, as a limit says: EBUSY and
+ * why, which goes to the log too, as a flood's (flood_log). */
+static void auth_refuse_busy(struct ms_conn *c, const struct gvm_hdr *h,
+			     enum ms_flood kind, const char *why)
+{
+	flood_log(c, kind, why);
+	auth_refuse(c, h, -EBUSY, why);
+}
+
 static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 			const uint8_t *p)
 {
-	const struct gvm_key *key = c->w->srv->key;
+	struct ms_server *srv = c->w->srv;
+	const struct gvm_key *key = srv->key;
 	char why[GVM_ERROR_MAX_BYTES + 1];
 	uint8_t mac[GVM_AUTH_MAC_BYTES];
 	struct gvm_hdr r;
+	int err;
 
 	if (h->payload_len != GVM_AUTH_NONCE_BYTES + GVM_AUTH_MAC_BYTES) {
 		conn_reject(c, "AUTH", "answer of the wrong length");
@@ -391,27 +556,35 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 	if (!gvm_auth_mac_equal(mac, p + GVM_AUTH_NONCE_BYTES)) {
 		atomic_fetch_add(&c->w->srv->stats.auth_failures, 1);
 		gvm_warn("peer %s: auth failed: bad key; closing", c->peer);
-		reply_error(c, h, -EACCES, "bad key");
-		c->close_when_flushed = true;
-		if (c->backlog == 0)
-			conn_close(c);
+		auth_refuse(c, h, -EACCES, "bad key");
 		return;
 	}
-	if (atomic_fetch_add(&c->w->srv->stats.authed, 1) >= MS_CONNS_MAX) {
-		atomic_fetch_sub(&c->w->srv->stats.authed, 1);
-		gvm_warn("peer %s: closing: authenticated for host %s, but %u authenticated connections are open, the most this donor serves",
-			 c->peer, h->host_id, MS_CONNS_MAX);
-		snprintf(why, sizeof(why), "donor busy: it serves at most %u authenticated connections",
-			 MS_CONNS_MAX);
-		reply_error(c, h, -EBUSY, why);
-		c->close_when_flushed = true;
-		if (c->backlog == 0)
-			conn_close(c);
+	snprintf(c->host, sizeof(c->host), "%s", h->host_id);
+	if (atomic_fetch_add(&srv->stats.authed, 1) >= srv->conns_max) {
+		atomic_fetch_sub(&srv->stats.authed, 1);
+		snprintf(why, sizeof(why),
+			 "donor busy: %u authenticated connections open, the most it serves (open-file limit %llu); host %s refused",
+			 srv->conns_max, (unsigned long long)srv->nofile, c->host);
+		auth_refuse_busy(c, h, MS_FLOOD_DONOR_FULL, why);
+		return;
+	}
+	err = host_conns_take(&srv->hosts, c->host, srv->host_conns);
+	if (err) {
+		atomic_fetch_sub(&srv->stats.authed, 1);
+		if (err == -EBUSY) {
+			snprintf(why, sizeof(why),
+				 "host %s busy: it holds %u authenticated connections to this donor, the most one host may (--host-conns %u)",
+				 c->host, srv->host_conns, srv->host_conns);
+			auth_refuse_busy(c, h, MS_FLOOD_HOST_FULL, why);
+		} else {
+			gvm_err("peer %s: closing: out of memory counting the connections of host %s",
+				c->peer, c->host);
+			auth_refuse(c, h, err, "donor out of memory");
+		}
 		return;
 	}
 	c->authed = true;
 	unauth_remove(c);
-	snprintf(c->host, sizeof(c->host), "%s", h->host_id);
 	gvm_reader_limit(&c->rd, GVM_FRAME_DATA_MAX_BYTES);
 	uv_timer_stop(&c->auth_timer);
 	gvm_debug("peer %s: authenticated for host %s", c->peer, c->host);
@@ -953,22 +1126,33 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
 	return uv_listen((uv_stream_t *)&w->listener, MS_LISTEN_BACKLOG, on_connection);
 }
 
-/* The connection limits need MS_FDS_NEEDED open files: a soft limit below
- * that is raised to the hard limit, with a line saying what came of it. */
-static void raise_fd_limit(unsigned threads)
+/* Raises the soft RLIMIT_NOFILE to the hard limit; what it leaves past
+ * MS_FDS_RESERVED is how many authenticated connections the donor serves,
+ * said in one line. Below MS_CONNS_MIN it does not start: -EMFILE. */
+static int conn_limits_init(struct ms_server *srv)
 {
-	uint64_t need = MS_FDS_NEEDED(threads), was, now;
+	uint64_t reserved = MS_FDS_RESERVED(srv->nworkers), was, now, room;
+	char raised[64] = "";
 
-	gvm_raise_fd_limit(need, &was, &now);
-	if (was >= need)
-		return;
-	if (now >= need)
-		gvm_info("open-file limit raised from %llu to %llu (the connection limits need %llu)",
-			 (unsigned long long)was, (unsigned long long)now,
-			 (unsigned long long)need);
-	else
-		gvm_warn("open-file limit %llu (as high as the hard limit lets it go) is below the %llu the connection limits need: connections past it fail at accept; raise it (LimitNOFILE=)",
-			 (unsigned long long)now, (unsigned long long)need);
+	gvm_raise_fd_limit(UINT64_MAX, &was, &now);
+	srv->nofile = now;
+	if (now < reserved + MS_CONNS_MIN) {
+		gvm_err("open-file limit %llu (the hard limit) is too low: %u thread%s keep %llu files for peers authenticating and spares, and leave fewer than %u for brokers; raise it (LimitNOFILE= in the unit, ulimit -Hn in a shell) or run fewer --threads",
+			(unsigned long long)now, srv->nworkers, srv->nworkers > 1 ? "s" : "",
+			(unsigned long long)reserved, MS_CONNS_MIN);
+		return -EMFILE;
+	}
+	room = now - reserved;
+	srv->conns_max = room > UINT_MAX / 2 ? UINT_MAX / 2 : (unsigned)room;
+	if (now > was)
+		snprintf(raised, sizeof(raised), ", raised from %llu", (unsigned long long)was);
+	gvm_info("serving up to %u connections (open-file limit %llu%s), at most %u per host id; %llu files kept for up to %u peers authenticating per thread and spares",
+		 srv->conns_max, (unsigned long long)now, raised, srv->host_conns,
+		 (unsigned long long)reserved, MS_UNAUTH_MAX);
+	if (srv->conns_max < srv->host_conns)
+		gvm_warn("open-file limit %llu is low: one host may hold %u connections (--host-conns), all hosts together only %u; raise it with LimitNOFILE= in the unit (gvm-memserver@.service), or ulimit -Hn before starting",
+			 (unsigned long long)now, srv->host_conns, srv->conns_max);
+	return 0;
 }
 
 int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
@@ -991,10 +1175,14 @@ int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
 		return err;
 	}
 	srv.nworkers = cfg->threads;
-	raise_fd_limit(srv.nworkers);
+	srv.host_conns = cfg->host_conns ? cfg->host_conns : MS_HOST_CONNS_DEFAULT;
+	err = conn_limits_init(&srv);
+	if (err)
+		return err;
 	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
 	if (!srv.workers)
 		return -ENOMEM;
+	pthread_mutex_init(&srv.hosts.lock, NULL);
 	for (unsigned i = 0; i < srv.nworkers; i++) {
 		srv.workers[i].srv = &srv;
 		srv.workers[i].index = i;
@@ -1029,5 +1217,7 @@ out:
 	signal(SIGINT, SIG_IGN);
 	ms_block_stop_signals(false);
 	free(srv.workers);
+	free(srv.hosts.slots);
+	pthread_mutex_destroy(&srv.hosts.lock);
 	return err;
 }

@@ -6,10 +6,12 @@
  * only and at most 1024 per host, LIST bit by bit and its bounds, namespace
  * ids that die with an anonymous donor and live on with a backing file,
  * floods of connections that never authenticate (from one source, from
- * many), the fixed authentication deadline, the limit on authenticated
- * connections, and the command line. */
+ * many), the fixed authentication deadline, authenticated connections
+ * limited per host id (--host-conns) and in all by the open-file limit, not
+ * a constant, and the command line. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,9 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1419,42 +1423,514 @@ static void test_distributed_flood_holds_256_unauthenticated_and_lets_a_client_i
 	assert_true(gvmt_file_count_lines(p.log, "") < 40);
 }
 
-/* MS_CONNS_MAX counts authenticated connections: the one past it is told
- * the donor is busy (EBUSY) as it authenticates, and gets in once another
- * leaves. */
-static void test_authenticated_connections_past_1024_are_refused_busy(void **state)
+/* Opens a connection as host, trying again while the donor answers EBUSY
+ * (a close it has not seen yet) for up to 2 s: the connection, or NULL. */
+static struct gvm_dconn *connect_when_room(const struct gvmt_proc *p, const char *host)
 {
-	static struct gvm_dconn *c[MS_CONNS_MAX];
+	struct gvm_dconn *c = NULL;
+	char why[512];
+	int err = -EBUSY;
+
+	for (double until = now_ms() + 2000; err == -EBUSY && now_ms() < until;) {
+		err = gvm_dconn_open(&c, p->addr, &key, host, why, sizeof(why));
+		if (err == -EBUSY)
+			usleep(10 * 1000);
+	}
+	if (err)
+		print_message("connect as %s: %s\n", host, why);
+	return err ? NULL : c;
+}
+
+/* Asserts that one more connection as host is refused busy, with why
+ * containing want; counts it into *refused. */
+static void assert_busy(const struct gvmt_proc *p, const char *host, const char *want,
+			unsigned *refused)
+{
+	struct gvm_dconn *c = NULL;
+	char why[512];
+
+	assert_int_equal(gvm_dconn_open(&c, p->addr, &key, host, why, sizeof(why)), -EBUSY);
+	assert_null(c);
+	if (!strstr(why, want))
+		fail_msg("refusal of %s says '%s', not '%s'", host, why, want);
+	(*refused)++;
+}
+
+/* Refusals busy the donor logged: a line each, or counted into a summary
+ * line ("refused N more connections busy"). */
+static unsigned logged_busy_refusals(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	char line[1024];
+	unsigned n = 0;
+	const char *q;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, ": closing: host ") && strstr(line, " busy: it holds "))
+			n++;
+		else if (strstr(line, ": closing: donor busy: "))
+			n++;
+		else if ((q = strstr(line, "refused ")) && strstr(q, " more connections busy: "))
+			n += (unsigned)strtoul(q + strlen("refused "), NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
+/* --host-conns 4 counts authenticated connections per host id: hosta's
+ * fifth is refused busy (EBUSY) with a reason naming the host and the
+ * limit, while hostb gets in and every one is served. An orderly close,
+ * a reset and a client killed with its connections each make room for
+ * exactly as many as left. A burst of refusals is logged rate-limited,
+ * every one of them counted. */
+static void test_fifth_connection_of_a_host_is_refused_busy_while_another_host_gets_in(void **state)
+{
+	static const char busy_a[] =
+		"host hosta busy: it holds 4 authenticated connections to this donor, the most one host may (--host-conns 4)";
+	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+	struct gvm_dconn *a[4], *b, *cc[4];
 	Gvm__MemserverStats *m;
 	struct gvmt_proc p;
-	struct gvm_dconn *extra = NULL;
-	char why[512];
-	int err = 0;
+	unsigned refused = 0;
+	int ready[2], status;
+	double t0 = now_ms();
+	char byte;
+	pid_t child;
 
 	(void)state;
-	if (!raise_nofile(MS_CONNS_MAX + 256))
-		skip();
-	assert_true(gvmt_memserver_start(&p, key_path, NULL));
-	for (unsigned i = 0; i < MS_CONNS_MAX; i++)
-		c[i] = connect_as(&p, "hosta");
-	assert_int_equal(gvm_dconn_open(&extra, p.addr, &key, "hostb", why, sizeof(why)), -EBUSY);
-	assert_non_null(strstr(why, "donor busy: it serves at most 1024 authenticated connections"));
-	m = stats(c[0], NULL);
-	assert_int_equal(m->connections, MS_CONNS_MAX);
+	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--host-conns", "4", NULL }));
+	for (int i = 0; i < 4; i++)
+		a[i] = connect_as(&p, "hosta");
+	assert_busy(&p, "hosta", busy_a, &refused);
+	b = connect_as(&p, "hostb");
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(gvm_dconn_ping(a[i]), 0);
+	real_client_round_trip(b, "hostb.vm", 7);
+	m = stats(b, NULL);
+	assert_int_equal(m->connections, 5); /* the refused one is gone */
 	gvm__memserver_stats__free_unpacked(m, NULL);
-	gvm_dconn_close(c[MS_CONNS_MAX - 1]);
-	for (double until = now_ms() + 2000; now_ms() < until; usleep(10 * 1000)) {
-		err = gvm_dconn_open(&extra, p.addr, &key, "hostb", why, sizeof(why));
-		if (err != -EBUSY)
-			break;
+
+	/* An orderly close (FIN) makes room for one, and only one. */
+	gvm_dconn_close(a[3]);
+	a[3] = connect_when_room(&p, "hosta");
+	assert_non_null(a[3]);
+	assert_busy(&p, "hosta", busy_a, &refused);
+	/* So does a reset (SO_LINGER 0: RST, no FIN). */
+	assert_int_equal(setsockopt(gvm_dconn_fd(a[0]), SOL_SOCKET, SO_LINGER, &reset,
+				    sizeof(reset)),
+			 0);
+	gvm_dconn_close(a[0]);
+	a[0] = connect_when_room(&p, "hosta");
+	assert_non_null(a[0]);
+	assert_busy(&p, "hosta", busy_a, &refused);
+
+	/* A client killed holding all four of hostc's: the kernel closes them,
+	 * and the donor gives hostc its four again. */
+	assert_int_equal(pipe(ready), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct gvm_dconn *mine[4];
+		char why[512];
+
+		close(ready[0]);
+		for (int i = 0; i < 4; i++)
+			CHILD_CHECK(gvm_dconn_open(&mine[i], p.addr, &key, "hostc", why, sizeof(why)) == 0,
+				    3, "connect as hostc: %s", why);
+		CHILD_CHECK(write(ready[1], "r", 1) == 1, 4, "tell the parent");
+		pause();
+		_exit(0);
 	}
-	assert_int_equal(err, 0);
-	assert_int_equal(gvm_dconn_ping(extra), 0);
-	gvm_dconn_close(extra);
-	for (unsigned i = 0; i < MS_CONNS_MAX - 1; i++)
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &byte, 1), 1);
+	close(ready[0]);
+	assert_busy(&p, "hostc",
+		    "host hostc busy: it holds 4 authenticated connections to this donor", &refused);
+	kill(child, SIGKILL);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFSIGNALED(status));
+	for (int i = 0; i < 4; i++) {
+		cc[i] = connect_when_room(&p, "hostc");
+		assert_non_null(cc[i]);
+	}
+	assert_busy(&p, "hostc",
+		    "host hostc busy: it holds 4 authenticated connections to this donor", &refused);
+
+	/* A burst: each refusal answered, the log a line or two and a count. */
+	for (int i = 0; i < 40; i++)
+		assert_busy(&p, "hosta", busy_a, &refused);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(gvm_dconn_ping(a[i]), 0);
+	m = stats(b, NULL);
+	assert_int_equal(m->connections, 9);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	for (int i = 0; i < 4; i++) {
+		gvm_dconn_close(a[i]);
+		gvm_dconn_close(cc[i]);
+	}
+	gvm_dconn_close(b);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	print_message("%u refusals, %d of them logged one by one\n", refused,
+		      gvmt_file_count(p.log, " busy: it holds "));
+	assert_int_equal(logged_busy_refusals(p.log), refused);
+	assert_true(gvmt_file_count(p.log, "closing: host hosta busy: it holds 4") >= 1);
+	/* A line a second at most, the rest counted. */
+	assert_true(gvmt_file_count(p.log, " busy: it holds ") <= (now_ms() - t0) / 1000 + 2);
+	assert_true(gvmt_file_count(p.log, " more connections busy: their host held 4") >= 1);
+}
+
+/* 1500 authenticated connections from four hosts, each one served: no cap
+ * near 1024 is left, and the start line gives the one the open-file limit
+ * sets (the test's own, raised to its hard limit, which the donor inherits). */
+static void test_over_1024_authenticated_connections_from_several_hosts_are_served(void **state)
+{
+	enum { CONNS = 1500, HOSTS = 4 };
+	static const char *const hosts[HOSTS] = { "rack1-h1", "rack1-h2", "rack2-h1", "rack2-h2" };
+	static struct gvm_dconn *c[CONNS];
+	uint32_t ns[HOSTS];
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct rlimit rl;
+	char line[160], name[40];
+	uint64_t bad;
+
+	(void)state;
+	if (!raise_nofile(CONNS + 256)) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		print_message("skipped: the hard open-file limit %llu is below the %u this test needs (ulimit -Hn)\n",
+			      (unsigned long long)rl.rlim_max, CONNS + 256);
+		skip();
+	}
+	getrlimit(RLIMIT_NOFILE, &rl);
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	for (unsigned i = 0; i < CONNS; i++)
+		c[i] = connect_as(&p, hosts[i % HOSTS]);
+	m = stats(c[0], NULL);
+	assert_int_equal(m->connections, CONNS);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	for (unsigned i = 0; i < CONNS; i++)
+		if (gvm_dconn_ping(c[i]))
+			fail_msg("connection %u (host %s): ping: %s", i, hosts[i % HOSTS],
+				 gvm_dconn_error(c[i]));
+	/* Pages written on a host's first connection read back on its last. */
+	for (unsigned h = 0; h < HOSTS; h++) {
+		snprintf(name, sizeof(name), "%s.vm", hosts[h]);
+		assert_int_equal(gvm_dconn_open_ns(c[h], name, &ns[h]), 0);
+		write_pattern(c[h], ns[h], 900 + h, 0, 64, 0);
+	}
+	for (unsigned h = 0; h < HOSTS; h++)
+		assert_int_equal(read_checksum(c[CONNS - HOSTS + h], ns[h], 0, 64, 16, 900 + h, 0, &bad),
+				 pattern_checksum(0, 64, 900 + h, 0));
+	assert_int_equal(bad, 0);
+	for (unsigned i = 0; i < CONNS; i++)
 		gvm_dconn_close(c[i]);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
-	assert_true(gvmt_file_count(p.log, "authenticated connections are open, the most this donor serves") >= 1);
+	snprintf(line, sizeof(line), "serving up to %llu connections (open-file limit %llu",
+		 (unsigned long long)(rl.rlim_max - MS_FDS_RESERVED(1u)),
+		 (unsigned long long)rl.rlim_max);
+	print_message("expected in the log: %s\n", line);
+	assert_int_equal(gvmt_file_count(p.log, line), 1);
+	assert_int_equal(gvmt_file_count(p.log, "busy"), 0);
+}
+
+/* Polls the donor's count of open connections (over c) until it is want:
+ * the closes it has not seen yet are in. */
+static void wait_connections(struct gvm_dconn *c, unsigned want)
+{
+	Gvm__MemserverStats *m;
+	unsigned now = 0;
+
+	for (double until = now_ms() + 3000; now_ms() < until; usleep(5 * 1000)) {
+		m = stats(c, NULL);
+		now = (unsigned)m->connections;
+		gvm__memserver_stats__free_unpacked(m, NULL);
+		if (now == want)
+			return;
+	}
+	fail_msg("the donor counts %u connections, not %u", now, want);
+}
+
+/* 200 hosts at --host-conns 3, 600 connections: each host's fourth is
+ * refused. Every third host then leaves altogether (its slot in the table
+ * is freed, and hosts placed past it move back), and after that every other
+ * host closes one: each of those gets exactly one back, and the hosts that
+ * left three, no more. The count per host stays exact as hosts come and go,
+ * over a table that grew past its first slots. */
+static void test_per_host_counts_stay_exact_as_200_hosts_come_and_go(void **state)
+{
+	enum { HOSTS = 200, PER_HOST = 3, LEAVING = (HOSTS + 2) / 3 };
+	static struct gvm_dconn *c[HOSTS][PER_HOST];
+	struct gvmt_proc p;
+	unsigned refused = 0;
+	char host[HOSTS][16], want[HOSTS][120];
+
+	(void)state;
+	if (!raise_nofile(HOSTS * PER_HOST + 256))
+		skip();
+	for (unsigned h = 0; h < HOSTS; h++) {
+		snprintf(host[h], sizeof(host[h]), "h%u", h);
+		snprintf(want[h], sizeof(want[h]), "host %s busy: it holds 3 authenticated connections",
+			 host[h]);
+	}
+	assert_true(gvmt_memserver_start(&p, key_path, (const char *[]){ "--host-conns", "3", NULL }));
+	for (unsigned i = 0; i < PER_HOST; i++)
+		for (unsigned h = 0; h < HOSTS; h++)
+			c[h][i] = connect_as(&p, host[h]);
+	for (unsigned h = 0; h < HOSTS; h++)
+		assert_busy(&p, host[h], want[h], &refused);
+	/* Hosts h % 3 == 0 leave, from the last down. */
+	for (unsigned h = HOSTS; h-- > 0;)
+		for (unsigned i = 0; h % 3 == 0 && i < PER_HOST; i++) {
+			gvm_dconn_close(c[h][i]);
+			c[h][i] = NULL;
+		}
+	wait_connections(c[1][0], (HOSTS - LEAVING) * PER_HOST);
+	/* The others close their middle one. */
+	for (unsigned h = 0; h < HOSTS; h++)
+		if (h % 3) {
+			gvm_dconn_close(c[h][1]);
+			c[h][1] = NULL;
+		}
+	wait_connections(c[1][0], (HOSTS - LEAVING) * (PER_HOST - 1));
+	for (unsigned pass = 0; pass < 2; pass++) /* the stayers first */
+		for (unsigned h = 0; h < HOSTS; h++) {
+			if ((h % 3 == 0) != (pass == 1))
+				continue;
+			for (unsigned i = 0; i < PER_HOST; i++)
+				if (!c[h][i]) {
+					c[h][i] = connect_when_room(&p, host[h]);
+					if (!c[h][i])
+						fail_msg("host %s: no room after its close", host[h]);
+				}
+			assert_busy(&p, host[h], want[h], &refused);
+		}
+	wait_connections(c[1][0], HOSTS * PER_HOST);
+	for (unsigned h = 0; h < HOSTS; h++)
+		for (unsigned i = 0; i < PER_HOST; i++) {
+			assert_int_equal(gvm_dconn_ping(c[h][i]), 0);
+			gvm_dconn_close(c[h][i]);
+		}
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	assert_int_equal(logged_busy_refusals(p.log), refused);
+}
+
+struct racer {
+	const char *addr;
+	struct gvm_dconn *c[20];
+	int err[20];
+	char why[512];
+};
+
+/* Opens 20 connections as host "racer" one after another, as fast as the
+ * donor answers; the results stay in r (no cmocka off the main thread). */
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	char why[512];
+
+	for (int i = 0; i < 20; i++) {
+		r->c[i] = NULL;
+		r->err[i] = gvm_dconn_open(&r->c[i], r->addr, &key, "racer", why, sizeof(why));
+		if (r->err[i] && r->err[i] != -EBUSY)
+			snprintf(r->why, sizeof(r->why), "%s", why);
+	}
+	return NULL;
+}
+
+/* One host's connections spread over four donor threads, opened by eight
+ * clients at once: --host-conns 50 lets exactly 50 in and refuses the other
+ * 110 busy, however the accepts interleave. */
+static void test_host_limit_holds_exactly_when_four_threads_take_connections_at_once(void **state)
+{
+	enum { RACERS = 8, EACH = 20, LIMIT = 50 };
+	static struct racer r[RACERS];
+	pthread_t t[RACERS];
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	unsigned in = 0, busy = 0;
+	struct gvm_dconn *other;
+
+	(void)state;
+	if (!raise_nofile(RACERS * EACH + 256))
+		skip();
+	assert_true(gvmt_memserver_start(&p, key_path,
+					 (const char *[]){ "--threads", "4", "--host-conns", "50", NULL }));
+	for (int i = 0; i < RACERS; i++) {
+		r[i].addr = p.addr;
+		r[i].why[0] = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, racer_main, &r[i]), 0);
+	}
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	for (int i = 0; i < RACERS; i++) {
+		if (r[i].why[0])
+			fail_msg("racer %d: %s", i, r[i].why);
+		for (int j = 0; j < EACH; j++) {
+			in += r[i].err[j] == 0;
+			busy += r[i].err[j] == -EBUSY;
+		}
+	}
+	print_message("%u in, %u refused busy\n", in, busy);
+	assert_int_equal(in, LIMIT);
+	assert_int_equal(busy, RACERS * EACH - LIMIT);
+	other = connect_as(&p, "bystander");
+	m = stats(other, NULL);
+	assert_int_equal(m->connections, LIMIT + 1);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	for (int i = 0; i < RACERS; i++)
+		for (int j = 0; j < EACH; j++)
+			if (r[i].c[j]) {
+				assert_int_equal(gvm_dconn_ping(r[i].c[j]), 0);
+				gvm_dconn_close(r[i].c[j]);
+			}
+	/* All closed: the host gets its 50 again. */
+	wait_connections(other, 1);
+	for (int j = 0; j < EACH; j++) {
+		r[0].c[j] = connect_as(&p, "racer");
+		gvm_dconn_close(r[0].c[j]);
+	}
+	gvm_dconn_close(other);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	assert_int_equal(logged_busy_refusals(p.log), busy);
+}
+
+/* A loopback port the kernel just handed out, free again. */
+static int free_port_number(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool accepts(const char *addr)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	addr_of(addr, &sa);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* One try at gvm-memserver with its open-file limit, soft and hard, at
+ * nofile and none of this program's files: 0 once it accepts, its exit
+ * status if it exits first. */
+static int try_with_nofile(struct gvmt_proc *p, rlim_t nofile, const char *const *argv)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = { nofile, nofile };
+		int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close_range(3, ~0u, 0);
+		CHILD_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, 126, "setrlimit: %s", strerror(errno));
+		execv(argv[0], (char *const *)argv);
+		CHILD_CHECK(0, 127, "exec %s: %s", argv[0], strerror(errno));
+	}
+	p->pid = pid;
+	for (double until = now_ms() + 10000; now_ms() < until; usleep(10 * 1000)) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			p->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		if (accepts(p->addr))
+			return 0;
+	}
+	gvmt_proc_stop(p, SIGKILL);
+	fail_msg("gvm-memserver on %s: not accepting after 10 s", p->addr);
+	return -1;
+}
+
+/* gvmt_memserver_start with the open-file limit at nofile: 0 once it
+ * accepts, else its exit status (p->log says why). */
+static int start_with_nofile(struct gvmt_proc *p, rlim_t nofile, const char *const *extra)
+{
+	static int serial;
+	const char *argv[16];
+	char bin[512];
+	int argc = 0, err = 1;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->log, sizeof(p->log), "%s/memserver-nofile-%d.log", gvmt_dir(), ++serial);
+	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
+	argv[argc++] = "--listen";
+	argv[argc++] = p->addr;
+	argv[argc++] = "--key-file";
+	argv[argc++] = key_path;
+	for (int i = 0; extra && extra[i] && argc < 15; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+	for (int attempt = 0; attempt < 5; attempt++) { /* the port may be taken meanwhile */
+		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", free_port_number());
+		err = try_with_nofile(p, nofile, argv);
+		if (!err || !gvmt_file_count(p->log, "Address already in use"))
+			break;
+	}
+	return err;
+}
+
+/* The open-file limit, not a constant, sets how many authenticated
+ * connections the donor serves: at 600 files and one thread, 600 - 257 -
+ * 64 = 279, the next refused busy whatever its host, and one more after a
+ * close. The start line says so, and that the limit is low, and how to
+ * raise it. At 300 files, too few for even 64, it does not start. */
+static void test_open_file_limit_sets_how_many_connections_the_donor_serves(void **state)
+{
+	enum { NOFILE = 600, SERVES = NOFILE - MS_FDS_RESERVED(1u) };
+	static struct gvm_dconn *c[SERVES];
+	static const char busy[] =
+		"donor busy: 279 authenticated connections open, the most it serves (open-file limit 600)";
+	static const char *const hosts[] = { "east", "west", "north" };
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	unsigned refused = 0;
+
+	(void)state;
+	assert_int_equal(SERVES, 279);
+	if (!raise_nofile(SERVES + 256))
+		skip();
+	assert_int_equal(start_with_nofile(&p, NOFILE, NULL), 0);
+	for (unsigned i = 0; i < SERVES; i++)
+		c[i] = connect_as(&p, hosts[i % 3]);
+	assert_busy(&p, "east", busy, &refused);
+	assert_busy(&p, "south", busy, &refused); /* a host with none is refused too */
+	m = stats(c[0], NULL);
+	assert_int_equal(m->connections, SERVES);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c[1]); /* a "west" one: "south" gets its place */
+	c[1] = connect_when_room(&p, "south");
+	assert_non_null(c[1]);
+	assert_busy(&p, "west", busy, &refused);
+	for (unsigned i = 0; i < SERVES; i++)
+		assert_int_equal(gvm_dconn_ping(c[i]), 0);
+	for (unsigned i = 0; i < SERVES; i++)
+		gvm_dconn_close(c[i]);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+	assert_int_equal(gvmt_file_count(p.log, "serving up to 279 connections (open-file limit 600)"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "open-file limit 600 is low: one host may hold 4096 connections (--host-conns), all hosts together only 279; raise it with LimitNOFILE="), 1);
+	assert_true(gvmt_file_count(p.log, "closing: donor busy: 279 authenticated connections open") >= 1);
+	assert_int_equal(logged_busy_refusals(p.log), refused);
+
+	/* Two threads keep 2 * 257 + 64 = 578 files: 600 leaves too few. */
+	assert_int_equal(start_with_nofile(&p, NOFILE, (const char *[]){ "--threads", "2", NULL }), 1);
+	assert_int_equal(gvmt_file_count(p.log, "open-file limit 600 (the hard limit) is too low: 2 threads keep 578 files"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "raise it (LimitNOFILE= in the unit"), 1);
 }
 
 /* The authentication deadline runs from accept: a peer that sends one byte
@@ -1515,6 +1991,11 @@ static void test_command_line_errors_are_explained(void **state)
 	assert_int_equal(gvmt_file_count(log, "--capacity lots: not a size"), 1);
 	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--threads", "0", NULL }), 2);
 	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--bogus", NULL }), 2);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--host-conns", "0", NULL }), 2);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--host-conns", "4k", NULL }), 2);
+	assert_int_equal(gvmt_file_count(log, "--host-conns 4k: want a number from 1 to 1048576"), 1);
+	assert_int_equal(gvmt_file_count(log, "--host-conns N       authenticated connections one host id may hold"), 1);
+	assert_int_equal(gvmt_file_count(log, "(default 4096, max 1048576)"), 1);
 
 	gvmt_path(loose, sizeof(loose), "loose.key");
 	gvmt_make_key(loose, 32, NULL);
@@ -1552,7 +2033,11 @@ int main(void)
 		cmocka_unit_test(test_flood_from_one_source_keeps_16_unauthenticated_and_serves_others),
 		cmocka_unit_test_teardown(test_distributed_flood_holds_256_unauthenticated_and_lets_a_client_in,
 					  stop_flood),
-		cmocka_unit_test(test_authenticated_connections_past_1024_are_refused_busy),
+		cmocka_unit_test(test_fifth_connection_of_a_host_is_refused_busy_while_another_host_gets_in),
+		cmocka_unit_test(test_per_host_counts_stay_exact_as_200_hosts_come_and_go),
+		cmocka_unit_test(test_host_limit_holds_exactly_when_four_threads_take_connections_at_once),
+		cmocka_unit_test(test_over_1024_authenticated_connections_from_several_hosts_are_served),
+		cmocka_unit_test(test_open_file_limit_sets_how_many_connections_the_donor_serves),
 		cmocka_unit_test(test_auth_deadline_is_fixed_from_accept_whatever_the_peer_trickles),
 		cmocka_unit_test(test_command_line_errors_are_explained),
 	};
