@@ -10,7 +10,7 @@ WERROR ?= 1
 CC ?= cc
 FUZZ_SECONDS ?= 15
 
-PKGS := libuv libprotobuf-c libsodium
+PKGS := libuv libprotobuf-c libsodium libcurl json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -34,9 +34,9 @@ LIB := $(BUILD)/lib
 OBJ := $(BUILD)/obj
 GEN := $(BUILD)/gen
 
-# ---- proto/: codec, auth, config, logging -> libgvmproto.a ----
+# ---- proto/: codec, auth, config, logging, etcd membership -> libgvmproto.a ----
 PROTO_SRC := proto/frame.c proto/auth.c proto/config.c proto/log.c proto/dclient.c \
-	proto/ctlmsg.c proto/placement.c proto/names.c
+	proto/ctlmsg.c proto/placement.c proto/names.c proto/etcd.c
 PROTO_OBJ := $(OBJ)/gen/gvm.pb-c.o $(PROTO_SRC:%.c=$(OBJ)/%.o)
 
 $(GEN)/gvm.pb-c.c $(GEN)/gvm.pb-c.h: proto/gvm.proto
@@ -115,7 +115,7 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 # ---- cuse-dev/ (/dev/gvmmem) is part of gvm-broker ----
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/identity.c broker/fault.c \
 	broker/evict.c broker/pool.c broker/prefetch.c broker/replica.c broker/stats.c broker/token.c \
-	broker/sandbox.c broker/notify.c cuse-dev/cuse_dev.c
+	broker/sandbox.c broker/notify.c broker/donors.c cuse-dev/cuse_dev.c
 BROKER_CPPFLAGS := -Ibroker -Icuse-dev -Icuse-dev/include $(shell pkg-config --cflags fuse3 2>/dev/null)
 $(OBJ)/broker/%.o $(OBJ)/cuse-dev/%.o: CPPFLAGS += $(BROKER_CPPFLAGS)
 $(BIN)/gvm-broker: $(BROKER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
@@ -153,9 +153,13 @@ $(BIN)/gvm-failover-bench: $(OBJ)/bench/failover_bench.o $(LIB)/libgvmmem.a $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BIN)/gvm-placement-bench: $(OBJ)/bench/placement_bench.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
 	$(BIN)/gvm-fault-bench $(BIN)/gvm-failover-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim \
-	$(BIN)/gvm-seed-bench
+	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and

@@ -34,6 +34,7 @@
 #include "gvm.pb-c.h"
 #include "log.h"
 #include "names.h"
+#include "placement.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "replica.h"
@@ -390,7 +391,11 @@ static void vm_free(struct bk_vm *vm)
 		free(rg->wp_held);
 		free(rg->fetching);
 		free(rg->wb_inflight);
+		bk_loc_forget(rg);
 		free(rg->loc);
+		free(rg->ns_id);
+		free(rg->ns_was);
+		free(rg->list_state);
 		free(rg->lost);
 		free(rg->ext_ver);
 	}
@@ -493,14 +498,21 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 		rg->wp_held = calloc((rg->npages + 63) / 64, 8);
 		rg->fetching = calloc((rg->npages + 63) / 64, 8);
 		rg->wb_inflight = calloc(rg->nextents, 1);
-		rg->loc = malloc(rg->nextents * BK_REPLICAS_MAX);
+		rg->loc = malloc(rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc));
 		rg->lost = calloc((rg->npages + 63) / 64, 8);
 		rg->ext_ver = calloc(rg->nextents, sizeof(*rg->ext_ver));
+		rg->ns_hash = gvm_place_ns_hash(rg->ns);
+		rg->ns_id = calloc(b->donors_cap, sizeof(*rg->ns_id));
+		rg->ns_was = calloc(b->donors_cap, sizeof(*rg->ns_was));
+		rg->list_state = malloc(b->donors_cap);
 		if (rg->loc)
-			memset(rg->loc, BK_NO_DONOR, rg->nextents * BK_REPLICAS_MAX);
+			memset(rg->loc, 0xff, rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc));
+		if (rg->list_state) /* a new incarnation: no donor holds anything of it */
+			memset(rg->list_state, BK_LIST_DONE, b->donors_cap);
+		rg->nlisted = b->ndonors;
 		if (!rg->ext_state || !rg->resident || !rg->dirty || !rg->ref || !rg->evicting ||
 		    !rg->wp_held || !rg->fetching || !rg->wb_inflight || !rg->loc || !rg->lost ||
-		    !rg->ext_ver) {
+		    !rg->ext_ver || !rg->ns_id || !rg->ns_was || !rg->list_state) {
 			vm_free(vm); /* the attach still owns the descriptors */
 			return refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
 		}
@@ -540,20 +552,22 @@ static void on_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
 	free(req);
 }
 
-static void drop_namespace(struct bk_broker *b, const char *ns)
+/* Drops namespace ns on donor d. */
+static void drop_namespace(struct bk_broker *b, unsigned d, const char *ns)
 {
-	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
-		struct bk_req *req = calloc(1, sizeof(*req));
+	struct bk_req *req = calloc(1, sizeof(*req));
 
-		if (!req)
-			continue;
-		req->donor = d;
-		req->flags = BK_REQ_FAIL_IF_DOWN;
-		req->cb = on_dropped;
-		gvm_hdr_init(&req->hdr, GVM__OP__OP_DROP_NS, 0);
-		strcpy(req->hdr.ns_name, ns);
-		bk_pool_submit(b->pool, req);
+	if (!req) {
+		gvm_warn("donor %s: out of memory dropping %s: it stays there",
+			 bk_pool_donor_addr(b->pool, d), ns);
+		return;
 	}
+	req->donor = d;
+	req->flags = BK_REQ_FAIL_IF_DOWN;
+	req->cb = on_dropped;
+	gvm_hdr_init(&req->hdr, GVM__OP__OP_DROP_NS, 0);
+	strcpy(req->hdr.ns_name, ns);
+	bk_pool_submit(b->pool, req);
 }
 
 /* Whether the process behind pidfd has exited. */
@@ -570,6 +584,7 @@ static void orphan_closed(uv_handle_t *h)
 
 	close(o->pidfd);
 	free(o->ns);
+	free(o->donors);
 	free(o);
 }
 
@@ -585,7 +600,8 @@ static void orphan_end(struct bk_orphan *o, bool drop, const char *why)
 		}
 	if (drop) {
 		for (size_t i = 0; i < o->nregions; i++)
-			drop_namespace(o->b, o->ns[i]);
+			for (size_t k = 0; k < o->ndonors; k++)
+				drop_namespace(o->b, o->donors[k], o->ns[i]);
 		gvm_info("vm %s (pid %d): %s; its pages are dropped", o->vm_name, (int)o->pid, why);
 	}
 	uv_close((uv_handle_t *)&o->poll, orphan_closed);
@@ -598,6 +614,15 @@ static void on_orphan_exit(uv_poll_t *h, int status, int events)
 	orphan_end(h->data, true, "its process exited");
 }
 
+/* Whether any of vm's namespaces was opened on donor d. */
+static bool vm_on_donor(const struct bk_vm *vm, unsigned d)
+{
+	for (size_t i = 0; i < vm->nregions; i++)
+		if (vm->regions[i].ns_id[d] || vm->regions[i].ns_was[d])
+			return true;
+	return false;
+}
+
 /* A VM whose connection ended under a live process: its namespaces are
  * kept until the process exits or attaches again. A user keeps at most
  * --uid-vms of these; past that, the oldest one's pages are dropped. */
@@ -608,9 +633,12 @@ static void orphan_add(struct bk_vm *vm)
 	unsigned mine = 0;
 
 	if (!o || !(o->ns = calloc(vm->nregions, sizeof(*o->ns))) ||
+	    (b->ndonors && !(o->donors = malloc(b->ndonors * sizeof(*o->donors)))) ||
 	    uv_poll_init(b->loop, &o->poll, vm->pidfd)) {
-		if (o)
+		if (o) {
 			free(o->ns);
+			free(o->donors);
+		}
 		free(o);
 		gvm_err("vm %s (pid %d): cannot watch its process; its pages stay on the donors",
 			vm->name, (int)vm->pid);
@@ -629,6 +657,9 @@ static void orphan_add(struct bk_vm *vm)
 	o->nregions = vm->nregions;
 	for (size_t i = 0; i < vm->nregions; i++)
 		strcpy(o->ns[i], vm->regions[i].ns);
+	for (unsigned d = 0; d < b->ndonors; d++) /* where it has namespaces */
+		if (vm_on_donor(vm, d))
+			o->donors[o->ndonors++] = (uint16_t)d;
 	o->poll.data = o;
 	uv_poll_start(&o->poll, UV_READABLE, on_orphan_exit);
 	*tail = o; /* oldest first */
@@ -672,13 +703,40 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 			 vm->name, (int)vm->pid, reason);
 	} else if (drop) {
 		for (size_t i = 0; i < vm->nregions; i++)
-			drop_namespace(b, vm->regions[i].ns);
+			for (unsigned d = 0; d < b->ndonors; d++)
+				if (vm->regions[i].ns_id[d] || vm->regions[i].ns_was[d])
+					drop_namespace(b, d, vm->regions[i].ns);
 		gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	} else {
 		gvm_info("vm %s (pid %d): detached: %s; its pages stay on the donors while its "
 			 "process lives", vm->name, (int)vm->pid, reason);
 		orphan_add(vm);
 	}
+	for (size_t i = 0; i < vm->nregions; i++)
+		bk_loc_forget(&vm->regions[i]); /* its copies no longer count */
 	vm->client = NULL;
 	bk_vm_put(vm);
+}
+
+int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap)
+{
+	uint32_t *id = realloc(rg->ns_id, cap * sizeof(*id));
+	uint32_t *was;
+	uint8_t *ls;
+
+	if (!id)
+		return -ENOMEM;
+	rg->ns_id = id;
+	memset(id + old_cap, 0, (cap - old_cap) * sizeof(*id));
+	was = realloc(rg->ns_was, cap * sizeof(*was));
+	if (!was)
+		return -ENOMEM;
+	rg->ns_was = was;
+	memset(was + old_cap, 0, (cap - old_cap) * sizeof(*was));
+	ls = realloc(rg->list_state, cap);
+	if (!ls)
+		return -ENOMEM;
+	rg->list_state = ls;
+	memset(ls + old_cap, BK_LIST_DONE, cap - old_cap); /* new donors hold nothing of it */
+	return 0;
 }

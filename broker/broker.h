@@ -16,7 +16,12 @@
 
 #define BK_DEFAULT_POOL_CONNS 2u
 #define BK_POOL_CONNS_MAX 16u
-#define BK_DONORS_MAX 64u
+/* Donors: no fixed number. A location names a donor by a 16-bit index,
+ * so one broker knows at most this many addresses over its life (a
+ * re-added address keeps its index). */
+#define BK_DONORS_LIMIT 0xfffeu
+#define BK_DEFAULT_IDLE_MS 60000u     /* a connection unused this long closes */
+#define BK_FDS_SPARE 256u             /* open files beyond donor connections */
 /* Clients: connections over all users; root and the broker's own user may
  * pass it (gvmctl still answers when others filled the table). */
 #define BK_CLIENTS_MAX 1024u
@@ -49,7 +54,7 @@
 #define BK_WRITEBACK_RETRY_MS 1000u  /* after a refused write-back, leave the region alone */
 /* Replicas (replica.c): an extent's copies live on up to this many donors. */
 #define BK_REPLICAS_MAX 4u
-#define BK_NO_DONOR 0xffu            /* a free slot of an extent's location */
+#define BK_NO_DONOR 0xffffu          /* a free slot of an extent's location */
 #define BK_DEFAULT_REPLICAS 1u
 #define BK_DEFAULT_DEAD_AFTER_MS 10000u /* unreachable this long: dead, its copies lost */
 #define BK_DEFAULT_REREPLICATE_BYTES (64ull << 20) /* re-replication, per second */
@@ -62,9 +67,28 @@ struct bk_pool;
 struct bk_cache;
 struct bk_client;
 
+/* A donor as the donors list or etcd gives it. */
 struct bk_donor_cfg {
 	char addr[128];
-	unsigned weight; /* relative capacity; keep it stable, it decides placement */
+	unsigned weight; /* relative capacity: its share of new placements */
+};
+
+/* Every donor address the broker has known (donors.c), by index: the
+ * index is what locations hold, so an entry stays for the broker's life
+ * and a re-added address gets its old index back. */
+enum bk_donor_state {
+	BK_DONOR_ACTIVE,   /* listed: takes new copies */
+	BK_DONOR_DRAINING, /* no longer listed: its copies move elsewhere */
+	BK_DONOR_REMOVED,  /* drained: holds nothing of ours, no connections */
+};
+
+struct bk_donor_info {
+	char addr[128];
+	unsigned weight;
+	uint64_t hash;   /* gvm_place_addr_hash(addr): computed once */
+	enum bk_donor_state state;
+	uint16_t port;
+	uint64_t extents; /* extent copies it holds for attached VMs */
 };
 
 struct bk_config {
@@ -72,8 +96,12 @@ struct bk_config {
 	const char *state_dir;   /* identity.h: host id and host key */
 	const char *host_id;     /* --host-id, or NULL: the state directory's */
 	unsigned uid_vms, uid_regions; /* per-user limits */
-	struct bk_donor_cfg donors[BK_DONORS_MAX];
+	struct bk_donor_cfg *donors; /* --donor and --donors-file, at start */
 	unsigned ndonors;
+	const char *donors_file;     /* re-read on SIGHUP */
+	const char *etcd;            /* --etcd ENDPOINTS, or NULL */
+	const char *etcd_prefix;
+	unsigned idle_ms;            /* --idle-timeout */
 	const char *key_file;
 	unsigned pool_conns;
 	unsigned extent_pages;
@@ -108,19 +136,21 @@ struct bk_region {
 	/* Where each extent lives (replica.c): BK_REPLICAS_MAX donor indices
 	 * per extent, BK_NO_DONOR in free slots. No donor: never written (a
 	 * zero fill), unless it is lost. */
-	uint8_t *loc;
+	uint16_t *loc;
 	uint64_t *lost;      /* page bitmap: its only copies were lost: it is poisoned */
 	uint32_t *ext_ver;   /* per extent: bumped by every write-back and discard */
 	/* A re-attached region learns its locations from the donors (LIST);
 	 * until every donor answered or died, an extent with no known copy
 	 * waits rather than reading as zero. */
 	bool map_ready;
-	uint64_t listed;     /* donor bitmap: answered LIST, or dead */
-	uint64_t listing;    /* donor bitmap: a LIST on its way */
+	uint64_t nlisted;    /* donors that answered LIST, or are dead or removed */
+	uint64_t ns_hash;    /* gvm_place_ns_hash(ns), for placement */
 	uint64_t rr_cursor;  /* re-replication's next extent to look at */
 	unsigned retry_ms;   /* a failed read's faults are asked again after this */
-	uint32_t ns_id[BK_DONORS_MAX]; /* per donor, 0 until opened */
-	uint32_t ns_was[BK_DONORS_MAX]; /* the id our copies there live under; 0: none */
+	/* Per donor, b->donors_cap entries (grown with the donor table): */
+	uint32_t *ns_id;     /* 0 until opened */
+	uint32_t *ns_was;    /* the id our copies there live under; 0: none */
+	uint8_t *list_state; /* enum bk_list_state: the map's LIST on that donor */
 	uint64_t last_extent;
 	unsigned streak;     /* consecutive sequential extents */
 	/* eviction (evict.c) */
@@ -168,6 +198,8 @@ struct bk_orphan {
 	uv_poll_t poll;
 	size_t nregions;
 	char (*ns)[GVM_NS_NAME_MAX_BYTES + 1];
+	uint16_t *donors;  /* where its namespaces were opened: dropped there */
+	size_t ndonors;
 };
 
 struct bk_broker {
@@ -192,7 +224,65 @@ struct bk_broker {
 	bool stopping;         /* SIGTERM: VMs are let go, their pages kept */
 	struct bk_orphan *orphans; /* VMs whose connection ended while their process lives */
 	struct bk_replica *replica; /* replica.c */
+	/* The donor table (donors.c): entries never move in meaning; the
+	 * array may be reallocated when it grows (keep indices, not pointers). */
+	struct bk_donor_info *donors;
+	unsigned ndonors, donors_cap;
+	unsigned active_donors;
+	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
+	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
 };
+
+/* donors.c: the donor table. bk_donors_apply makes the table match a new
+ * donors list (the start, SIGHUP's re-read of --donors-file, an etcd
+ * change): new addresses are added (or taken back), weights change for
+ * new placements, and donors no longer listed start draining. Returns 0,
+ * or -errno with *why. */
+int bk_donors_apply(struct bk_broker *b, const struct bk_donor_cfg *list, unsigned n,
+		    const char *source, char *why, size_t wn);
+/* Re-reads --donors-file and applies it (SIGHUP). */
+void bk_donors_reload(struct bk_broker *b);
+/* Starts watching etcd (--etcd), before the sandbox. */
+int bk_donors_etcd_start(struct bk_broker *b, char *why, size_t n);
+void bk_donors_stop(struct bk_broker *b);
+/* After the loop ended: the etcd client's thread and the index. */
+void bk_donors_free(struct bk_broker *b);
+/* Parses a donors file into a list (malloc'd; free it): 0 or -errno with
+ * *why naming the file and line. */
+int bk_donors_read_file(const char *path, int dirfd, struct bk_donor_cfg **list, unsigned *n,
+			char *why, size_t wn);
+/* "HOST:PORT[,WEIGHT]" or "HOST:PORT WEIGHT" appended to a list. */
+int bk_donors_parse(struct bk_donor_cfg **list, unsigned *n, const char *spec);
+/* Extent copies on draining donors (gvmctl stats draining_extents). */
+uint64_t bk_donors_draining_extents(const struct bk_broker *b);
+/* A drained donor: every copy moved. Drops this host's namespaces there and
+ * closes its connections. */
+void bk_donor_drained(struct bk_broker *b, unsigned d);
+const char *bk_donor_state_name(const struct bk_broker *b, unsigned d);
+
+/* A request's donors asked already (failover, hedging). */
+struct bk_tried {
+	uint16_t d[BK_REPLICAS_MAX];
+	unsigned n;
+};
+static inline bool bk_tried_has(const struct bk_tried *t, unsigned d)
+{
+	for (unsigned i = 0; t && i < t->n; i++)
+		if (t->d[i] == d)
+			return true;
+	return false;
+}
+static inline void bk_tried_add(struct bk_tried *t, unsigned d)
+{
+	if (bk_tried_has(t, d))
+		return;
+	if (t->n == BK_REPLICAS_MAX) { /* the oldest goes: it may be asked again */
+		for (unsigned i = 1; i < t->n; i++)
+			t->d[i - 1] = t->d[i];
+		t->n--;
+	}
+	t->d[t->n++] = (uint16_t)d;
+}
 
 /* attach.c: an Attach in three steps. bk_attach_prepare checks what the
  * message and its descriptors say (on the loop, cheap) and takes the
@@ -221,6 +311,8 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
 /* At shutdown: stop watching for the exits of detached VMs' processes. */
 void bk_orphans_stop(struct bk_broker *b);
 void bk_vm_put(struct bk_vm *vm);
+/* The donor table grew from old_cap to cap: rg's per-donor arrays too. */
+int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap);
 /* The attached VM of that incarnation, or NULL. */
 struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES]);
 
@@ -246,6 +338,8 @@ int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool o
 /* Whether the page holds data in the memfd (not a hole). */
 bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page);
 void bk_fault_drop_deferred(struct bk_broker *b);
+/* The donor table grew to cap: per-donor read latencies too. */
+int bk_fault_lat_grow(struct bk_broker *b, unsigned cap);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
 

@@ -25,6 +25,7 @@
 
 #include "ctlmsg.h"
 #include "log.h"
+#include "pool.h"
 #include "names.h"
 #include "stats.h"
 #include "token.h"
@@ -524,6 +525,34 @@ static void handle_stats(struct bk_client *c)
 	bk_stats_free(&s);
 }
 
+/* gvmctl donors: one page of the donor table. */
+static void handle_donors(struct bk_client *c, const Gvm__DonorsRequest *req)
+{
+	const struct bk_broker *b = c->ctl->b;
+	Gvm__Control m = GVM__CONTROL__INIT;
+	Gvm__Donors r = GVM__DONORS__INIT;
+	Gvm__DonorInfo info[GVM_CTL_DONORS_PAGE], *ptr[GVM_CTL_DONORS_PAGE];
+	unsigned first = req->first < b->ndonors ? req->first : b->ndonors;
+
+	r.total = b->ndonors;
+	r.first = first;
+	for (unsigned d = first; d < b->ndonors && r.n_donors < GVM_CTL_DONORS_PAGE; d++) {
+		Gvm__DonorInfo *i = &info[r.n_donors];
+
+		gvm__donor_info__init(i);
+		i->addr = (char *)b->donors[d].addr;
+		i->state = (char *)bk_donor_state_name(b, d);
+		i->weight = b->donors[d].weight;
+		i->extents = b->donors[d].extents;
+		i->connections = bk_pool_donor_connections(b->pool, d);
+		ptr[r.n_donors++] = i;
+	}
+	r.donors = ptr;
+	m.msg_case = GVM__CONTROL__MSG_DONORS;
+	m.donors = &r;
+	gvm_ctl_send(c->fd, &m, NULL, 0);
+}
+
 static void on_client(uv_poll_t *h, int status, int events)
 {
 	struct bk_client *c = h->data;
@@ -572,6 +601,9 @@ static void on_client(uv_poll_t *h, int status, int events)
 		break;
 	case GVM__CONTROL__MSG_STATS_REQUEST:
 		handle_stats(c);
+		break;
+	case GVM__CONTROL__MSG_DONORS_REQUEST:
+		handle_donors(c, m->donors_request);
 		break;
 	case GVM__CONTROL__MSG_DETACH:
 		c->detaching = true;

@@ -48,7 +48,7 @@ struct bk_wb {
 	uint32_t count;
 	bool discard;
 	unsigned ntargets, pending;
-	uint8_t targets[BK_REPLICAS_MAX];
+	uint16_t targets[BK_REPLICAS_MAX];
 	uint8_t result[BK_REPLICAS_MAX];
 	char why[GVM_ERROR_MAX_BYTES + 1];
 	struct gvm_hdr hdr; /* the WRITE's: zero bits, payload length */
@@ -327,7 +327,7 @@ static void wb_submit(struct bk_wb *wb)
 static void wb_targets(struct bk_wb *wb, uint64_t e)
 {
 	const struct bk_region *rg = wb->rg;
-	const uint8_t *l = bk_loc(rg, e);
+	const uint16_t *l = bk_loc(rg, e);
 
 	wb->ntargets = 0;
 	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++)

@@ -33,7 +33,6 @@
 
 #include "broker.h"
 #include "log.h"
-#include "placement.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "replica.h"
@@ -52,7 +51,7 @@ struct bk_fetch {
 	bool write;     /* page fetch for a write fault: install writable, dirty */
 	bool demand;
 	uint32_t reserved; /* pages counted in b->reserved_pages until the reply */
-	uint64_t tried;    /* donors asked already (bitmap) */
+	struct bk_tried tried; /* donors asked already */
 	uint64_t sent_us;  /* when its READ went to the pool */
 	/* A hedged read: the same READ to another copy. The first good answer
 	 * is used; the other one, when it comes, only ends itself. */
@@ -356,12 +355,25 @@ static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count)
 
 #define LAT_SAMPLES 128u
 
-/* Per donor: its recent demand READs' times, and their p99. */
-static struct {
+/* Per donor read from: its recent demand READs' times, and their p99
+ * (allocated at its first read: a donor never read from costs a pointer). */
+struct donor_lat {
 	uint32_t us[LAT_SAMPLES];
 	unsigned n, next;
 	uint64_t p99_us;
-} donor_lat[BK_DONORS_MAX];
+};
+static struct donor_lat **donor_lat;
+
+int bk_fault_lat_grow(struct bk_broker *b, unsigned cap)
+{
+	struct donor_lat **n = realloc(donor_lat, cap * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	memset(n + b->donors_cap, 0, (cap - b->donors_cap) * sizeof(*n));
+	donor_lat = n;
+	return 0;
+}
 
 static struct bk_fetch *hedge_head;
 static uv_timer_t hedge_timer;
@@ -376,7 +388,10 @@ static int cmp_u32(const void *a, const void *b)
 
 static void lat_record(unsigned d, uint64_t us)
 {
-	typeof(donor_lat[0]) *l = &donor_lat[d];
+	struct donor_lat *l = donor_lat[d];
+
+	if (!l && !(l = donor_lat[d] = calloc(1, sizeof(*l))))
+		return;
 
 	l->us[l->next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 	l->next = (l->next + 1) % LAT_SAMPLES;
@@ -410,7 +425,7 @@ static void on_hedge_timer(uv_timer_t *t);
 static void hedge_watch(struct bk_fetch *f)
 {
 	const struct bk_region *rg = f->rg;
-	uint64_t wait = donor_lat[f->req.donor].p99_us;
+	uint64_t wait = donor_lat[f->req.donor] ? donor_lat[f->req.donor]->p99_us : 0;
 
 	if (bk_loc_count(rg, f->extent) < 2 || f->twin || f->hprev)
 		return;
@@ -435,9 +450,12 @@ static void hedge_watch(struct bk_fetch *f)
 static void hedge(struct bk_fetch *f)
 {
 	struct bk_region *rg = f->rg;
-	unsigned d = bk_read_donor(rg, f->extent, f->tried | (1ull << f->req.donor));
+	struct bk_tried tried = f->tried;
+	unsigned d;
 	struct bk_fetch *t;
 
+	bk_tried_add(&tried, f->req.donor);
+	d = bk_read_donor(rg, f->extent, &tried);
 	if (d == BK_NO_DONOR || !bk_pool_donor_up(rg->vm->b->pool, d) || rg->vm->detached ||
 	    !rg->ns_id[d])
 		return;
@@ -446,7 +464,7 @@ static void hedge(struct bk_fetch *f)
 		return;
 	*t = (struct bk_fetch){ .rg = rg, .extent = f->extent, .page = f->page,
 				.fault_page = f->fault_page, .t0_us = f->t0_us, .write = f->write,
-				.demand = true, .tried = f->tried | (1ull << f->req.donor) };
+				.demand = true, .tried = tried };
 	t->req.donor = d;
 	t->twin = f;
 	f->twin = t;
@@ -493,7 +511,9 @@ static void fetch_free(struct bk_fetch *f)
 	f->reserved = 0;
 	if (f->twin) { /* the other one goes on alone */
 		f->twin->twin = NULL;
-		f->twin->tried |= f->tried | (1ull << f->req.donor);
+		for (unsigned i = 0; i < f->tried.n; i++)
+			bk_tried_add(&f->twin->tried, f->tried.d[i]);
+		bk_tried_add(&f->twin->tried, f->req.donor);
 	}
 	bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
 	free(f);
@@ -522,7 +542,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 				"%s", bk_pool_donor_addr(rg->vm->b->pool, d), rg->ns,
 				(unsigned long long)first, (unsigned long long)count, why);
 	}
-	f->tried |= 1ull << d;
+	bk_tried_add(&f->tried, d);
 	if (f->twin || rg->vm->detached) {
 		fetch_free(f);
 		return;
@@ -530,7 +550,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 	/* a prefetch a fault now waits on is that fault's read */
 	if (f->page == NO_PAGE && rg->ext_state[e] == BK_EXT_FETCHING)
 		f->demand = true;
-	next = bk_read_donor(rg, e, f->tried);
+	next = bk_read_donor(rg, e, &f->tried);
 	if (next != BK_NO_DONOR && f->demand) {
 		bk_stats.failovers++;
 		hedge_unlink(f);
@@ -653,7 +673,7 @@ static void on_ns_opened(struct bk_req *req, int status, const struct gvm_hdr *h
 static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t page,
 				  uint64_t t0_us, bool demand)
 {
-	unsigned d = bk_read_donor(rg, e, 0);
+	unsigned d = bk_read_donor(rg, e, NULL);
 	struct bk_fetch *f;
 
 	if (d == BK_NO_DONOR)
@@ -761,7 +781,7 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 {
 	uint64_t e = page / bk_extent_pages(rg);
 
-	unsigned d = bk_read_donor(rg, e, 0);
+	unsigned d = bk_read_donor(rg, e, NULL);
 
 	if (bk_extent_pages(rg) == 1 || d == BK_NO_DONOR || !rg->ns_id[d]) {
 		fetch_extent(rg, e, true, page, t0_us);
@@ -823,7 +843,7 @@ static void promote_prefetch(struct bk_region *rg, uint64_t e)
 {
 	struct extent_key k = { rg, e };
 
-	unsigned d = bk_read_donor(rg, e, 0);
+	unsigned d = bk_read_donor(rg, e, NULL);
 
 	if (d != BK_NO_DONOR)
 		bk_pool_promote(rg->vm->b->pool, d, is_extent_read, &k);

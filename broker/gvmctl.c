@@ -24,6 +24,9 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  stats                              the broker's counters, 'key: value' a line\n"
+		"  donors                             the broker's donors: address, state (up,\n"
+		"                                     idle, down, dead, draining, removed),\n"
+		"                                     weight, extent copies held, connections\n"
 		"  donor-stats HOST:PORT [NAMESPACE]  a donor's counters, one 'key value' a line\n"
 		"  donor-ping HOST:PORT               authenticate and round-trip one PING\n"
 		"\n"
@@ -74,6 +77,37 @@ static int broker_stats(const char *path)
 	return 0;
 }
 
+/* Asks the broker for its donor table, a page at a time, and prints it. */
+static int broker_donors(const char *path)
+{
+	unsigned first = 0, total = 1;
+
+	printf("%-40s %-9s %7s %10s %5s\n", "ADDRESS", "STATE", "WEIGHT", "EXTENTS", "CONNS");
+	while (first < total) {
+		Gvm__Control *m;
+		int err = gvm_ctl_donors(path, first, &m);
+
+		if (err) {
+			fprintf(stderr, "gvmctl: broker at %s: %s\n", path, strerror(-err));
+			return 1;
+		}
+		total = m->donors->total;
+		for (size_t i = 0; i < m->donors->n_donors; i++) {
+			const Gvm__DonorInfo *d = m->donors->donors[i];
+
+			printf("%-40s %-9s %7u %10" PRIu64 " %5u\n", d->addr, d->state, d->weight,
+			       d->extents, d->connections);
+		}
+		if (!m->donors->n_donors && first < total) { /* the table shrank meanwhile? */
+			gvm__control__free_unpacked(m, NULL);
+			break;
+		}
+		first += (unsigned)m->donors->n_donors;
+		gvm__control__free_unpacked(m, NULL);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -119,6 +153,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return broker_stats(socket_path);
+	}
+	if (!strcmp(cmd, "donors")) {
+		if (optind != argc) {
+			fprintf(stderr, "gvmctl donors: takes no arguments\nTry 'gvmctl --help'.\n");
+			return 2;
+		}
+		return broker_donors(socket_path);
 	}
 	if (strcmp(cmd, "donor-stats") && strcmp(cmd, "donor-ping")) {
 		fprintf(stderr, "gvmctl: unknown command '%s'\nTry 'gvmctl --help'.\n", cmd);

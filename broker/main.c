@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "broker.h"
 #include "control.h"
 #include "cuse_dev.h"
+#include "etcd.h"
 #include "log.h"
 #include "names.h"
 #include "notify.h"
@@ -34,9 +36,23 @@ static void usage(FILE *f)
 		"\n"
 		"  --socket PATH          client socket (default %s; mode 0660,\n"
 		"                         group gvm when it exists)\n"
-		"  --donor HOST:PORT[,W]  a donor, weight W (default 1, relative capacity);\n"
-		"                         repeat for each donor\n"
-		"  --donors-file PATH     donors, one 'HOST:PORT [WEIGHT]' a line (# comments)\n"
+		"  --donor HOST:PORT[,W]  a donor, weight W (default 1, its share of new\n"
+		"                         placements); repeat for each donor\n"
+		"  --donors-file PATH     donors, one 'HOST:PORT [WEIGHT]' a line (# comments);\n"
+		"                         SIGHUP reads it again: new donors take new pages,\n"
+		"                         weights change new placements only, a donor no\n"
+		"                         longer listed is drained (its pages copied to the\n"
+		"                         others, then dropped there)\n"
+		"  --etcd ENDPOINTS       also take the donors registered in etcd\n"
+		"                         (http://IP:PORT[,...]; gvm-memserver --etcd), watched;\n"
+		"                         a change is applied as SIGHUP applies the file. While\n"
+		"                         etcd is unreachable the donors stay as they are\n"
+		"  --etcd-prefix PREFIX   where donors register (default %s)\n"
+		"  --idle-timeout SECONDS a donor connection unused this long closes (default\n"
+		"                         %u; a donor holding pages keeps one)\n"
+		"  --donor-ports LIST     the ports donors may use (PORT or FIRST-LAST,\n"
+		"                         comma-separated): the sandbox allows connections to\n"
+		"                         these, the donors' at start and %s only\n"
 		"  --key-file PATH        cluster key (default %s)\n"
 		"  --state-dir DIR        this host's identity: its host id and host key,\n"
 		"                         made on first start (default %s, mode 0700)\n"
@@ -70,12 +86,15 @@ static void usage(FILE *f)
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"\n"
+		"SIGHUP: read --donors-file again (systemctl reload gvm-broker).\n"
 		"SIGTERM or SIGINT: let every VM go, keeping its pages on the donors (its\n"
 		"faults wait and libgvmmem re-attaches to the next broker), close the pool,\n"
 		"exit 0; another one meanwhile is ignored. A VM's pages are dropped when\n"
 		"its process exits or it detaches. Under systemd (Type=notify) it sends\n"
 		"READY=1 and WATCHDOG=1 itself.\n",
-		GVM_DEFAULT_SOCKET, GVM_DEFAULT_KEY_FILE, BK_DEFAULT_STATE_DIR, BK_DEFAULT_POOL_CONNS,
+		GVM_DEFAULT_SOCKET, GVM_ETCD_DEFAULT_PREFIX, BK_DEFAULT_IDLE_MS / 1000,
+		GVM_DONOR_DEFAULT_PORT,
+		GVM_DEFAULT_KEY_FILE, BK_DEFAULT_STATE_DIR, BK_DEFAULT_POOL_CONNS,
 		GVM_DEFAULT_EXTENT_PAGES, GVM_FRAME_PAGES_MAX, BK_DEFAULT_REPLICAS, BK_REPLICAS_MAX,
 		BK_DEFAULT_DEAD_AFTER_MS / 1000, BK_DEFAULT_UID_VMS,
 		BK_DEFAULT_UID_REGIONS, BK_UID_SPARE_CONNS, BK_DEFAULT_DEVICE_NAME);
@@ -112,89 +131,124 @@ static int parse_count(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
-/* "HOST:PORT[,WEIGHT]" or "HOST:PORT WEIGHT". */
-static int add_donor(struct bk_config *cfg, const char *spec)
+/* --donor-ports "P[-Q][,...]": into a malloc'd list. 0 or -EINVAL. */
+static int parse_ports(const char *s, uint16_t **out, unsigned *n)
 {
-	struct bk_donor_cfg *d;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char *sep;
-	long w = 1;
-
-	if (cfg->ndonors == BK_DONORS_MAX)
-		return -ENOSPC;
-	d = &cfg->donors[cfg->ndonors];
-	snprintf(d->addr, sizeof(d->addr), "%s", spec);
-	sep = strpbrk(d->addr, ", \t");
-	if (sep) {
+	*n = 0;
+	free(*out);
+	*out = NULL;
+	while (*s) {
 		char *end;
+		long lo = strtol(s, &end, 10), hi = lo;
+		uint16_t *v;
 
-		*sep = '\0';
-		w = strtol(sep + 1 + strspn(sep + 1, " \t"), &end, 10);
-		if (*end || w < 1 || w > 1000000)
+		if (end == s)
 			return -EINVAL;
+		if (*end == '-')
+			hi = strtol(end + 1, &end, 10);
+		if (lo < 1 || hi > 65535 || hi < lo || *n + (unsigned)(hi - lo + 1) > 4096 ||
+		    (*end && *end != ','))
+			return -EINVAL;
+		v = realloc(*out, (*n + (size_t)(hi - lo + 1)) * sizeof(*v));
+		if (!v)
+			return -EINVAL;
+		*out = v;
+		for (long p = lo; p <= hi; p++)
+			v[(*n)++] = (uint16_t)p;
+		s = *end ? end + 1 : end;
 	}
-	if (gvm_parse_hostport(d->addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
-		return -EINVAL;
-	for (unsigned i = 0; i < cfg->ndonors; i++)
-		if (!strcmp(cfg->donors[i].addr, d->addr))
-			return -EEXIST;
-	d->weight = (unsigned)w;
-	cfg->ndonors++;
-	return 0;
+	return *n ? 0 : -EINVAL;
 }
 
-static int read_donors_file(struct bk_config *cfg, const char *path)
+/* The ports the sandbox lets it connect to: --donor-ports, the donors' at
+ * start, the default donor port (donors added later) and etcd's. */
+static unsigned allowed_ports(const struct bk_broker *b, const uint16_t *extra, unsigned nextra,
+			      uint16_t **out)
 {
-	char line[256];
-	FILE *f = fopen(path, "r");
-	int lineno = 0;
-
-	if (!f) {
-		fprintf(stderr, "gvm-broker: --donors-file %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *s = line + strspn(line, " \t");
-
-		lineno++;
-		s[strcspn(s, "#\r\n")] = '\0';
-		for (char *e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t');)
-			*--e = '\0';
-		if (!*s)
-			continue;
-		if (add_donor(cfg, s)) {
-			fprintf(stderr, "gvm-broker: %s:%d: '%s' is not 'HOST:PORT [WEIGHT]' (or repeats)\n",
-				path, lineno, s);
-			fclose(f);
-			return -1;
-		}
-	}
-	fclose(f);
-	return 0;
-}
-
-/* The donors' distinct ports: the only ones the sandbox lets it connect to. */
-static unsigned donor_ports(const struct bk_config *cfg, uint16_t *ports)
-{
+	uint16_t *ports = malloc((b->ndonors + nextra + 2 + 16) * sizeof(*ports));
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < cfg->ndonors; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		uint16_t port;
+	if (!ports)
+		return 0;
+	for (unsigned i = 0; i < nextra; i++)
+		ports[n++] = extra[i];
+	ports[n++] = (uint16_t)atoi(GVM_DONOR_DEFAULT_PORT);
+	for (unsigned i = 0; i < b->ndonors; i++) {
 		bool seen = false;
 
-		if (gvm_parse_hostport(cfg->donors[i].addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
-			continue;
-		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-							((struct sockaddr_in *)&ss)->sin_port);
 		for (unsigned k = 0; k < n; k++)
-			seen |= ports[k] == port;
+			seen |= ports[k] == b->donors[i].port;
 		if (!seen)
-			ports[n++] = port;
+			ports[n++] = b->donors[i].port;
 	}
+	/* etcd endpoints: http://IP:PORT[,...] */
+	for (const char *e = b->cfg.etcd; e && *e && n < b->ndonors + nextra + 18;) {
+		const char *end = strchr(e, ','), *colon;
+		size_t len = end ? (size_t)(end - e) : strlen(e);
+
+		colon = memrchr(e, ':', len);
+		if (colon && colon[1] >= '0' && colon[1] <= '9')
+			ports[n++] = (uint16_t)atoi(colon + 1);
+		e += len + (end ? 1 : 0);
+	}
+	*out = ports;
 	return n;
+}
+
+/* The directory of --donors-file ("/etc/gvm/", or "." for a bare name). */
+static void donors_dir(const struct bk_config *cfg, char *dir, size_t n)
+{
+	const char *slash = cfg->donors_file ? strrchr(cfg->donors_file, '/') : NULL;
+
+	snprintf(dir, n, "%.*s", slash ? (int)(slash - cfg->donors_file) + 1 : 1,
+		 slash ? cfg->donors_file : ".");
+}
+
+/* Every donor given at start: --donor, then --donors-file. */
+static int initial_donors(struct bk_broker *b, char *why, size_t n)
+{
+	struct bk_config *cfg = &b->cfg;
+	struct bk_donor_cfg *list = NULL;
+	unsigned count = 0;
+	int err = 0;
+
+	if (cfg->donors_file) {
+		err = bk_donors_read_file(cfg->donors_file, -1, &list, &count, why, n);
+		if (err)
+			return err;
+	}
+	for (unsigned i = 0; i < cfg->ndonors && !err; i++) {
+		char spec[160];
+
+		snprintf(spec, sizeof(spec), "%s,%u", cfg->donors[i].addr, cfg->donors[i].weight);
+		err = bk_donors_parse(&list, &count, spec);
+		if (err)
+			snprintf(why, n, "--donor %s: %s", cfg->donors[i].addr,
+				 err == -EEXIST ? "also in --donors-file" : strerror(-err));
+	}
+	if (!err && count)
+		err = bk_donors_apply(b, list, count, cfg->donors_file ? cfg->donors_file :
+						     "the command line", why, n);
+	free(list);
+	return err;
+}
+
+/* Each VM holds a uffd, its memfds and a socket, and each donor in use up
+ * to --pool-conns connections: the open-file limit was raised to its hard
+ * limit; say so when even that may be too low. */
+static void check_fd_limit(const struct bk_broker *b)
+{
+	static uint64_t said;
+	uint64_t want = (uint64_t)b->active_donors * b->cfg.pool_conns + BK_FDS_SPARE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= want || said >= want)
+		return;
+	said = want;
+	gvm_warn("open-file limit %llu: %u donors x %u connections may need %llu; connections "
+		 "open only to donors in use, but raise LimitNOFILE= (or ulimit -n) to be safe",
+		 (unsigned long long)rl.rlim_cur, b->active_donors, b->cfg.pool_conns,
+		 (unsigned long long)want);
 }
 
 static void on_pool_started(uv_work_t *w, int status)
@@ -220,7 +274,17 @@ static void start_thread_pool(uv_loop_t *loop)
 }
 
 static struct bk_broker broker;
-static uv_signal_t sigterm, sigint;
+static uv_signal_t sigterm, sigint, sighup;
+
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+	(void)sig;
+	(void)signum;
+	if (!broker.stopping) {
+		bk_donors_reload(&broker);
+		check_fd_limit(&broker);
+	}
+}
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
@@ -236,7 +300,9 @@ static void on_signal(uv_signal_t *sig, int signum)
 	bk_fault_drop_deferred(&broker);
 	bk_orphans_stop(&broker);
 	bk_replica_stop(&broker);
+	bk_donors_stop(&broker);
 	bk_pool_close(broker.pool);
+	uv_close((uv_handle_t *)&sighup, NULL);
 	/* The handles stay, out of the loop's count: closing them would put
 	 * back the default action, and a second signal in that instant would
 	 * end the shutdown half-way (test_broker saw it under load). Later ones
@@ -251,6 +317,10 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "donor", required_argument, NULL, 'd' },
 		{ "donors-file", required_argument, NULL, 'D' },
+		{ "etcd", required_argument, NULL, 'E' },
+		{ "etcd-prefix", required_argument, NULL, 'F' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "donor-ports", required_argument, NULL, 'O' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "state-dir", required_argument, NULL, 'T' },
 		{ "host-id", required_argument, NULL, 'H' },
@@ -275,6 +345,8 @@ int main(int argc, char **argv)
 	enum gvm_log_level level = GVM_LOG_INFO;
 	const char *device_name = BK_DEFAULT_DEVICE_NAME;
 	bool sandbox = true;
+	uint16_t *donor_ports = NULL;
+	unsigned ndonor_ports = 0;
 	char why[512];
 	int opt, err;
 
@@ -289,19 +361,49 @@ int main(int argc, char **argv)
 	cfg->replicas = BK_DEFAULT_REPLICAS;
 	cfg->dead_after_ms = BK_DEFAULT_DEAD_AFTER_MS;
 	cfg->rereplicate_bytes = BK_DEFAULT_REREPLICATE_BYTES;
+	cfg->idle_ms = BK_DEFAULT_IDLE_MS;
+	cfg->etcd_prefix = GVM_ETCD_DEFAULT_PREFIX;
+	broker.donors_dirfd = -1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			cfg->socket_path = optarg;
 			break;
 		case 'd':
-			if (add_donor(cfg, optarg))
+			if (bk_donors_parse(&cfg->donors, &cfg->ndonors, optarg))
 				return usage_error("--donor %s: want HOST:PORT[,WEIGHT], each donor once",
 						   optarg);
 			break;
-		case 'D':
-			if (read_donors_file(cfg, optarg))
+		case 'D': {
+			struct bk_donor_cfg *list;
+			unsigned n;
+
+			if (cfg->donors_file)
+				return usage_error("--donors-file %s: give it once", optarg);
+			if (bk_donors_read_file(optarg, -1, &list, &n, why, sizeof(why))) {
+				fprintf(stderr, "gvm-broker: %s\n", why);
 				return 2;
+			}
+			free(list); /* read again once the log is set up */
+			cfg->donors_file = optarg;
+			break;
+		}
+		case 'E':
+			cfg->etcd = optarg;
+			break;
+		case 'F':
+			if (!*optarg || strlen(optarg) > 200)
+				return usage_error("--etcd-prefix %s: want 1..200 characters", optarg);
+			cfg->etcd_prefix = optarg;
+			break;
+		case 'O':
+			if (parse_ports(optarg, &donor_ports, &ndonor_ports))
+				return usage_error("--donor-ports %s: want PORT or FIRST-LAST, comma-"
+						   "separated, at most 4096 ports", optarg);
+			break;
+		case 'I':
+			if (parse_seconds(optarg, &cfg->idle_ms) || cfg->idle_ms < 1000)
+				return usage_error("--idle-timeout %s: want seconds, 1..3600", optarg);
 			break;
 		case 'k':
 			cfg->key_file = optarg;
@@ -384,15 +486,9 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!cfg->ndonors)
-		return usage_error("%s", "no donors: give --donor HOST:PORT or --donors-file");
+	if (!cfg->ndonors && !cfg->donors_file && !cfg->etcd)
+		return usage_error("%s", "no donors: give --donor HOST:PORT, --donors-file or --etcd");
 	gvm_log_init("gvm-broker", level);
-	if (cfg->replicas > cfg->ndonors) {
-		gvm_warn("--replicas %u, but only %u donor%s: %u cop%s of each extent", cfg->replicas,
-			 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->ndonors,
-			 cfg->ndonors == 1 ? "y" : "ies");
-		cfg->replicas = cfg->ndonors;
-	}
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Each VM holds a uffd, its memfds and a socket: as many descriptors
@@ -416,14 +512,34 @@ int main(int argc, char **argv)
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
 	if (!broker.zero_extent ||
 	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
-	    bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id, cfg->donors,
-			   cfg->ndonors, cfg->pool_conns)) {
+	    bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id,
+			   cfg->pool_conns, cfg->idle_ms) ||
+	    bk_replica_setup(&broker)) {
 		gvm_err("out of memory");
 		return 1;
 	}
-	err = bk_replica_setup(&broker);
-	if (!err)
-		err = bk_control_start(&broker, why, sizeof(why));
+	err = initial_donors(&broker, why, sizeof(why));
+	if (err) {
+		gvm_err("%s", why);
+		return 1;
+	}
+	if (!broker.active_donors)
+		gvm_info("no donor yet: waiting for etcd %s to list some", cfg->etcd);
+	check_fd_limit(&broker);
+	if (cfg->donors_file) {
+		char dir[PATH_MAX];
+
+		donors_dir(cfg, dir, sizeof(dir));
+		broker.donors_dirfd = strcmp(dir, "/") ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) :
+							   -1;
+		if (!strcmp(dir, "/"))
+			gvm_warn("--donors-file %s: in /, which the sandbox will not open for reading: "
+				 "SIGHUP cannot read it again (put it in /etc/gvm)", cfg->donors_file);
+		else if (broker.donors_dirfd < 0)
+			gvm_warn("--donors-file: cannot open its directory %s (%s): SIGHUP cannot read "
+				 "it again", dir, strerror(errno));
+	}
+	err = bk_control_start(&broker, why, sizeof(why));
 	if (err) {
 		gvm_err("%s", why);
 		return 1;
@@ -439,15 +555,21 @@ int main(int argc, char **argv)
 	}
 	bk_notify_open();
 	if (sandbox) {
-		uint16_t ports[BK_DONORS_MAX];
-		unsigned nports = donor_ports(cfg, ports);
-		char what[512];
+		uint16_t *ports = NULL;
+		unsigned nports = allowed_ports(&broker, donor_ports, ndonor_ports, &ports);
+		char what[1024], dir[PATH_MAX];
 
-		err = bk_sandbox_confine(ports, nports, what, sizeof(what), why, sizeof(why));
+		donors_dir(cfg, dir, sizeof(dir));
+		err = nports ? bk_sandbox_confine(ports, nports, broker.donors_dirfd, dir, what,
+						  sizeof(what), why, sizeof(why)) : -ENOMEM;
+		free(ports);
 		if (!err) {
 			start_thread_pool(broker.loop);
-			err = bk_sandbox_load(why, sizeof(why));
+			if (cfg->etcd)
+				err = bk_donors_etcd_start(&broker, why, sizeof(why));
 		}
+		if (!err)
+			err = bk_sandbox_load(why, sizeof(why));
 		if (err) {
 			gvm_err("%s (--no-sandbox runs without it)", why);
 			return 1;
@@ -457,9 +579,15 @@ int main(int argc, char **argv)
 	} else {
 		start_thread_pool(broker.loop);
 		gvm_warn("--no-sandbox: running with every privilege and without the seccomp allowlist");
+		if (cfg->etcd && bk_donors_etcd_start(&broker, why, sizeof(why))) {
+			gvm_err("%s", why);
+			return 1;
+		}
 	}
-	gvm_info("%u donor%s x %u connections, %u replica%s, extents of %u pages, prefetch cache %llu MiB, budget %s",
-		 cfg->ndonors, cfg->ndonors == 1 ? "" : "s", cfg->pool_conns, cfg->replicas,
+	gvm_info("%u donor%s, up to %u connections each (opened when used, closed after %u s "
+		 "idle), %u replica%s, extents of %u pages, prefetch cache %llu MiB, budget %s",
+		 broker.active_donors, broker.active_donors == 1 ? "" : "s", cfg->pool_conns,
+		 cfg->idle_ms / 1000, cfg->replicas,
 		 cfg->replicas == 1 ? "" : "s", cfg->extent_pages,
 		 (unsigned long long)(cfg->prefetch_bytes >> 20),
 		 cfg->budget_bytes ? "set" : "none (nothing is evicted)");
@@ -472,9 +600,12 @@ int main(int argc, char **argv)
 	uv_signal_init(broker.loop, &sigint);
 	uv_signal_start(&sigterm, on_signal, SIGTERM);
 	uv_signal_start(&sigint, on_signal, SIGINT);
+	uv_signal_init(broker.loop, &sighup);
+	uv_signal_start(&sighup, on_sighup, SIGHUP);
 	bk_notify("READY=1");
 	bk_notify_watchdog_start(broker.loop);
 	uv_run(broker.loop, UV_RUN_DEFAULT);
+	bk_donors_free(&broker);
 	bk_pool_free(broker.pool);
 	bk_cache_free(broker.cache);
 	free(broker.zero_extent);

@@ -3,7 +3,14 @@
  * order, so the oldest request in flight on a connection is the one a reply
  * answers. Failures close the connection, requeue its requests at the front
  * and reconnect with backoff; one log line says when a donor goes away and
- * one when it is back. */
+ * one when it is back.
+ *
+ * Connections are opened when needed: when a request waits for a donor
+ * that has no ready connection free for it, its --pool-conns connections
+ * start. One with nothing in flight for the idle time closes, except a
+ * donor's last one while the donor is kept
+ * (it holds copies of ours, so its death must be seen) or dead (to see it
+ * return). A donor never used costs no descriptor. */
 #include "pool.h"
 
 #include <errno.h>
@@ -26,10 +33,12 @@ enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_AUTH, CONN_READY, CONN_CLOSIN
 struct bk_conn {
 	uv_tcp_t tcp;
 	uv_connect_t connect;
-	uv_timer_t timer; /* reconnect backoff, and the stall check */
+	uv_timer_t timer; /* reconnect backoff, and the stall and idle check */
 	struct bk_donor *d;
 	unsigned index;
 	enum conn_state state;
+	bool retry_pending; /* timer: a reconnect is due */
+	uint64_t used_ms;   /* last request sent or answered */
 	struct gvm_reader rd;
 	struct bk_req *head, *tail; /* in flight, oldest first */
 	unsigned ninflight, nprefetch;
@@ -51,12 +60,14 @@ struct bk_donor {
 	unsigned index;
 	char addr[128];
 	struct sockaddr_storage ss;
-	bool resolved;
-	struct bk_conn *conns;
+	struct bk_conn *conns;  /* conns_per, allocated at the first use */
 	unsigned nready;
 	bool was_up, reported_down;
 	bool dead;              /* declared dead (replica.c): every request fails at once */
-	uint64_t down_since_ms; /* when its last ready connection went; 0 while up */
+	bool keep;              /* holds copies of ours: one connection stays */
+	/* When it became unreachable (its last ready connection went, or a
+	 * connect failed with none ready); 0 while up or unused. */
+	uint64_t down_since_ms;
 	struct bk_queue demand, prefetch;
 };
 
@@ -64,8 +75,8 @@ struct bk_pool {
 	uv_loop_t *loop;
 	const struct gvm_key *key;
 	const char *host_id; /* this broker's, named in every AUTH */
-	struct bk_donor *donors;
-	unsigned ndonors, conns_per;
+	struct bk_donor **donors; /* entries never move */
+	unsigned ndonors, cap, conns_per, idle_ms;
 	uint64_t next_id;
 	bool closing;
 };
@@ -75,7 +86,21 @@ static void donor_kick(struct bk_donor *d);
 
 static void on_reconnect(uv_timer_t *t)
 {
-	conn_start(t->data);
+	struct bk_conn *c = t->data;
+
+	c->retry_pending = false;
+	conn_start(c);
+}
+
+/* Whether a connection to d should be kept or made again. */
+static bool donor_wanted(const struct bk_donor *d)
+{
+	if (d->demand.head || d->prefetch.head || d->keep || d->dead)
+		return true;
+	for (unsigned k = 0; d->conns && k < d->p->conns_per; k++)
+		if (d->conns[k].head)
+			return true;
+	return false;
 }
 
 static void queue_push(struct bk_queue *q, struct bk_req *r)
@@ -140,7 +165,10 @@ static void conn_closed(uv_handle_t *h)
 	if (c->d->p->closing)
 		return;
 	c->state = CONN_DOWN;
-	uv_timer_start(&c->timer, on_reconnect, c->backoff_ms, 0);
+	if (c->backoff_ms && donor_wanted(c->d)) { /* after a failure, not an idle close */
+		c->retry_pending = true;
+		uv_timer_start(&c->timer, on_reconnect, c->backoff_ms, 0);
+	}
 }
 
 /* Drops a connection: its requests go back to the front of the queue. */
@@ -151,8 +179,8 @@ static void conn_fail(struct bk_conn *c, const char *why)
 
 	if (c->state == CONN_CLOSING || c->state == CONN_DOWN)
 		return;
-	if (c->state == CONN_READY && --d->nready == 0)
-		d->down_since_ms = uv_now(d->p->loop); /* not again on each failed reconnect */
+	if (c->state == CONN_READY)
+		d->nready--;
 	/* Keep the original order when pushing back to the front. */
 	while ((r = c->head)) {
 		c->head = r->next;
@@ -166,6 +194,10 @@ static void conn_fail(struct bk_conn *c, const char *why)
 	c->tail = NULL;
 	c->ninflight = c->nprefetch = 0;
 	c->state = CONN_CLOSING;
+	/* Unreachable from now, if anything needs it (a donor nobody needs is
+	 * found out at its next use); not again on each failed reconnect. */
+	if (d->nready == 0 && !d->down_since_ms && donor_wanted(d))
+		d->down_since_ms = uv_now(d->p->loop);
 	if (d->nready == 0 && !d->reported_down && !d->dead) {
 		gvm_warn("donor %s: unreachable (%s); reads go to other copies or wait, retrying",
 			 d->addr, why);
@@ -206,6 +238,7 @@ static void conn_send(struct bk_conn *c, struct bk_req *r)
 	bufs[0] = uv_buf_init((char *)r->wire, (unsigned)len);
 	bufs[1] = uv_buf_init((char *)r->payload, r->hdr.payload_len);
 	r->sent_ms = uv_now(c->d->p->loop);
+	c->used_ms = r->sent_ms;
 	r->next = NULL;
 	if (c->tail)
 		c->tail->next = r;
@@ -232,7 +265,7 @@ static struct bk_conn *donor_pick(struct bk_donor *d, bool demand)
 {
 	struct bk_conn *best = NULL;
 
-	for (unsigned i = 0; i < d->p->conns_per; i++) {
+	for (unsigned i = 0; d->conns && i < d->p->conns_per; i++) {
 		struct bk_conn *c = &d->conns[i];
 
 		if (c->state != CONN_READY || c->ninflight >= BK_CONN_INFLIGHT_MAX)
@@ -245,6 +278,27 @@ static struct bk_conn *donor_pick(struct bk_donor *d, bool demand)
 	return best;
 }
 
+static int conns_alloc(struct bk_donor *d);
+
+/* Requests wait that no ready connection may take: the donor's closed
+ * connections are started (a donor in use carries parallel requests),
+ * unless one is on its way or due (a failed donor is tried at its
+ * backoff, not at every request). */
+static void donor_connect_more(struct bk_donor *d)
+{
+	if (d->p->closing || (!d->conns && conns_alloc(d)))
+		return;
+	for (unsigned k = 0; k < d->p->conns_per; k++) {
+		struct bk_conn *c = &d->conns[k];
+
+		if (c->state == CONN_CONNECTING || c->state == CONN_AUTH || c->retry_pending)
+			return;
+	}
+	for (unsigned k = 0; k < d->p->conns_per; k++)
+		if (d->conns[k].state == CONN_DOWN)
+			conn_start(&d->conns[k]);
+}
+
 static void donor_kick(struct bk_donor *d)
 {
 	struct bk_conn *c;
@@ -253,13 +307,15 @@ static void donor_kick(struct bk_donor *d)
 		conn_send(c, queue_pop(&d->demand));
 	while (d->prefetch.head && (c = donor_pick(d, false)))
 		conn_send(c, queue_pop(&d->prefetch));
+	if (d->demand.head || d->prefetch.head || (d->keep && !d->nready))
+		donor_connect_more(d);
 }
 
 void bk_pool_submit(struct bk_pool *p, struct bk_req *r)
 {
-	struct bk_donor *d = &p->donors[r->donor];
+	struct bk_donor *d = p->donors[r->donor];
 
-	if (d->dead || ((r->flags & BK_REQ_FAIL_IF_DOWN) && d->nready == 0)) {
+	if (d->dead || ((r->flags & BK_REQ_FAIL_IF_DOWN) && !d->nready && d->down_since_ms)) {
 		r->cb(r, -EHOSTDOWN, NULL, NULL);
 		return;
 	}
@@ -270,7 +326,7 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r)
 bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx)
 {
-	struct bk_donor *d = &p->donors[donor];
+	struct bk_donor *d = p->donors[donor];
 	struct bk_req *prev = NULL;
 
 	for (struct bk_req *r = d->prefetch.head; r; prev = r, r = r->next) {
@@ -296,6 +352,7 @@ static void conn_ready(struct bk_conn *c)
 
 	c->state = CONN_READY;
 	c->backoff_ms = 0;
+	c->used_ms = uv_now(d->p->loop);
 	d->nready++;
 	d->down_since_ms = 0;
 	if (d->dead)
@@ -428,6 +485,7 @@ static void conn_handle_frame(struct bk_conn *c, const struct gvm_hdr *h, const 
 	c->ninflight--;
 	if (!(r->flags & BK_REQ_DEMAND))
 		c->nprefetch--;
+	c->used_ms = uv_now(c->d->p->loop);
 	r->next = NULL;
 	r->cb(r, 0, h, p);
 	if (c->state == CONN_READY)
@@ -499,15 +557,38 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+static void on_idle_closed(uv_handle_t *h)
+{
+	struct bk_conn *c = h->data;
+
+	c->state = CONN_DOWN;
+	if (!c->d->p->closing && donor_wanted(c->d) && !c->d->nready)
+		donor_connect_more(c->d); /* wanted again meanwhile */
+}
+
 /* Runs every second while connected: a donor that stops answering is
- * treated as lost, so its requests move to a fresh connection. */
+ * treated as lost, so its requests move to a fresh connection; a
+ * connection unused for the idle time closes, quietly (it is no failure). */
 static void on_stall_check(uv_timer_t *t)
 {
 	struct bk_conn *c = t->data;
+	struct bk_donor *d = c->d;
+	uint64_t now = uv_now(d->p->loop);
 
-	if (c->state == CONN_READY && c->head &&
-	    uv_now(c->d->p->loop) - c->head->sent_ms > BK_DONOR_STALL_MS)
+	if (c->state == CONN_READY && c->head && now - c->head->sent_ms > BK_DONOR_STALL_MS) {
 		conn_fail(c, "no answer for 5 s");
+		return;
+	}
+	if (c->state != CONN_READY || c->head || now - c->used_ms < d->p->idle_ms ||
+	    (d->nready == 1 && (d->keep || d->dead || d->demand.head || d->prefetch.head)))
+		return;
+	gvm_debug("donor %s: connection %u idle for %u s: closed", d->addr, c->index,
+		  d->p->idle_ms / 1000);
+	d->nready--;
+	c->state = CONN_CLOSING;
+	uv_timer_stop(&c->timer);
+	gvm_reader_next(&c->rd);
+	uv_close((uv_handle_t *)&c->tcp, on_idle_closed);
 }
 
 static void on_connect_timeout(uv_timer_t *t)
@@ -537,18 +618,9 @@ static void on_connect(uv_connect_t *req, int status)
 static void conn_start(struct bk_conn *c)
 {
 	struct bk_donor *d = c->d;
-	socklen_t len;
 
-	if (d->p->closing)
+	if (d->p->closing || c->state != CONN_DOWN)
 		return;
-	if (!d->resolved) {
-		if (gvm_parse_hostport(d->addr, GVM_DONOR_DEFAULT_PORT, &d->ss, &len)) {
-			c->backoff_ms = BK_RECONNECT_MAX_MS;
-			uv_timer_start(&c->timer, on_reconnect, c->backoff_ms, 0);
-			return;
-		}
-		d->resolved = true;
-	}
 	uv_tcp_init(d->p->loop, &c->tcp);
 	c->tcp.data = c;
 	c->connect.data = c;
@@ -560,49 +632,96 @@ static void conn_start(struct bk_conn *c)
 		uv_timer_start(&c->timer, on_connect_timeout, BK_CONNECT_TIMEOUT_MS, 0);
 }
 
-int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
-		   const char *host_id, const struct bk_donor_cfg *donors, unsigned ndonors,
-		   unsigned conns_per)
+/* A donor's connections, made at its first use. */
+static int conns_alloc(struct bk_donor *d)
 {
-	struct bk_pool *p = calloc(1, sizeof(*p));
+	struct bk_pool *p = d->p;
 
-	if (!p || gvm_auth_init())
+	d->conns = calloc(p->conns_per, sizeof(*d->conns));
+	if (!d->conns)
+		return -ENOMEM;
+	for (unsigned k = 0; k < p->conns_per; k++) {
+		struct bk_conn *c = &d->conns[k];
+
+		c->d = d;
+		c->index = k;
+		c->rbuf = malloc(POOL_READ_BUF_BYTES);
+		if (!c->rbuf) {
+			while (k--)
+				free(d->conns[k].rbuf);
+			free(d->conns);
+			d->conns = NULL;
+			return -ENOMEM;
+		}
+	}
+	for (unsigned k = 0; k < p->conns_per; k++) {
+		struct bk_conn *c = &d->conns[k];
+
+		gvm_reader_init(&c->rd);
+		gvm_reader_set_dst(&c->rd, payload_dst, c);
+		uv_timer_init(p->loop, &c->timer);
+		c->timer.data = c;
+	}
+	return 0;
+}
+
+int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
+		   const char *host_id, unsigned conns_per, unsigned idle_ms)
+{
+	struct bk_pool *p;
+	int err = gvm_auth_init();
+
+	if (err)
+		return err;
+	p = calloc(1, sizeof(*p));
+	if (!p)
 		return -ENOMEM;
 	p->loop = loop;
 	p->key = key;
 	p->host_id = host_id;
-	p->ndonors = ndonors;
 	p->conns_per = conns_per;
-	p->donors = calloc(ndonors, sizeof(*p->donors));
-	if (!p->donors)
-		return -ENOMEM;
-	for (unsigned i = 0; i < ndonors; i++) {
-		struct bk_donor *d = &p->donors[i];
-
-		d->p = p;
-		d->index = i;
-		d->down_since_ms = uv_now(loop);
-		snprintf(d->addr, sizeof(d->addr), "%s", donors[i].addr);
-		d->conns = calloc(conns_per, sizeof(*d->conns));
-		if (!d->conns)
-			return -ENOMEM;
-		for (unsigned k = 0; k < conns_per; k++) {
-			struct bk_conn *c = &d->conns[k];
-
-			c->d = d;
-			c->index = k;
-			c->rbuf = malloc(POOL_READ_BUF_BYTES);
-			if (!c->rbuf)
-				return -ENOMEM;
-			gvm_reader_init(&c->rd);
-			gvm_reader_set_dst(&c->rd, payload_dst, c);
-			uv_timer_init(loop, &c->timer);
-			c->timer.data = c;
-			conn_start(c);
-		}
-	}
+	p->idle_ms = idle_ms;
 	*out = p;
 	return 0;
+}
+
+int bk_pool_add(struct bk_pool *p, const char *addr)
+{
+	struct bk_donor *d;
+	socklen_t len;
+	int err;
+
+	if (p->ndonors == p->cap) {
+		unsigned cap = p->cap ? p->cap * 2 : 64;
+		struct bk_donor **n = realloc(p->donors, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->donors = n;
+		p->cap = cap;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	err = gvm_parse_hostport(addr, GVM_DONOR_DEFAULT_PORT, &d->ss, &len);
+	if (err) {
+		free(d);
+		return err;
+	}
+	d->p = p;
+	d->index = p->ndonors;
+	snprintf(d->addr, sizeof(d->addr), "%s", addr);
+	p->donors[p->ndonors] = d;
+	return (int)p->ndonors++;
+}
+
+void bk_pool_set_keep(struct bk_pool *p, unsigned donor, bool keep)
+{
+	struct bk_donor *d = p->donors[donor];
+
+	d->keep = keep;
+	if (keep && !d->nready)
+		donor_connect_more(d);
 }
 
 unsigned bk_pool_ready_connections(const struct bk_pool *p)
@@ -610,13 +729,20 @@ unsigned bk_pool_ready_connections(const struct bk_pool *p)
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < p->ndonors; i++)
-		n += p->donors[i].nready;
+		n += p->donors[i]->nready;
 	return n;
+}
+
+unsigned bk_pool_donor_connections(const struct bk_pool *p, unsigned donor)
+{
+	return p->donors[donor]->nready;
 }
 
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor)
 {
-	return p->donors[donor].nready > 0;
+	const struct bk_donor *d = p->donors[donor];
+
+	return d->nready > 0 || (!d->down_since_ms && !d->dead);
 }
 
 unsigned bk_pool_donors(const struct bk_pool *p)
@@ -626,15 +752,15 @@ unsigned bk_pool_donors(const struct bk_pool *p)
 
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor)
 {
-	return p->donors[donor].down_since_ms;
+	return p->donors[donor]->down_since_ms;
 }
 
 uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor)
 {
-	const struct bk_donor *d = &p->donors[donor];
+	const struct bk_donor *d = p->donors[donor];
 	uint64_t oldest = 0;
 
-	for (unsigned k = 0; k < p->conns_per; k++) {
+	for (unsigned k = 0; d->conns && k < p->conns_per; k++) {
 		const struct bk_conn *c = &d->conns[k];
 
 		if (c->state == CONN_READY && c->head && (!oldest || c->head->sent_ms < oldest))
@@ -645,12 +771,12 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor)
 
 bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor)
 {
-	return p->donors[donor].dead;
+	return p->donors[donor]->dead;
 }
 
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)
 {
-	struct bk_donor *d = &p->donors[donor];
+	struct bk_donor *d = p->donors[donor];
 	struct bk_req *r;
 
 	d->dead = dead;
@@ -661,16 +787,19 @@ void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)
 	/* Whatever it holds is given up: its connections start over (and
 	 * keep trying, to see it come back), and every request waiting for it
 	 * fails now, so its submitter can go to another copy. */
-	for (unsigned k = 0; k < p->conns_per; k++)
+	for (unsigned k = 0; d->conns && k < p->conns_per; k++)
 		conn_fail(&d->conns[k], "declared dead");
 	d->reported_down = true;
 	while ((r = queue_pop(&d->demand)) || (r = queue_pop(&d->prefetch)))
 		r->cb(r, -EHOSTDOWN, NULL, NULL);
+	if (!d->down_since_ms)
+		d->down_since_ms = uv_now(p->loop);
+	donor_connect_more(d); /* tried at its backoff until it answers */
 }
 
 const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor)
 {
-	return p->donors[donor].addr;
+	return p->donors[donor]->addr;
 }
 
 static void free_queue(struct bk_queue *q)
@@ -686,11 +815,11 @@ static void free_queue(struct bk_queue *q)
 void bk_pool_free(struct bk_pool *p)
 {
 	for (unsigned i = 0; i < p->ndonors; i++) {
-		struct bk_donor *d = &p->donors[i];
+		struct bk_donor *d = p->donors[i];
 
 		free_queue(&d->demand);
 		free_queue(&d->prefetch);
-		for (unsigned k = 0; k < p->conns_per; k++) {
+		for (unsigned k = 0; d->conns && k < p->conns_per; k++) {
 			struct bk_req *r;
 
 			while ((r = d->conns[k].head)) {
@@ -702,6 +831,7 @@ void bk_pool_free(struct bk_pool *p)
 			free(d->conns[k].rbuf);
 		}
 		free(d->conns);
+		free(d);
 	}
 	free(p->donors);
 	free(p);
@@ -711,9 +841,9 @@ void bk_pool_close(struct bk_pool *p)
 {
 	p->closing = true;
 	for (unsigned i = 0; i < p->ndonors; i++) {
-		struct bk_donor *d = &p->donors[i];
+		struct bk_donor *d = p->donors[i];
 
-		for (unsigned k = 0; k < p->conns_per; k++) {
+		for (unsigned k = 0; d->conns && k < p->conns_per; k++) {
 			struct bk_conn *c = &d->conns[k];
 
 			uv_close((uv_handle_t *)&c->timer, NULL);

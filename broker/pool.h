@@ -44,10 +44,16 @@ struct bk_req {
 };
 
 /* host_id: this broker's (names.h), which every connection authenticates
- * for; it must outlive the pool. */
+ * for; it must outlive the pool. Donors are added with bk_pool_add; a
+ * connection unused for idle_ms closes. */
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
-		   const char *host_id, const struct bk_donor_cfg *donors, unsigned ndonors,
-		   unsigned conns_per);
+		   const char *host_id, unsigned conns_per, unsigned idle_ms);
+/* A donor at addr (resolved now): its index (the next one), or -errno.
+ * Nothing connects until a request waits for it. */
+int bk_pool_add(struct bk_pool *p, const char *addr);
+/* A donor holding copies of ours keeps one connection open (so its death
+ * is seen); others close theirs when idle. */
+void bk_pool_set_keep(struct bk_pool *p, unsigned donor, bool keep);
 void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
 /* A fault now waits on a prefetch: moves the first request queued for donor
  * (not sent yet) that match accepts to the demand queue, ahead of every
@@ -56,9 +62,13 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
 bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx);
 unsigned bk_pool_ready_connections(const struct bk_pool *p);
+unsigned bk_pool_donor_connections(const struct bk_pool *p, unsigned donor);
+/* Reachable as far as is known: a ready connection, or none needed yet and
+ * no failure since the last. */
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
 unsigned bk_pool_donors(const struct bk_pool *p);
-/* When the donor's last ready connection went (loop ms), 0 while it has one. */
+/* When the donor became unreachable (loop ms): its last ready connection
+ * went, or a connect failed, while something needed it; 0 while up. */
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor);
 /* When the oldest request still unanswered on its connections was sent
  * (loop ms), 0 if none: a donor that stalls. */

@@ -12,7 +12,11 @@
  * - Extents with fewer copies than --replicas are copied, a READ from a
  *   survivor and a WRITE to the next usable donor in placement order, at
  *   most --rereplicate-rate bytes a second; a write-back or discard of the
- *   extent meanwhile (its version moves) voids the copy, to be made again. */
+ *   extent meanwhile (its version moves) voids the copy, to be made again.
+ * - A draining donor's copies (it left the donors list) do not count: each
+ *   such extent is copied the same way, then the draining copy leaves the
+ *   location. A draining donor that holds nothing more is drained
+ *   (donors.c drops our namespaces there). */
 #include "replica.h"
 
 #include <errno.h>
@@ -37,14 +41,20 @@ struct bk_copy {
 	uint8_t *buf;
 };
 
+/* Per donor. */
+struct rep_donor {
+	bool dead;
+	bool reviving;     /* back from the dead, being emptied */
+	bool was_up;
+	unsigned revive_pending;
+};
+
 struct bk_replica {
 	struct bk_broker *b;
 	uv_timer_t tick;
-	uint64_t dead;     /* donor bitmap */
-	uint64_t reviving; /* donor bitmap: back from the dead, being emptied */
-	unsigned revive_pending[BK_DONORS_MAX];
-	bool was_up[BK_DONORS_MAX];
-	bool work;         /* an extent may be short of copies */
+	struct rep_donor *donor; /* b->donors_cap entries */
+	unsigned ndead;
+	bool work;         /* an extent may be short of copies, or on a draining donor */
 	struct bk_copy *copies;
 	unsigned ncopies;
 	struct bk_list *lists;
@@ -57,19 +67,9 @@ struct bk_replica {
 
 static struct gvm_log_limit lost_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 
-static uint64_t bit(unsigned d)
-{
-	return 1ull << d;
-}
-
-static uint64_t all_donors(const struct bk_broker *b)
-{
-	return b->cfg.ndonors >= 64 ? ~0ull : bit(b->cfg.ndonors) - 1;
-}
-
 unsigned bk_loc_count(const struct bk_region *rg, uint64_t e)
 {
-	const uint8_t *l = bk_loc(rg, e);
+	const uint16_t *l = bk_loc(rg, e);
 	unsigned n = 0;
 
 	while (n < BK_REPLICAS_MAX && l[n] != BK_NO_DONOR)
@@ -79,7 +79,7 @@ unsigned bk_loc_count(const struct bk_region *rg, uint64_t e)
 
 bool bk_loc_has(const struct bk_region *rg, uint64_t e, unsigned d)
 {
-	const uint8_t *l = bk_loc(rg, e);
+	const uint16_t *l = bk_loc(rg, e);
 
 	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++)
 		if (l[i] == d)
@@ -87,13 +87,31 @@ bool bk_loc_has(const struct bk_region *rg, uint64_t e, unsigned d)
 	return false;
 }
 
-void bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d)
+bool bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d)
 {
-	uint8_t *l = bk_loc(rg, e);
+	uint16_t *l = bk_loc(rg, e);
 	unsigned n = bk_loc_count(rg, e);
 
-	if (n < BK_REPLICAS_MAX && !bk_loc_has(rg, e, d))
-		l[n] = (uint8_t)d;
+	if (bk_loc_has(rg, e, d))
+		return true;
+	if (n == BK_REPLICAS_MAX)
+		return false;
+	l[n] = (uint16_t)d;
+	if (!rg->vm->b->donors[d].extents++)
+		bk_pool_set_keep(rg->vm->b->pool, d, true);
+	return true;
+}
+
+void bk_loc_forget(struct bk_region *rg)
+{
+	struct bk_broker *b = rg->vm->b;
+
+	for (uint64_t i = 0; rg->loc && i < rg->nextents * BK_REPLICAS_MAX; i++)
+		if (rg->loc[i] != BK_NO_DONOR) {
+			if (!--b->donors[rg->loc[i]].extents)
+				bk_pool_set_keep(b->pool, rg->loc[i], false);
+			rg->loc[i] = BK_NO_DONOR;
+		}
 }
 
 void bk_replica_check(struct bk_region *rg, uint64_t e)
@@ -106,7 +124,7 @@ void bk_replica_check(struct bk_region *rg, uint64_t e)
 
 void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
 {
-	uint8_t *l = bk_loc(rg, e);
+	uint16_t *l = bk_loc(rg, e);
 	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
 	unsigned n = bk_loc_count(rg, e), i = 0;
 
@@ -114,8 +132,10 @@ void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
 		i++;
 	if (i == n)
 		return;
-	memmove(l + i, l + i + 1, n - i - 1);
+	memmove(l + i, l + i + 1, (n - i - 1) * sizeof(*l));
 	l[n - 1] = BK_NO_DONOR;
+	if (!--rg->vm->b->donors[d].extents)
+		bk_pool_set_keep(rg->vm->b->pool, d, false);
 	if (rg->vm->b->replica)
 		rg->vm->b->replica->work = true;
 	if (n > 1)
@@ -137,23 +157,23 @@ void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
 
 bool bk_donor_dead(const struct bk_broker *b, unsigned d)
 {
-	return b->replica && (b->replica->dead & bit(d));
+	return b->replica && b->replica->donor[d].dead;
 }
 
 bool bk_donor_usable(const struct bk_broker *b, unsigned d)
 {
-	return bk_pool_donor_up(b->pool, d) && !bk_donor_dead(b, d) &&
-	       !(b->replica && (b->replica->reviving & bit(d)));
+	return b->donors[d].state == BK_DONOR_ACTIVE && bk_pool_donor_up(b->pool, d) &&
+	       !bk_donor_dead(b, d) && !(b->replica && b->replica->donor[d].reviving);
 }
 
-unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, uint64_t skip)
+unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, const struct bk_tried *skip)
 {
 	const struct bk_broker *b = rg->vm->b;
-	const uint8_t *l = bk_loc(rg, e);
+	const uint16_t *l = bk_loc(rg, e);
 	unsigned waiting = BK_NO_DONOR;
 
 	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++) {
-		if (skip & bit(l[i]) || bk_donor_dead(b, l[i]))
+		if (bk_tried_has(skip, l[i]) || bk_donor_dead(b, l[i]))
 			continue;
 		if (bk_pool_donor_up(b->pool, l[i]))
 			return l[i];
@@ -163,40 +183,47 @@ unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, uint64_t skip)
 	return waiting;
 }
 
-/* Every donor in extent e's placement order. */
-static unsigned place_order(const struct bk_region *rg, uint64_t e, unsigned *out)
-{
-	const struct bk_config *cfg = &rg->vm->b->cfg;
-	struct gvm_place_donor donors[BK_DONORS_MAX];
-
-	for (unsigned i = 0; i < cfg->ndonors; i++) {
-		donors[i].addr = cfg->donors[i].addr;
-		donors[i].weight = cfg->donors[i].weight;
-	}
-	gvm_place(rg->ns, e, donors, cfg->ndonors, out, cfg->ndonors);
-	return cfg->ndonors;
-}
-
-unsigned bk_place_new(const struct bk_region *rg, uint64_t e, uint8_t out[BK_REPLICAS_MAX])
+/* The r usable donors not holding e with the highest scores for it, best
+ * first: one pass over the donor table with the hashes made once. */
+static unsigned place_top(const struct bk_region *rg, uint64_t e, uint16_t *out, unsigned r)
 {
 	const struct bk_broker *b = rg->vm->b;
-	unsigned order[BK_DONORS_MAX], n = place_order(rg, e, order), k = 0;
+	uint64_t key = gvm_place_key(rg->ns_hash, e);
+	double best[BK_REPLICAS_MAX];
+	unsigned n = 0;
 
-	for (unsigned i = 0; i < n && k < b->cfg.replicas; i++)
-		if (bk_donor_usable(b, order[i]))
-			out[k++] = (uint8_t)order[i];
-	return k;
+	for (unsigned d = 0; d < b->ndonors; d++) {
+		double score;
+		unsigned k;
+
+		if (!bk_donor_usable(b, d) || bk_loc_has(rg, e, d))
+			continue;
+		score = gvm_place_score(key, b->donors[d].hash, b->donors[d].weight);
+		if (n == r && score <= best[r - 1])
+			continue;
+		k = n < r ? n++ : r - 1;
+		while (k > 0 && score > best[k - 1]) {
+			best[k] = best[k - 1];
+			out[k] = out[k - 1];
+			k--;
+		}
+		best[k] = score;
+		out[k] = (uint16_t)d;
+	}
+	return n;
 }
 
-/* The next usable donor in placement order that holds no copy of e. */
+unsigned bk_place_new(const struct bk_region *rg, uint64_t e, uint16_t out[BK_REPLICAS_MAX])
+{
+	return place_top(rg, e, out, rg->vm->b->cfg.replicas);
+}
+
+/* The best usable donor that holds no copy of e. */
 static unsigned copy_target(const struct bk_region *rg, uint64_t e)
 {
-	unsigned order[BK_DONORS_MAX], n = place_order(rg, e, order);
+	uint16_t d;
 
-	for (unsigned i = 0; i < n; i++)
-		if (bk_donor_usable(rg->vm->b, order[i]) && !bk_loc_has(rg, e, order[i]))
-			return order[i];
-	return BK_NO_DONOR;
+	return place_top(rg, e, &d, 1) ? d : BK_NO_DONOR;
 }
 
 void bk_replica_ns_lost(struct bk_region *rg, unsigned d, const char *why)
@@ -276,6 +303,15 @@ void bk_ns_open(struct bk_region *rg, unsigned d, void (*done)(void *ctx, int er
 
 /* ---- the location map of a re-attached region ---- */
 
+/* Donor d need not (or need no longer) answer rg's LIST. */
+static void list_excuse(struct bk_region *rg, unsigned d)
+{
+	if (rg->list_state[d] != BK_LIST_DONE) {
+		rg->list_state[d] = BK_LIST_DONE;
+		rg->nlisted++;
+	}
+}
+
 struct bk_list {
 	struct bk_req req;
 	struct bk_list *next, **pprev; /* in the broker's list: reachable until its end */
@@ -289,7 +325,7 @@ static void map_check(struct bk_region *rg)
 {
 	struct bk_broker *b = rg->vm->b;
 
-	if (rg->map_ready || ((rg->listed | b->replica->dead) & all_donors(b)) != all_donors(b))
+	if (rg->map_ready || rg->nlisted < b->ndonors)
 		return;
 	rg->map_ready = true;
 	b->replica->work = true; /* some extents may be short of copies */
@@ -304,9 +340,10 @@ static void list_end(struct bk_list *l, bool done)
 	*l->pprev = l->next;
 	if (l->next)
 		l->next->pprev = l->pprev;
-	rg->listing &= ~bit(l->d);
 	if (done)
-		rg->listed |= bit(l->d);
+		list_excuse(rg, l->d);
+	else if (rg->list_state[l->d] == BK_LIST_ASKING)
+		rg->list_state[l->d] = BK_LIST_NONE; /* the tick asks again */
 	if (!rg->vm->detached)
 		map_check(rg);
 	bk_vm_put(rg->vm);
@@ -394,7 +431,7 @@ static void list_start(struct bk_region *rg, unsigned d)
 		l->next->pprev = &l->next;
 	l->pprev = &rg->vm->b->replica->lists;
 	rg->vm->b->replica->lists = l;
-	rg->listing |= bit(d);
+	rg->list_state[d] = BK_LIST_ASKING;
 	rg->vm->refs++;
 	list_next(l, 0);
 }
@@ -404,14 +441,27 @@ void bk_replica_map(struct bk_region *rg)
 	struct bk_broker *b = rg->vm->b;
 
 	rg->map_ready = false;
-	rg->listed = 0;
-	for (unsigned d = 0; d < b->cfg.ndonors; d++)
-		if (!bk_donor_dead(b, d))
+	rg->nlisted = 0;
+	memset(rg->list_state, BK_LIST_NONE, b->donors_cap);
+	for (unsigned d = 0; d < b->ndonors; d++)
+		if (bk_donor_dead(b, d))
+			list_excuse(rg, d);
+		else
 			list_start(rg, d);
 	map_check(rg);
 }
 
 /* ---- deaths and returns ---- */
+
+/* Whether every attached region knows where its copies are. */
+static bool maps_ready(const struct bk_broker *b)
+{
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
+			if (!vm->regions[i].map_ready)
+				return false;
+	return true;
+}
 
 static void declare_dead(struct bk_broker *b, unsigned d, const char *why)
 {
@@ -419,7 +469,8 @@ static void declare_dead(struct bk_broker *b, unsigned d, const char *why)
 
 	gvm_warn("donor %s: dead (%s for %u ms); its copies are made again from the others",
 		 bk_pool_donor_addr(b->pool, d), why, b->cfg.dead_after_ms);
-	rep->dead |= bit(d);
+	rep->donor[d].dead = true;
+	rep->ndead++;
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
 		if (vm->detached)
 			continue;
@@ -428,6 +479,7 @@ static void declare_dead(struct bk_broker *b, unsigned d, const char *why)
 
 			rg->ns_id[d] = 0;
 			rg->ns_was[d] = 0;
+			list_excuse(rg, d);
 			for (uint64_t e = 0; e < rg->nextents; e++)
 				if (bk_loc_has(rg, e, d))
 					bk_loc_del(rg, e, d);
@@ -447,9 +499,9 @@ struct revive_req {
 
 static void revive_step(struct bk_replica *rep, unsigned d)
 {
-	if (--rep->revive_pending[d])
+	if (--rep->donor[d].revive_pending)
 		return;
-	rep->reviving &= ~bit(d);
+	rep->donor[d].reviving = false;
 	gvm_info("donor %s: back; this host's old copies there are dropped, it takes new ones",
 		 bk_pool_donor_addr(rep->b->pool, d));
 	rep->work = true;
@@ -481,7 +533,7 @@ static void drop_on(struct bk_replica *rep, unsigned d, const char *ns)
 	r->req.cb = on_revive_dropped;
 	gvm_hdr_init(&r->req.hdr, GVM__OP__OP_DROP_NS, 0);
 	strcpy(r->req.hdr.ns_name, ns);
-	rep->revive_pending[d]++;
+	rep->donor[d].revive_pending++;
 	bk_pool_submit(rep->b->pool, &r->req);
 }
 
@@ -493,15 +545,17 @@ static void revive(struct bk_broker *b, unsigned d)
 	struct bk_replica *rep = b->replica;
 
 	bk_pool_set_dead(b->pool, d, false);
-	rep->dead &= ~bit(d);
-	rep->reviving |= bit(d);
-	rep->revive_pending[d] = 1; /* held until every DROP_NS is out */
+	rep->donor[d].dead = false;
+	rep->ndead--;
+	rep->donor[d].reviving = true;
+	rep->donor[d].revive_pending = 1; /* held until every DROP_NS is out */
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
 		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
 			drop_on(rep, d, vm->regions[i].ns);
 	for (struct bk_orphan *o = b->orphans; o; o = o->next)
-		for (size_t i = 0; i < o->nregions; i++)
-			drop_on(rep, d, o->ns[i]);
+		for (size_t k = 0; k < o->ndonors; k++)
+			for (size_t i = 0; i < o->nregions && o->donors[k] == d; i++)
+				drop_on(rep, d, o->ns[i]);
 	revive_step(rep, d);
 }
 
@@ -531,6 +585,18 @@ static void validate(struct bk_broker *b, unsigned d)
 
 static void rereplicate(struct bk_replica *rep);
 
+/* Whether extents may need copies: more than one wanted, or a donor
+ * draining. */
+static bool replicating(const struct bk_broker *b)
+{
+	if (b->cfg.replicas > 1)
+		return true;
+	for (unsigned d = 0; d < b->ndonors; d++)
+		if (b->donors[d].state == BK_DONOR_DRAINING)
+			return true;
+	return false;
+}
+
 /* A copy is done, made or not: the next one starts at once while there is
  * work and rate left (waiting for the tick held re-replication to eight
  * extents a tick). */
@@ -552,6 +618,17 @@ static void copy_end(struct bk_copy *c)
 		rereplicate(rep);
 }
 
+/* A holder of e's copy that is draining, or BK_NO_DONOR. */
+static unsigned draining_holder(const struct bk_region *rg, uint64_t e)
+{
+	const uint16_t *l = bk_loc(rg, e);
+
+	for (unsigned i = 0; i < BK_REPLICAS_MAX && l[i] != BK_NO_DONOR; i++)
+		if (rg->vm->b->donors[l[i]].state != BK_DONOR_ACTIVE)
+			return l[i];
+	return BK_NO_DONOR;
+}
+
 static bool copy_void(const struct bk_copy *c)
 {
 	const struct bk_region *rg = c->rg;
@@ -571,8 +648,16 @@ static void on_copy_written(struct bk_req *req, int status, const struct gvm_hdr
 	if (err == -ENOENT && !rg->vm->detached)
 		bk_replica_ns_lost(rg, c->dst, "WRITE: unknown namespace");
 	else if (!err && !copy_void(c) && !bk_donor_dead(rg->vm->b, c->dst)) {
-		bk_loc_add(rg, c->e, c->dst);
+		if (!bk_loc_add(rg, c->e, c->dst)) { /* full: a draining copy makes room */
+			unsigned d = draining_holder(rg, c->e);
+
+			if (d != BK_NO_DONOR) {
+				bk_loc_del(rg, c->e, d);
+				bk_loc_add(rg, c->e, c->dst);
+			}
+		}
 		bk_stats.rereplicated_pages += c->count;
+		rg->vm->b->replica->work = true; /* its draining copies may go now */
 	}
 	copy_end(c);
 }
@@ -657,16 +742,27 @@ static bool copying(const struct bk_replica *rep, const struct bk_region *rg, ui
 	return false;
 }
 
-/* Starts a copy of extent e if it is short of copies and one can be made. */
+/* Starts a copy of extent e if it is short of copies on listed donors and
+ * one can be made; lets go of its draining copies once it is not. */
 static bool copy_maybe(struct bk_replica *rep, struct bk_region *rg, uint64_t e)
 {
-	unsigned n = bk_loc_count(rg, e), src, dst;
+	unsigned n = bk_loc_count(rg, e), kept = n, src, dst, d;
+	unsigned want = rep->b->cfg.replicas;
 	struct bk_copy *c;
 
-	if (!n || n >= rep->b->cfg.replicas || rg->wb_inflight[e] || copying(rep, rg, e))
+	if (!n || rg->wb_inflight[e] || copying(rep, rg, e))
 		return false;
+	for (unsigned i = 0; i < n; i++)
+		kept -= rep->b->donors[bk_loc(rg, e)[i]].state != BK_DONOR_ACTIVE;
+	if (want > rep->b->active_donors) /* fewer listed donors than copies wanted */
+		want = rep->b->active_donors;
+	if (kept && kept >= want) {
+		while (kept && (d = draining_holder(rg, e)) != BK_NO_DONOR)
+			bk_loc_del(rg, e, d); /* enough copies elsewhere: not the last */
+		return false;
+	}
 	rep->work = true; /* still short, whether or not a copy starts now */
-	src = bk_read_donor(rg, e, 0);
+	src = bk_read_donor(rg, e, NULL);
 	dst = copy_target(rg, e);
 	if (src == BK_NO_DONOR || dst == BK_NO_DONOR || !bk_pool_donor_up(rep->b->pool, src))
 		return false;
@@ -699,7 +795,7 @@ static void rereplicate(struct bk_replica *rep)
 	bool found = false;
 	struct bk_vm *vm;
 
-	if (rep->scanning || b->cfg.replicas < 2)
+	if (rep->scanning || !replicating(b))
 		return; /* a copy that ended inside the walk: it goes on */
 	rep->scanning = true;
 	for (vm = b->vms; vm && vm != rep->scan_vm; vm = vm->next)
@@ -747,21 +843,25 @@ static void on_tick(uv_timer_t *t)
 	uint64_t now = uv_now(b->loop);
 	double cap = (double)b->cfg.rereplicate_bytes / (1000.0 / REPLICA_TICK_MS);
 
-	for (unsigned d = 0; d < b->cfg.ndonors; d++) {
+	for (unsigned d = 0; d < b->ndonors; d++) {
 		bool up = bk_pool_donor_up(b->pool, d);
 		uint64_t down = bk_pool_down_since(b->pool, d), oldest = bk_pool_oldest_ms(b->pool, d);
 
-		if (rep->dead & bit(d)) {
+		if (b->donors[d].state == BK_DONOR_REMOVED)
+			continue;
+		if (b->donors[d].state == BK_DONOR_DRAINING && !b->donors[d].extents && maps_ready(b))
+			bk_donor_drained(b, d); /* removed now */
+		else if (rep->donor[d].dead) {
 			if (up)
 				revive(b, d);
 		} else if (down && now - down >= b->cfg.dead_after_ms) {
 			declare_dead(b, d, "unreachable");
 		} else if (oldest && now - oldest >= b->cfg.dead_after_ms) {
 			declare_dead(b, d, "no answer");
-		} else if (up && !rep->was_up[d]) {
+		} else if (up && !rep->donor[d].was_up) {
 			validate(b, d);
 		}
-		rep->was_up[d] = bk_pool_donor_up(b->pool, d);
+		rep->donor[d].was_up = bk_pool_donor_up(b->pool, d);
 	}
 	/* Regions whose map could not be had yet ask again. */
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
@@ -770,18 +870,61 @@ static void on_tick(uv_timer_t *t)
 
 			if (rg->map_ready)
 				continue;
-			for (unsigned d = 0; d < b->cfg.ndonors; d++)
-				if (!((rg->listed | rg->listing | rep->dead) & bit(d)))
+			for (unsigned d = 0; d < b->ndonors; d++)
+				if (rg->list_state[d] == BK_LIST_NONE)
 					list_start(rg, d);
 		}
 	rep->tokens += (double)b->cfg.rereplicate_bytes * (double)(now - rep->last_ms) / 1000.0;
 	rep->last_ms = now;
 	if (rep->tokens > cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE)
 		rep->tokens = cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE;
-	if (rep->work && b->cfg.replicas > 1)
+	if (rep->work && replicating(b))
 		rereplicate(rep);
-	else if (rep->work && b->cfg.replicas < 2)
-		rep->work = false; /* one copy wanted: nothing to make again */
+	else if (rep->work)
+		rep->work = false; /* one copy wanted, none draining: nothing to copy */
+}
+
+void bk_replica_wake(struct bk_broker *b)
+{
+	if (b->replica)
+		b->replica->work = true;
+}
+
+void bk_replica_forget_donor(struct bk_broker *b, unsigned d)
+{
+	struct bk_replica *rep = b->replica;
+
+	if (rep->donor[d].dead) {
+		rep->donor[d].dead = false;
+		rep->ndead--;
+		bk_pool_set_dead(b->pool, d, false);
+	}
+	rep->donor[d].reviving = false;
+}
+
+int bk_replica_grow(struct bk_broker *b, unsigned cap)
+{
+	struct bk_replica *rep = b->replica;
+	struct rep_donor *n = realloc(rep->donor, cap * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	memset(n + b->donors_cap, 0, (cap - b->donors_cap) * sizeof(*n));
+	rep->donor = n;
+	return 0;
+}
+
+void bk_replica_donor_added(struct bk_broker *b, unsigned d)
+{
+	b->replica->work = true; /* short extents may have a place now */
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++) {
+			struct bk_region *rg = &vm->regions[i];
+
+			rg->ns_id[d] = 0;
+			rg->ns_was[d] = 0;
+			list_excuse(rg, d); /* it holds nothing of ours */
+		}
 }
 
 int bk_replica_setup(struct bk_broker *b)
@@ -809,11 +952,12 @@ void bk_replica_stop(struct bk_broker *b)
 
 unsigned bk_replica_dead_donors(const struct bk_broker *b)
 {
-	return b->replica ? (unsigned)__builtin_popcountll(b->replica->dead) : 0;
+	return b->replica ? b->replica->ndead : 0;
 }
 
 uint64_t bk_replica_degraded(const struct bk_broker *b)
 {
+	unsigned want = b->cfg.replicas < b->active_donors ? b->cfg.replicas : b->active_donors;
 	uint64_t n = 0;
 
 	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
@@ -823,7 +967,7 @@ uint64_t bk_replica_degraded(const struct bk_broker *b)
 			for (uint64_t e = 0; e < rg->nextents; e++) {
 				unsigned c = bk_loc_count(rg, e);
 
-				n += c && c < b->cfg.replicas;
+				n += c && c < want;
 			}
 		}
 	return n;

@@ -15,17 +15,35 @@
 
 #include "broker.h"
 
+/* A region's LIST on one donor (rg->list_state), while its map is made. */
+enum bk_list_state {
+	BK_LIST_NONE,    /* not asked yet, or asked again later */
+	BK_LIST_ASKING,  /* a LIST on its way */
+	BK_LIST_DONE,    /* answered; or the donor is dead, removed or new */
+};
+
 int bk_replica_setup(struct bk_broker *b);
 void bk_replica_stop(struct bk_broker *b);
+/* The donor table grew to cap entries: per-donor state grows with it. */
+int bk_replica_grow(struct bk_broker *b, unsigned cap);
+/* A donor was added at index d: every region knows it holds nothing. */
+void bk_replica_donor_added(struct bk_broker *b, unsigned d);
+/* Something may need copying (a donor started draining). */
+void bk_replica_wake(struct bk_broker *b);
+/* A removed donor: no longer dead, nothing more to see of it. */
+void bk_replica_forget_donor(struct bk_broker *b, unsigned d);
 
 /* An extent's location: the donors holding its current copy. */
-static inline uint8_t *bk_loc(const struct bk_region *rg, uint64_t e)
+static inline uint16_t *bk_loc(const struct bk_region *rg, uint64_t e)
 {
 	return rg->loc + e * BK_REPLICAS_MAX;
 }
 unsigned bk_loc_count(const struct bk_region *rg, uint64_t e);
 bool bk_loc_has(const struct bk_region *rg, uint64_t e, unsigned d);
-void bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d);
+/* False when the location is full (BK_REPLICAS_MAX copies). */
+bool bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d);
+/* A region goes away: its copies no longer count for their donors. */
+void bk_loc_forget(struct bk_region *rg);
 /* After a change of e's location: re-replication looks at it if it is
  * short of copies. */
 void bk_replica_check(struct bk_region *rg, uint64_t e);
@@ -33,17 +51,18 @@ void bk_replica_check(struct bk_region *rg, uint64_t e);
  * lost (only explicit answers come here: a death, a forgotten namespace). */
 void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d);
 
-/* Whether donor d takes new copies: reachable, not dead, not being
- * cleaned after a return. */
+/* Whether donor d takes new copies: listed (not draining), reachable, not
+ * dead, not being cleaned after a return. */
 bool bk_donor_usable(const struct bk_broker *b, unsigned d);
 bool bk_donor_dead(const struct bk_broker *b, unsigned d);
-/* The donor to read extent e from: the first holder (not in skip, a donor
- * bitmap) that is reachable, else the first one not dead (the read waits
- * for it), else BK_NO_DONOR. */
-unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, uint64_t skip);
-/* Where an extent's first copy goes: the first --replicas usable donors in
- * its placement order (fewer when fewer are usable). Returns how many. */
-unsigned bk_place_new(const struct bk_region *rg, uint64_t e, uint8_t out[BK_REPLICAS_MAX]);
+/* The donor to read extent e from: the first holder (not in skip, which
+ * may be NULL) that is reachable, else the first one not dead (the read
+ * waits for it), else BK_NO_DONOR. */
+unsigned bk_read_donor(const struct bk_region *rg, uint64_t e, const struct bk_tried *skip);
+/* Where an extent's first copy goes: the --replicas usable donors with the
+ * highest placement scores (fewer when fewer are usable). Returns how
+ * many. O(donors): once per extent, never per fault. */
+unsigned bk_place_new(const struct bk_region *rg, uint64_t e, uint16_t out[BK_REPLICAS_MAX]);
 
 /* Opens rg's namespace on donor d if it is not open, then calls done(ctx,
  * 0), or done(ctx, -errno) when it cannot be opened. A re-open that finds
@@ -59,7 +78,7 @@ void bk_replica_ns_lost(struct bk_region *rg, unsigned d, const char *why);
 /* A re-attached region learns where its copies are: LIST on every donor. */
 void bk_replica_map(struct bk_region *rg);
 
-/* For gvmctl stats. */
+/* For gvmctl stats and donors. */
 unsigned bk_replica_dead_donors(const struct bk_broker *b);
 uint64_t bk_replica_degraded(const struct bk_broker *b);
 

@@ -11,8 +11,9 @@
  * allowlist into every thread (TSYNC): the event loop, the control socket,
  * the fault path (ioctl limited to the UFFDIO_* and FIONBIO/FIOCLEX
  * commands it issues), eviction (pread, fallocate), reconnecting to donors
- * (TCP sockets, connect); no open(2) at all, no exec, fork, ptrace, bind,
- * unlink, and tgkill only of its own threads. */
+ * (TCP sockets, connect); no open(2) at all but read-only openat(2) in
+ * the donors file's directory (SIGHUP re-reads the file), no exec, fork,
+ * ptrace, bind, unlink, and tgkill only of its own threads. */
 #include "sandbox.h"
 
 #include <errno.h>
@@ -20,7 +21,9 @@
 #include <linux/capability.h>
 #include <linux/landlock.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -107,6 +110,20 @@ static const int sanitizer_extra[] = {
 
 static const int allowed_domains[] = { AF_INET, AF_INET6 };
 
+/* What the sandbox allows beyond the fixed lists (set by confine). */
+static int read_dirfd = -1;
+static uint16_t *net_ports;
+static unsigned net_nports;
+static bool net_confined;
+
+bool bk_sandbox_port_allowed(uint16_t port)
+{
+	for (unsigned i = 0; i < net_nports; i++)
+		if (net_ports[i] == port)
+			return true;
+	return !net_confined;
+}
+
 static int build(scmp_filter_ctx *out)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
@@ -136,6 +153,13 @@ static int build(scmp_filter_ctx *out)
 		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
 				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_domains[i]),
 				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+	/* The donors file, read again on SIGHUP: read-only, relative to its
+	 * directory's descriptor (Landlock keeps it beneath that directory). */
+	if (!err && read_dirfd >= 0)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 2,
+				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)read_dirfd),
+				       SCMP_A2(SCMP_CMP_MASKED_EQ, (scmp_datum_t)~0u,
+					       (scmp_datum_t)(O_RDONLY | O_CLOEXEC)));
 	if (err) {
 		seccomp_release(ctx);
 		return err;
@@ -196,7 +220,8 @@ static int ll_abi(void)
 /* Landlock for this thread and the threads it makes from now on: no file
  * by path (read /proc only in the sanitizer build), TCP connect to ports
  * only, signals to this process only. Appends what is in force to what. */
-static int landlock(const uint16_t *ports, unsigned nports, char *what, size_t n)
+static int landlock(const uint16_t *ports, unsigned nports, int dirfd, const char *dir,
+		    char *what, size_t n)
 {
 	struct ll_ruleset_attr attr = { 0 };
 	size_t attr_size = sizeof(attr.handled_access_fs), len = strlen(what);
@@ -231,6 +256,12 @@ static int landlock(const uint16_t *ports, unsigned nports, char *what, size_t n
 		if (syscall(SYS_landlock_add_rule, fd, LL_RULE_NET_PORT, &p, 0) < 0)
 			err = -errno;
 	}
+	if (dirfd >= 0 && !err) {
+		struct landlock_path_beneath_attr pb = { LANDLOCK_ACCESS_FS_READ_FILE, dirfd };
+
+		if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+			err = -errno;
+	}
 	if (SANDBOX_READ_PROC && !err) {
 		struct landlock_path_beneath_attr pb = {
 			LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, -1
@@ -251,11 +282,19 @@ static int landlock(const uint16_t *ports, unsigned nports, char *what, size_t n
 	len = strlen(what);
 	len += (size_t)snprintf(what + len, n - len, "; Landlock ABI %d: no file opened by path%s", abi,
 				SANDBOX_READ_PROC ? " but /proc (sanitizer build)" : "");
+	if (dirfd >= 0)
+		len += (size_t)snprintf(what + len, n - len, ", files beneath %s read-only", dir);
+	net_confined = abi >= 4;
 	if (abi >= 4) {
 		len += (size_t)snprintf(what + len, n - len, ", TCP connect to port%s",
 					nports == 1 ? "" : "s");
-		for (unsigned i = 0; i < nports && len < n; i++)
+		for (unsigned i = 0, k; i < nports && len < n; i = k) {
+			for (k = i + 1; k < nports && ports[k] == ports[k - 1] + 1;)
+				k++; /* a run of consecutive ports reads FIRST-LAST */
 			len += (size_t)snprintf(what + len, n - len, "%s%u", i ? "," : " ", ports[i]);
+			if (k - i > 1 && len < n)
+				len += (size_t)snprintf(what + len, n - len, "-%u", ports[k - 1]);
+		}
 		len += (size_t)snprintf(what + len, n - len, " only");
 	} else {
 		len += (size_t)snprintf(what + len, n - len, ", TCP connect anywhere (ABI < 4)");
@@ -265,10 +304,19 @@ static int landlock(const uint16_t *ports, unsigned nports, char *what, size_t n
 	return 0;
 }
 
-int bk_sandbox_confine(const uint16_t *ports, unsigned nports, char *what, size_t wn, char *why,
-		       size_t n)
+int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const char *dir,
+		       char *what, size_t wn, char *why, size_t n)
 {
 	int err;
+
+	net_ports = malloc(nports * sizeof(*ports) + 1);
+	if (!net_ports) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(net_ports, ports, nports * sizeof(*ports));
+	net_nports = nports;
+	read_dirfd = dirfd;
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		snprintf(why, n, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
@@ -280,7 +328,7 @@ int bk_sandbox_confine(const uint16_t *ports, unsigned nports, char *what, size_
 		return err;
 	}
 	snprintf(what, wn, "no capabilities");
-	err = landlock(ports, nports, what, wn);
+	err = landlock(ports, nports, dirfd, dir, what, wn);
 	if (err)
 		snprintf(why, n, "cannot apply Landlock: %s", strerror(-err));
 	return err;

@@ -84,7 +84,7 @@ static const struct {
 	KEY(evict_waits),      KEY(removed_pages),	  KEY(fault_latency_p50_us),
 	KEY(fault_latency_p99_us), KEY(replicas),		  KEY(dead_donors),
 	KEY(degraded_extents), KEY(failovers),		  KEY(hedged_reads),
-	KEY(rereplicated_pages), KEY(poisoned_pages),
+	KEY(rereplicated_pages), KEY(poisoned_pages),	  KEY(draining_extents),
 };
 #undef KEY
 _Static_assert(sizeof(stat_keys) / sizeof(stat_keys[0]) * sizeof(uint64_t) ==
@@ -118,7 +118,7 @@ void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s)
 		.prefetch_hits = bk_stats.prefetch_hits,
 		.prefetch_cache_bytes = bk_cache_bytes(b->cache),
 		.zero_fills = bk_stats.zero_fills,
-		.donors = bk_pool_donors(b->pool),
+		.donors = b->active_donors,
 		.donor_connections = bk_pool_ready_connections(b->pool),
 		.donor_errors = bk_stats.donor_errors,
 		.attaches = bk_stats.attaches,
@@ -140,6 +140,7 @@ void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s)
 		.hedged_reads = bk_stats.hedged_reads,
 		.rereplicated_pages = bk_stats.rereplicated_pages,
 		.poisoned_pages = bk_stats.poisoned_pages,
+		.draining_extents = bk_donors_draining_extents(b),
 	};
 }
 

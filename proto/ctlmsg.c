@@ -167,3 +167,25 @@ int gvm_ctl_stats(const char *path, Gvm__Control **m)
 	}
 	return err;
 }
+
+int gvm_ctl_donors(const char *path, unsigned first, Gvm__Control **m)
+{
+	Gvm__Control req = GVM__CONTROL__INIT;
+	Gvm__DonorsRequest dr = GVM__DONORS_REQUEST__INIT;
+	int s = gvm_ctl_connect(path), fds[1], nfds, err;
+
+	if (s < 0)
+		return s;
+	dr.first = first;
+	req.msg_case = GVM__CONTROL__MSG_DONORS_REQUEST;
+	req.donors_request = &dr;
+	err = gvm_ctl_send(s, &req, NULL, 0);
+	if (!err)
+		err = gvm_ctl_recv(s, m, fds, &nfds, 1);
+	close(s);
+	if (!err && (*m)->msg_case != GVM__CONTROL__MSG_DONORS) {
+		gvm__control__free_unpacked(*m, NULL);
+		err = -EBADMSG;
+	}
+	return err;
+}

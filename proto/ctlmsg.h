@@ -28,5 +28,8 @@ int gvm_ctl_connect(const char *path);
  * Stats message in *m (free with gvm__control__free_unpacked), or -errno
  * (-EBADMSG for an answer that is no Stats). */
 int gvm_ctl_stats(const char *path, Gvm__Control **m);
+/* The same for a page of the donor table from index first: a Donors
+ * message in *m. */
+int gvm_ctl_donors(const char *path, unsigned first, Gvm__Control **m);
 
 #endif

@@ -34,6 +34,7 @@
 
 /* Control protocol (client-lib <-> broker, AF_UNIX SOCK_SEQPACKET). */
 #define GVM_CTL_MSG_MAX_BYTES (64u * 1024u) /* one datagram */
+#define GVM_CTL_DONORS_PAGE 256u /* donors per Donors message: fits one datagram */
 #define GVM_CTL_REGIONS_MAX 64u
 #define GVM_CTL_FDS_MAX (GVM_CTL_REGIONS_MAX + 2u) /* uffd, a memfd per region, maps */
 /* Display labels (names.h): never part of a namespace or a path. */

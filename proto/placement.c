@@ -4,7 +4,6 @@
 #include "placement.h"
 
 #include <math.h>
-#include <string.h>
 
 static uint64_t place_mix(uint64_t x)
 {
@@ -23,11 +22,34 @@ static uint64_t place_str(const char *s)
 	return h;
 }
 
+uint64_t gvm_place_addr_hash(const char *addr)
+{
+	return place_str(addr);
+}
+
+uint64_t gvm_place_ns_hash(const char *ns)
+{
+	return place_str(ns);
+}
+
+uint64_t gvm_place_key(uint64_t ns_hash, uint64_t extent)
+{
+	return place_mix(ns_hash ^ place_mix(extent));
+}
+
+double gvm_place_score(uint64_t key, uint64_t addr_hash, unsigned weight)
+{
+	uint64_t h = place_mix(key ^ addr_hash);
+	double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+
+	return (weight ? weight : 1) / -log(u);
+}
+
 void gvm_place(const char *ns, uint64_t extent, const struct gvm_place_donor *donors,
 	       unsigned n, unsigned *out, unsigned r)
 {
 	double best[64];
-	uint64_t key = place_mix(place_str(ns) ^ place_mix(extent));
+	uint64_t key = gvm_place_key(place_str(ns), extent);
 
 	if (r > n)
 		r = n;
@@ -36,9 +58,7 @@ void gvm_place(const char *ns, uint64_t extent, const struct gvm_place_donor *do
 	for (unsigned k = 0; k < r; k++)
 		best[k] = -1;
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t h = place_mix(key ^ place_str(donors[i].addr));
-		double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-		double score = (donors[i].weight ? donors[i].weight : 1) / -log(u);
+		double score = gvm_place_score(key, place_str(donors[i].addr), donors[i].weight);
 		unsigned k = r;
 
 		/* insertion into the sorted top r */

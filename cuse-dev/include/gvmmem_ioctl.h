@@ -72,6 +72,8 @@ struct gvmmem_stats {
 	uint64_t hedged_reads;
 	uint64_t rereplicated_pages;
 	uint64_t poisoned_pages;
+	/* membership: extent copies still on donors being drained */
+	uint64_t draining_extents;
 };
 
 #define GVMMEM_IOC_MAGIC 0xb7

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "ctlmsg.h"
 #include "dclient.h"
 #include "frame.h"
@@ -551,4 +553,214 @@ Gvm__MemserverStats *gvmt_donor_stats(const char *addr, const struct gvm_key *ke
 		m = NULL;
 	gvm_dconn_close(c);
 	return m;
+}
+
+/* ---- etcd ---- */
+
+static size_t etcd_health_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	char *body = arg;
+	size_t have = strlen(body), n = size * nmemb;
+
+	if (have + n < 256) {
+		memcpy(body + have, data, n);
+		body[have + n] = '\0';
+	}
+	return n;
+}
+
+/* etcd answers GET /health with {"health":"true"} once it serves. */
+static bool etcd_ready(const struct gvmt_proc *p)
+{
+	char url[128], body[256] = "";
+	CURL *c = curl_easy_init();
+	long status = 0;
+	bool ok;
+
+	if (!c)
+		return false;
+	snprintf(url, sizeof(url), "http://%s/health", p->addr);
+	ok = !curl_easy_setopt(c, CURLOPT_URL, url) &&
+	     !curl_easy_setopt(c, CURLOPT_PROXY, "") &&
+	     !curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) &&
+	     !curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L) &&
+	     !curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, etcd_health_body) &&
+	     !curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)body) && !curl_easy_perform(c) &&
+	     !curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) && status == 200 &&
+	     strstr(body, "\"health\":\"true\"");
+	curl_easy_cleanup(c);
+	return ok;
+}
+
+static void etcd_remove_data(struct gvmt_etcd *e)
+{
+	const char *argv[] = { "/bin/rm", "-rf", e->data_dir, NULL };
+
+	if (e->data_dir[0])
+		gvmt_run(e->proc.log, argv);
+}
+
+/* One try at etcd on e's ports: true once it is healthy. */
+static bool etcd_try(struct gvmt_etcd *e)
+{
+	const char *bin = getenv("GVM_ETCD_BIN") ? getenv("GVM_ETCD_BIN") : "/usr/bin/etcd";
+	char peer[80], cluster[96];
+	const char *argv[] = { bin, "--name", "gvmt", "--data-dir", e->data_dir,
+			       "--listen-client-urls", e->endpoint,
+			       "--advertise-client-urls", e->endpoint,
+			       "--listen-peer-urls", peer,
+			       "--initial-advertise-peer-urls", peer,
+			       "--initial-cluster", cluster,
+			       "--logger", "zap", "--log-level", "warn", NULL };
+
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", e->peer_port);
+	snprintf(cluster, sizeof(cluster), "gvmt=%s", peer);
+	return start_and_wait(&e->proc, argv, etcd_ready);
+}
+
+bool gvmt_etcd_start(struct gvmt_etcd *e)
+{
+	static int serial;
+
+	memset(e, 0, sizeof(*e));
+	serial++;
+	snprintf(e->proc.log, sizeof(e->proc.log), "%s/etcd-%d.log", gvmt_dir(), serial);
+	snprintf(e->data_dir, sizeof(e->data_dir), "%s/etcd-%d.data", gvmt_dir(), serial);
+	for (int attempt = 0; attempt < START_TRIES; attempt++) {
+		int port = free_port();
+
+		do
+			e->peer_port = free_port();
+		while (e->peer_port == port);
+		snprintf(e->proc.addr, sizeof(e->proc.addr), "127.0.0.1:%d", port);
+		snprintf(e->endpoint, sizeof(e->endpoint), "http://%s", e->proc.addr);
+		if (etcd_try(e))
+			return true;
+		/* A member bootstrapped on other ports would not start on these. */
+		etcd_remove_data(e);
+		if (!gvmt_file_count(e->proc.log, "address already in use"))
+			return false;
+	}
+	return false;
+}
+
+bool gvmt_etcd_restart(struct gvmt_etcd *e)
+{
+	return etcd_try(e);
+}
+
+void gvmt_etcd_remove(struct gvmt_etcd *e)
+{
+	if (gvmt_proc_alive(&e->proc))
+		gvmt_proc_stop(&e->proc, SIGTERM);
+	etcd_remove_data(e);
+}
+
+int gvmt_etcdctl_put(const struct gvmt_etcd *e, const char *key, const char *value)
+{
+	char endpoints[96];
+	const char *argv[] = { "/usr/bin/etcdctl", endpoints, "put", "--", key, value, NULL };
+
+	snprintf(endpoints, sizeof(endpoints), "--endpoints=%s", e->endpoint);
+	return gvmt_run(e->proc.log, argv);
+}
+
+/* One try at gvm-memserver on p->addr, whatever address it names. */
+static bool memserver_at_try(struct gvmt_proc *p, const char *key_path,
+			     const char *const *extra)
+{
+	const char *argv[32];
+	char bin[512];
+	int argc = 0;
+
+	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
+	argv[argc++] = "--listen";
+	argv[argc++] = p->addr;
+	argv[argc++] = "--key-file";
+	argv[argc++] = key_path;
+	for (int i = 0; extra && extra[i] && argc < 31; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+	return start_and_wait(p, argv, addr_ready);
+}
+
+bool gvmt_memserver_start_at(struct gvmt_proc *p, const char *ip, int port,
+			     const char *key_path, const char *const *extra)
+{
+	static int serial;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->log, sizeof(p->log), "%s/memserver-at-%d.log", gvmt_dir(), ++serial);
+	for (int attempt = 0; attempt < START_TRIES; attempt++) {
+		snprintf(p->addr, sizeof(p->addr), "%s:%d", ip, port ? port : free_port());
+		if (memserver_at_try(p, key_path, extra))
+			return true;
+		if (port || !gvmt_file_count(p->log, "Address already in use"))
+			return false;
+	}
+	return false;
+}
+
+bool gvmt_file_wait(const char *path, const char *needle, int count, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 20) {
+		if (gvmt_file_count(path, needle) >= count)
+			return true;
+		sleep_ms(20);
+	}
+	return false;
+}
+
+int gvmt_gvmctl_donors(const char *socket_path, const char *out_path)
+{
+	char bin[512];
+	int status;
+	pid_t pid;
+
+	gvmt_bin("gvmctl", bin, sizeof(bin));
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd < 0 || dup2(fd, 1) < 0)
+			_exit(126);
+		execl(bin, bin, "--socket", socket_path, "donors", (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool gvmt_donors_row(const char *listing, const char *addr, struct gvmt_donor_row *row)
+{
+	FILE *f = fopen(listing, "r");
+	char line[512];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long long extents;
+		struct gvmt_donor_row r;
+
+		if (sscanf(line, "%127s %15s %u %llu %u", r.addr, r.state, &r.weight, &extents,
+			   &r.conns) != 5 || strcmp(r.addr, addr))
+			continue;
+		r.extents = extents;
+		*row = r;
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+int gvmt_etcdctl_del(const struct gvmt_etcd *e, const char *key)
+{
+	char endpoints[96];
+	const char *argv[] = { "/usr/bin/etcdctl", endpoints, "del", "--", key, NULL };
+
+	snprintf(endpoints, sizeof(endpoints), "--endpoints=%s", e->endpoint);
+	return gvmt_run(e->proc.log, argv);
 }

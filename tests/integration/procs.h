@@ -71,6 +71,24 @@ bool gvmt_memserver_start_netns(struct gvmt_proc *p, const char *netns, const ch
  * network namespace). */
 bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
 			    const char *const *extra);
+
+/* A real etcd (Debian's etcd-server, or $GVM_ETCD_BIN) on free loopback
+ * ports, its data in a folder under gvmt_dir(). proc.addr is the client
+ * address "127.0.0.1:PORT". */
+struct gvmt_etcd {
+	struct gvmt_proc proc;
+	char endpoint[80]; /* "http://127.0.0.1:PORT": for --etcd */
+	char data_dir[512];
+	int peer_port;
+};
+/* Starts one and waits until it answers /health with true. */
+bool gvmt_etcd_start(struct gvmt_etcd *e);
+/* Starts a stopped one again: the same ports, data and log. */
+bool gvmt_etcd_restart(struct gvmt_etcd *e);
+/* Stops it if it runs (SIGTERM) and removes its data folder. */
+void gvmt_etcd_remove(struct gvmt_etcd *e);
+/* etcdctl put key value (value may start with '-'): its exit status. */
+int gvmt_etcdctl_put(const struct gvmt_etcd *e, const char *key, const char *value);
 /* Lines of the file that start with prefix. */
 int gvmt_file_count_lines(const char *path, const char *prefix);
 
@@ -105,5 +123,32 @@ double gvmt_percentile(double *v, size_t n, double pct);
 /* Makes root/sys/module/giantvm_kvm, what gvm_detect_mode takes for the
  * GiantVM kernel under GVM_SYSROOT=root; its path goes to module_dir. */
 void gvmt_fake_giantvm(const char *root, char *module_dir, size_t n);
+
+/* Starts gvm-memserver listening on ip (e.g. "0.0.0.0", "127.0.0.2") and
+ * port (0: a free one), log captured; waits until it accepts there (a
+ * wildcard address is reached on loopback). */
+bool gvmt_memserver_start_at(struct gvmt_proc *p, const char *ip, int port,
+			     const char *key_path, const char *const *extra);
+/* Polls until the file contains needle at least count times, or
+ * timeout_ms passes. */
+bool gvmt_file_wait(const char *path, const char *needle, int count, int timeout_ms);
+
+/* One line of `gvmctl donors`. */
+struct gvmt_donor_row {
+	char addr[128];
+	char state[16];
+	unsigned weight, conns;
+	uint64_t extents;
+};
+/* Runs `gvmctl --socket socket_path donors`, its output (only) in
+ * out_path: its exit status. */
+int gvmt_gvmctl_donors(const char *socket_path, const char *out_path);
+/* The line of addr in such an output: false if there is none. */
+bool gvmt_donors_row(const char *listing, const char *addr, struct gvmt_donor_row *row);
+
+/* etcdctl del key: its exit status. A donor's key deleted by hand ends
+ * its registration while it keeps serving (its keepalives do not put it
+ * back). */
+int gvmt_etcdctl_del(const struct gvmt_etcd *e, const char *key);
 
 #endif

@@ -85,7 +85,7 @@ static void cluster_start(struct cluster *cl, const char *const *broker_extra)
 	}
 	snprintf(sock_path, sizeof(sock_path), "%s/broker-%d.sock", gvmt_dir(), serial);
 	assert_true(cluster_broker_start(cl, broker_extra));
-	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 }
 
 static void cluster_stop(struct cluster *cl)
@@ -316,14 +316,14 @@ static void test_three_vms_share_one_pool(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(read(ready[0], &c, 1), 1);
 	assert_int_equal(gvmt_broker_stat(sock_path, "vms"), 3);
-	assert_int_equal(gvmt_broker_stat(sock_path, "donor_connections"), 4);
+	assert_true(gvmt_broker_stat(sock_path, "donor_connections") <= 4); /* one pool */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(write(go[1], "g", 1), 1);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(wait_exit(pid[i]), 0);
 	/* Fresh namespaces: every first touch was a local zero fill. */
 	assert_int_equal(gvmt_broker_stat(sock_path, "zero_fills"), 3 * (64u << 20) / (EXTENT_PAGES * GVM_PAGE_SIZE));
-	assert_int_equal(gvmt_broker_stat(sock_path, "donor_connections"), 4);
+	assert_true(gvmt_broker_stat(sock_path, "donor_connections") <= 4);
 	close(ready[0]);
 	close(ready[1]);
 	close(go[0]);
@@ -566,7 +566,7 @@ static void test_killed_donor_stalls_only_its_extents_and_recovers(void **state)
 	assert_true(gvmt_memserver_restart(&cl.donor[0], key_path,
 					   (const char *[]){ "--backing", cl.backing[0], NULL }));
 	assert_int_equal(wait_exit(pid), 0);
-	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 	assert_true(gvmt_file_count(cl.broker.log, "reachable again") >= 1);
 	close(ready[0]);
 	close(ready[1]);
@@ -616,7 +616,7 @@ static void test_second_stop_signal_during_shutdown_is_ignored(void **state)
 	for (int i = 0; i < 8; i++) {
 		if (i)
 			assert_true(cluster_broker_start(&cl, NULL));
-		assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+		assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 		kill(cl.broker.pid, i % 2 ? SIGINT : SIGTERM);
 		usleep((useconds_t)(i * 700));
 		assert_int_equal(gvmt_proc_stop(&cl.broker, SIGTERM), 0);
@@ -778,7 +778,7 @@ static void test_gvmctl_stats_prints_every_documented_key(void **state)
 {
 	static const char *const keys[] = { "vms: ", "resident_pages: ", "faults: ",
 					     "remote_reads: ", "prefetch_hits: ", "zero_fills: ",
-					     "donor_connections: 4", "fault_latency_p50_us: ",
+					     "donor_connections: ", "donors: 2", "fault_latency_p50_us: ",
 					     "fault_latency_p99_us: ", "evictions: ", "writebacks: ",
 					     "clean_drops: ", "budget_bytes: ", "resident_bytes: ",
 					     "wp_faults: " };

@@ -53,7 +53,7 @@ static void cluster_start(struct cluster *cl, const char *budget, const char *do
 	snprintf(sock_path, sizeof(sock_path), "%s/evict-%d.sock", gvmt_dir(), ++serial);
 	assert_true(gvmt_broker_start(&cl->broker, key_path, sock_path, donors,
 				      (const char *[]){ "--budget", budget, NULL }));
-	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, 10000));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 }
 
 static void cluster_stop(struct cluster *cl)

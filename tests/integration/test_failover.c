@@ -78,7 +78,7 @@ static void cluster_start(struct cluster *cl, unsigned ndonors, const char *cons
 	cl->extra[n] = NULL;
 	snprintf(sock_path, sizeof(sock_path), "%s/failover-%d.sock", gvmt_dir(), ++serial);
 	assert_true(broker_start(cl));
-	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 2 * ndonors, 10000));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donors", ndonors, 10000));
 }
 
 static void cluster_stop(struct cluster *cl)
