@@ -28,7 +28,20 @@
  * of its CPU. */
 #define POOL_READ_BUF_BYTES (GVM_FRAME_LEN_BYTES + 508u)
 
-enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_AUTH, CONN_READY, CONN_CLOSING };
+/* At most this many connections of the pool are being made (connect and
+ * AUTH) at once; the rest queue. Thousands of donors needed at once (a
+ * restart's LIST of every donor) then do not flood the network, or one
+ * donor serving many addresses, with handshakes. */
+#define POOL_CONNECTING_MAX 32u
+
+enum conn_state {
+	CONN_DOWN,
+	CONN_QUEUED, /* to be started when fewer are being made */
+	CONN_CONNECTING,
+	CONN_AUTH,
+	CONN_READY,
+	CONN_CLOSING,
+};
 
 struct bk_conn {
 	uv_tcp_t tcp;
@@ -38,6 +51,8 @@ struct bk_conn {
 	unsigned index;
 	enum conn_state state;
 	bool retry_pending; /* timer: a reconnect is due */
+	bool making;        /* counted in the pool's connections being made */
+	struct bk_conn *qnext; /* CONN_QUEUED: the next in the pool's queue */
 	uint64_t used_ms;   /* last request sent or answered */
 	struct gvm_reader rd;
 	struct bk_req *head, *tail; /* in flight, oldest first */
@@ -77,12 +92,37 @@ struct bk_pool {
 	const char *host_id; /* this broker's, named in every AUTH */
 	struct bk_donor **donors; /* entries never move */
 	unsigned ndonors, cap, conns_per, idle_ms;
+	unsigned making;                 /* connections in CONNECTING or AUTH */
+	struct bk_conn *queued, **queued_tail;
 	uint64_t next_id;
 	bool closing;
 };
 
 static void conn_start(struct bk_conn *c);
 static void donor_kick(struct bk_donor *d);
+
+/* c is no longer being made (it is ready, or failed): a queued one starts. */
+static void conn_made(struct bk_conn *c)
+{
+	struct bk_pool *p = c->d->p;
+
+	if (!c->making)
+		return;
+	c->making = false;
+	p->making--;
+	while (p->queued && p->making < POOL_CONNECTING_MAX) {
+		struct bk_conn *q = p->queued;
+
+		p->queued = q->qnext;
+		if (!p->queued)
+			p->queued_tail = &p->queued;
+		q->qnext = NULL;
+		if (q->state == CONN_QUEUED) {
+			q->state = CONN_DOWN;
+			conn_start(q);
+		}
+	}
+}
 
 static void on_reconnect(uv_timer_t *t)
 {
@@ -177,8 +217,9 @@ static void conn_fail(struct bk_conn *c, const char *why)
 	struct bk_donor *d = c->d;
 	struct bk_req *r, *requeue = NULL;
 
-	if (c->state == CONN_CLOSING || c->state == CONN_DOWN)
+	if (c->state == CONN_CLOSING || c->state == CONN_DOWN || c->state == CONN_QUEUED)
 		return;
+	conn_made(c);
 	if (c->state == CONN_READY)
 		d->nready--;
 	/* Keep the original order when pushing back to the front. */
@@ -291,7 +332,8 @@ static void donor_connect_more(struct bk_donor *d)
 	for (unsigned k = 0; k < d->p->conns_per; k++) {
 		struct bk_conn *c = &d->conns[k];
 
-		if (c->state == CONN_CONNECTING || c->state == CONN_AUTH || c->retry_pending)
+		if (c->state == CONN_CONNECTING || c->state == CONN_AUTH || c->state == CONN_QUEUED ||
+		    c->retry_pending)
 			return;
 	}
 	for (unsigned k = 0; k < d->p->conns_per; k++)
@@ -351,6 +393,7 @@ static void conn_ready(struct bk_conn *c)
 	struct bk_donor *d = c->d;
 
 	c->state = CONN_READY;
+	conn_made(c);
 	c->backoff_ms = 0;
 	c->used_ms = uv_now(d->p->loop);
 	d->nready++;
@@ -621,6 +664,14 @@ static void conn_start(struct bk_conn *c)
 
 	if (d->p->closing || c->state != CONN_DOWN)
 		return;
+	if (d->p->making >= POOL_CONNECTING_MAX) {
+		c->state = CONN_QUEUED;
+		*d->p->queued_tail = c;
+		d->p->queued_tail = &c->qnext;
+		return;
+	}
+	c->making = true;
+	d->p->making++;
 	uv_tcp_init(d->p->loop, &c->tcp);
 	c->tcp.data = c;
 	c->connect.data = c;
@@ -681,6 +732,7 @@ int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *
 	p->host_id = host_id;
 	p->conns_per = conns_per;
 	p->idle_ms = idle_ms;
+	p->queued_tail = &p->queued;
 	*out = p;
 	return 0;
 }
@@ -847,7 +899,8 @@ void bk_pool_close(struct bk_pool *p)
 			struct bk_conn *c = &d->conns[k];
 
 			uv_close((uv_handle_t *)&c->timer, NULL);
-			if (c->state != CONN_DOWN && !uv_is_closing((uv_handle_t *)&c->tcp))
+			if (c->state != CONN_DOWN && c->state != CONN_QUEUED &&
+			    !uv_is_closing((uv_handle_t *)&c->tcp))
 				uv_close((uv_handle_t *)&c->tcp, NULL);
 		}
 	}
