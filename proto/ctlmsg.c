@@ -147,45 +147,43 @@ int gvm_ctl_connect(const char *path)
 	return s;
 }
 
-int gvm_ctl_stats(const char *path, Gvm__Control **m)
+/* Sends req to the broker at path and receives its answer, which must be
+ * of case want (else -EBADMSG). */
+static int ctl_ask(const char *path, const Gvm__Control *req, Gvm__Control__MsgCase want,
+		   Gvm__Control **m)
 {
-	Gvm__Control req = GVM__CONTROL__INIT;
-	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
 	int s = gvm_ctl_connect(path), fds[1], nfds, err;
 
 	if (s < 0)
 		return s;
-	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
-	req.stats_request = &sr;
-	err = gvm_ctl_send(s, &req, NULL, 0);
+	err = gvm_ctl_send(s, req, NULL, 0);
 	if (!err)
 		err = gvm_ctl_recv(s, m, fds, &nfds, 1);
 	close(s);
-	if (!err && (*m)->msg_case != GVM__CONTROL__MSG_STATS) {
+	if (!err && (*m)->msg_case != want) {
 		gvm__control__free_unpacked(*m, NULL);
 		err = -EBADMSG;
 	}
 	return err;
 }
 
+int gvm_ctl_stats(const char *path, Gvm__Control **m)
+{
+	Gvm__Control req = GVM__CONTROL__INIT;
+	Gvm__StatsRequest sr = GVM__STATS_REQUEST__INIT;
+
+	req.msg_case = GVM__CONTROL__MSG_STATS_REQUEST;
+	req.stats_request = &sr;
+	return ctl_ask(path, &req, GVM__CONTROL__MSG_STATS, m);
+}
+
 int gvm_ctl_donors(const char *path, unsigned first, Gvm__Control **m)
 {
 	Gvm__Control req = GVM__CONTROL__INIT;
 	Gvm__DonorsRequest dr = GVM__DONORS_REQUEST__INIT;
-	int s = gvm_ctl_connect(path), fds[1], nfds, err;
 
-	if (s < 0)
-		return s;
 	dr.first = first;
 	req.msg_case = GVM__CONTROL__MSG_DONORS_REQUEST;
 	req.donors_request = &dr;
-	err = gvm_ctl_send(s, &req, NULL, 0);
-	if (!err)
-		err = gvm_ctl_recv(s, m, fds, &nfds, 1);
-	close(s);
-	if (!err && (*m)->msg_case != GVM__CONTROL__MSG_DONORS) {
-		gvm__control__free_unpacked(*m, NULL);
-		err = -EBADMSG;
-	}
-	return err;
+	return ctl_ask(path, &req, GVM__CONTROL__MSG_DONORS, m);
 }

@@ -266,12 +266,24 @@ static void pair_start(struct gvmt_proc *donor, struct gvmt_proc *broker, char *
 	assert_true(gvmt_broker_start(broker, key_path, sock, donors, extra));
 }
 
+/* client(sock) in a child, which must exit 0. */
+static void run_client(const char *sock)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		client(sock);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_sandboxed_broker_serves_faults(void **state)
 {
 	struct gvmt_proc donor, broker;
 	char sock[512];
-	int status;
-	pid_t pid;
 
 	(void)state;
 	pair_start(&donor, &broker, sock, sizeof(sock), "sandboxed.sock",
@@ -284,13 +296,7 @@ static void test_sandboxed_broker_serves_faults(void **state)
 	assert_int_equal(status_field(broker.pid, "CapBnd:", 16), 0);
 	assert_int_equal(status_field(broker.pid, "NoNewPrivs:", 10), 1);
 	assert_int_equal(gvmt_file_count(broker.log, "sandbox: no capabilities; Landlock ABI"), 1);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		client(sock);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	run_client(sock);
 	assert_true(gvmt_broker_stat(sock, "writebacks") > 0);
 	assert_true(gvmt_broker_stat(sock, "remote_reads") > 0);
 	assert_int_equal(gvmt_broker_stat(sock, "writeback_errors"), 0);
@@ -298,13 +304,7 @@ static void test_sandboxed_broker_serves_faults(void **state)
 	 * second VM's evictions make the broker connect again. */
 	assert_int_equal(gvmt_proc_stop(&donor, SIGKILL), 128 + SIGKILL);
 	assert_true(gvmt_memserver_restart(&donor, key_path, NULL));
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		client(sock);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	run_client(sock);
 	assert_int_equal(gvmt_broker_stat(sock, "writeback_errors"), 0);
 	assert_true(gvmt_proc_alive(&broker));
 	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
