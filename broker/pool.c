@@ -237,9 +237,13 @@ static void conn_fail(struct bk_conn *c, const char *why)
 	c->state = CONN_CLOSING;
 	/* Unreachable from now, if anything needs it (a donor nobody needs is
 	 * found out at its next use); not again on each failed reconnect. */
-	if (d->nready == 0 && !d->down_since_ms && donor_wanted(d))
+	bool wanted = donor_wanted(d);
+
+	if (d->nready == 0 && !d->down_since_ms && wanted)
 		d->down_since_ms = uv_now(d->p->loop);
-	if (d->nready == 0 && !d->reported_down && !d->dead) {
+	if (!wanted) {
+		gvm_debug("donor %s: connection %u: %s; not needed now", d->addr, c->index, why);
+	} else if (d->nready == 0 && !d->reported_down && !d->dead) {
 		gvm_warn("donor %s: unreachable (%s); reads go to other copies or wait, retrying",
 			 d->addr, why);
 		d->reported_down = true;
