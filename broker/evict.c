@@ -100,6 +100,8 @@ static int punch(struct bk_region *rg, uint64_t first, uint64_t count)
 	return 0;
 }
 
+static struct gvm_log_limit refused_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
 static void wb_finish(struct bk_wb *wb)
 {
 	struct bk_region *rg = wb->rg;
@@ -165,15 +167,21 @@ static void wb_finish(struct bk_wb *wb)
 		if (held)
 			bk_uffd_wake(rg, wb->first, wb->count); /* writers refault from the donor */
 	} else {
-		/* Put things back: the pages stay resident, dirty and writable. */
+		/* Put things back: the pages stay resident, dirty and writable.
+		 * An extent's first copy is placed again at the next pass (the
+		 * donor that failed is not usable now); copies it has already
+		 * must take the write, so that region waits a while. */
+		bool first_copy = !bk_loc_count(rg, e);
+
 		bk_uffd_protect(rg, wb->first, wb->count, false);
 		bk_stats.writeback_errors++;
-		if (uv_now(b->loop) >= rg->quiet_until_ms)
-			gvm_warn("vm %s: write-back of %llu pages to donor %s refused: %s; they stay resident",
-				 rg->vm->name, (unsigned long long)wb->count,
-				 last != BK_NO_DONOR ? bk_pool_donor_addr(b->pool, last) : "(none)",
-				 wb->why);
-		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_RETRY_MS;
+		gvm_log_limited(&refused_lines, GVM_LOG_WARN,
+				"vm %s: write-back of %llu pages to donor %s refused: %s; they stay "
+				"resident%s", rg->vm->name, (unsigned long long)wb->count,
+				last != BK_NO_DONOR ? bk_pool_donor_addr(b->pool, last) : "(none)",
+				wb->why, first_copy ? ", to be placed elsewhere" : " for now");
+		rg->quiet_until_ms = uv_now(b->loop) + (first_copy ? BK_WRITEBACK_REPLACE_MS :
+								     BK_WRITEBACK_RETRY_MS);
 	}
 	bk_vm_put(rg->vm);
 	free(wb);

@@ -30,9 +30,10 @@
 
 /* At most this many connections of the pool are being made (connect and
  * AUTH) at once; the rest queue. Thousands of donors needed at once (a
- * restart's LIST of every donor) then do not flood the network, or one
- * donor serving many addresses, with handshakes. */
-#define POOL_CONNECTING_MAX 32u
+ * restart's LIST of every donor) then do not flood the network with
+ * handshakes, nor trip a donor's limit on unauthenticated peers of one
+ * source (16 a thread, memserver.h) when it serves many addresses. */
+#define POOL_CONNECTING_MAX 16u
 
 enum conn_state {
 	CONN_DOWN,

@@ -46,6 +46,7 @@ struct rep_donor {
 	bool dead;
 	bool reviving;     /* back from the dead, being emptied */
 	bool was_up;
+	bool stale;        /* dead while it may have held copies of ours */
 	unsigned revive_pending;
 };
 
@@ -471,6 +472,11 @@ static void declare_dead(struct bk_broker *b, unsigned d, const char *why)
 		 bk_pool_donor_addr(b->pool, d), why, b->cfg.dead_after_ms);
 	rep->donor[d].dead = true;
 	rep->ndead++;
+	/* Whether it may hold copies of ours that its return must drop. */
+	rep->donor[d].stale = b->donors[d].extents > 0;
+	for (struct bk_vm *vm = b->vms; vm && !rep->donor[d].stale; vm = vm->next)
+		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
+			rep->donor[d].stale |= vm->regions[i].ns_id[d] || vm->regions[i].ns_was[d];
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
 		if (vm->detached)
 			continue;
@@ -502,8 +508,9 @@ static void revive_step(struct bk_replica *rep, unsigned d)
 	if (--rep->donor[d].revive_pending)
 		return;
 	rep->donor[d].reviving = false;
-	gvm_info("donor %s: back; this host's old copies there are dropped, it takes new ones",
-		 bk_pool_donor_addr(rep->b->pool, d));
+	gvm_info("donor %s: back; %s, it takes new ones", bk_pool_donor_addr(rep->b->pool, d),
+		 rep->donor[d].stale ? "this host's old copies there are dropped" :
+				       "it held nothing of this host's");
 	rep->work = true;
 }
 
@@ -538,8 +545,8 @@ static void drop_on(struct bk_replica *rep, unsigned d, const char *ns)
 }
 
 /* A dead donor is back: what it holds of ours is stale, so this host's
- * namespaces there (of attached VMs, and of VMs that may re-attach) are
- * dropped before it takes any new copy. */
+ * namespaces there (of attached VMs that had one there, and of VMs that
+ * may re-attach) are dropped before it takes any new copy. */
 static void revive(struct bk_broker *b, unsigned d)
 {
 	struct bk_replica *rep = b->replica;
@@ -549,7 +556,7 @@ static void revive(struct bk_broker *b, unsigned d)
 	rep->ndead--;
 	rep->donor[d].reviving = true;
 	rep->donor[d].revive_pending = 1; /* held until every DROP_NS is out */
-	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+	for (struct bk_vm *vm = b->vms; vm && rep->donor[d].stale; vm = vm->next)
 		for (size_t i = 0; i < vm->nregions && !vm->detached; i++)
 			drop_on(rep, d, vm->regions[i].ns);
 	for (struct bk_orphan *o = b->orphans; o; o = o->next)
@@ -878,6 +885,9 @@ static void on_tick(uv_timer_t *t)
 	rep->last_ms = now;
 	if (rep->tokens > cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE)
 		rep->tokens = cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE;
+	/* A VM gone quiet while over the budget (a write-back was refused,
+	 * say) is brought back under it without waiting for its next fault. */
+	bk_evict_check(b);
 	if (rep->work && replicating(b))
 		rereplicate(rep);
 	else if (rep->work)
