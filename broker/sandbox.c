@@ -153,6 +153,10 @@ static int build(scmp_filter_ctx *out)
 		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
 				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_domains[i]),
 				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+	/* Its own open-file limit, read (never set) after a reload. */
+	if (!err)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2,
+				       SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0));
 	/* The donors file, read again on SIGHUP: read-only, relative to its
 	 * directory's descriptor (Landlock keeps it beneath that directory). */
 	if (!err && read_dirfd >= 0)

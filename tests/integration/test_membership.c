@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -815,6 +816,36 @@ static void test_bad_donors_file_keeps_the_donors(void **state)
 	cluster_stop();
 }
 
+/* A broker whose open-file limit is below what its listed donors may
+ * need says so when a reload lists more; it still serves (connections
+ * open only when used). */
+static void test_a_low_open_file_limit_is_logged(void **state)
+{
+	struct rlimit low = { 512, 512 };
+	char *list = malloc(700 * 24), *p;
+
+	(void)state;
+	assert_non_null(list);
+	cluster_paths("nofile");
+	p = list;
+	for (unsigned i = 0; i < 100; i++) /* 100 x 2 + 256 spare < 512: quiet */
+		p += sprintf(p, "127.0.%u.%u:7700\n", 60 + i / 250, i % 250 + 1);
+	donors_write("%s", list);
+	cluster_start((const char *[]){ NULL });
+	assert_int_equal(prlimit(cl.broker.pid, RLIMIT_NOFILE, &low, NULL), 0);
+	for (unsigned i = 100; i < 700; i++)
+		p += sprintf(p, "127.0.%u.%u:7700\n", 60 + i / 250, i % 250 + 1);
+	donors_write("%s", list);
+	assert_true(broker_reload());
+	assert_int_equal(stat_of("donors"), 700);
+	assert_true(gvmt_file_wait(cl.broker.log, "open-file limit 512: 700 donors x 2 "
+						  "connections may need 1656", 1, 5000));
+	assert_int_equal(gvmt_file_count(cl.broker.log, "open-file limit"), 1);
+	assert_true(gvmt_proc_alive(&cl.broker));
+	free(list);
+	cluster_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -824,6 +855,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_idle_connections_close_but_one_to_each_holder,
 					  teardown),
 		cmocka_unit_test_teardown(test_bad_donors_file_keeps_the_donors, teardown),
+		cmocka_unit_test_teardown(test_a_low_open_file_limit_is_logged, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
