@@ -206,7 +206,10 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard test
 ifeq ($(SAN),1)
 INTEG_TESTS := $(filter-out %/test_sandbox,$(INTEG_TESTS))
 endif
-TEST_SUPPORT := $(OBJ)/tests/integration/procs.o
+# What every integration test links: the daemons (procs.c), the VM
+# (vmchild.c), a broker with its donors (cluster.c).
+TEST_SUPPORT := $(OBJ)/tests/integration/procs.o $(OBJ)/tests/integration/vmchild.o \
+	$(OBJ)/tests/integration/cluster.o
 
 # Integration tests write the benchmarks' page patterns and link libgvmmem.
 $(OBJ)/tests/integration/%.o: CPPFLAGS += -Ibench -Iclient-lib/include

@@ -539,6 +539,9 @@ int main(int argc, char **argv)
 			gvm_warn("--donors-file: cannot open its directory %s (%s): SIGHUP cannot read "
 				 "it again", dir, strerror(errno));
 	}
+	/* Before the socket is there: whoever sees it may send SIGHUP. */
+	uv_signal_init(broker.loop, &sighup);
+	uv_signal_start(&sighup, on_sighup, SIGHUP);
 	err = bk_control_start(&broker, why, sizeof(why));
 	if (err) {
 		gvm_err("%s", why);
@@ -600,8 +603,6 @@ int main(int argc, char **argv)
 	uv_signal_init(broker.loop, &sigint);
 	uv_signal_start(&sigterm, on_signal, SIGTERM);
 	uv_signal_start(&sigint, on_signal, SIGINT);
-	uv_signal_init(broker.loop, &sighup);
-	uv_signal_start(&sighup, on_sighup, SIGHUP);
 	bk_notify("READY=1");
 	bk_notify_watchdog_start(broker.loop);
 	uv_run(broker.loop, UV_RUN_DEFAULT);

@@ -94,17 +94,6 @@ static int free_port(void)
 	return port;
 }
 
-static bool can_connect(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-
-	close(fd);
-	return ok;
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -153,62 +142,8 @@ static bool start_and_wait(struct gvmt_proc *p, const char *const *argv,
 	return false;
 }
 
-static bool tcp_ready(const struct gvmt_proc *p)
-{
-	return can_connect(atoi(strrchr(p->addr, ':') + 1));
-}
-
-static bool unix_ready(const struct gvmt_proc *p)
-{
-	return unix_connects(p->addr);
-}
-
-static bool memserver_netns_try(struct gvmt_proc *p, const char *key_path,
-				const char *const *extra);
-
-/* One try at starting gvm-memserver on p->addr: true once it accepts. */
-static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char *const *extra)
-{
-	const char *argv[32];
-	char bin[512];
-	int argc = 0;
-
-	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
-	argv[argc++] = "--listen";
-	argv[argc++] = p->addr;
-	argv[argc++] = "--key-file";
-	argv[argc++] = key_path;
-	for (int i = 0; extra && extra[i] && argc < 31; i++)
-		argv[argc++] = extra[i];
-	argv[argc] = NULL;
-	return start_and_wait(p, argv, tcp_ready);
-}
-
-bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
-			  const char *const *extra)
-{
-	static int serial;
-
-	memset(p, 0, sizeof(*p));
-	snprintf(p->log, sizeof(p->log), "%s/memserver-%d.log", gvmt_dir(), ++serial);
-	for (int attempt = 0; attempt < START_TRIES; attempt++) {
-		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", free_port());
-		if (memserver_try(p, key_path, extra))
-			return true;
-		if (!gvmt_file_count(p->log, "Address already in use"))
-			return false;
-	}
-	return false;
-}
-
-bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
-			    const char *const *extra)
-{
-	if (p->netns[0])
-		return memserver_netns_try(p, key_path, extra);
-	return memserver_try(p, key_path, extra);
-}
-
+/* p->addr accepts a connection (a wildcard address is reached on
+ * loopback). */
 static bool addr_ready(const struct gvmt_proc *p)
 {
 	struct sockaddr_storage ss;
@@ -224,18 +159,25 @@ static bool addr_ready(const struct gvmt_proc *p)
 	return ok;
 }
 
-/* One try at gvm-memserver inside network namespace p->netns. */
-static bool memserver_netns_try(struct gvmt_proc *p, const char *key_path,
-				const char *const *extra)
+static bool unix_ready(const struct gvmt_proc *p)
+{
+	return unix_connects(p->addr);
+}
+
+/* One try at gvm-memserver on p->addr, inside network namespace p->netns
+ * if it names one: true once it accepts there. */
+static bool memserver_try(struct gvmt_proc *p, const char *key_path, const char *const *extra)
 {
 	const char *argv[40];
 	char bin[512];
 	int argc = 0;
 
-	argv[argc++] = "/usr/sbin/ip";
-	argv[argc++] = "netns";
-	argv[argc++] = "exec";
-	argv[argc++] = p->netns;
+	if (p->netns[0]) {
+		argv[argc++] = "/usr/sbin/ip";
+		argv[argc++] = "netns";
+		argv[argc++] = "exec";
+		argv[argc++] = p->netns;
+	}
 	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
 	argv[argc++] = "--listen";
 	argv[argc++] = p->addr;
@@ -247,6 +189,35 @@ static bool memserver_netns_try(struct gvmt_proc *p, const char *key_path,
 	return start_and_wait(p, argv, addr_ready);
 }
 
+bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
+			  const char *const *extra)
+{
+	return gvmt_memserver_start_at(p, "127.0.0.1", 0, key_path, extra);
+}
+
+bool gvmt_memserver_start_at(struct gvmt_proc *p, const char *ip, int port,
+			     const char *key_path, const char *const *extra)
+{
+	static int serial;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->log, sizeof(p->log), "%s/memserver-%d.log", gvmt_dir(), ++serial);
+	for (int attempt = 0; attempt < START_TRIES; attempt++) {
+		snprintf(p->addr, sizeof(p->addr), "%s:%d", ip, port ? port : free_port());
+		if (memserver_try(p, key_path, extra))
+			return true;
+		if (port || !gvmt_file_count(p->log, "Address already in use"))
+			return false;
+	}
+	return false;
+}
+
+bool gvmt_memserver_restart(struct gvmt_proc *p, const char *key_path,
+			    const char *const *extra)
+{
+	return memserver_try(p, key_path, extra);
+}
+
 bool gvmt_memserver_start_netns(struct gvmt_proc *p, const char *netns, const char *ip,
 				const char *key_path, const char *const *extra)
 {
@@ -256,7 +227,7 @@ bool gvmt_memserver_start_netns(struct gvmt_proc *p, const char *netns, const ch
 	snprintf(p->log, sizeof(p->log), "%s/memserver-ns-%d.log", gvmt_dir(), ++serial);
 	snprintf(p->netns, sizeof(p->netns), "%s", netns);
 	snprintf(p->addr, sizeof(p->addr), "%s:%d", ip, 7000 + serial);
-	return memserver_netns_try(p, key_path, extra);
+	return memserver_try(p, key_path, extra);
 }
 
 static bool unix_connects(const char *path)
@@ -471,33 +442,45 @@ bool gvmt_proc_alive(const struct gvmt_proc *p)
 	return p->pid > 0 && waitpid(p->pid, &status, WNOHANG) == 0;
 }
 
-int gvmt_file_count(const char *path, const char *needle)
+/* The sum over the file's lines of count(line, needle); 0 if it cannot be
+ * read. */
+static int file_sum(const char *path, const char *needle,
+		    int (*count)(const char *line, const char *needle))
 {
 	FILE *f = fopen(path, "r");
 	char line[4096];
-	int count = 0;
+	int sum = 0;
 
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f))
-		for (char *s = line; (s = strstr(s, needle)); s += strlen(needle))
-			count++;
+		sum += count(line, needle);
 	fclose(f);
-	return count;
+	return sum;
+}
+
+static int occurrences(const char *line, const char *needle)
+{
+	int n = 0;
+
+	for (const char *s = line; (s = strstr(s, needle)); s += strlen(needle))
+		n++;
+	return n;
+}
+
+static int starts_with(const char *line, const char *prefix)
+{
+	return strncmp(line, prefix, strlen(prefix)) == 0;
+}
+
+int gvmt_file_count(const char *path, const char *needle)
+{
+	return file_sum(path, needle, occurrences);
 }
 
 int gvmt_file_count_lines(const char *path, const char *prefix)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
-	int count = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		count += strncmp(line, prefix, strlen(prefix)) == 0;
-	fclose(f);
-	return count;
+	return file_sum(path, prefix, starts_with);
 }
 
 uint64_t gvmt_proc_rss_kib(const struct gvmt_proc *p)
@@ -656,49 +639,20 @@ void gvmt_etcd_remove(struct gvmt_etcd *e)
 	etcd_remove_data(e);
 }
 
-int gvmt_etcdctl_put(const struct gvmt_etcd *e, const char *key, const char *value)
+/* etcdctl verb -- key [value]: its exit status. */
+static int etcdctl(const struct gvmt_etcd *e, const char *verb, const char *key,
+		   const char *value)
 {
 	char endpoints[96];
-	const char *argv[] = { "/usr/bin/etcdctl", endpoints, "put", "--", key, value, NULL };
+	const char *argv[] = { "/usr/bin/etcdctl", endpoints, verb, "--", key, value, NULL };
 
 	snprintf(endpoints, sizeof(endpoints), "--endpoints=%s", e->endpoint);
 	return gvmt_run(e->proc.log, argv);
 }
 
-/* One try at gvm-memserver on p->addr, whatever address it names. */
-static bool memserver_at_try(struct gvmt_proc *p, const char *key_path,
-			     const char *const *extra)
+int gvmt_etcdctl_put(const struct gvmt_etcd *e, const char *key, const char *value)
 {
-	const char *argv[32];
-	char bin[512];
-	int argc = 0;
-
-	argv[argc++] = gvmt_bin("gvm-memserver", bin, sizeof(bin));
-	argv[argc++] = "--listen";
-	argv[argc++] = p->addr;
-	argv[argc++] = "--key-file";
-	argv[argc++] = key_path;
-	for (int i = 0; extra && extra[i] && argc < 31; i++)
-		argv[argc++] = extra[i];
-	argv[argc] = NULL;
-	return start_and_wait(p, argv, addr_ready);
-}
-
-bool gvmt_memserver_start_at(struct gvmt_proc *p, const char *ip, int port,
-			     const char *key_path, const char *const *extra)
-{
-	static int serial;
-
-	memset(p, 0, sizeof(*p));
-	snprintf(p->log, sizeof(p->log), "%s/memserver-at-%d.log", gvmt_dir(), ++serial);
-	for (int attempt = 0; attempt < START_TRIES; attempt++) {
-		snprintf(p->addr, sizeof(p->addr), "%s:%d", ip, port ? port : free_port());
-		if (memserver_at_try(p, key_path, extra))
-			return true;
-		if (port || !gvmt_file_count(p->log, "Address already in use"))
-			return false;
-	}
-	return false;
+	return etcdctl(e, "put", key, value);
 }
 
 bool gvmt_file_wait(const char *path, const char *needle, int count, int timeout_ms)
@@ -758,9 +712,5 @@ bool gvmt_donors_row(const char *listing, const char *addr, struct gvmt_donor_ro
 
 int gvmt_etcdctl_del(const struct gvmt_etcd *e, const char *key)
 {
-	char endpoints[96];
-	const char *argv[] = { "/usr/bin/etcdctl", endpoints, "del", "--", key, NULL };
-
-	snprintf(endpoints, sizeof(endpoints), "--endpoints=%s", e->endpoint);
-	return gvmt_run(e->proc.log, argv);
+	return etcdctl(e, "del", key, NULL);
 }

@@ -14,7 +14,6 @@
  * outage keeps the donors and lets SIGHUP read --donors-file; a donor at
  * a port the sandbox forbids is refused with the reason. */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -24,20 +23,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "dclient.h"
+#include "cluster.h"
 #include "etcd.h"
 #include "gvmmem.h"
-#include "pattern.h"
 #include "procs.h"
+#include "vmchild.h"
 
 #define SETS_MAX     64 /* sets a test keeps */
 #define SET_DONORS   8	/* donors kept of each */
@@ -130,27 +126,15 @@ static int wait_donor(struct seen *s, const char *addr, bool present, int timeou
 	return -1;
 }
 
-static bool wait_sets(struct seen *s, unsigned want, int timeout_ms)
+/* Waits until *count (s->sets or s->outages) reaches want: false after
+ * timeout_ms. */
+static bool wait_count(struct seen *s, const unsigned *count, unsigned want, int timeout_ms)
 {
 	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end; sleep_ms(20)) {
 		bool ok;
 
 		pthread_mutex_lock(&s->lock);
-		ok = s->sets >= want;
-		pthread_mutex_unlock(&s->lock);
-		if (ok)
-			return true;
-	}
-	return false;
-}
-
-static bool wait_outages(struct seen *s, unsigned want, int timeout_ms)
-{
-	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end; sleep_ms(20)) {
-		bool ok;
-
-		pthread_mutex_lock(&s->lock);
-		ok = s->outages >= want;
+		ok = *count >= want;
 		pthread_mutex_unlock(&s->lock);
 		if (ok)
 			return true;
@@ -179,7 +163,7 @@ static void test_memserver_with_etcd_is_seen_with_its_addr_weight_and_capacity(v
 
 	(void)state;
 	w = watch(etcd.endpoint, "/gvmt/registers/", &s);
-	assert_true(wait_sets(&s, 1, WAIT_MS)); /* the first read: nobody yet */
+	assert_true(wait_count(&s, &s.sets, 1, WAIT_MS)); /* the first read: nobody yet */
 	start_donor(&a, etcd.endpoint, "/gvmt/registers/", "7", "10");
 	at = wait_donor(&s, a.addr, true, WAIT_MS);
 	assert_true(at >= 0);
@@ -349,7 +333,7 @@ static void test_etcd_outage_is_reported_once_and_the_set_comes_back(void **stat
 	start_donor(&a, own.endpoint, "/gvmt/outage/", "4", "2");
 	assert_true(wait_donor(&s, a.addr, true, WAIT_MS) >= 0);
 	assert_true(gvmt_proc_stop(&own.proc, SIGTERM) >= 0); /* etcd dies of SIGTERM */
-	assert_true(wait_outages(&s, 1, WAIT_MS));
+	assert_true(wait_count(&s, &s.outages, 1, WAIT_MS));
 	pthread_mutex_lock(&s.lock);
 	assert_true(s.last_status < 0);
 	sets = s.sets;
@@ -396,7 +380,7 @@ static void test_destroy_ends_a_blocked_watch_promptly(void **state)
 	assert_in_range(now_ms() - t, 0, 500);
 	/* And one waiting out a backoff against nothing. */
 	w = watch("http://127.0.0.1:1", "/gvmt/destroy/", &s);
-	assert_true(wait_outages(&s, 1, WAIT_MS));
+	assert_true(wait_count(&s, &s.outages, 1, WAIT_MS));
 	t = now_ms();
 	gvm_etcd_destroy(w);
 	assert_in_range(now_ms() - t, 0, 500);
@@ -528,204 +512,23 @@ static void test_the_advertised_address_is_the_one_registered(void **state)
  * donors had at start, the default donor port and etcd's: a donor that
  * arrives through etcd listens on 127.0.X.Y:7700, an address of its own
  * at the default port. */
-#define DONOR_PORT    7700
-#define MIB	      (1u << 20)
-#define PAGES(bytes)  ((bytes) / GVM_PAGE_SIZE)
-#define ZERO_EVERY    9u
-#define VM_OP_MS      180000 /* one fill or verify, under ASan */
-#define DRAIN_MS      60000  /* a drained donor's copies moved elsewhere */
-#define BK_DONORS_MAX 3
+#define DONOR_PORT   7700
+#define MIB	     (1u << 20)
+#define PAGES(bytes) ((bytes) / GVM_PAGE_SIZE)
 
 static struct gvm_key key;
-static uid_t test_uid;
-static gid_t test_gid, gvm_gid;
-static bool have_user;
+static struct gvmt_vm_user user; /* the VM's */
 
-/* The running test's daemons; the teardown stops what a failed test left. */
-static struct cluster {
-	struct gvmt_proc donor[BK_DONORS_MAX], broker, other_broker;
-	char sock[512], listing[512], file[512];
-} cl;
+/* The running test's daemons and VM; the teardown stops what a failed
+ * test left. */
+static struct gvmt_cluster cl;
+static struct gvmt_proc other_broker;
+static struct gvmt_vm vm;
 
-static uint64_t stat_of(const char *name)
-{
-	return gvmt_broker_stat(cl.sock, name);
-}
-
-/* -- the VM: a forked, unprivileged libgvmmem client taking orders on a pipe -- */
-
-enum vm_op { VM_WRITE = 'w', VM_VERIFY = 'v', VM_QUIT = 'q' };
-
-struct vm_cmd {
-	char op;
-	uint64_t first, count; /* pages, for VM_WRITE */
-};
-
-struct vm_result {
-	uint64_t wrong, bus; /* pages that did not match, that raised SIGBUS */
-};
-
-static struct vm {
-	pid_t pid;
-	int cmd[2], res[2];
-} vm;
-
-static sigjmp_buf bus_jump;
-
-static void on_sigbus(int sig)
-{
-	(void)sig;
-	siglongjmp(bus_jump, 1);
-}
-
-/* Every page against what was last written there (gen[p]: the pattern's
- * seed; 0: never written, so all zero). */
-static struct vm_result vm_check(const uint8_t *mem, const uint16_t *gen, size_t npages)
-{
-	struct sigaction sa = {.sa_handler = on_sigbus, .sa_flags = SA_NODEFER};
-	static uint8_t want[GVM_PAGE_SIZE];
-	struct vm_result r = {0};
-
-	sigaction(SIGBUS, &sa, NULL);
-	for (volatile size_t p = 0; p < npages; p++) {
-		if (sigsetjmp(bus_jump, 1)) {
-			r.bus++;
-			continue;
-		}
-		if (gen[p])
-			gvm_pattern_fill_page(want, gen[p], p, ZERO_EVERY);
-		else
-			memset(want, 0, sizeof(want));
-		r.wrong += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
-	}
-	return r;
-}
-
-static void vm_main(const char *name, size_t size)
-{
-	struct gvm_region reg = {"ram", NULL, size, -1, 0, 0};
-	size_t npages = PAGES(size);
-	uint16_t *gen = calloc(npages, sizeof(*gen));
-	uint16_t round = 0;
-	struct gvm_session *s;
-	uint8_t *mem;
-	int err;
-
-	if (have_user)
-		gvmt_become(test_uid, test_gid, gvm_gid);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	CHILD_CHECK(gen, 70, "out of memory");
-	reg.memfd = memfd_create("guest-ram", MFD_CLOEXEC);
-	CHILD_CHECK(reg.memfd >= 0 && !ftruncate(reg.memfd, (off_t)size), 71, "memfd");
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, reg.memfd, 0);
-	CHILD_CHECK(mem != MAP_FAILED, 72, "mmap");
-	reg.host_addr = mem;
-	s = gvm_attach(cl.sock, name, &reg, 1, &err);
-	CHILD_CHECK(s, 73, "attach %s: %s", name, gvm_strerror(err));
-	for (;;) {
-		struct vm_result r = {0};
-		struct vm_cmd c;
-
-		CHILD_CHECK(read(vm.cmd[0], &c, sizeof(c)) == sizeof(c), 74, "%s: no order", name);
-		if (c.op == VM_QUIT) {
-			gvm_detach(s);
-			_exit(0);
-		}
-		if (c.op == VM_WRITE) {
-			round++;
-			for (uint64_t p = c.first; p < c.first + c.count && p < npages; p++) {
-				gvm_pattern_fill_page(mem + p * GVM_PAGE_SIZE, round, p,
-						      ZERO_EVERY);
-				gen[p] = round;
-			}
-		} else {
-			r = vm_check(mem, gen, npages);
-		}
-		CHILD_CHECK(write(vm.res[1], &r, sizeof(r)) == sizeof(r), 75, "%s: answer", name);
-	}
-}
-
-static void vm_start(const char *name, size_t size)
-{
-	assert_int_equal(pipe(vm.cmd), 0);
-	assert_int_equal(pipe(vm.res), 0);
-	vm.pid = fork();
-	assert_true(vm.pid >= 0);
-	if (!vm.pid)
-		vm_main(name, size);
-}
-
-static int vm_wait(void)
-{
-	int status;
-
-	assert_int_equal(waitpid(vm.pid, &status, 0), vm.pid);
-	vm.pid = 0;
-	for (int i = 0; i < 2; i++) {
-		close(vm.cmd[i]);
-		close(vm.res[i]);
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* Has the VM do op and waits for its answer. */
-static struct vm_result vm_do(char op, uint64_t first, uint64_t count)
-{
-	struct vm_cmd c = {op, first, count};
-	struct pollfd pf = {vm.res[0], POLLIN, 0};
-	struct vm_result r;
-
-	assert_int_equal(write(vm.cmd[1], &c, sizeof(c)), sizeof(c));
-	if (poll(&pf, 1, VM_OP_MS) != 1)
-		fail_msg("the VM did not finish '%c' in %d s", op, VM_OP_MS / 1000);
-	if (read(vm.res[0], &r, sizeof(r)) != sizeof(r)) {
-		int rc = vm_wait();
-
-		fail_msg("the VM ended during '%c': status %d (see stderr)", op, rc);
-	}
-	return r;
-}
-
-static void vm_write(uint64_t first, uint64_t count)
-{
-	vm_do(VM_WRITE, first, count);
-}
-
-/* Every page reads back what was last written to it. */
-static void vm_verify(const char *when)
-{
-	struct vm_result r = vm_do(VM_VERIFY, 0, 0);
-
-	if (r.wrong || r.bus)
-		fail_msg("%s: %llu pages wrong, %llu gave SIGBUS", when,
-			 (unsigned long long)r.wrong, (unsigned long long)r.bus);
-}
-
-static void vm_quit(void)
-{
-	struct vm_cmd c = {VM_QUIT, 0, 0};
-
-	assert_int_equal(write(vm.cmd[1], &c, sizeof(c)), sizeof(c));
-	assert_int_equal(vm_wait(), 0);
-}
-
-/* -- the cluster -- */
-
-static void cluster_paths(const char *name)
-{
-	char base[64];
-
-	snprintf(base, sizeof(base), "%s.sock", name);
-	gvmt_path(cl.sock, sizeof(cl.sock), base);
-	snprintf(base, sizeof(base), "%s.listing", name);
-	gvmt_path(cl.listing, sizeof(cl.listing), base);
-	snprintf(base, sizeof(base), "%s.donors", name);
-	gvmt_path(cl.file, sizeof(cl.file), base);
-}
-
-/* Donor i listens on ip:7700 and registers at endpoints under prefix. */
-static void etcd_donor_start(unsigned i, const char *ip, const char *endpoints, const char *prefix,
-			     const char *weight, const char *ttl)
+/* Donor i listens on ip:7700 and registers at endpoints under prefix:
+ * its address. */
+static const char *etcd_donor_start(unsigned i, const char *ip, const char *endpoints,
+				    const char *prefix, const char *weight, const char *ttl)
 {
 	const char *extra[] = {"--capacity",	"1G",	"--etcd",   endpoints,
 			       "--etcd-prefix", prefix, "--weight", weight,
@@ -734,10 +537,13 @@ static void etcd_donor_start(unsigned i, const char *ip, const char *endpoints, 
 	if (!gvmt_memserver_start_at(&cl.donor[i], ip, DONOR_PORT, key_path, extra))
 		fail_msg("memserver on %s:%d did not start; see %s", ip, DONOR_PORT,
 			 cl.donor[i].log);
+	return cl.donor[i].addr;
 }
 
-/* The broker, no --donor: what etcd lists under prefix, and the args. */
-static void broker_start(const char *endpoints, const char *prefix, const char *const *args)
+/* The broker, no --donor: what etcd lists under prefix, and the args;
+ * waits until it has the donors it should. */
+static void broker_start(const char *endpoints, const char *prefix, uint64_t donors,
+			 const char *const *args)
 {
 	const char *extra[24] = {"--etcd", endpoints, "--etcd-prefix", prefix};
 
@@ -745,98 +551,43 @@ static void broker_start(const char *endpoints, const char *prefix, const char *
 		extra[4 + i] = args[i];
 	if (!gvmt_broker_start(&cl.broker, key_path, cl.sock, (const char *[]){NULL}, extra))
 		fail_msg("gvm-broker did not start; see %s", cl.broker.log);
-}
-
-static void cluster_stop(void)
-{
-	assert_int_equal(gvmt_proc_stop(&cl.broker, SIGTERM), 0);
-	for (unsigned i = 0; i < BK_DONORS_MAX; i++)
-		if (cl.donor[i].pid)
-			gvmt_proc_stop(&cl.donor[i], SIGKILL);
-	memset(&cl, 0, sizeof(cl));
+	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", donors, WAIT_MS));
 }
 
 static int cluster_teardown(void **state)
 {
 	(void)state;
-	if (vm.pid > 0) {
-		kill(vm.pid, SIGKILL);
-		vm_wait();
-	}
-	if (cl.broker.pid > 0)
-		gvmt_proc_stop(&cl.broker, SIGKILL);
-	if (cl.other_broker.pid > 0)
-		gvmt_proc_stop(&cl.other_broker, SIGKILL);
-	for (unsigned i = 0; i < BK_DONORS_MAX; i++)
-		if (cl.donor[i].pid > 0)
-			gvmt_proc_stop(&cl.donor[i], SIGKILL);
-	memset(&cl, 0, sizeof(cl));
+	gvmt_vm_kill(&vm);
+	if (other_broker.pid > 0)
+		gvmt_proc_stop(&other_broker, SIGKILL);
+	gvmt_cluster_kill(&cl);
 	return 0;
 }
 
-/* Eviction has moved what it will: nothing in flight, the budget kept. */
-static void settle(void)
+/* The VM, of size bytes, writes its first written bytes; eviction then
+ * settles. */
+static void vm_filled(const char *name, size_t size, size_t written)
 {
-	uint64_t last = UINT64_MAX;
-
-	for (int i = 0; i < 100; i++) {
-		uint64_t now = stat_of("writebacks");
-
-		if (now == last)
-			return;
-		last = now;
-		sleep_ms(100);
-	}
+	gvmt_vm_start(&vm, cl.sock, name, size, &user);
+	gvmt_vm_write(&vm, 0, PAGES(written));
+	gvmt_cluster_settle(&cl);
 }
 
-/* addr's line of `gvmctl donors`; fails the test if there is none. */
-static struct gvmt_donor_row donor_row(const char *addr)
+/* The extents A and B hold, both some. */
+static void both_hold(const char *A, const char *B, uint64_t *a, uint64_t *b)
 {
-	struct gvmt_donor_row row;
-
-	assert_int_equal(gvmt_gvmctl_donors(cl.sock, cl.listing), 0);
-	if (!gvmt_donors_row(cl.listing, addr, &row))
-		fail_msg("gvmctl donors does not list %s", addr);
-	return row;
+	*a = gvmt_cluster_row(&cl, A).extents;
+	*b = gvmt_cluster_row(&cl, B).extents;
+	assert_true(*a > 0 && *b > 0);
 }
 
 /* Waits until addr's state is state: false after timeout_ms. */
 static bool wait_state(const char *addr, const char *state, int timeout_ms)
 {
 	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end; sleep_ms(50))
-		if (!strcmp(donor_row(addr).state, state))
+		if (!strcmp(gvmt_cluster_row(&cl, addr).state, state))
 			return true;
 	return false;
-}
-
-/* A memserver's counters, as the tool host. */
-static void donor_counts(const struct gvmt_proc *p, uint64_t *used, uint64_t *pages_read)
-{
-	Gvm__MemserverStats *m = gvmt_donor_stats(p->addr, &key);
-
-	if (!m)
-		fail_msg("no STATS from donor %s", p->addr);
-	if (used)
-		*used = m->used_pages;
-	if (pages_read)
-		*pages_read = m->pages_read;
-	gvm__memserver_stats__free_unpacked(m, NULL);
-}
-
-static uint64_t donor_used(const struct gvmt_proc *p)
-{
-	uint64_t used;
-
-	donor_counts(p, &used, NULL);
-	return used;
-}
-
-static uint64_t donor_pages_read(const struct gvmt_proc *p)
-{
-	uint64_t n;
-
-	donor_counts(p, NULL, &n);
-	return n;
 }
 
 /* How often the broker's log says the formatted needle. */
@@ -871,66 +622,46 @@ static void test_broker_uses_a_donor_that_registers_through_etcd(void **state)
 	const char *A, *B;
 
 	(void)state;
-	cluster_paths("adds");
-	etcd_donor_start(0, "127.0.113.1", etcd.endpoint, prefix, "1", "10");
-	A = cl.donor[0].addr;
-	broker_start(etcd.endpoint, prefix,
+	gvmt_cluster_paths(&cl, "adds");
+	A = etcd_donor_start(0, "127.0.113.1", etcd.endpoint, prefix, "1", "10");
+	broker_start(etcd.endpoint, prefix, 1,
 		     (const char *[]){"--budget", "16M", "--replicas", "1", NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 1, WAIT_MS));
 	assert_int_equal(broker_said("donors from etcd: 1 listed (1 new"), 1);
 
-	vm_start("vm-etcd-adds", 64 * MIB);
-	vm_write(0, PAGES(32 * MIB));
-	settle();
-	a = donor_row(A);
+	vm_filled("vm-etcd-adds", 64 * MIB, 32 * MIB);
+	a = gvmt_cluster_row(&cl, A);
 	a_before = a.extents;
 	assert_true(a_before > 0);
 	assert_int_equal(a.weight, 1);
-	assert_true(donor_used(&cl.donor[0]) >= PAGES(8 * MIB)); /* over the budget: on A */
+	/* over the budget: on A */
+	assert_true(gvmt_donor_used_pages(&cl.donor[0], &key) >= PAGES(8 * MIB));
 
-	etcd_donor_start(1, "127.0.113.2", etcd.endpoint, prefix, "10", "10");
-	B = cl.donor[1].addr;
+	B = etcd_donor_start(1, "127.0.113.2", etcd.endpoint, prefix, "10", "10");
 	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
 	snprintf(line, sizeof(line), "donor %s: added, weight 10", B);
 	assert_int_equal(broker_said("%s", line), 1);
 	assert_int_equal(broker_said("donors from etcd: 2 listed (1 new, 0 back"), 1);
-	b = donor_row(B);
+	b = gvmt_cluster_row(&cl, B);
 	assert_int_equal(b.weight, 10);
 	assert_int_equal(b.extents, 0); /* nothing written since */
 
-	vm_write(PAGES(32 * MIB), PAGES(32 * MIB));
-	settle();
-	a = donor_row(A);
-	b = donor_row(B);
+	gvmt_vm_write(&vm, PAGES(32 * MIB), PAGES(32 * MIB));
+	gvmt_cluster_settle(&cl);
+	a = gvmt_cluster_row(&cl, A);
+	b = gvmt_cluster_row(&cl, B);
 	if (b.extents == 0 || b.extents <= 2 * (a.extents - a_before))
 		fail_msg("new extents: %llu on B (weight 10), %llu more on A (weight 1)",
 			 (unsigned long long)b.extents, (unsigned long long)(a.extents - a_before));
-	assert_true(donor_used(&cl.donor[1]) > 0);
-	assert_int_equal(stat_of("draining_extents"), 0);
+	assert_true(gvmt_donor_used_pages(&cl.donor[1], &key) > 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "draining_extents"), 0);
 
-	b_read = donor_pages_read(&cl.donor[1]);
-	vm_verify("with pages on A and B");
-	assert_true(donor_pages_read(&cl.donor[1]) > b_read); /* B's pages came from B */
-	assert_int_equal(stat_of("poisoned_pages"), 0);
+	b_read = gvmt_donor_pages_read(&cl.donor[1], &key);
+	gvmt_vm_verify(&vm, "with pages on A and B");
+	assert_true(gvmt_donor_pages_read(&cl.donor[1], &key) > b_read); /* B's pages came from B */
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
 	assert_int_equal(broker_said("no longer listed"), 0);
-	vm_quit();
-	cluster_stop();
-}
-
-/* Waits until addr is removed and no draining donor holds a copy. */
-static void wait_drained(const char *addr)
-{
-	struct gvmt_donor_row row = {0};
-
-	for (int waited = 0; waited < DRAIN_MS; waited += 200) {
-		row = donor_row(addr);
-		if (!strcmp(row.state, "removed") && stat_of("draining_extents") == 0)
-			return;
-		sleep_ms(200);
-	}
-	fail_msg("donor %s not drained in %d s: state %s, %llu extents, draining_extents %llu",
-		 addr, DRAIN_MS / 1000, row.state, (unsigned long long)row.extents,
-		 (unsigned long long)stat_of("draining_extents"));
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
 }
 
 /* A, B and C registered with 2 s leases; the VM's pages on A and B.
@@ -948,52 +679,45 @@ static void test_a_donor_whose_lease_expires_is_drained(void **state)
 	const char *A, *B, *C;
 
 	(void)state;
-	cluster_paths("drains");
-	etcd_donor_start(0, "127.0.114.1", etcd.endpoint, prefix, "1", "2");
-	etcd_donor_start(1, "127.0.114.2", etcd.endpoint, prefix, "1", "2");
-	A = cl.donor[0].addr;
-	B = cl.donor[1].addr;
-	broker_start(etcd.endpoint, prefix,
+	gvmt_cluster_paths(&cl, "drains");
+	A = etcd_donor_start(0, "127.0.114.1", etcd.endpoint, prefix, "1", "2");
+	B = etcd_donor_start(1, "127.0.114.2", etcd.endpoint, prefix, "1", "2");
+	broker_start(etcd.endpoint, prefix, 2,
 		     (const char *[]){"--budget", "16M", "--rereplicate-rate", "1G", NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
-	vm_start("vm-etcd-drains", 48 * MIB);
-	vm_write(0, PAGES(48 * MIB));
-	settle();
-	a_before = donor_row(A).extents;
-	b_before = donor_row(B).extents;
-	assert_true(a_before > 0 && b_before > 0);
+	vm_filled("vm-etcd-drains", 48 * MIB, 48 * MIB);
+	both_hold(A, B, &a_before, &b_before);
 
 	/* C: added, holds nothing, killed; its key outlives it by its lease. */
-	etcd_donor_start(2, "127.0.114.3", etcd.endpoint, prefix, "1", "2");
-	C = cl.donor[2].addr;
+	C = etcd_donor_start(2, "127.0.114.3", etcd.endpoint, prefix, "1", "2");
 	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 3, WAIT_MS));
 	assert_int_equal(broker_said("donor %s: added, weight 1", C), 1);
-	assert_int_equal(donor_row(C).extents, 0);
+	assert_int_equal(gvmt_cluster_row(&cl, C).extents, 0);
 	killed = now_ms();
 	assert_int_equal(gvmt_proc_stop(&cl.donor[2], SIGKILL), 128 + SIGKILL);
 	sleep_ms(300);
-	c = donor_row(C);
+	c = gvmt_cluster_row(&cl, C);
 	assert_true(strcmp(c.state, "draining") && strcmp(c.state, "removed"));
-	assert_int_equal(stat_of("donors"), 3);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 3);
 	if (!wait_state(C, "removed", 10000))
-		fail_msg("C not removed 10 s after its death (2 s lease): %s", donor_row(C).state);
+		fail_msg("C not removed 10 s after its death (2 s lease): %s",
+			 gvmt_cluster_row(&cl, C).state);
 	gone = now_ms() - killed;
 	assert_in_range(gone, 1000, 8000);
 	assert_int_equal(broker_said("donor %s: no longer listed: draining its 0 extent copies", C),
 			 1);
 	assert_int_equal(broker_said("donor %s: drained", C), 1);
-	assert_int_equal(stat_of("donors"), 2);
-	assert_int_equal(stat_of("draining_extents"), 0);
-	assert_int_equal(stat_of("dead_donors"), 0);
-	assert_int_equal(donor_row(A).extents, a_before);
-	assert_int_equal(donor_row(B).extents, b_before);
-	vm_verify("after C left");
-	settle(); /* reading evicted pages back evicted others: counted anew */
-	a_before = donor_row(A).extents;
-	b_before = donor_row(B).extents;
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 2);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "draining_extents"), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "dead_donors"), 0);
+	assert_int_equal(gvmt_cluster_row(&cl, A).extents, a_before);
+	assert_int_equal(gvmt_cluster_row(&cl, B).extents, b_before);
+	gvmt_vm_verify(&vm, "after C left");
+	gvmt_cluster_settle(&cl); /* reading evicted pages back evicted others: counted anew */
+	a_before = gvmt_cluster_row(&cl, A).extents;
+	b_before = gvmt_cluster_row(&cl, B).extents;
 
 	/* B: its key deleted, it keeps serving; drained to A. */
-	rereplicated = stat_of("rereplicated_pages");
+	rereplicated = gvmt_broker_stat(cl.sock, "rereplicated_pages");
 	snprintf(key_name, sizeof(key_name), "%s%s", prefix, B);
 	assert_int_equal(gvmt_etcdctl_del(&etcd, key_name), 0);
 	if (!broker_waits_for("no longer listed: draining", 2, WAIT_MS))
@@ -1002,27 +726,26 @@ static void test_a_donor_whose_lease_expires_is_drained(void **state)
 	assert_int_equal(broker_said("donor %s: no longer listed: draining its %llu extent cop", B,
 				     (unsigned long long)b_before),
 			 1);
-	assert_int_equal(stat_of("donors"), 1);
-	wait_drained(B);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 1);
+	gvmt_cluster_wait_drained(&cl, B);
 	assert_int_equal(broker_said("donor %s: drained", B), 1);
-	b = donor_row(B);
+	b = gvmt_cluster_row(&cl, B);
 	assert_int_equal(b.extents, 0);
-	a = donor_row(A);
+	a = gvmt_cluster_row(&cl, A);
 	assert_int_equal(a.extents, a_before + b_before); /* one copy each, now on A */
-	assert_true(stat_of("rereplicated_pages") > rereplicated);
-	for (int i = 0; i < 250 && donor_used(&cl.donor[1]); i++)
-		sleep_ms(20);
-	assert_int_equal(donor_used(&cl.donor[1]), 0); /* our namespaces dropped there */
+	assert_true(gvmt_broker_stat(cl.sock, "rereplicated_pages") > rereplicated);
+	gvmt_donor_wait_empty(&cl.donor[1], &key); /* our namespaces dropped there */
 	assert_true(gvmt_proc_alive(&cl.donor[1]));
 	assert_int_equal(gvmt_file_count(cl.donor[1].log, "etcd: lost"), 0);
-	vm_verify("after B was drained");
+	gvmt_vm_verify(&vm, "after B was drained");
 	assert_int_equal(gvmt_proc_stop(&cl.donor[1], SIGKILL), 128 + SIGKILL);
-	vm_verify("after B was killed");
-	assert_int_equal(stat_of("poisoned_pages"), 0);
-	assert_int_equal(stat_of("dead_donors"), 0); /* a removed donor is no concern */
+	gvmt_vm_verify(&vm, "after B was killed");
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
+	/* a removed donor is no concern */
+	assert_int_equal(gvmt_broker_stat(cl.sock, "dead_donors"), 0);
 	assert_int_equal(broker_said("listed again"), 0);
-	vm_quit();
-	cluster_stop();
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
 }
 
 /* B's key deleted: drained and removed, our namespaces there dropped.
@@ -1037,55 +760,46 @@ static void test_a_drained_donor_listed_again_takes_new_copies(void **state)
 	const char *A, *B;
 
 	(void)state;
-	cluster_paths("again");
-	etcd_donor_start(0, "127.0.117.1", etcd.endpoint, prefix, "1", "10");
-	etcd_donor_start(1, "127.0.117.2", etcd.endpoint, prefix, "1", "10");
-	A = cl.donor[0].addr;
-	B = cl.donor[1].addr;
+	gvmt_cluster_paths(&cl, "again");
+	A = etcd_donor_start(0, "127.0.117.1", etcd.endpoint, prefix, "1", "10");
+	B = etcd_donor_start(1, "127.0.117.2", etcd.endpoint, prefix, "1", "10");
 	snprintf(key_name, sizeof(key_name), "%s%s", prefix, B);
 	snprintf(value, sizeof(value), "{\"addr\":\"%s\",\"weight\":1,\"capacity\":%llu}", B,
 		 1ull << 30);
-	broker_start(etcd.endpoint, prefix,
+	broker_start(etcd.endpoint, prefix, 2,
 		     (const char *[]){"--budget", "16M", "--rereplicate-rate", "1G", NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
-	vm_start("vm-etcd-again", 64 * MIB);
-	vm_write(0, PAGES(24 * MIB));
-	settle();
-	assert_true(donor_row(B).extents > 0);
+	vm_filled("vm-etcd-again", 64 * MIB, 24 * MIB);
+	assert_true(gvmt_cluster_row(&cl, B).extents > 0);
 
 	assert_int_equal(gvmt_etcdctl_del(&etcd, key_name), 0);
-	wait_drained(B);
-	for (int i = 0; i < 250 && donor_used(&cl.donor[1]); i++)
-		sleep_ms(20);
-	assert_int_equal(donor_used(&cl.donor[1]), 0);
+	gvmt_cluster_wait_drained(&cl, B);
+	gvmt_donor_wait_empty(&cl.donor[1], &key);
 
 	assert_int_equal(gvmt_etcdctl_put(&etcd, key_name, value), 0);
 	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
 	assert_int_equal(broker_said("donor %s: listed again, weight 1: takes new copies", B), 1);
-	assert_int_equal(donor_row(B).extents, 0);
-	assert_true(strcmp(donor_row(B).state, "removed") &&
-		    strcmp(donor_row(B).state, "draining"));
-	vm_write(PAGES(24 * MIB), PAGES(40 * MIB));
-	settle();
-	assert_true(donor_row(B).extents > 0);
-	assert_true(donor_used(&cl.donor[1]) > 0);
-	b_read = donor_pages_read(&cl.donor[1]);
-	vm_verify("with B back");
-	assert_true(donor_pages_read(&cl.donor[1]) > b_read);
+	assert_int_equal(gvmt_cluster_row(&cl, B).extents, 0);
+	assert_true(strcmp(gvmt_cluster_row(&cl, B).state, "removed") &&
+		    strcmp(gvmt_cluster_row(&cl, B).state, "draining"));
+	gvmt_vm_write(&vm, PAGES(24 * MIB), PAGES(40 * MIB));
+	gvmt_cluster_settle(&cl);
+	assert_true(gvmt_cluster_row(&cl, B).extents > 0);
+	assert_true(gvmt_donor_used_pages(&cl.donor[1], &key) > 0);
+	b_read = gvmt_donor_pages_read(&cl.donor[1], &key);
+	gvmt_vm_verify(&vm, "with B back");
+	assert_true(gvmt_donor_pages_read(&cl.donor[1], &key) > b_read);
 
 	assert_int_equal(gvmt_etcdctl_del(&etcd, key_name), 0);
-	wait_drained(B);
+	gvmt_cluster_wait_drained(&cl, B);
 	assert_int_equal(broker_said("donor %s: drained", B), 2);
-	assert_int_equal(donor_row(B).extents, 0);
-	for (int i = 0; i < 250 && donor_used(&cl.donor[1]); i++)
-		sleep_ms(20);
-	assert_int_equal(donor_used(&cl.donor[1]), 0);
+	assert_int_equal(gvmt_cluster_row(&cl, B).extents, 0);
+	gvmt_donor_wait_empty(&cl.donor[1], &key);
 	assert_int_equal(gvmt_proc_stop(&cl.donor[1], SIGKILL), 128 + SIGKILL);
-	vm_verify("after B left again and was killed");
-	assert_int_equal(stat_of("poisoned_pages"), 0);
-	assert_true(donor_row(A).extents > 0);
-	vm_quit();
-	cluster_stop();
+	gvmt_vm_verify(&vm, "after B left again and was killed");
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
+	assert_true(gvmt_cluster_row(&cl, A).extents > 0);
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
 }
 
 /* B is paused (SIGSTOP) past its 2 s lease: its key goes and the broker
@@ -1101,65 +815,39 @@ static void test_a_donor_paused_past_its_lease_loses_nothing(void **state)
 	const char *A, *B;
 
 	(void)state;
-	cluster_paths("paused");
-	etcd_donor_start(0, "127.0.118.1", etcd.endpoint, prefix, "1", "10");
-	etcd_donor_start(1, "127.0.118.2", etcd.endpoint, prefix, "1", "2");
-	A = cl.donor[0].addr;
-	B = cl.donor[1].addr;
-	broker_start(etcd.endpoint, prefix,
+	gvmt_cluster_paths(&cl, "paused");
+	A = etcd_donor_start(0, "127.0.118.1", etcd.endpoint, prefix, "1", "10");
+	B = etcd_donor_start(1, "127.0.118.2", etcd.endpoint, prefix, "1", "2");
+	broker_start(etcd.endpoint, prefix, 2,
 		     (const char *[]){"--budget", "16M", "--rereplicate-rate", "1G", "--dead-after",
 				      "20", NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
-	vm_start("vm-etcd-paused", 48 * MIB);
-	vm_write(0, PAGES(48 * MIB));
-	settle();
-	a_before = donor_row(A).extents;
-	b_before = donor_row(B).extents;
-	assert_true(a_before > 0 && b_before > 0);
+	vm_filled("vm-etcd-paused", 48 * MIB, 48 * MIB);
+	both_hold(A, B, &a_before, &b_before);
 
 	assert_int_equal(kill(cl.donor[1].pid, SIGSTOP), 0);
 	if (!broker_waits_for("no longer listed: draining", 1, WAIT_MS))
 		fail_msg("B's lease did not end 10 s after SIGSTOP; see %s", cl.broker.log);
 	sleep_ms(2000); /* the drain's reads wait for B */
-	assert_int_equal(stat_of("donors"), 1);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 1);
 	assert_int_equal(kill(cl.donor[1].pid, SIGCONT), 0);
 	if (!gvmt_file_wait(cl.donor[1].log, "etcd: back", 1, WAIT_MS))
 		fail_msg("B did not register again; see %s", cl.donor[1].log);
 	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
 	assert_int_equal(broker_said("donor %s: listed again", B), 1);
 	assert_true(gvmt_broker_wait_stat(cl.sock, "draining_extents", 0, WAIT_MS));
-	b = donor_row(B);
+	b = gvmt_cluster_row(&cl, B);
 	assert_true(strcmp(b.state, "draining") && strcmp(b.state, "removed"));
-	a_after = donor_row(A).extents;
+	a_after = gvmt_cluster_row(&cl, A).extents;
 	b_after = b.extents;
 	if (a_after + b_after != a_before + b_before)
 		fail_msg("extents: A %llu -> %llu, B %llu -> %llu", (unsigned long long)a_before,
 			 (unsigned long long)a_after, (unsigned long long)b_before,
 			 (unsigned long long)b_after);
-	vm_verify("after B was paused and resumed");
-	assert_int_equal(stat_of("poisoned_pages"), 0);
-	assert_int_equal(stat_of("dead_donors"), 0);
-	vm_quit();
-	cluster_stop();
-}
-
-/* Replaces the donors file at once (a rename), so no reload reads half. */
-static void donors_write(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void donors_write(const char *fmt, ...)
-{
-	char tmp[600];
-	va_list ap;
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.new", cl.file);
-	f = fopen(tmp, "w");
-	assert_non_null(f);
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, cl.file), 0);
+	gvmt_vm_verify(&vm, "after B was paused and resumed");
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "dead_donors"), 0);
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
 }
 
 /* SIGHUP, then waits for the broker's log to say needle count times. */
@@ -1186,26 +874,19 @@ static void test_etcd_unreachable_keeps_the_donors(void **state)
 
 	(void)state;
 	assert_true(gvmt_etcd_start(&own));
-	cluster_paths("outage");
-	etcd_donor_start(0, "127.0.115.1", own.endpoint, prefix, "1", "10");
-	etcd_donor_start(1, "127.0.115.2", own.endpoint, prefix, "1", "10");
-	A = cl.donor[0].addr;
-	B = cl.donor[1].addr;
-	donors_write("%s 1\n%s 1\n", A, B);
-	broker_start(own.endpoint, prefix,
+	gvmt_cluster_paths(&cl, "outage");
+	A = etcd_donor_start(0, "127.0.115.1", own.endpoint, prefix, "1", "10");
+	B = etcd_donor_start(1, "127.0.115.2", own.endpoint, prefix, "1", "10");
+	gvmt_cluster_write_donors(&cl, "%s 1\n%s 1\n", A, B);
+	broker_start(own.endpoint, prefix, 2,
 		     (const char *[]){"--donors-file", cl.file, "--budget", "16M", NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, WAIT_MS));
 	if (!broker_waits_for("donors from etcd: 2 listed (0 new, 0 back, 0 reweighed", 1, WAIT_MS))
 		fail_msg("etcd's set not applied; see %s", cl.broker.log);
 	snprintf(said, sizeof(said), "%s is the fallback, not read now", cl.file);
 	broker_reload_says(said, 1);
 
-	vm_start("vm-etcd-outage", 64 * MIB);
-	vm_write(0, PAGES(32 * MIB));
-	settle();
-	a_before = donor_row(A).extents;
-	b_before = donor_row(B).extents;
-	assert_true(a_before > 0 && b_before > 0);
+	vm_filled("vm-etcd-outage", 64 * MIB, 32 * MIB);
+	both_hold(A, B, &a_before, &b_before);
 
 	assert_true(gvmt_proc_stop(&own.proc, SIGTERM) >= 0); /* etcd dies of SIGTERM */
 	snprintf(said, sizeof(said), "etcd %s: unreachable", own.endpoint);
@@ -1213,46 +894,46 @@ static void test_etcd_unreachable_keeps_the_donors(void **state)
 		fail_msg("no '%s' in %s", said, cl.broker.log);
 	sleep_ms(2500); /* retrying meanwhile: said once, nothing changes */
 	assert_int_equal(broker_said("%s", said), 1);
-	assert_int_equal(stat_of("donors"), 2);
-	assert_int_equal(stat_of("draining_extents"), 0);
-	a = donor_row(A);
-	b = donor_row(B);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 2);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "draining_extents"), 0);
+	a = gvmt_cluster_row(&cl, A);
+	b = gvmt_cluster_row(&cl, B);
 	assert_true(!strcmp(a.state, "up") || !strcmp(a.state, "idle"));
 	assert_true(!strcmp(b.state, "up") || !strcmp(b.state, "idle"));
 	assert_int_equal(a.extents, a_before);
 	assert_int_equal(b.extents, b_before);
-	vm_write(PAGES(32 * MIB), PAGES(32 * MIB)); /* new placements go on */
-	settle();
-	assert_true(donor_row(A).extents > a_before);
-	assert_true(donor_row(B).extents > b_before);
-	vm_verify("while etcd is down");
+	gvmt_vm_write(&vm, PAGES(32 * MIB), PAGES(32 * MIB)); /* new placements go on */
+	gvmt_cluster_settle(&cl);
+	assert_true(gvmt_cluster_row(&cl, A).extents > a_before);
+	assert_true(gvmt_cluster_row(&cl, B).extents > b_before);
+	gvmt_vm_verify(&vm, "while etcd is down");
 
 	/* The fallback: SIGHUP reads the file now. */
-	donors_write("%s 3\n%s 1\n", A, B);
+	gvmt_cluster_write_donors(&cl, "%s 3\n%s 1\n", A, B);
 	snprintf(said, sizeof(said), "donors from %s: 2 listed (0 new, 0 back, 1 reweighed",
 		 cl.file);
 	broker_reload_says(said, 1);
 	assert_int_equal(broker_said("donor %s: weight 1 -> 3", A), 1);
-	assert_int_equal(donor_row(A).weight, 3);
+	assert_int_equal(gvmt_cluster_row(&cl, A).weight, 3);
 
 	assert_true(gvmt_etcd_restart(&own));
 	snprintf(said, sizeof(said), "etcd %s: 2 donors registered", own.endpoint);
 	if (!broker_waits_for(said, 1, 15000))
 		fail_msg("no '%s' in %s", said, cl.broker.log);
 	/* etcd's set is in force again: A's weight there is 1. */
-	for (int i = 0; i < 100 && donor_row(A).weight != 1; i++)
+	for (int i = 0; i < 100 && gvmt_cluster_row(&cl, A).weight != 1; i++)
 		sleep_ms(50);
-	assert_int_equal(donor_row(A).weight, 1);
+	assert_int_equal(gvmt_cluster_row(&cl, A).weight, 1);
 	assert_int_equal(broker_said("donor %s: weight 3 -> 1", A), 1);
-	assert_int_equal(stat_of("donors"), 2);
-	assert_int_equal(stat_of("draining_extents"), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 2);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "draining_extents"), 0);
 	assert_int_equal(broker_said("no longer listed"), 0);
 	snprintf(said, sizeof(said), "%s is the fallback, not read now", cl.file);
 	broker_reload_says(said, 2);
-	vm_verify("after etcd came back");
-	assert_int_equal(stat_of("poisoned_pages"), 0);
-	vm_quit();
-	cluster_stop();
+	gvmt_vm_verify(&vm, "after etcd came back");
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
 	gvmt_etcd_remove(&own);
 }
 
@@ -1270,11 +951,9 @@ static void test_donor_at_a_port_the_sandbox_forbids_is_refused_with_a_reason(vo
 	const char *A, *D;
 
 	(void)state;
-	cluster_paths("port");
-	etcd_donor_start(0, "127.0.116.1", etcd.endpoint, prefix, "1", "10");
-	A = cl.donor[0].addr;
-	broker_start(etcd.endpoint, prefix, (const char *[]){NULL});
-	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 1, WAIT_MS));
+	gvmt_cluster_paths(&cl, "port");
+	A = etcd_donor_start(0, "127.0.116.1", etcd.endpoint, prefix, "1", "10");
+	broker_start(etcd.endpoint, prefix, 1, (const char *[]){NULL});
 	start_donor(&cl.donor[1], etcd.endpoint, prefix, "1", "10"); /* a free port */
 	D = cl.donor[1].addr;
 	if (!broker_waits_for("some refused: see above", 1, WAIT_MS))
@@ -1282,24 +961,23 @@ static void test_donor_at_a_port_the_sandbox_forbids_is_refused_with_a_reason(vo
 	assert_int_equal(broker_said("etcd: donor %s: port %s is not one the sandbox allows", D,
 				     strrchr(D, ':') + 1),
 			 1);
-	assert_int_equal(stat_of("donors"), 1);
-	assert_int_equal(gvmt_gvmctl_donors(cl.sock, cl.listing), 0);
-	assert_false(gvmt_donors_row(cl.listing, D, &row));
-	row = donor_row(A);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 1);
+	assert_false(gvmt_cluster_lists(&cl, D, &row));
+	row = gvmt_cluster_row(&cl, A);
 	assert_true(strcmp(row.state, "draining") && strcmp(row.state, "removed"));
 
 	gvmt_path(other_sock, sizeof(other_sock), "port-nosandbox.sock");
-	if (!gvmt_broker_start(&cl.other_broker, key_path, other_sock, (const char *[]){NULL},
+	if (!gvmt_broker_start(&other_broker, key_path, other_sock, (const char *[]){NULL},
 			       extra))
-		fail_msg("gvm-broker --no-sandbox did not start; see %s", cl.other_broker.log);
+		fail_msg("gvm-broker --no-sandbox did not start; see %s", other_broker.log);
 	assert_true(gvmt_broker_wait_stat(other_sock, "donors", 2, WAIT_MS));
 	gvmt_path(listing, sizeof(listing), "port-nosandbox.listing");
 	assert_int_equal(gvmt_gvmctl_donors(other_sock, listing), 0);
 	assert_true(gvmt_donors_row(listing, D, &row));
 	assert_true(gvmt_donors_row(listing, A, &row));
-	assert_int_equal(gvmt_file_count(cl.other_broker.log, "not one the sandbox allows"), 0);
-	assert_int_equal(gvmt_proc_stop(&cl.other_broker, SIGTERM), 0);
-	cluster_stop();
+	assert_int_equal(gvmt_file_count(other_broker.log, "not one the sandbox allows"), 0);
+	assert_int_equal(gvmt_proc_stop(&other_broker, SIGTERM), 0);
+	gvmt_cluster_stop(&cl);
 }
 
 static int setup(void **state)
@@ -1307,7 +985,7 @@ static int setup(void **state)
 	(void)state;
 	gvmt_path(key_path, sizeof(key_path), "cluster.key");
 	gvmt_make_key(key_path, 32, &key);
-	have_user = gvmt_test_user(&test_uid, &test_gid, &gvm_gid);
+	user.have = gvmt_test_user(&user.uid, &user.gid, &user.gvm_gid);
 	chmod(gvmt_dir(), 0755);
 	if (!gvmt_etcd_start(&etcd)) {
 		fprintf(stderr, "etcd did not start (etcd-server installed? make deps); see %s\n",
