@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,7 +251,9 @@ int bk_donors_apply(struct bk_broker *b, const struct bk_donor_cfg *list, unsign
 
 /* ---- the donors file ---- */
 
-int bk_donors_parse(struct bk_donor_cfg **list, unsigned *n, const char *spec)
+/* Parses spec and appends it to list, unless dup_check finds its address
+ * there already (-EEXIST); the caller checks long lists itself. */
+static int parse_append(struct bk_donor_cfg **list, unsigned *n, const char *spec, bool dup_check)
 {
 	struct bk_donor_cfg d, *v;
 	struct sockaddr_storage ss;
@@ -271,7 +274,7 @@ int bk_donors_parse(struct bk_donor_cfg **list, unsigned *n, const char *spec)
 	if (gvm_parse_hostport(d.addr, GVM_DONOR_DEFAULT_PORT, &ss, &len))
 		return -EINVAL;
 	d.weight = (unsigned)w;
-	for (unsigned i = 0; i < *n; i++)
+	for (unsigned i = 0; dup_check && i < *n; i++)
 		if (!strcmp((*list)[i].addr, d.addr))
 			return -EEXIST;
 	if (*n >= BK_DONORS_LIMIT)
@@ -286,12 +289,50 @@ int bk_donors_parse(struct bk_donor_cfg **list, unsigned *n, const char *spec)
 	return 0;
 }
 
+int bk_donors_parse(struct bk_donor_cfg **list, unsigned *n, const char *spec)
+{
+	return parse_append(list, n, spec, true);
+}
+
+static const struct bk_donor_cfg *sort_list;
+
+static int by_addr(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+	int c = strcmp(sort_list[x].addr, sort_list[y].addr);
+
+	return c ? c : (x > y) - (x < y);
+}
+
+/* The index of an entry that repeats an earlier one's address, or -1 (or
+ * -2 out of memory). Sorting: thousands of donors take no quadratic time. */
+static long repeated(const struct bk_donor_cfg *list, unsigned n)
+{
+	unsigned *idx = malloc((n ? n : 1) * sizeof(*idx));
+	long found = -1;
+
+	if (!idx)
+		return -2;
+	for (unsigned i = 0; i < n; i++)
+		idx[i] = i;
+	sort_list = list;
+	qsort(idx, n, sizeof(*idx), by_addr);
+	for (unsigned i = 1; i < n; i++)
+		if (!strcmp(list[idx[i]].addr, list[idx[i - 1]].addr) &&
+		    (found < 0 || idx[i] < (unsigned)found))
+			found = idx[i];
+	free(idx);
+	return found;
+}
+
 int bk_donors_read_file(const char *path, int dirfd, struct bk_donor_cfg **list, unsigned *n,
 			char *why, size_t wn)
 {
 	const char *base = strrchr(path, '/');
 	char line[256];
-	int fd, lineno = 0;
+	unsigned *lines = NULL; /* each entry's line, for a repeat */
+	int fd, lineno = 0, err = 0;
+	long dup;
 	FILE *f;
 
 	*list = NULL;
@@ -305,9 +346,8 @@ int bk_donors_read_file(const char *path, int dirfd, struct bk_donor_cfg **list,
 			close(fd);
 		return -errno;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	while (!err && fgets(line, sizeof(line), f)) {
 		char *s = line + strspn(line, " \t");
-		int err;
 
 		lineno++;
 		s[strcspn(s, "#\r\n")] = '\0';
@@ -315,22 +355,39 @@ int bk_donors_read_file(const char *path, int dirfd, struct bk_donor_cfg **list,
 			*--e = '\0';
 		if (!*s)
 			continue;
-		err = bk_donors_parse(list, n, s);
-		if (err) {
+		err = parse_append(list, n, s, false);
+		if (!err && !((*n - 1) & (*n - 2))) { /* the list's capacity rule */
+			unsigned *l = realloc(lines, (*n > 16 ? *n * 2 : 32) * sizeof(*l));
+
+			if (!l)
+				err = -ENOMEM;
+			else
+				lines = l;
+		}
+		if (!err)
+			lines[*n - 1] = (unsigned)lineno;
+		else
 			snprintf(why, wn, "%s:%d: '%s' %s", path, lineno, s,
-				 err == -EEXIST ? "repeats a donor" :
 				 err == -ENOSPC ? "is one donor too many" :
 				 err == -ENOMEM ? "does not fit in memory" :
 						  "is not 'HOST:PORT [WEIGHT]'");
-			fclose(f);
-			free(*list);
-			*list = NULL;
-			*n = 0;
-			return err;
-		}
 	}
 	fclose(f);
-	return 0;
+	if (!err && (dup = repeated(*list, *n)) != -1) {
+		err = dup == -2 ? -ENOMEM : -EEXIST;
+		if (dup == -2)
+			snprintf(why, wn, "%s: out of memory", path);
+		else
+			snprintf(why, wn, "%s:%u: '%s' repeats a donor", path, lines[dup],
+				 (*list)[dup].addr);
+	}
+	free(lines);
+	if (err) {
+		free(*list);
+		*list = NULL;
+		*n = 0;
+	}
+	return err;
 }
 
 /* The --donor ones are listed whatever the file or etcd say: appended to
