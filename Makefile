@@ -157,9 +157,14 @@ $(BIN)/gvm-placement-bench: $(OBJ)/bench/placement_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(OBJ)/bench/rss_bench.o: CPPFLAGS += -Iclient-lib/include
+$(BIN)/gvm-rss-bench: $(OBJ)/bench/rss_bench.o $(LIB)/libgvmmem.a $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
 	$(BIN)/gvm-fault-bench $(BIN)/gvm-failover-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim \
-	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench
+	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench $(BIN)/gvm-rss-bench
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and

@@ -16,6 +16,14 @@
 #            SIGKILLed under a VM: seconds until it is declared dead and
 #            until every extent has 2 copies again, per GiB held, and the
 #            VM's fault latency while that runs (gvm-failover-bench);
+#   placement finding an extent's donor at 2 to 10240 donors: gvm_place
+#            on every fault (before) against the location map, and an
+#            extent's first placement (gvm-placement-bench, no daemons);
+#   scale    in a private network namespace (bench/donor_scale.sh): first
+#            touch through a broker given 2048 donor addresses served by 4
+#            memservers against one given 2 (and, as the control, against
+#            a second 2-donor broker); the broker's memory with no VM at 2
+#            and 10240 donor addresses, and with a VM of 1 and 4 GiB;
 # plus the giantvm-kvm core's metadata and fan-out figures. Writes
 # bench/RESULTS.md (tables, machine, kernel, commit) and bench/results.png,
 # and prints one "name value unit" line per figure. Never fails on a
@@ -28,6 +36,8 @@
 #   BENCH_DEAD_AFTER       the broker's --dead-after, seconds (2)
 #   BENCH_REREPLICATE_RATE the broker's --rereplicate-rate (1G: above what
 #                          loopback needs, so the limiter is not the bound)
+#   BENCH_SCALE_SIZE       region per VM, 2 against 2048 donors (256M)
+#   BENCH_SCALE_ROUNDS     rounds of each, odd, at most 16 (7)
 set -euo pipefail
 build=${1:-build}
 bin=$build/bin
@@ -39,6 +49,8 @@ rrmw_rounds=${BENCH_REPLICA_RMW_ROUNDS:-3}
 fsize=${BENCH_FAILOVER_SIZE:-512M}
 dead_after=${BENCH_DEAD_AFTER:-2}
 rr_rate=${BENCH_REREPLICATE_RATE:-1G}
+ssize=${BENCH_SCALE_SIZE:-256M}
+srounds=${BENCH_SCALE_ROUNDS:-7}
 bk= ms= spid= rp=
 trap 'kill $bk $ms $spid $rp 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 keys=$work/keys
@@ -47,6 +59,16 @@ key() { sed -n "s/^key $1 //p" "$2" | tail -1; }
 put() { echo "$1 $2 $3" >>"$keys"; } # name value unit
 get() { awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$keys"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# put_all FILE: every "key NAME VALUE" line of FILE, the unit from NAME's end.
+put_all() {
+	sed -n 's/^key //p' "$1" | while read -r name value; do
+		case $name in
+		*_kib) u=KiB ;; *_bytes) u=B ;; *_us) u=us ;; *_mbps) u=MB/s ;;
+		*_pct) u=% ;; *_s) u=s ;; *_connections) u=conns ;; *) u=count ;;
+		esac
+		put "$name" "$value" "$u"
+	done
+}
 
 head -c 32 /dev/urandom >"$work/key" && chmod 600 "$work/key"
 port=$((20000 + RANDOM % 20000))
@@ -201,6 +223,37 @@ kill "$rf" 2>/dev/null || true
 wait "$rf" 2>/dev/null || true
 
 echo
+echo "== placement: an extent's donor per fault, gvm_place over every donor (before) against the location map (after)"
+if "$bin/gvm-placement-bench" | tee "$work/place" | grep -v '^key '; then
+	:
+else
+	echo "(gvm-placement-bench failed: its figures are missing)"
+fi
+for n in 2 64 2048 10240; do
+	for k in before map map_64g first_r1 first_r2; do
+		put place_${n}_${k}_ns "$(key place_${n}_${k}_ns "$work/place")" ns
+	done
+	put place_${n}_before_over_map_ratio "$(key place_${n}_before_over_map_ratio "$work/place")" x
+	put place_${n}_before_over_first_r1_ratio "$(key place_${n}_before_over_first_r1_ratio "$work/place")" x
+done
+put place_per_donor_before_ns "$(key place_per_donor_before_ns "$work/place")" ns
+put place_per_donor_first_r1_ns "$(key place_per_donor_first_r1_ns "$work/place")" ns
+put place_steal_pct "$(key place_steal_pct "$work/place")" %
+
+echo
+echo "== many donors: a broker given 2048 donor addresses against one given 2, first touch ($ssize, $srounds rounds)"
+echo "(a private network namespace; 4 memservers on 0.0.0.0 stand for the 2048 addresses 127.0.i/250.i%250+1)"
+BENCH_SCALE_SIZE=$ssize BENCH_SCALE_ROUNDS=$srounds bash bench/donor_scale.sh faults "$build" |
+	tee "$work/scale" | grep -v '^key ' || echo "(donor_scale.sh faults failed: its figures are missing)"
+put_all "$work/scale"
+
+echo
+echo "== broker memory: 2 against 10240 donor addresses with no VM, and a VM of 1 and of 4 GiB with every page written"
+bash bench/donor_scale.sh memory "$build" | tee "$work/mem" | grep -v '^key ' ||
+	echo "(donor_scale.sh memory failed: its figures are missing)"
+put_all "$work/mem"
+
+echo
 echo "== the seed design: the seeds' memory_server.py and their fault loop in C (gvm-seed-bench)"
 seed_txt=$(grep -l 'memory_server.py' ../shared/seeds/*.txt 2>/dev/null | head -1 || true)
 if [ -n "$seed_txt" ] && command -v python3 >/dev/null; then
@@ -246,6 +299,11 @@ put r2_over_r1_rand_p99_ratio "$(ratio "$(get r2_rand_p99_us)" "$(get r1_rand_p9
 put r2_over_r1_rmw_ratio "$(ratio "$(get r2_rmw_evict_seq_mbps)" "$(get r1_rmw_evict_seq_mbps)")" x
 put failover_during_over_quiet_p99_ratio "$(ratio "$(get failover_during_p99_us)" "$(get failover_quiet_p99_us)")" x
 put failover_during_over_quiet_p50_ratio "$(ratio "$(get failover_during_p50_us)" "$(get failover_quiet_p50_us)")" x
+for k in seq_mbps rand_p50_us rand_p99_us; do
+	put scale_2048_over_2_${k%_*}_ratio "$(ratio "$(get scale_2048_$k)" "$(get scale_2_$k)")" x
+	put scale_control_${k%_*}_ratio "$(ratio "$(get scale_control_b_$k)" "$(get scale_control_a_$k)")" x
+done
+put scale_2048_over_2_cpu_ratio "$(ratio "$(get scale_2048_broker_cpu_s)" "$(get scale_2_broker_cpu_s)")" x
 
 # A target is judged only from rounds the hypervisor left alone (gvm-fault-bench
 # reruns a round with more than 3 % stolen, three times at most).
@@ -265,6 +323,22 @@ t6=$([ "$conns_before" = "$conns_after" ] && echo met || echo missed)
 t7=$(verdict "$(get r2_over_r1_seq_ratio)" ">=" 0.85 "$(get replica_steal_pct)")
 t8=$(verdict "$(get r2_over_r1_rmw_ratio)" ">=" 0.85 "$(get replica_rmw_steal_pct)")
 t9=$(verdict "$(get r2_over_r1_rand_p50_ratio)" "<=" 1.10 "$(get replica_steal_pct)")
+# 2048 donors against 2: judged only when two identical 2-donor brokers,
+# measured the same way in the same run, came within 10 % of each other.
+scale_verdict() { # VALUE OP TARGET CONTROL_RATIO
+	local off
+	case $1 in "" | n/a) echo n/a; return ;; esac
+	off=$(awk -v c="$4" 'BEGIN { d = c - 1; if (d < 0) d = -d
+		if (c != "" && c != "n/a" && d > 0.10) printf "%.0f", 100 * d }')
+	if [ -n "$off" ]; then
+		echo "not judged: two identical brokers differed by $off % in this run"
+	else
+		verdict "$1" "$2" "$3" "$(awk -v a="$(get scale_steal_pct)" -v b="$(get scale_control_steal_pct)" \
+			'BEGIN { print (a > b ? a : b) }')"
+	fi
+}
+t10=$(scale_verdict "$(get scale_2048_over_2_seq_ratio)" ">=" 0.90 "$(get scale_control_seq_ratio)")
+t11=$(scale_verdict "$(get scale_2048_over_2_rand_p50_ratio)" "<=" 1.10 "$(get scale_control_rand_p50_ratio)")
 
 # ---- bench/RESULTS.md ----
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -277,7 +351,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 	echo "- kernel: $(uname -r)"
 	echo "- commit: $commit$dirty"
-	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %; in the worst fault-bench round kept: first touch $(get first_touch_steal_pct) %, read-modify-write $(get rmw_steal_pct) %, several VMs $(get vms_steal_pct) %, R=1 against R=2 $(get replica_steal_pct) % and $(get replica_rmw_steal_pct) % (read-modify-write); during the donor-kill run: $(get failover_quiet_steal_pct) % quiet, $(get failover_rereplicate_steal_pct) % re-replicating"
+	echo "- host steal time during the donor benchmark: $(get host_steal_pct) %; in the worst fault-bench round kept: first touch $(get first_touch_steal_pct) %, read-modify-write $(get rmw_steal_pct) %, several VMs $(get vms_steal_pct) %, R=1 against R=2 $(get replica_steal_pct) % and $(get replica_rmw_steal_pct) % (read-modify-write); during the donor-kill run: $(get failover_quiet_steal_pct) % quiet, $(get failover_rereplicate_steal_pct) % re-replicating; 2048 against 2 donors $(get scale_steal_pct) % (control $(get scale_control_steal_pct) %)"
 	echo
 	echo "## First-touch faults: ceiling, seed, gvmmem"
 	echo
@@ -330,6 +404,46 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "| p99 while re-replicating / p99 quiet | $(get failover_during_over_quiet_p99_ratio)× (p50 $(get failover_during_over_quiet_p50_ratio)×) |"
 	echo "| failovers, hedged reads, poisoned pages, pages read back wrong | $(get failover_failovers), $(get failover_hedged_reads), $(get failover_poisoned_pages), $(get failover_bad_pages) |"
 	echo
+	echo "## Placement per fault"
+	echo
+	echo "Finding an extent's donor (gvm-placement-bench, ns per operation, medians of 7 repetitions; $(get place_steal_pct) % of the CPU stolen). Before: \`gvm_place\` on every fault, every address string hashed. After: a fault reads the extent's 4 slots of its region's location map (1 GiB of guest, 8192 extents, a 64 KiB map, in random order); an extent's first placement, once per extent at its first write-back, still scores every donor, from hashes computed once."
+	echo
+	echo "| donors | before, per fault | after: map lookup, per fault | before / after | first placement, 1 copy | first placement, 2 copies | before / first placement |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|"
+	for n in 2 64 2048 10240; do
+		echo "| $n | $(get place_${n}_before_ns) | $(get place_${n}_map_ns) | $(get place_${n}_before_over_map_ratio)× | $(get place_${n}_first_r1_ns) | $(get place_${n}_first_r2_ns) | $(get place_${n}_before_over_first_r1_ratio)× |"
+	done
+	echo
+	echo "The map lookup over a 64 GiB region (a 4 MiB map): $(get place_10240_map_64g_ns) ns at 10240 donors ($(get place_2_map_64g_ns) at 2). Per donor scored: $(get place_per_donor_before_ns) ns before, $(get place_per_donor_first_r1_ns) ns in a first placement."
+	echo
+	echo "## Many donors"
+	echo
+	echo "In a private network namespace: one broker given 2 donor addresses (2 memservers), one given 2048 (\`127.0.i/250.i%250+1\` on 4 memservers listening on 0.0.0.0), every other flag the same; \`gvm-fault-bench --versus\`, $srounds rounds of $ssize in alternating order, medians. Each VM writes its region and moves it to the donors before the clock (every extent's first placement, O(n), happens there); each fault then finds its donor in the location map. The control is the 2-donor broker against a second one over 2 donors of its own, measured the same way after: how far two identical brokers differ in this run. At the end the 2048-donor broker had $(get scale_2048_donor_connections) connections open."
+	echo
+	echo "| | 2 donors | 2048 donors | 2048 / 2 | control: second 2-donor broker / first |"
+	echo "|---|---:|---:|---:|---:|"
+	echo "| sequential first touch, MB/s | $(get scale_2_seq_mbps) | $(get scale_2048_seq_mbps) | $(get scale_2048_over_2_seq_ratio) | $(get scale_control_seq_ratio) |"
+	echo "| random 4 KiB first touch, p50 µs | $(get scale_2_rand_p50_us) | $(get scale_2048_rand_p50_us) | $(get scale_2048_over_2_rand_p50_ratio) | $(get scale_control_rand_p50_ratio) |"
+	echo "| random 4 KiB first touch, p99 µs | $(get scale_2_rand_p99_us) | $(get scale_2048_rand_p99_us) | $(get scale_2048_over_2_rand_p99_ratio) | $(get scale_control_rand_p99_ratio) |"
+	echo "| broker CPU over the 2048-against-2 run, s | $(get scale_2_broker_cpu_s) | $(get scale_2048_broker_cpu_s) | $(get scale_2048_over_2_cpu_ratio) | |"
+	echo
+	echo "## Broker memory"
+	echo
+	echo "A broker with no VM (nothing listens at its donor addresses, and nothing connects: connections open when a donor is first used), read after start; then a VM attached to a fresh 2-donor broker, and every page of it written (gvm-rss-bench). RssAnon is the broker's heap and other anonymous memory; VmRSS adds the pages of its binary and libraries it has touched; Private_Dirty is from smaps_rollup (Private_Clean, library pages no other process maps at that moment, moves with whatever else runs and is left out). Expected figures, from the structures: NOTES below."
+	echo
+	echo "| broker, no VM | VmRSS KiB | RssAnon KiB | Private_Dirty KiB |"
+	echo "|---|---:|---:|---:|"
+	echo "| 2 donor addresses | $(get mem_d2_rss_kib) | $(get mem_d2_anon_kib) | $(get mem_d2_private_dirty_kib) |"
+	echo "| 10240 donor addresses | $(get mem_d10240_rss_kib) | $(get mem_d10240_anon_kib) | $(get mem_d10240_private_dirty_kib) |"
+	echo "| per donor address, (10240 − 2) apart, bytes | $(get mem_per_donor_rss_bytes) | $(get mem_per_donor_anon_bytes) | $(get mem_per_donor_private_dirty_bytes) |"
+	echo
+	echo "| the broker's growth with a VM, KiB | attached, RssAnon | every page written: RssAnon | VmRSS | Private_Dirty |"
+	echo "|---|---:|---:|---:|---:|"
+	for g in 1 4; do
+		echo "| $g GiB VM | $(get mem_vm${g}g_attached_anon_growth_kib) | $(get mem_vm${g}g_written_anon_growth_kib) | $(get mem_vm${g}g_written_rss_growth_kib) | $(get mem_vm${g}g_written_private_dirty_growth_kib) |"
+	done
+	echo "| per GiB of guest, (4 GiB − 1 GiB) / 3 | $(get mem_per_gib_attached_anon_kib) | $(get mem_per_gib_written_anon_kib) | $(get mem_per_gib_written_rss_kib) | $(get mem_per_gib_written_private_dirty_kib) |"
+	echo
 	echo "## Targets"
 	echo
 	echo "| target | measured | |"
@@ -343,6 +457,8 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "| R=2 sequential first touch ≥ 0.85 × R=1 (throughput cost ≤ 15 %) | $(get r2_over_r1_seq_ratio)× | $t7 |"
 	echo "| R=2 4× budget read-modify-write ≥ 0.85 × R=1 (throughput cost ≤ 15 %) | $(get r2_over_r1_rmw_ratio)× | $t8 |"
 	echo "| R=2 random p50 ≤ 1.10 × R=1 (p50 cost ≤ 10 %) | $(get r2_over_r1_rand_p50_ratio)× | $t9 |"
+	echo "| 2048 donors sequential first touch within 10 % of 2 donors (≥ 0.90×) | $(get scale_2048_over_2_seq_ratio)× | $t10 |"
+	echo "| 2048 donors random p50 within 10 % of 2 donors (≤ 1.10×) | $(get scale_2048_over_2_rand_p50_ratio)× | $t11 |"
 	echo
 	echo "## giantvm-kvm coherence core"
 	echo
