@@ -552,8 +552,7 @@ static void on_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
 	free(req);
 }
 
-/* Drops namespace ns on donor d. */
-static void drop_namespace(struct bk_broker *b, unsigned d, const char *ns)
+void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns)
 {
 	struct bk_req *req = calloc(1, sizeof(*req));
 
@@ -601,7 +600,7 @@ static void orphan_end(struct bk_orphan *o, bool drop, const char *why)
 	if (drop) {
 		for (size_t i = 0; i < o->nregions; i++)
 			for (size_t k = 0; k < o->ndonors; k++)
-				drop_namespace(o->b, o->donors[k], o->ns[i]);
+				bk_drop_namespace(o->b, o->donors[k], o->ns[i]);
 		gvm_info("vm %s (pid %d): %s; its pages are dropped", o->vm_name, (int)o->pid, why);
 	}
 	uv_close((uv_handle_t *)&o->poll, orphan_closed);
@@ -705,7 +704,7 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 		for (size_t i = 0; i < vm->nregions; i++)
 			for (unsigned d = 0; d < b->ndonors; d++)
 				if (vm->regions[i].ns_id[d] || vm->regions[i].ns_was[d])
-					drop_namespace(b, d, vm->regions[i].ns);
+					bk_drop_namespace(b, d, vm->regions[i].ns);
 		gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	} else {
 		gvm_info("vm %s (pid %d): detached: %s; its pages stay on the donors while its "

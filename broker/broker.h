@@ -312,6 +312,9 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
 /* At shutdown: stop watching for the exits of detached VMs' processes. */
 void bk_orphans_stop(struct bk_broker *b);
 void bk_vm_put(struct bk_vm *vm);
+/* Drops namespace ns on donor d (DROP_NS, not waited for; a donor down
+ * keeps it). */
+void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns);
 /* The donor table grew from old_cap to cap: rg's per-donor arrays too. */
 int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap);
 /* The attached VM of that incarnation, or NULL. */

@@ -449,15 +449,6 @@ uint64_t bk_donors_draining_extents(const struct bk_broker *b)
 	return n;
 }
 
-static void on_drained_drop(struct bk_req *req, int status, const struct gvm_hdr *h,
-			    const uint8_t *payload)
-{
-	(void)payload;
-	if (!status && h->status && h->status != ENOENT)
-		gvm_warn("DROP_NS %s: %s", req->hdr.ns_name, h->error);
-	free(req);
-}
-
 void bk_donor_drained(struct bk_broker *b, unsigned d)
 {
 	unsigned dropped = 0;
@@ -465,24 +456,12 @@ void bk_donor_drained(struct bk_broker *b, unsigned d)
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
 		for (size_t i = 0; i < vm->nregions && !vm->detached; i++) {
 			struct bk_region *rg = &vm->regions[i];
-			struct bk_req *req;
 
 			if (!rg->ns_id[d] && !rg->ns_was[d])
 				continue;
 			rg->ns_id[d] = 0;
 			rg->ns_was[d] = 0;
-			req = calloc(1, sizeof(*req));
-			if (!req) {
-				gvm_warn("donor %s: out of memory dropping %s: it stays there",
-					 b->donors[d].addr, rg->ns);
-				continue;
-			}
-			req->donor = d;
-			req->flags = BK_REQ_FAIL_IF_DOWN;
-			req->cb = on_drained_drop;
-			gvm_hdr_init(&req->hdr, GVM__OP__OP_DROP_NS, 0);
-			strcpy(req->hdr.ns_name, rg->ns);
-			bk_pool_submit(b->pool, req);
+			bk_drop_namespace(b, d, rg->ns);
 			dropped++;
 		}
 	bk_replica_forget_donor(b, d);
