@@ -101,7 +101,7 @@ echo "== gvmmem vs the ceiling: first-touch faults (gvm-fault-bench, 5 alternati
 bk=$!
 for _ in $(seq 100); do
 	"$bin/gvmctl" --socket "$work/broker.sock" stats 2>/dev/null |
-		grep -q '^donor_connections: [1-9]' && break
+		grep -q '^donors: [1-9]' && break
 	sleep 0.1
 done
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --samples 1000 --rounds 5 | tee "$work/fault" | grep -v '^key '
@@ -158,7 +158,7 @@ broker_start() {
 	rp="$rp $bpid"
 	for _ in $(seq 100); do
 		"$bin/gvmctl" --socket "$work/$1.sock" stats 2>/dev/null |
-			grep -Eq '^donor_connections: ([3-9]|[1-9][0-9])' && break
+			grep -Eq '^donors: [1-9]' && break
 		sleep 0.1
 	done
 }
