@@ -1,7 +1,8 @@
 /* broker.h: gvm-broker's defaults, limits and the state every part shares:
  * the broker (main.c), its attached VMs and their regions (attach.c), the
- * fault service (fault.c), the donor pool (pool.c), the prefetch cache
- * (prefetch.c), placement (placement.c) and counters (stats.c). */
+ * fault service (fault.c), the donor table (donors.c), the donor pool
+ * (pool.c), locations and replicas (replica.c), the prefetch cache
+ * (prefetch.c) and counters (stats.c). */
 #ifndef BK_BROKER_H
 #define BK_BROKER_H
 
@@ -97,7 +98,7 @@ struct bk_config {
 	const char *state_dir;   /* identity.h: host id and host key */
 	const char *host_id;     /* --host-id, or NULL: the state directory's */
 	unsigned uid_vms, uid_regions; /* per-user limits */
-	struct bk_donor_cfg *donors; /* --donor and --donors-file, at start */
+	struct bk_donor_cfg *donors; /* --donor: listed whatever the file or etcd say */
 	unsigned ndonors;
 	const char *donors_file;     /* re-read on SIGHUP */
 	const char *etcd;            /* --etcd ENDPOINTS, or NULL */

@@ -1,8 +1,9 @@
 /* main.c: gvm-broker, the per-host daemon: parses the command line, loads
- * the cluster key, connects the donor pool (pool.c), opens the client
- * socket (control.c) and /dev/gvmmem (cuse-dev/), loads the seccomp
- * allowlist (sandbox.c), tells systemd it is ready (notify.c) and serves
- * every attached VM's faults (fault.c) on one libuv loop until SIGTERM. */
+ * the cluster key, sets up the donor pool (pool.c) and the donor table
+ * (donors.c: SIGHUP and etcd change it), opens the client socket
+ * (control.c) and /dev/gvmmem (cuse-dev/), loads the seccomp allowlist
+ * (sandbox.c), tells systemd it is ready (notify.c) and serves every
+ * attached VM's faults (fault.c) on one libuv loop until SIGTERM. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -204,7 +205,7 @@ static void donors_dir(const struct bk_config *cfg, char *dir, size_t n)
 		 slash ? cfg->donors_file : ".");
 }
 
-/* Every donor given at start: --donor, then --donors-file. */
+/* Every donor given at start: --donors-file, then --donor. */
 static int initial_donors(struct bk_broker *b, char *why, size_t n)
 {
 	struct bk_config *cfg = &b->cfg;
