@@ -100,6 +100,14 @@ bool bk_loc_add(struct bk_region *rg, uint64_t e, unsigned d)
 	l[n] = (uint16_t)d;
 	if (!rg->vm->b->donors[d].extents++)
 		bk_pool_set_keep(rg->vm->b->pool, d, true);
+	if (rg->vm->b->donors[d].state == BK_DONOR_REMOVED) {
+		/* A re-attached VM's LIST found copies on a donor let go meanwhile:
+		 * they move to the listed donors like any drain's. */
+		gvm_info("donor %s: removed, but holds copies of vm %s: draining again",
+			 rg->vm->b->donors[d].addr, rg->vm->name);
+		rg->vm->b->donors[d].state = BK_DONOR_DRAINING;
+		rg->vm->b->replica->work = true;
+	}
 	return true;
 }
 
@@ -453,6 +461,18 @@ void bk_replica_map(struct bk_region *rg)
 }
 
 /* ---- deaths and returns ---- */
+
+/* Whether a VM waiting to re-attach had namespaces on donor d: its copies
+ * there are unknown until it is back (its LIST then finds them, and the
+ * drain moves them), so d is not drained before. */
+static bool orphan_on(const struct bk_broker *b, unsigned d)
+{
+	for (const struct bk_orphan *o = b->orphans; o; o = o->next)
+		for (size_t k = 0; k < o->ndonors; k++)
+			if (o->donors[k] == d)
+				return true;
+	return false;
+}
 
 /* Whether every attached region knows where its copies are. */
 static bool maps_ready(const struct bk_broker *b)
@@ -856,7 +876,8 @@ static void on_tick(uv_timer_t *t)
 
 		if (b->donors[d].state == BK_DONOR_REMOVED)
 			continue;
-		if (b->donors[d].state == BK_DONOR_DRAINING && !b->donors[d].extents && maps_ready(b))
+		if (b->donors[d].state == BK_DONOR_DRAINING && !b->donors[d].extents &&
+		    maps_ready(b) && !orphan_on(b, d))
 			bk_donor_drained(b, d); /* removed now */
 		else if (rep->donor[d].dead) {
 			if (up)

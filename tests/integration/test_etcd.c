@@ -865,6 +865,33 @@ static void broker_reload_says(const char *needle, int count)
  * and every page reads back; SIGHUP then reads the file (a weight
  * changes), which it does not while etcd answers. etcd comes back: its
  * set is in force again (the weight too), still nothing drained. */
+/* etcd down when the broker starts: the donors file serves meanwhile,
+ * and the outage is said once. */
+static void test_a_broker_starts_from_the_file_while_etcd_is_down(void **state)
+{
+	const char *none = "http://127.0.0.1:1"; /* nothing listens there */
+	const char *A;
+
+	(void)state;
+	gvmt_cluster_paths(&cl, "no-etcd");
+	if (!gvmt_memserver_start_at(&cl.donor[0], "127.0.116.1", DONOR_PORT, key_path,
+				     (const char *[]){"--capacity", "1G", NULL}))
+		fail_msg("memserver did not start; see %s", cl.donor[0].log);
+	A = cl.donor[0].addr;
+	gvmt_cluster_write_donors(&cl, "%s 1\n", A);
+	broker_start(none, "/gvmt/no-etcd/", 1,
+		     (const char *[]){"--donors-file", cl.file, "--budget", "16M", NULL});
+	if (!broker_waits_for("etcd http://127.0.0.1:1: unreachable", 1, WAIT_MS))
+		fail_msg("no outage line in %s", cl.broker.log);
+	vm_filled("vm-no-etcd", 64 * MIB, 32 * MIB);
+	assert_true(gvmt_cluster_row(&cl, A).extents > 0);
+	gvmt_vm_verify(&vm, "served from the file's donor");
+	assert_int_equal(gvmt_broker_stat(cl.sock, "donors"), 1);
+	assert_int_equal(broker_said("%s", "etcd http://127.0.0.1:1: unreachable"), 1);
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop(&cl);
+}
+
 static void test_etcd_unreachable_keeps_the_donors(void **state)
 {
 	const char *prefix = "/gvmt/broker-outage/";
@@ -1023,6 +1050,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_a_drained_donor_listed_again_takes_new_copies,
 				      cluster_teardown),
 	    cmocka_unit_test_teardown(test_a_donor_paused_past_its_lease_loses_nothing,
+				      cluster_teardown),
+	    cmocka_unit_test_teardown(test_a_broker_starts_from_the_file_while_etcd_is_down,
 				      cluster_teardown),
 	    cmocka_unit_test_teardown(test_etcd_unreachable_keeps_the_donors, cluster_teardown),
 	    cmocka_unit_test_teardown(

@@ -626,6 +626,82 @@ static void test_a_lost_connection_keeps_pages_until_the_process_exits(void **st
 	cluster_stop(&cl);
 }
 
+/* The state of donor addr in `gvmctl donors` of the broker at sock. */
+static void donor_state(const char *sock, const char *addr, char state[16])
+{
+	struct gvmt_donor_row row;
+	char listing[512];
+
+	gvmt_path(listing, sizeof(listing), "donors.listing");
+	assert_int_equal(gvmt_gvmctl_donors(sock, listing), 0);
+	assert_true(gvmt_donors_row(listing, addr, &row));
+	snprintf(state, 16, "%s", row.state);
+}
+
+/* A VM waiting to re-attach may have copies on a donor being drained that
+ * the broker cannot see (it knows them only from the VM's LIST once it is
+ * back): the donor stays draining while that VM's process lives, and is
+ * removed once it has exited and its namespaces are gone. */
+static void test_a_drain_waits_for_a_vm_waiting_to_reattach(void **state)
+{
+	struct cluster cl;
+	char file[512], state_now[16];
+	struct gvm_key key;
+	Gvm__MemserverStats *m;
+	FILE *f;
+	pid_t kid;
+	int p[2];
+
+	(void)state;
+	if (!have_users)
+		skip();
+	for (int i = 0; i < 2; i++)
+		assert_true(gvmt_memserver_start(&cl.donor[i], key_path,
+						 (const char *[]){ "--capacity", "512M", NULL }));
+	gvmt_path(file, sizeof(file), "drain-orphan.donors");
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n%s\n", cl.donor[0].addr, cl.donor[1].addr);
+	fclose(f);
+	gvmt_path(cl.sock, sizeof(cl.sock), "drain-orphan.sock");
+	assert_true(gvmt_broker_start(&cl.broker, key_path, cl.sock, (const char *[]){ NULL },
+				      (const char *[]){ "--donors-file", file, NULL }));
+	assert_true(gvmt_broker_wait_stat(cl.sock, "donors", 2, 10000));
+	raw_limit_bytes = 256 << 10; /* its 4 MiB go to the donors */
+	assert_int_equal(pipe(p), 0);
+	kid = leaver_fork(cl.sock, p[1]);
+	assert_true(wait_byte(p[0], 30000));
+	raw_limit_bytes = 0;
+	assert_true(gvmt_file_wait(cl.broker.log, "while its process lives", 1, 5000));
+	assert_int_equal(gvm_key_load(key_path, &key, state_now, sizeof(state_now)), 0);
+	m = gvmt_donor_stats(cl.donor[1].addr, &key);
+	assert_non_null(m);
+	assert_true(m->namespaces >= 1 && m->used_pages > 0); /* copies there */
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	/* donor 1 leaves the list: nothing attached holds copies there */
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", cl.donor[0].addr);
+	fclose(f);
+	assert_int_equal(kill(cl.broker.pid, SIGHUP), 0);
+	assert_true(gvmt_file_wait(cl.broker.log, "1 draining now", 1, 5000));
+	usleep(1000 * 1000); /* ten ticks: without the waiting VM it would be removed */
+	donor_state(cl.sock, cl.donor[1].addr, state_now);
+	assert_string_equal(state_now, "draining");
+	assert_int_equal(gvmt_file_count(cl.broker.log, "drained"), 0);
+	/* the VM's process exits: its namespaces are dropped, the drain ends */
+	kill(kid, SIGKILL);
+	wait_exit(kid, 10000);
+	assert_true(gvmt_file_wait(cl.broker.log, "drained", 1, 10000));
+	donor_state(cl.sock, cl.donor[1].addr, state_now);
+	assert_string_equal(state_now, "removed");
+	for (int t = 0; t < 100 && donor_namespaces(&cl); t++)
+		usleep(20000);
+	assert_int_equal(donor_namespaces(&cl), 0);
+	close(p[0]), close(p[1]);
+	cluster_stop(&cl);
+}
+
 /* The group check comes before anything is answered, gvmctl's Stats
  * included: a socket made 0666 by mistake still tells an outsider nothing. */
 static void test_a_user_outside_group_gvm_gets_nothing_not_even_stats(void **state)
@@ -1175,6 +1251,7 @@ int main(void)
 		cmocka_unit_test(test_a_vm_started_again_under_an_old_name_starts_from_zero),
 		cmocka_unit_test(test_only_its_user_can_reattach_an_incarnation),
 		cmocka_unit_test(test_a_lost_connection_keeps_pages_until_the_process_exits),
+		cmocka_unit_test(test_a_drain_waits_for_a_vm_waiting_to_reattach),
 		cmocka_unit_test(test_a_user_outside_group_gvm_gets_nothing_not_even_stats),
 		cmocka_unit_test(test_vm_names_follow_one_rule_in_the_library_broker_and_gvm_qemu),
 		cmocka_unit_test(test_an_attach_with_50000_mappings_does_not_stall_other_vms),
