@@ -54,6 +54,7 @@
 #define BK_EVICT_SCAN_MAX_PAGES 65536u /* clock steps per pass */
 #define BK_WRITEBACK_RETRY_MS 1000u  /* after a refused write-back, leave the region alone */
 #define BK_WRITEBACK_REPLACE_MS 10u  /* ... unless it was a first copy: placed elsewhere */
+#define BK_WRITEBACK_NO_DONOR_MS 100u /* no donor reachable: try again this soon */
 /* Replicas (replica.c): an extent's copies live on up to this many donors. */
 #define BK_REPLICAS_MAX 4u
 #define BK_NO_DONOR 0xffffu          /* a free slot of an extent's location */

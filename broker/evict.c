@@ -145,11 +145,17 @@ static void wb_finish(struct bk_wb *wb)
 	}
 	rg->wb_inflight[e]--;
 	b->evicting_pages -= wb->count;
-	if (!acked && !failed) {
-		failed = 1;
-		snprintf(wb->why, sizeof(wb->why), "no donor can take it");
-	}
-	if (rg->vm->detached) {
+	if (!wb->ntargets) {
+		/* No donor is reachable now: nothing refused anything. The
+		 * region waits a little, and the donors known down are tried
+		 * again at once rather than at their backoff. */
+		bk_uffd_protect(rg, wb->first, wb->count, false);
+		gvm_log_limited(&refused_lines, GVM_LOG_WARN,
+				"vm %s: no donor reachable to take %llu pages; they stay resident, "
+				"retrying", rg->vm->name, (unsigned long long)wb->count);
+		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_NO_DONOR_MS;
+		bk_pool_retry_now(b->pool);
+	} else if (rg->vm->detached) {
 		/* nothing to keep consistent any more */
 	} else if (!failed) {
 		for (unsigned i = 0; i < wb->ntargets; i++)

@@ -136,7 +136,9 @@ static void on_reconnect(uv_timer_t *t)
 /* Whether a connection to d should be kept or made again. */
 static bool donor_wanted(const struct bk_donor *d)
 {
-	if (d->demand.head || d->prefetch.head || d->keep || d->dead)
+	/* (a donor found down is tried until it answers or is dead: else it
+	 * could never be placed on again before being declared dead) */
+	if (d->demand.head || d->prefetch.head || d->keep || d->dead || d->down_since_ms)
 		return true;
 	for (unsigned k = 0; d->conns && k < d->p->conns_per; k++)
 		if (d->conns[k].head)
@@ -852,6 +854,35 @@ void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)
 	if (!d->down_since_ms)
 		d->down_since_ms = uv_now(p->loop);
 	donor_connect_more(d); /* tried at its backoff until it answers */
+}
+
+void bk_pool_let_go(struct bk_pool *p, unsigned donor)
+{
+	struct bk_donor *d = p->donors[donor];
+
+	d->down_since_ms = 0;
+	for (unsigned k = 0; d->conns && k < p->conns_per; k++)
+		if (d->conns[k].retry_pending) {
+			uv_timer_stop(&d->conns[k].timer);
+			d->conns[k].retry_pending = false;
+		}
+}
+
+void bk_pool_retry_now(struct bk_pool *p)
+{
+	for (unsigned i = 0; i < p->ndonors; i++) {
+		struct bk_donor *d = p->donors[i];
+
+		for (unsigned k = 0; d->conns && k < p->conns_per; k++) {
+			struct bk_conn *c = &d->conns[k];
+
+			if (!c->retry_pending)
+				continue;
+			uv_timer_stop(&c->timer);
+			c->retry_pending = false;
+			conn_start(c);
+		}
+	}
 }
 
 const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor)

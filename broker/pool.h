@@ -78,6 +78,11 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor);
  * its connections keep reconnecting, so bk_pool_donor_up shows its return. */
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead);
 bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor);
+/* A removed donor: no more reconnects (its idle connections close). */
+void bk_pool_let_go(struct bk_pool *p, unsigned donor);
+/* Pages wait for a donor: every reconnect waiting out its backoff is
+ * made now. */
+void bk_pool_retry_now(struct bk_pool *p);
 const char *bk_pool_donor_addr(const struct bk_pool *p, unsigned donor);
 /* Closes every connection. Then, once the loop has run the close
  * callbacks, bk_pool_free frees the pool and the requests (malloc'd by

@@ -931,6 +931,7 @@ void bk_replica_forget_donor(struct bk_broker *b, unsigned d)
 		bk_pool_set_dead(b->pool, d, false);
 	}
 	rep->donor[d].reviving = false;
+	bk_pool_let_go(b->pool, d);
 }
 
 int bk_replica_grow(struct bk_broker *b, unsigned cap)
