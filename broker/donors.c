@@ -61,6 +61,15 @@ static int index_find(const struct bk_broker *b, const char *addr, uint64_t hash
 	return -1;
 }
 
+static void index_insert(uint64_t hash, unsigned d)
+{
+	unsigned i = slot_of(hash);
+
+	while (slots[i] != UINT32_MAX)
+		i = (i + 1) & (nslots - 1);
+	slots[i] = d;
+}
+
 static int index_rebuild(const struct bk_broker *b, unsigned n)
 {
 	uint32_t *s = malloc(n * sizeof(*s));
@@ -71,13 +80,8 @@ static int index_rebuild(const struct bk_broker *b, unsigned n)
 	slots = s;
 	nslots = n;
 	memset(slots, 0xff, n * sizeof(*s));
-	for (unsigned d = 0; d < b->ndonors; d++) {
-		unsigned i = slot_of(b->donors[d].hash);
-
-		while (slots[i] != UINT32_MAX)
-			i = (i + 1) & (nslots - 1);
-		slots[i] = d;
-	}
+	for (unsigned d = 0; d < b->ndonors; d++)
+		index_insert(b->donors[d].hash, d);
 	return 0;
 }
 
@@ -141,7 +145,7 @@ static int add(struct bk_broker *b, const struct bk_donor_cfg *c, char *why, siz
 	}
 	if (err)
 		goto nomem;
-	idx = bk_pool_add(b->pool, c->addr);
+	idx = bk_pool_add(b->pool, c->addr, &ss);
 	if (idx < 0)
 		goto nomem;
 	d = &b->donors[idx];
@@ -152,11 +156,7 @@ static int add(struct bk_broker *b, const struct bk_donor_cfg *c, char *why, siz
 	d->port = port;
 	d->state = BK_DONOR_ACTIVE;
 	b->ndonors++;
-	for (unsigned i = slot_of(d->hash);; i = (i + 1) & (nslots - 1))
-		if (slots[i] == UINT32_MAX) {
-			slots[i] = (uint32_t)idx;
-			break;
-		}
+	index_insert(d->hash, (unsigned)idx);
 	bk_replica_donor_added(b, (unsigned)idx);
 	return 0;
 nomem:

@@ -744,11 +744,9 @@ int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *
 	return 0;
 }
 
-int bk_pool_add(struct bk_pool *p, const char *addr)
+int bk_pool_add(struct bk_pool *p, const char *addr, const struct sockaddr_storage *ss)
 {
 	struct bk_donor *d;
-	socklen_t len;
-	int err;
 
 	if (p->ndonors == p->cap) {
 		unsigned cap = p->cap ? p->cap * 2 : 64;
@@ -762,13 +760,9 @@ int bk_pool_add(struct bk_pool *p, const char *addr)
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	err = gvm_parse_hostport(addr, GVM_DONOR_DEFAULT_PORT, &d->ss, &len);
-	if (err) {
-		free(d);
-		return err;
-	}
 	d->p = p;
 	d->index = p->ndonors;
+	d->ss = *ss;
 	snprintf(d->addr, sizeof(d->addr), "%s", addr);
 	p->donors[p->ndonors] = d;
 	return (int)p->ndonors++;

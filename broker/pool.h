@@ -48,9 +48,10 @@ struct bk_req {
  * connection unused for idle_ms closes. */
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
 		   const char *host_id, unsigned conns_per, unsigned idle_ms);
-/* A donor at addr (resolved now): its index (the next one), or -errno.
- * Nothing connects until a request waits for it. */
-int bk_pool_add(struct bk_pool *p, const char *addr);
+/* A donor at addr (for logs), resolved by the caller to ss: its index
+ * (the next one), or -ENOMEM. Nothing connects until a request waits for
+ * it. */
+int bk_pool_add(struct bk_pool *p, const char *addr, const struct sockaddr_storage *ss);
 /* A donor holding copies of ours keeps one connection open (so its death
  * is seen); others close theirs when idle. */
 void bk_pool_set_keep(struct bk_pool *p, unsigned donor, bool keep);
