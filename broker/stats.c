@@ -4,10 +4,12 @@
 
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "replica.h"
@@ -41,6 +43,19 @@ static uint64_t lat_value(unsigned b)
 	e = (b - LAT_LINEAR) / LAT_SUB + 10;
 	m = (b - LAT_LINEAR) % LAT_SUB;
 	return (1ull << e) | ((uint64_t)m << (e - 6));
+}
+
+void bk_stats_nomem(const char *fmt, ...)
+{
+	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+	char what[256];
+	va_list ap;
+
+	bk_stats.alloc_failures++;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	gvm_log_limited(&lines, GVM_LOG_ERROR, "out of memory: %s", what);
 }
 
 void bk_stats_latency(uint64_t us)

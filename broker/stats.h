@@ -14,10 +14,15 @@ struct bk_stats {
 		prefetch_hits, zero_fills, attaches, attach_errors,
 		donor_errors, evictions, writebacks, clean_drops, writeback_errors,
 		removed_pages, evict_waits, failovers, hedged_reads, rereplicated_pages,
-		poisoned_pages;
+		poisoned_pages,
+		alloc_failures; /* operations dropped for lack of memory (bk_stats_nomem) */
 };
 
 extern struct bk_stats bk_stats;
+
+/* An operation dropped because memory ran out: counted, and logged (at
+ * most a line a second) with what was dropped and what that means. */
+void bk_stats_nomem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* One fault served, in microseconds from its message to its page. */
 void bk_stats_latency(uint64_t us);
