@@ -234,6 +234,9 @@ $(BUILD)/tests/test_token: $(OBJ)/tests/unit/test_token.o $(OBJ)/broker/token.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 
+# The ioctl ABI's test checks gvmmem_ioctl.h at compile time.
+$(OBJ)/tests/unit/test_ioctl_abi.o: CPPFLAGS += -Icuse-dev/include
+
 # The coherence core's test drives its simulator.
 $(OBJ)/tests/unit/test_dsm.o: CPPFLAGS += -Igiantvm-kvm/core
 $(BUILD)/tests/test_dsm: $(OBJ)/tests/unit/test_dsm.o $(DSM_OBJ)

@@ -1,14 +1,17 @@
 /* gvmmem_ioctl.h: the ioctls of /dev/gvmmem, the broker's character
  * device (CUSE). Every struct has a fixed size and layout, so the kernel
  * copies it in and out by the size encoded in the command (restricted
- * ioctls); fields are only ever appended, with GVMMEM_IOCTL_VERSION bumped.
+ * ioctls). A struct in here never changes once released: its size is in
+ * its command's number, so a changed struct is a new command (and
+ * GVMMEM_IOCTL_VERSION is bumped).
  *
  *   fd = open("/dev/gvmmem", O_RDWR);        the device's group/mode decide
  *   ioctl(fd, GVMMEM_IOC_HELLO, &hello);      who may attach
  *   connect to hello.socket_path, send Hello{token = hello.token}
  *
- * read() on the device returns the same counters as text, one
- * "key: value" line each, like `gvmctl stats`. */
+ * read() on the device returns every counter as text, one "key: value"
+ * line each, like `gvmctl stats`; GVMMEM_IOC_STATS gives only the frozen
+ * v1 set of them (struct gvmmem_stats). */
 #ifndef GVMMEM_IOCTL_H
 #define GVMMEM_IOCTL_H
 
@@ -36,7 +39,12 @@ struct gvmmem_hello {
 	char socket_path[GVMMEM_SOCKET_PATH_BYTES]; /* NUL-terminated */
 };
 
-/* The counters of `gvmctl stats`, in its order. */
+/* GVMMEM_IOC_STATS, v1: FROZEN. These fields, in this order, never change:
+ * the struct's size is in GVMMEM_IOC_STATS's number, and a client built
+ * against it must keep working with every broker. Counters the broker
+ * gained later are in the device's read() text and in `gvmctl stats`
+ * (the control socket's Stats) only, never here; those list these first,
+ * in this order, then the newer ones. */
 struct gvmmem_stats {
 	uint64_t vms;
 	uint64_t resident_pages;
@@ -63,8 +71,7 @@ struct gvmmem_stats {
 	uint64_t removed_pages;
 	uint64_t fault_latency_p50_us;
 	uint64_t fault_latency_p99_us;
-	/* replicas (their size is in the ioctl's number: a caller built
-	 * before them gets ENOTTY, not a short struct) */
+	/* replicas */
 	uint64_t replicas;
 	uint64_t dead_donors;
 	uint64_t degraded_extents;
@@ -76,9 +83,19 @@ struct gvmmem_stats {
 	uint64_t draining_extents;
 };
 
+#define GVMMEM_STATS_V1_BYTES 264u /* 33 counters */
+#ifdef __cplusplus
+static_assert(sizeof(struct gvmmem_stats) == GVMMEM_STATS_V1_BYTES,
+	      "struct gvmmem_stats is frozen: new counters go to read() and gvmctl stats");
+#else
+_Static_assert(sizeof(struct gvmmem_stats) == GVMMEM_STATS_V1_BYTES,
+	       "struct gvmmem_stats is frozen: new counters go to read() and gvmctl stats");
+#endif
+
 #define GVMMEM_IOC_MAGIC 0xb7
 #define GVMMEM_IOC_VERSION _IOR(GVMMEM_IOC_MAGIC, 0x00, struct gvmmem_version)
 #define GVMMEM_IOC_HELLO _IOR(GVMMEM_IOC_MAGIC, 0x01, struct gvmmem_hello)
+/* 0x8108b702 where the ioctl encoding is asm-generic (x86, arm64, riscv) */
 #define GVMMEM_IOC_STATS _IOR(GVMMEM_IOC_MAGIC, 0x02, struct gvmmem_stats)
 
 #endif
