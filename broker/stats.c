@@ -1,9 +1,10 @@
 /* stats.c: counters and a log-linear latency histogram (1 us resolution
- * below 1 ms, then 64 steps per power of two) for gvmctl stats. */
+ * below 1 ms, then 64 steps per power of two). One table (STATS) names
+ * every counter and says where its value comes from; from it come gvmctl
+ * stats (control.c), the device's text and its frozen v1 struct (cuse-dev/). */
 #include "stats.h"
 
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,111 +83,142 @@ uint64_t bk_stats_latency_pct(double pct)
 	return lat_value(LAT_BUCKETS - 1);
 }
 
-/* The names `gvmctl stats` prints, in struct gvmmem_stats order: one
- * snapshot feeds the control socket, the device's ioctl and its read(). */
-#define KEY(f) { #f, offsetof(struct gvmmem_stats, f) }
-static const struct {
-	const char *name;
-	size_t offset;
-} stat_keys[] = {
-	KEY(vms),	       KEY(resident_pages),	  KEY(faults),
-	KEY(wp_faults),	       KEY(remote_reads),	  KEY(remote_pages),
-	KEY(prefetch_issued),  KEY(prefetch_hits),	  KEY(prefetch_cache_bytes),
-	KEY(zero_fills),       KEY(donors),		  KEY(donor_connections),
-	KEY(donor_errors),     KEY(attaches),		  KEY(attach_errors),
-	KEY(budget_bytes),     KEY(resident_bytes),	  KEY(evictions),
-	KEY(writebacks),       KEY(clean_drops),	  KEY(writeback_errors),
-	KEY(evict_waits),      KEY(removed_pages),	  KEY(fault_latency_p50_us),
-	KEY(fault_latency_p99_us), KEY(replicas),		  KEY(dead_donors),
-	KEY(degraded_extents), KEY(failovers),		  KEY(hedged_reads),
-	KEY(rereplicated_pages), KEY(poisoned_pages),	  KEY(draining_extents),
-};
-#undef KEY
-_Static_assert(sizeof(stat_keys) / sizeof(stat_keys[0]) * sizeof(uint64_t) ==
-		       sizeof(struct gvmmem_stats),
-	       "every field of struct gvmmem_stats has a name");
-
-#define NKEYS (sizeof(stat_keys) / sizeof(stat_keys[0]))
-
-static uint64_t stat_at(const struct gvmmem_stats *s, size_t i)
+static uint64_t attached_vms(const struct bk_broker *b)
 {
-	uint64_t v;
+	uint64_t n = 0;
 
-	memcpy(&v, (const char *)s + stat_keys[i].offset, sizeof(v));
-	return v;
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		n += !vm->detached;
+	return n;
 }
 
-void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s)
-{
-	unsigned vms = 0;
+/* Every counter, in `gvmctl stats` order: the name it is reported under and
+ * the value now. The first 33 are struct gvmmem_stats (v1) in its order; a
+ * new counter is one line at the end, and is reported by gvmctl stats and
+ * the device's read(), never by the frozen ioctl. */
+#define STATS(X)                                                        \
+	X(vms, attached_vms(b))                                         \
+	X(resident_pages, b->resident_pages)                            \
+	X(faults, bk_stats.faults)                                      \
+	X(wp_faults, bk_stats.wp_faults)                                \
+	X(remote_reads, bk_stats.remote_reads)                          \
+	X(remote_pages, bk_stats.remote_pages)                          \
+	X(prefetch_issued, bk_stats.prefetch_issued)                    \
+	X(prefetch_hits, bk_stats.prefetch_hits)                        \
+	X(prefetch_cache_bytes, bk_cache_bytes(b->cache))               \
+	X(zero_fills, bk_stats.zero_fills)                              \
+	X(donors, b->active_donors)                                     \
+	X(donor_connections, bk_pool_ready_connections(b->pool))        \
+	X(donor_errors, bk_stats.donor_errors)                          \
+	X(attaches, bk_stats.attaches)                                  \
+	X(attach_errors, bk_stats.attach_errors)                        \
+	X(budget_bytes, b->cfg.budget_bytes)                            \
+	X(resident_bytes, b->resident_pages * GVM_PAGE_SIZE)            \
+	X(evictions, bk_stats.evictions)                                \
+	X(writebacks, bk_stats.writebacks)                              \
+	X(clean_drops, bk_stats.clean_drops)                            \
+	X(writeback_errors, bk_stats.writeback_errors)                  \
+	X(evict_waits, bk_stats.evict_waits)                            \
+	X(removed_pages, bk_stats.removed_pages)                        \
+	X(fault_latency_p50_us, bk_stats_latency_pct(50))               \
+	X(fault_latency_p99_us, bk_stats_latency_pct(99))               \
+	X(replicas, b->cfg.replicas)                                    \
+	X(dead_donors, bk_replica_dead_donors(b))                       \
+	X(degraded_extents, bk_replica_degraded(b))                     \
+	X(failovers, bk_stats.failovers)                                \
+	X(hedged_reads, bk_stats.hedged_reads)                          \
+	X(rereplicated_pages, bk_stats.rereplicated_pages)              \
+	X(poisoned_pages, bk_stats.poisoned_pages)                      \
+	X(draining_extents, bk_donors_draining_extents(b))              \
+	/* not in v1 */                                                 \
+	X(alloc_failures, bk_stats.alloc_failures)                      \
+	X(minor_faults, bk_stats.minor_faults)                          \
+	X(install_continue, b->install_continue)
 
-	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
-		vms += !vm->detached;
-	*s = (struct gvmmem_stats){
-		.vms = vms,
-		.resident_pages = b->resident_pages,
-		.faults = bk_stats.faults,
-		.wp_faults = bk_stats.wp_faults,
-		.remote_reads = bk_stats.remote_reads,
-		.remote_pages = bk_stats.remote_pages,
-		.prefetch_issued = bk_stats.prefetch_issued,
-		.prefetch_hits = bk_stats.prefetch_hits,
-		.prefetch_cache_bytes = bk_cache_bytes(b->cache),
-		.zero_fills = bk_stats.zero_fills,
-		.donors = b->active_donors,
-		.donor_connections = bk_pool_ready_connections(b->pool),
-		.donor_errors = bk_stats.donor_errors,
-		.attaches = bk_stats.attaches,
-		.attach_errors = bk_stats.attach_errors,
-		.budget_bytes = b->cfg.budget_bytes,
-		.resident_bytes = b->resident_pages * GVM_PAGE_SIZE,
-		.evictions = bk_stats.evictions,
-		.writebacks = bk_stats.writebacks,
-		.clean_drops = bk_stats.clean_drops,
-		.writeback_errors = bk_stats.writeback_errors,
-		.evict_waits = bk_stats.evict_waits,
-		.removed_pages = bk_stats.removed_pages,
-		.fault_latency_p50_us = bk_stats_latency_pct(50),
-		.fault_latency_p99_us = bk_stats_latency_pct(99),
-		.replicas = b->cfg.replicas,
-		.dead_donors = bk_replica_dead_donors(b),
-		.degraded_extents = bk_replica_degraded(b),
-		.failovers = bk_stats.failovers,
-		.hedged_reads = bk_stats.hedged_reads,
-		.rereplicated_pages = bk_stats.rereplicated_pages,
-		.poisoned_pages = bk_stats.poisoned_pages,
-		.draining_extents = bk_donors_draining_extents(b),
-	};
+enum {
+#define X(name, value) STAT_##name,
+	STATS(X)
+#undef X
+	NSTATS
+};
+
+static const char *const stat_names[NSTATS] = {
+#define X(name, value) [STAT_##name] = #name,
+	STATS(X)
+#undef X
+};
+
+/* One snapshot feeds the control socket, the device's text and its ioctl. */
+static void snapshot(struct bk_broker *b, uint64_t v[NSTATS])
+{
+#define X(name, value) v[STAT_##name] = (uint64_t)(value);
+	STATS(X)
+#undef X
+}
+
+/* struct gvmmem_stats, v1: frozen like the header's struct. Each field is
+ * copied from the counter of its name, and those counters stay first in
+ * gvmctl stats, in this order. */
+#define V1_FIELDS(X)                                                                       \
+	X(vms) X(resident_pages) X(faults) X(wp_faults) X(remote_reads) X(remote_pages)    \
+	X(prefetch_issued) X(prefetch_hits) X(prefetch_cache_bytes) X(zero_fills)        \
+	X(donors) X(donor_connections) X(donor_errors) X(attaches) X(attach_errors)      \
+	X(budget_bytes) X(resident_bytes) X(evictions) X(writebacks) X(clean_drops)      \
+	X(writeback_errors) X(evict_waits) X(removed_pages) X(fault_latency_p50_us)      \
+	X(fault_latency_p99_us) X(replicas) X(dead_donors) X(degraded_extents)           \
+	X(failovers) X(hedged_reads) X(rereplicated_pages) X(poisoned_pages)             \
+	X(draining_extents)
+
+enum {
+#define X(f) V1_##f,
+	V1_FIELDS(X)
+#undef X
+	V1_COUNT
+};
+_Static_assert(V1_COUNT * sizeof(uint64_t) == GVMMEM_STATS_V1_BYTES,
+	       "every field of struct gvmmem_stats is copied");
+#define X(f) _Static_assert((int)STAT_##f == (int)V1_##f, "v1 counter " #f " keeps its place");
+V1_FIELDS(X)
+#undef X
+
+void bk_stats_v1(struct bk_broker *b, struct gvmmem_stats *s)
+{
+	uint64_t v[NSTATS];
+
+	snapshot(b, v);
+	memset(s, 0, sizeof(*s));
+#define X(f) s->f = v[STAT_##f];
+	V1_FIELDS(X)
+#undef X
 }
 
 void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m)
 {
-	struct gvmmem_stats s;
+	uint64_t v[NSTATS];
 
-	bk_stats_snapshot(b, &s);
+	snapshot(b, v);
 	gvm__stats__init(m);
-	m->entries = calloc(NKEYS, sizeof(*m->entries));
-	for (size_t i = 0; m->entries && i < NKEYS; i++) {
+	m->entries = calloc(NSTATS, sizeof(*m->entries));
+	for (size_t i = 0; m->entries && i < NSTATS; i++) {
 		Gvm__StatsEntry *e = malloc(sizeof(*e));
 
 		if (!e)
 			break;
 		gvm__stats_entry__init(e);
-		e->key = (char *)stat_keys[i].name;
-		e->value = stat_at(&s, i);
+		e->key = (char *)stat_names[i];
+		e->value = v[i];
 		m->entries[m->n_entries++] = e;
 	}
 }
 
 size_t bk_stats_text(struct bk_broker *b, char *buf, size_t size)
 {
-	struct gvmmem_stats s;
+	uint64_t v[NSTATS];
 	size_t n = 0;
 
-	bk_stats_snapshot(b, &s);
-	for (size_t i = 0; i < NKEYS && n < size; i++) {
-		int w = snprintf(buf + n, size - n, "%s: %" PRIu64 "\n", stat_keys[i].name,
-				 stat_at(&s, i));
+	snapshot(b, v);
+	for (size_t i = 0; i < NSTATS && n < size; i++) {
+		int w = snprintf(buf + n, size - n, "%s: %" PRIu64 "\n", stat_names[i], v[i]);
 
 		if (w < 0)
 			break;

@@ -1,5 +1,6 @@
 /* stats.h: the broker's counters and fault-latency histogram, reported by
- * `gvmctl stats` (control.c answers StatsRequest with bk_stats_fill). */
+ * `gvmctl stats` (control.c answers StatsRequest with bk_stats_fill) and by
+ * /dev/gvmmem. A new counter is one line in stats.c's STATS table. */
 #ifndef BK_STATS_H
 #define BK_STATS_H
 
@@ -15,7 +16,8 @@ struct bk_stats {
 		donor_errors, evictions, writebacks, clean_drops, writeback_errors,
 		removed_pages, evict_waits, failovers, hedged_reads, rereplicated_pages,
 		poisoned_pages,
-		alloc_failures; /* operations dropped for lack of memory (bk_stats_nomem) */
+		alloc_failures, /* operations dropped for lack of memory (bk_stats_nomem) */
+		minor_faults;   /* UFFD_PAGEFAULT_FLAG_MINOR: the page was in the memfd */
 };
 
 extern struct bk_stats bk_stats;
@@ -28,9 +30,11 @@ void bk_stats_nomem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bk_stats_latency(uint64_t us);
 uint64_t bk_stats_latency_pct(double pct);
 
-/* Every counter now, in the device's struct. */
-void bk_stats_snapshot(struct bk_broker *b, struct gvmmem_stats *s);
-/* Fills m with "key value" entries; free with bk_stats_free. */
+/* The v1 counters now, in the device's frozen struct (GVMMEM_IOC_STATS).
+ * Counters newer than v1 are only in bk_stats_fill and bk_stats_text. */
+void bk_stats_v1(struct bk_broker *b, struct gvmmem_stats *s);
+/* Fills m with a "key value" entry per counter, v1's first; free with
+ * bk_stats_free. */
 void bk_stats_fill(struct bk_broker *b, Gvm__Stats *m);
 /* The same as "key: value" lines, as gvmctl stats prints them: the bytes
  * written (at most size, without a NUL). */

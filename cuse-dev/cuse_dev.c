@@ -143,7 +143,7 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 
 		if (out_bufsz < sizeof(s))
 			break;
-		bk_stats_snapshot(d->b, &s);
+		bk_stats_v1(d->b, &s);
 		fuse_reply_ioctl(req, 0, &s, sizeof(s));
 		return;
 	}

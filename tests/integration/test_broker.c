@@ -797,6 +797,55 @@ static void test_gvmctl_stats_prints_every_documented_key(void **state)
 	cluster_stop(&cl);
 }
 
+/* gvmctl stats lists struct gvmmem_stats's 33 v1 counters first, in the
+ * struct's order, then the counters added since (which the frozen ioctl
+ * never carries): an old script reading the lines finds what it knew. */
+static void test_gvmctl_stats_keeps_v1_order_and_appends_new_keys(void **state)
+{
+	static const char *const keys[] = {
+		"vms", "resident_pages", "faults", "wp_faults", "remote_reads", "remote_pages",
+		"prefetch_issued", "prefetch_hits", "prefetch_cache_bytes", "zero_fills", "donors",
+		"donor_connections", "donor_errors", "attaches", "attach_errors", "budget_bytes",
+		"resident_bytes", "evictions", "writebacks", "clean_drops", "writeback_errors",
+		"evict_waits", "removed_pages", "fault_latency_p50_us", "fault_latency_p99_us",
+		"replicas", "dead_donors", "degraded_extents", "failovers", "hedged_reads",
+		"rereplicated_pages", "poisoned_pages", "draining_extents",
+		/* not in v1 */
+		"alloc_failures", "minor_faults", "install_continue",
+	};
+	struct cluster cl;
+	char bin[512], log[600], line[256];
+	size_t n = 0;
+	FILE *f;
+
+	(void)state;
+	cluster_start(&cl, NULL);
+	snprintf(log, sizeof(log), "%s/gvmctl-stats-order.log", gvmt_dir());
+	assert_int_equal(gvmt_run(log, (const char *[]){ gvmt_bin("gvmctl", bin, sizeof(bin)),
+							 "--socket", sock_path, "stats", NULL }),
+			 0);
+	f = fopen(log, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strstr(line, ": ");
+
+		if (!colon)
+			continue;
+		*colon = '\0';
+		if (n >= sizeof(keys) / sizeof(keys[0]))
+			fail_msg("gvmctl stats line %zu: '%s' after every known key", n + 1, line);
+		if (strcmp(line, keys[n]) != 0)
+			fail_msg("gvmctl stats line %zu: '%s', want '%s'", n + 1, line, keys[n]);
+		n++;
+	}
+	fclose(f);
+	assert_int_equal(n, sizeof(keys) / sizeof(keys[0]));
+	/* Nothing ran out of memory; no broker here installs with CONTINUE. */
+	assert_int_equal(gvmt_file_count_lines(log, "alloc_failures: 0"), 1);
+	assert_int_equal(gvmt_file_count_lines(log, "install_continue: 0"), 1);
+	cluster_stop(&cl);
+}
+
 static void test_broker_command_line_errors_are_explained(void **state)
 {
 	struct cluster cl;
@@ -843,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_killed_vm_is_detached_and_its_pages_dropped),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),
+		cmocka_unit_test(test_gvmctl_stats_keeps_v1_order_and_appends_new_keys),
 		cmocka_unit_test(test_broker_command_line_errors_are_explained),
 	};
 

@@ -5,7 +5,8 @@
  *   attach UID GID GVM_GID MIB  open /dev/gvmmem, VERSION, read() status,
  *                               gvm_attach through the device, write and
  *                               read back MIB of pages under the broker's
- *                               budget, STATS: "GVM-CUSE attach OK ..."
+ *                               budget, STATS (the frozen v1 struct):
+ *                               "GVM-CUSE attach OK ..."
  *   denied UID GID SOCKET       open /dev/gvmmem and connecting to the
  *                               socket must both fail with EACCES
  *   token UID GID GVM_GID       a token works once, only for its own
@@ -81,8 +82,10 @@ static int mode_attach(size_t mib)
 	status[n] = '\0';
 	printf("GVM-CUSE version ioctl=%u protocol=%u page=%u extent=%u\n", v.ioctl_version,
 	       v.protocol_version, v.page_size, v.extent_pages);
-	/* The status must be gvmctl's "key: value" lines. */
-	if (!strstr(status, "vms: ") || !strstr(status, "fault_latency_p99_us: "))
+	/* The status must be gvmctl's "key: value" lines, counters newer than
+	 * the ioctl's frozen v1 struct included. */
+	if (!strstr(status, "vms: ") || !strstr(status, "fault_latency_p99_us: ") ||
+	    !strstr(status, "alloc_failures: ") || !strstr(status, "install_continue: "))
 		return fail("attach", "status text lacks keys");
 	printf("GVM-CUSE status OK bytes=%zd\n", n);
 	close(fd);
