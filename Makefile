@@ -113,11 +113,13 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 
 # ---- broker/ -> gvm-broker, gvmctl ----
 # ---- cuse-dev/ (/dev/gvmmem) is part of gvm-broker ----
+# The device knows the broker only through struct bk_cuse_host (cuse_dev.h):
+# cuse-dev/ is compiled without -Ibroker, so a broker header there fails.
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/identity.c broker/fault.c \
 	broker/evict.c broker/pool.c broker/prefetch.c broker/replica.c broker/stats.c broker/token.c \
-	broker/sandbox.c broker/notify.c broker/donors.c cuse-dev/cuse_dev.c
-BROKER_CPPFLAGS := -Ibroker -Icuse-dev -Icuse-dev/include $(shell pkg-config --cflags fuse3 2>/dev/null)
-$(OBJ)/broker/%.o $(OBJ)/cuse-dev/%.o: CPPFLAGS += $(BROKER_CPPFLAGS)
+	broker/sandbox.c broker/notify.c broker/donors.c broker/device.c cuse-dev/cuse_dev.c
+$(OBJ)/broker/%.o: CPPFLAGS += -Ibroker -Icuse-dev -Icuse-dev/include
+$(OBJ)/cuse-dev/%.o: CPPFLAGS += -Icuse-dev/include $(shell pkg-config --cflags fuse3 2>/dev/null)
 $(BIN)/gvm-broker: $(BROKER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lfuse3 -lseccomp -o $@

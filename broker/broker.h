@@ -2,7 +2,7 @@
  * the broker (main.c), its attached VMs and their regions (attach.c), the
  * fault service (fault.c), the donor table (donors.c), the donor pool
  * (pool.c), locations and replicas (replica.c), the prefetch cache
- * (prefetch.c) and counters (stats.c). */
+ * (prefetch.c), counters (stats.c) and /dev/gvmmem (device.c). */
 #ifndef BK_BROKER_H
 #define BK_BROKER_H
 
@@ -325,6 +325,13 @@ void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns);
 int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap);
 /* The attached VM of that incarnation, or NULL. */
 struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES]);
+
+/* device.c: /dev/NAME (cuse-dev/) with the broker as its host. 0, -ENODEV
+ * when the kernel has no CUSE, another -errno; why says so. While it
+ * exists, a Hello on the control socket needs a device token. */
+int bk_device_start(struct bk_broker *b, const char *name, char *why, size_t n);
+/* Removes the device (at shutdown). */
+void bk_device_stop(struct bk_broker *b);
 
 /* evict.c */
 void bk_evict_setup(struct bk_broker *b);

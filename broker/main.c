@@ -1,7 +1,7 @@
 /* main.c: gvm-broker, the per-host daemon: parses the command line, loads
  * the cluster key, sets up the donor pool (pool.c) and the donor table
  * (donors.c: SIGHUP and etcd change it), opens the client socket
- * (control.c) and /dev/gvmmem (cuse-dev/), loads the seccomp allowlist
+ * (control.c) and /dev/gvmmem (device.c, cuse-dev/), loads the seccomp allowlist
  * (sandbox.c), tells systemd it is ready (notify.c) and serves every
  * attached VM's faults (fault.c) on one libuv loop until SIGTERM. */
 #include <errno.h>
@@ -296,7 +296,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	broker.stopping = true;
 	bk_notify("STOPPING=1");
 	bk_notify_watchdog_stop();
-	bk_cuse_stop(&broker);
+	bk_device_stop(&broker);
 	bk_control_stop(&broker);
 	bk_fault_drop_deferred(&broker);
 	bk_orphans_stop(&broker);
@@ -549,7 +549,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!cfg->no_cuse) {
-		err = bk_cuse_start(&broker, device_name, why, sizeof(why));
+		err = bk_device_start(&broker, device_name, why, sizeof(why));
 		if (err == -ENODEV)
 			gvm_info("no CUSE in this kernel (%s; modprobe cuse): no /dev/%s, serving the "
 				 "socket only",

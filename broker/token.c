@@ -1,10 +1,10 @@
-/* token.c: the one-time tokens of /dev/gvmmem (cuse-dev/). GVMMEM_IOC_HELLO
- * issues one bound to the calling thread's pid and uid; the control socket
- * (control.c) redeems it in Hello. A token works once, within
- * BK_TOKEN_TTL_MS, and only for a peer with that uid whose process contains
- * that thread. Each user holds at most BK_TOKENS_PER_UID unused ones, and
- * a live token is never given away to make room: one user asking in a loop
- * is refused, nobody else notices. */
+/* token.c: the one-time tokens of /dev/gvmmem. GVMMEM_IOC_HELLO (cuse-dev/,
+ * through its host, device.c) issues one bound to the calling thread's pid
+ * and uid; the control socket (control.c) redeems it in Hello. A token
+ * works once, within BK_TOKEN_TTL_MS, and only for a peer with that uid
+ * whose process contains that thread. Each user holds at most
+ * BK_TOKENS_PER_UID unused ones, and a live token is never given away to
+ * make room: one user asking in a loop is refused, nobody else notices. */
 #include "token.h"
 
 #include <errno.h>

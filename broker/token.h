@@ -1,5 +1,5 @@
-/* token.h: one-time attach tokens handed out by /dev/gvmmem and redeemed
- * on the control socket (token.c). */
+/* token.h: one-time attach tokens handed out by /dev/gvmmem (device.c
+ * issues them for cuse-dev/) and redeemed on the control socket (token.c). */
 #ifndef BK_TOKEN_H
 #define BK_TOKEN_H
 

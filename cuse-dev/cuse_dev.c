@@ -3,37 +3,37 @@
  * /dev/cuse fd we open is given to it with fuse_session_custom_io(), and a
  * uv_poll on that fd feeds fuse_session_process_buf(). Restricted ioctls
  * with the fixed structs of gvmmem_ioctl.h: VERSION, HELLO (a one-time
- * token, broker/token.c) and STATS; read() is the status as text. The
- * device's group and mode (udev) decide who may attach. */
+ * token) and STATS; read() is the status as text. Tokens and counters come
+ * from the host (struct bk_cuse_host, broker/device.c); no broker header is
+ * included here. The device's group and mode (udev) decide who may attach. */
 #define FUSE_USE_VERSION 31
 #include "cuse_dev.h"
 
 #include <cuse_lowlevel.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "gvm_proto.h"
 #include "gvmmem_ioctl.h"
 #include "log.h"
-#include "stats.h"
-#include "token.h"
 
 #define CUSE_CONTROL_DEV "/dev/cuse"
 #define CUSE_STATUS_MAX_BYTES 4096u
 
 struct bk_cuse {
-	struct bk_broker *b;
+	struct bk_cuse_host host;
 	struct fuse_session *se;
 	struct fuse_buf buf;
 	uv_poll_t poll;
 	int fd;
-	bool ready;
+	bool ready, closing;
 	char name[64];
-	struct gvm_log_limit refusals; /* of tokens, in the log */
 };
 
 static struct bk_cuse *dev_of(fuse_req_t req)
@@ -56,8 +56,9 @@ static void dev_release(fuse_req_t req, struct fuse_file_info *fi)
 
 static void dev_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
 {
+	const struct bk_cuse_host *host = &dev_of(req)->host;
 	char text[CUSE_STATUS_MAX_BYTES];
-	size_t len = bk_stats_text(dev_of(req)->b, text, sizeof(text));
+	size_t len = host->stats_text(host->ctx, text, sizeof(text));
 
 	(void)fi;
 	if (off < 0 || (size_t)off >= len) {
@@ -100,7 +101,7 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 			.ioctl_version = GVMMEM_IOCTL_VERSION,
 			.protocol_version = GVM_CTL_VERSION,
 			.page_size = GVM_PAGE_SIZE,
-			.extent_pages = d->b->cfg.extent_pages,
+			.extent_pages = d->host.extent_pages,
 		};
 
 		if (out_bufsz < sizeof(v))
@@ -111,25 +112,14 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 	case GVMMEM_IOC_HELLO: {
 		struct gvmmem_hello h = {
 			.protocol_version = GVM_CTL_VERSION,
-			.token_ttl_ms = BK_TOKEN_TTL_MS,
+			.token_ttl_ms = d->host.token_ttl_ms,
 		};
 
 		if (out_bufsz < sizeof(h))
 			break;
-		snprintf(h.socket_path, sizeof(h.socket_path), "%s", d->b->cfg.socket_path);
-		err = bk_token_issue(ctx->pid, ctx->uid, h.token);
-		if (err) {
-			bk_stats.attach_errors++;
-			if (err == -EDQUOT)
-				gvm_log_limited(&d->refusals, GVM_LOG_WARN,
-						"%s: no token for pid %d uid %d: that user holds %u "
-						"unused ones already", d->name, (int)ctx->pid,
-						(int)ctx->uid, BK_TOKENS_PER_UID);
-			else
-				gvm_log_limited(&d->refusals, GVM_LOG_WARN,
-						"%s: no token for pid %d uid %d: all %u token slots are "
-						"taken", d->name, (int)ctx->pid, (int)ctx->uid,
-						BK_TOKENS_MAX);
+		snprintf(h.socket_path, sizeof(h.socket_path), "%s", d->host.socket_path);
+		err = d->host.token(d->host.ctx, ctx->pid, ctx->uid, h.token);
+		if (err) { /* the host said why, once */
 			fuse_reply_err(req, -err);
 			return;
 		}
@@ -143,7 +133,7 @@ static void dev_ioctl(fuse_req_t req, int cmd, void *arg, struct fuse_file_info 
 
 		if (out_bufsz < sizeof(s))
 			break;
-		bk_stats_v1(d->b, &s);
+		d->host.stats(d->host.ctx, &s);
 		fuse_reply_ioctl(req, 0, &s, sizeof(s));
 		return;
 	}
@@ -223,13 +213,16 @@ static void dev_closed(uv_handle_t *h)
 
 static void dev_close(struct bk_cuse *d)
 {
-	d->b->cuse = NULL;
-	d->b->require_token = false;
+	if (d->closing)
+		return;
+	d->closing = true;
+	d->host.gone(d->host.ctx);
 	uv_poll_stop(&d->poll);
 	uv_close((uv_handle_t *)&d->poll, dev_closed);
 }
 
-int bk_cuse_start(struct bk_broker *b, const char *name, char *why, size_t n)
+int bk_cuse_start(uv_loop_t *loop, const struct bk_cuse_host *host, const char *name,
+		  struct bk_cuse **out, char *why, size_t n)
 {
 	char devname[80];
 	const char *dev_argv[] = { devname };
@@ -241,11 +234,16 @@ int bk_cuse_start(struct bk_broker *b, const char *name, char *why, size_t n)
 	struct bk_cuse *d;
 	int err;
 
+	if (!host->token || !host->stats || !host->stats_text || !host->gone) {
+		snprintf(why, n, "/dev/%s: its host lacks a call", name);
+		return -EINVAL;
+	}
 	d = calloc(1, sizeof(*d));
-	if (!d)
+	if (!d) {
+		snprintf(why, n, "/dev/%s: out of memory", name);
 		return -ENOMEM;
-	d->b = b;
-	d->refusals = (struct gvm_log_limit)GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+	}
+	d->host = *host;
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	snprintf(devname, sizeof(devname), "DEVNAME=%s", name);
 	d->fd = open(CUSE_CONTROL_DEV, O_RDWR | O_CLOEXEC | O_NONBLOCK);
@@ -264,16 +262,15 @@ int bk_cuse_start(struct bk_broker *b, const char *name, char *why, size_t n)
 		free(d);
 		return -EIO;
 	}
-	uv_poll_init(b->loop, &d->poll, d->fd);
+	uv_poll_init(loop, &d->poll, d->fd);
 	d->poll.data = d;
 	uv_poll_start(&d->poll, UV_READABLE, on_request);
-	b->cuse = d;
-	b->require_token = true;
+	*out = d;
 	return 0;
 }
 
-void bk_cuse_stop(struct bk_broker *b)
+void bk_cuse_stop(struct bk_cuse *d)
 {
-	if (b->cuse)
-		dev_close(b->cuse);
+	if (d)
+		dev_close(d);
 }
