@@ -5,8 +5,9 @@
  * page-aligned and disjoint, and (read off the loop, since a client picks
  * how large its maps are) each region mapped shared from its memfd at its
  * offset. Then the broker itself does UFFDIO_API and
- * UFFDIO_REGISTER(MISSING|WP) on the client's uffd and starts serving
- * faults (fault.c). A VM's pages live in namespaces derived from this
+ * UFFDIO_REGISTER(MISSING|WP, and MINOR for --install continue) on the
+ * client's uffd (uffd.c), sets up the regions (region.c) and starts
+ * serving faults (fault.c). A VM's pages live in namespaces derived from this
  * host's id and the VM's incarnation (identity.h), never from its names.
  * Those namespaces are dropped on the donors only when the VM's process
  * has exited (its pidfd says so) or it detached on purpose: a broker that
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -37,8 +39,10 @@
 #include "placement.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "region.h"
 #include "replica.h"
 #include "stats.h"
+#include "uffd.h"
 #include "uffd_compat.h"
 
 #define UFFD_FEATURES \
@@ -290,82 +294,62 @@ void bk_attach_free(struct bk_attach *at)
 	free(at);
 }
 
-/* Registers the regions; *can_poison says whether UFFDIO_POISON works on
- * all of them (Linux 6.6 on). */
-static int uffd_setup(const struct bk_attach *at, bool reattach, bool *can_poison, char *why,
-		      size_t n)
+/* UFFDIO_API and UFFDIO_REGISTER of the regions (MISSING|WP, and MINOR
+ * when pages are to go in with UFFDIO_CONTINUE: *minor says whether they
+ * do). *can_poison says whether UFFDIO_POISON works on all of them (Linux
+ * 6.6 on). A re-attached uffd keeps the API it had, and its registration
+ * is only widened (a registration cannot lose a mode). */
+static int uffd_setup(struct bk_broker *b, const struct bk_attach *at, bool reattach,
+		      bool *can_poison, bool *minor, char *why, size_t n)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES | UFFD_FEATURE_POISON };
+	bool want_minor = b->cfg.install != BK_INSTALL_COPY;
+	uint64_t got = 0, ioctls;
+	int err;
 
 	*can_poison = true;
+	*minor = false;
 	if (!reattach) {
-		int rc = ioctl(at->uffd, UFFDIO_API, &api);
-
-		if (rc < 0 && errno == EINVAL) {
-			/* an older kernel, or no fresh uffd: without poisoning
-			 * (a refused API leaves a fresh uffd fresh) */
-			api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_FEATURES };
-			rc = ioctl(at->uffd, UFFDIO_API, &api);
-		}
-		if (rc < 0)
-			return refuse(why, n, -errno, "UFFDIO_API: %s (is the uffd fresh?)",
-				      strerror(errno));
+		err = bk_uffd_api(at->uffd, UFFD_FEATURES,
+				  UFFD_FEATURE_POISON | (want_minor ? UFFD_FEATURE_MINOR_SHMEM : 0),
+				  &got);
+		if (err)
+			return refuse(why, n, err, "UFFDIO_API: %s (is the uffd fresh?)",
+				      strerror(-err));
+		*minor = want_minor && (got & UFFD_FEATURE_MINOR_SHMEM);
+	} else {
+		*minor = want_minor; /* the API was the earlier broker's: try */
 	}
 	for (size_t i = 0; i < at->nregions; i++) {
 		const struct attach_region *r = &at->regions[i];
-		struct uffdio_register reg = {
-			.range = { r->host_addr, r->size },
-			.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-		};
+		uint64_t mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP;
 
-		if (ioctl(at->uffd, UFFDIO_REGISTER, &reg) < 0)
-			return refuse(why, n, -errno, "UFFDIO_REGISTER of %s: %s", r->name,
-				      strerror(errno));
-		if (!(reg.ioctls & (1ull << _UFFDIO_COPY)) ||
-		    !(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT)))
+		err = *minor ? bk_uffd_register(at->uffd, r->host_addr, r->size,
+						mode | UFFDIO_REGISTER_MODE_MINOR, &ioctls) : -EINVAL;
+		if (err) {
+			if (*minor && i > 0)
+				return refuse(why, n, err, "UFFDIO_REGISTER(MINOR) of %s: %s", r->name,
+					      strerror(-err));
+			*minor = false; /* the first region decides for all */
+			err = bk_uffd_register(at->uffd, r->host_addr, r->size, mode, &ioctls);
+		}
+		if (err)
+			return refuse(why, n, err, "UFFDIO_REGISTER of %s: %s", r->name,
+				      strerror(-err));
+		if (!(ioctls & (1ull << _UFFDIO_COPY)) || !(ioctls & (1ull << _UFFDIO_WRITEPROTECT)))
 			return refuse(why, n, -EOPNOTSUPP, "this kernel cannot COPY/WRITEPROTECT region %s",
 				      r->name);
-		if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
+		if (*minor && !(ioctls & (1ull << _UFFDIO_CONTINUE)))
+			return refuse(why, n, -EOPNOTSUPP, "this kernel cannot CONTINUE region %s",
+				      r->name);
+		if (!(ioctls & (1ull << _UFFDIO_POISON)))
 			*can_poison = false;
-		if (reattach) { /* threads that faulted while no broker read the uffd */
-			struct uffdio_range range = { r->host_addr, r->size };
-
-			ioctl(at->uffd, UFFDIO_WAKE, &range);
-		}
+		if (reattach) /* threads that faulted while no broker read the uffd */
+			bk_uffd_wake(at->uffd, r->host_addr, r->size);
 	}
+	if (b->cfg.install == BK_INSTALL_CONTINUE && !*minor)
+		return refuse(why, n, -EOPNOTSUPP, "--install continue: this kernel or this memory "
+			      "cannot take minor faults (UFFD_FEATURE_MINOR_SHMEM)");
 	return 0;
-}
-
-/* A re-attached region: what its memfd holds was installed by an earlier
- * broker. It is resident from now on, counted against the budget at once;
- * it is dirty (whether its donors hold the same is unknown), and
- * write-protected again, so writes are seen as before. */
-static void rebuild_from_memfd(struct bk_region *rg)
-{
-	off_t base = (off_t)rg->memfd_offset, end = base + (off_t)rg->size, off = base;
-
-	while (off < end) {
-		off_t data = lseek(rg->memfd, off, SEEK_DATA), hole;
-
-		if (data < 0 || data >= end)
-			break;
-		hole = lseek(rg->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		uint64_t first = (uint64_t)(data - base) / GVM_PAGE_SIZE;
-		uint64_t last = ((uint64_t)(hole - base) + GVM_PAGE_SIZE - 1) / GVM_PAGE_SIZE;
-
-		for (uint64_t p = first; p < last; p++) {
-			if (bk_bit_test(rg->resident, p))
-				continue;
-			bk_bit_set(rg->resident, p);
-			bk_bit_set(rg->dirty, p);
-			rg->resident_count++;
-			rg->vm->b->resident_pages++;
-		}
-		bk_uffd_protect(rg, first, last - first, true);
-		off = hole;
-	}
 }
 
 struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES])
@@ -376,56 +360,10 @@ struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCA
 	return NULL;
 }
 
-static void vm_free(struct bk_vm *vm)
-{
-	for (size_t i = 0; i < vm->nregions; i++) {
-		struct bk_region *rg = &vm->regions[i];
-
-		if (rg->memfd >= 0)
-			close(rg->memfd);
-		free(rg->ext_state);
-		free(rg->resident);
-		free(rg->dirty);
-		free(rg->ref);
-		free(rg->evicting);
-		free(rg->wp_held);
-		free(rg->fetching);
-		free(rg->wb_inflight);
-		bk_loc_forget(rg);
-		free(rg->loc);
-		free(rg->ns_id);
-		free(rg->ns_was);
-		free(rg->list_state);
-		free(rg->lost);
-		free(rg->ext_ver);
-	}
-	if (vm->uffd >= 0)
-		close(vm->uffd);
-	if (vm->pidfd >= 0)
-		close(vm->pidfd);
-	free(vm->regions);
-	free(vm);
-}
-
-void bk_vm_put(struct bk_vm *vm)
-{
-	struct bk_vm **pp;
-
-	if (--vm->refs)
-		return;
-	for (pp = &vm->b->vms; *pp; pp = &(*pp)->next) {
-		if (*pp == vm) {
-			*pp = vm->next;
-			break;
-		}
-	}
-	vm_free(vm);
-}
-
 static void orphan_take(struct bk_broker *b, const uint8_t *incarnation);
 
-/* Hands the descriptors over from the attach to the VM (vm_free closes
- * them from then on). */
+/* Hands the descriptors over from the attach to the VM (bk_vm_free
+ * closes them from then on). */
 static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 {
 	vm->uffd = at->uffd;
@@ -440,25 +378,26 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
 		 struct bk_vm **out, char *why, size_t n)
 {
-	struct bk_vm *vm;
-	bool can_poison;
+	struct bk_vm *vm = NULL;
+	bool can_poison, minor;
 	int err;
 
 	if (incarnation && bk_vm_find(b, incarnation)) {
-		if (pidfd >= 0)
-			close(pidfd);
-		return refuse(why, n, -EBUSY, "that incarnation is attached already");
+		err = refuse(why, n, -EBUSY, "that incarnation is attached already");
+		goto out_pidfd;
 	}
-	err = uffd_setup(at, incarnation != NULL, &can_poison, why, n);
-	vm = err ? NULL : calloc(1, sizeof(*vm));
+	err = uffd_setup(b, at, incarnation != NULL, &can_poison, &minor, why, n);
+	if (err)
+		goto out_pidfd;
+	vm = calloc(1, sizeof(*vm));
 	if (!vm || !(vm->regions = calloc(at->nregions, sizeof(*vm->regions)))) {
-		free(vm);
-		if (pidfd >= 0)
-			close(pidfd);
-		return err ? err : refuse(why, n, -ENOMEM, "out of memory");
+		err = refuse(why, n, -ENOMEM, "out of memory");
+		goto out_vm;
 	}
 	vm->pidfd = pidfd;
+	pidfd = -1;
 	vm->can_poison = can_poison;
+	vm->minor = minor;
 	vm->b = b;
 	vm->refs = 1; /* the attachment itself */
 	vm->session = ++b->next_session;
@@ -476,51 +415,36 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 	for (size_t i = 0; i < at->nregions; i++)
 		vm->regions[i].memfd = -1;
 	for (size_t i = 0; i < at->nregions; i++) {
-		struct bk_region *rg = &vm->regions[i];
 		const struct attach_region *r = &at->regions[i];
 
-		rg->vm = vm;
-		rg->index = (unsigned)i;
-		snprintf(rg->name, sizeof(rg->name), "%s", r->name);
-		gvm_ns_name(rg->ns, sizeof(rg->ns), b->id.host_id, vm->incarnation, (unsigned)i);
-		rg->host_addr = r->host_addr;
-		rg->size = r->size;
-		rg->guest_phys = r->guest_phys;
-		rg->memfd_offset = r->memfd_offset;
-		rg->npages = r->size / GVM_PAGE_SIZE;
-		rg->nextents = (rg->npages + b->cfg.extent_pages - 1) / b->cfg.extent_pages;
-		rg->last_extent = UINT64_MAX - 1;
-		rg->ext_state = calloc(rg->nextents, 1);
-		rg->resident = calloc((rg->npages + 63) / 64, 8);
-		rg->dirty = calloc((rg->npages + 63) / 64, 8);
-		rg->ref = calloc((rg->npages + 63) / 64, 8);
-		rg->evicting = calloc((rg->npages + 63) / 64, 8);
-		rg->wp_held = calloc((rg->npages + 63) / 64, 8);
-		rg->fetching = calloc((rg->npages + 63) / 64, 8);
-		rg->wb_inflight = calloc(rg->nextents, 1);
-		rg->loc = malloc(rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc));
-		rg->lost = calloc((rg->npages + 63) / 64, 8);
-		rg->ext_ver = calloc(rg->nextents, sizeof(*rg->ext_ver));
-		rg->ns_hash = gvm_place_ns_hash(rg->ns);
-		rg->ns_id = calloc(b->donors_cap, sizeof(*rg->ns_id));
-		rg->ns_was = calloc(b->donors_cap, sizeof(*rg->ns_was));
-		rg->list_state = malloc(b->donors_cap);
-		if (rg->loc)
-			memset(rg->loc, 0xff, rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc));
-		if (rg->list_state) /* a new incarnation: no donor holds anything of it */
-			memset(rg->list_state, BK_LIST_DONE, b->donors_cap);
-		rg->nlisted = b->ndonors;
-		if (!rg->ext_state || !rg->resident || !rg->dirty || !rg->ref || !rg->evicting ||
-		    !rg->wp_held || !rg->fetching || !rg->wb_inflight || !rg->loc || !rg->lost ||
-		    !rg->ext_ver || !rg->ns_id || !rg->ns_was || !rg->list_state) {
-			vm_free(vm); /* the attach still owns the descriptors */
-			return refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
+		if (bk_region_init(&vm->regions[i], vm, (unsigned)i, r->name, r->host_addr, r->size,
+				   r->guest_phys, r->memfd_offset)) {
+			/* the attach still owns the descriptors */
+			err = refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
+			goto out_vm;
 		}
 	}
 	take_fds(vm, at);
+	for (size_t i = 0; vm->minor && i < vm->nregions; i++) {
+		err = bk_region_map(&vm->regions[i]);
+		if (err) {
+			gvm_warn("vm %s: cannot map region %s (%s): its pages go in with UFFDIO_COPY",
+				 vm->name, vm->regions[i].name, strerror(-err));
+			for (size_t k = 0; k < i; k++) {
+				munmap(vm->regions[k].map, vm->regions[k].size);
+				vm->regions[k].map = NULL;
+			}
+			break;
+		}
+	}
+	gvm_info("vm %s: pages go in with %s", vm_name,
+		 vm->nregions && vm->regions[0].map ?
+			 "UFFDIO_CONTINUE, received straight into its memory" :
+			 vm->minor ? "UFFDIO_COPY (minor faults are served with UFFDIO_CONTINUE)" :
+				     "UFFDIO_COPY");
 	err = bk_fault_start(vm);
 	if (err) {
-		vm_free(vm);
+		bk_vm_put(vm); /* freed once its poll handle has closed */
 		return refuse(why, n, err, "cannot poll the uffd: %s", uv_strerror(err));
 	}
 	vm->next = b->vms;
@@ -532,7 +456,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 		orphan_take(b, incarnation);
 	for (size_t i = 0; i < vm->nregions; i++) {
 		if (incarnation) {
-			rebuild_from_memfd(&vm->regions[i]);
+			bk_region_adopt_memfd(&vm->regions[i]);
 			bk_replica_map(&vm->regions[i]);
 		} else {
 			vm->regions[i].map_ready = true;
@@ -541,6 +465,16 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 	bk_stats.attaches++;
 	*out = vm;
 	return 0;
+
+out_vm:
+	if (vm && vm->regions)
+		bk_vm_free(vm);
+	else
+		free(vm);
+out_pidfd:
+	if (pidfd >= 0)
+		close(pidfd);
+	return err;
 }
 
 static void on_dropped(struct bk_req *req, int status, const struct gvm_hdr *h,
@@ -715,27 +649,4 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 		bk_loc_forget(&vm->regions[i]); /* its copies no longer count */
 	vm->client = NULL;
 	bk_vm_put(vm);
-}
-
-int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap)
-{
-	uint32_t *id = realloc(rg->ns_id, cap * sizeof(*id));
-	uint32_t *was;
-	uint8_t *ls;
-
-	if (!id)
-		return -ENOMEM;
-	rg->ns_id = id;
-	memset(id + old_cap, 0, (cap - old_cap) * sizeof(*id));
-	was = realloc(rg->ns_was, cap * sizeof(*was));
-	if (!was)
-		return -ENOMEM;
-	rg->ns_was = was;
-	memset(was + old_cap, 0, (cap - old_cap) * sizeof(*was));
-	ls = realloc(rg->list_state, cap);
-	if (!ls)
-		return -ENOMEM;
-	rg->list_state = ls;
-	memset(ls + old_cap, BK_LIST_DONE, cap - old_cap); /* new donors hold nothing of it */
-	return 0;
 }

@@ -94,6 +94,13 @@ struct bk_donor_info {
 	uint64_t extents; /* extent copies it holds for attached VMs */
 };
 
+/* How pages reach a VM (--install). */
+enum bk_install {
+	BK_INSTALL_AUTO,     /* continue where the kernel and the memfd allow, else copy */
+	BK_INSTALL_COPY,     /* UFFDIO_COPY from the broker's buffers */
+	BK_INSTALL_CONTINUE, /* received into the memfd, mapped with UFFDIO_CONTINUE */
+};
+
 struct bk_config {
 	const char *socket_path;
 	const char *state_dir;   /* identity.h: host id and host key */
@@ -114,6 +121,7 @@ struct bk_config {
 	unsigned dead_after_ms;    /* --dead-after */
 	uint64_t rereplicate_bytes; /* per second (--rereplicate-rate) */
 	bool no_cuse;
+	enum bk_install install;   /* --install */
 };
 
 /* Per extent of a region. */
@@ -121,7 +129,9 @@ enum bk_extent_state {
 	BK_EXT_NONE,        /* nothing local, nothing asked */
 	BK_EXT_FETCHING,    /* a demand READ is on its way */
 	BK_EXT_PREFETCHING, /* a prefetch READ is on its way */
-	BK_EXT_CACHED,      /* its pages wait in the prefetch cache */
+	BK_EXT_CACHED,      /* a prefetch arrived: its pages wait in the prefetch cache
+			     * (--install copy) or in the memfd, all mapped but the
+			     * first missing one, the tripwire (--install continue) */
 	BK_EXT_PAGES,       /* single pages of it are on their way, not the extent */
 	BK_EXT_LOCAL,       /* installed */
 };
@@ -133,6 +143,7 @@ struct bk_region {
 	char ns[GVM_NS_NAME_MAX_BYTES + 1]; /* "<host>.<incarnation>.<index>" on the donors */
 	uint64_t host_addr, size, npages, nextents, memfd_offset, guest_phys;
 	int memfd;
+	uint8_t *map;        /* the broker's mapping of the memfd (--install continue), or NULL */
 	uint8_t *ext_state;  /* enum bk_extent_state per extent */
 	uint64_t *resident;  /* page bitmap: installed by us */
 	uint64_t *dirty;     /* page bitmap: written since installed */
@@ -178,6 +189,8 @@ struct bk_vm {
 	int uffd;
 	uv_poll_t poll;
 	bool polling, detached;
+	bool minor;     /* registered for minor faults: pages go in with UFFDIO_CONTINUE */
+	int failed;     /* -errno: its uffd failed; detached at the end of the loop turn */
 	int pidfd;      /* its process, to drop its pages only once that exits; -1 */
 	bool can_poison; /* its uffd takes UFFDIO_POISON */
 	unsigned refs; /* pool requests and handles still pointing here */
@@ -238,6 +251,8 @@ struct bk_broker {
 	unsigned active_donors;
 	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
 	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
+	uv_check_t followup;   /* followup.c */
+	bool followup_on;
 };
 
 /* donors.c: the donor table. bk_donors_apply makes the table match a new
@@ -317,12 +332,9 @@ enum bk_detach_how {
 void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
 /* At shutdown: stop watching for the exits of detached VMs' processes. */
 void bk_orphans_stop(struct bk_broker *b);
-void bk_vm_put(struct bk_vm *vm);
 /* Drops namespace ns on donor d (DROP_NS, not waited for; a donor down
  * keeps it). */
 void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns);
-/* The donor table grew from old_cap to cap: rg's per-donor arrays too. */
-int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap);
 /* The attached VM of that incarnation, or NULL. */
 struct bk_vm *bk_vm_find(struct bk_broker *b, const uint8_t incarnation[GVM_INCARNATION_BYTES]);
 
@@ -333,9 +345,13 @@ int bk_device_start(struct bk_broker *b, const char *name, char *why, size_t n);
 /* Removes the device (at shutdown). */
 void bk_device_stop(struct bk_broker *b);
 
+/* The donor table grew from old_cap to cap: rg's per-donor arrays too
+ * (region.c). */
+int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap);
+
 /* evict.c */
 void bk_evict_setup(struct bk_broker *b);
-/* Called after pages were installed: evicts ahead when over the high mark. */
+/* Once per loop turn (followup.c): evicts ahead when over the high mark. */
 void bk_evict_check(struct bk_broker *b);
 /* True when a new fault must wait for evictions to free room. */
 bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages);
@@ -347,18 +363,17 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count);
 void bk_evict_page_gone(struct bk_region *rg, uint64_t page);
 
 /* fault.c */
+/* Once per loop turn (followup.c): the faults that waited for room. */
 void bk_fault_redispatch(struct bk_broker *b);
-/* UFFDIO_WAKE / UFFDIO_WRITEPROTECT on pages [first, first+count) of rg;
- * lifting the protection also wakes the writers. */
-void bk_uffd_wake(struct bk_region *rg, uint64_t first, uint64_t count);
-int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on);
-/* Whether the page holds data in the memfd (not a hole). */
-bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page);
 void bk_fault_drop_deferred(struct bk_broker *b);
 /* The donor table grew to cap: per-donor read latencies too. */
 int bk_fault_lat_grow(struct bk_broker *b, unsigned cap);
 int bk_fault_start(struct bk_vm *vm);
 void bk_fault_stop(struct bk_vm *vm);
+
+/* followup.c: the work that follows events, once per loop turn. */
+int bk_followup_start(struct bk_broker *b);
+void bk_followup_stop(struct bk_broker *b);
 
 /* Pages of vm's regions installed by us and not evicted. */
 static inline uint64_t bk_vm_resident(const struct bk_vm *vm)

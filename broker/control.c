@@ -26,6 +26,7 @@
 #include "ctlmsg.h"
 #include "log.h"
 #include "pool.h"
+#include "region.h"
 #include "names.h"
 #include "stats.h"
 #include "token.h"
@@ -510,7 +511,7 @@ static void handle_set_limit(struct bk_client *c, const Gvm__SetLimit *sl)
 	m.msg_case = GVM__CONTROL__MSG_LIMIT_SET;
 	m.limit_set = &ok;
 	gvm_ctl_send(c->fd, &m, NULL, 0);
-	bk_evict_check(c->ctl->b);
+	/* a lower limit is enforced by followup.c's eviction check, this turn */
 }
 
 static void handle_stats(struct bk_client *c)

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "region.h"
 #include "replica.h"
 #include "stats.h"
 
@@ -70,34 +71,6 @@ bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages)
 	return b->budget_pages && b->evicting_pages &&
 	       b->resident_pages + b->reserved_pages + pages >
 		       b->budget_pages + BK_EVICT_BATCH_PAGES / 2;
-}
-
-/* Pages gone from the memfd: forget them here. */
-static void forget_pages(struct bk_region *rg, uint64_t first, uint64_t count)
-{
-	struct bk_broker *b = rg->vm->b;
-
-	for (uint64_t p = first; p < first + count; p++) {
-		if (!bk_bit_test(rg->resident, p))
-			continue;
-		bk_bit_clear(rg->resident, p);
-		bk_bit_clear(rg->dirty, p);
-		bk_bit_clear(rg->ref, p);
-		rg->resident_count--;
-		b->resident_pages--;
-		if (rg->ext_state[p / bk_extent_pages(rg)] == BK_EXT_LOCAL)
-			rg->ext_state[p / bk_extent_pages(rg)] = BK_EXT_NONE;
-	}
-}
-
-static int punch(struct bk_region *rg, uint64_t first, uint64_t count)
-{
-	if (fallocate(rg->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE),
-		      (off_t)(count * GVM_PAGE_SIZE)) < 0)
-		return -errno;
-	forget_pages(rg, first, count);
-	return 0;
 }
 
 static struct gvm_log_limit refused_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
@@ -149,7 +122,7 @@ static void wb_finish(struct bk_wb *wb)
 		/* No donor is reachable now: nothing refused anything. The
 		 * region waits a little, and the donors known down are tried
 		 * again at once rather than at their backoff. */
-		bk_uffd_protect(rg, wb->first, wb->count, false);
+		bk_region_protect(rg, wb->first, wb->count, false);
 		gvm_log_limited(&refused_lines, GVM_LOG_WARN,
 				"vm %s: no donor reachable to take %llu pages; they stay resident, "
 				"retrying", rg->vm->name, (unsigned long long)wb->count);
@@ -162,7 +135,7 @@ static void wb_finish(struct bk_wb *wb)
 			if (wb->result[i] == WOP_ACKED)
 				bk_loc_add(rg, e, wb->targets[i]);
 		bk_replica_check(rg, e);
-		err = punch(rg, wb->first, wb->count);
+		err = bk_region_punch(rg, wb->first, wb->count);
 		if (err) {
 			gvm_err("vm %s: cannot punch written-back pages: %s", rg->vm->name,
 				strerror(-err));
@@ -171,7 +144,7 @@ static void wb_finish(struct bk_wb *wb)
 			bk_stats.evictions += wb->count;
 		}
 		if (held)
-			bk_uffd_wake(rg, wb->first, wb->count); /* writers refault from the donor */
+			bk_region_wake(rg, wb->first, wb->count); /* writers refault from the donor */
 	} else {
 		/* Put things back: the pages stay resident, dirty and writable.
 		 * An extent's first copy is placed again at the next pass (the
@@ -179,7 +152,7 @@ static void wb_finish(struct bk_wb *wb)
 		 * must take the write, so that region waits a while. */
 		bool first_copy = !bk_loc_count(rg, e);
 
-		bk_uffd_protect(rg, wb->first, wb->count, false);
+		bk_region_protect(rg, wb->first, wb->count, false);
 		bk_stats.writeback_errors++;
 		gvm_log_limited(&refused_lines, GVM_LOG_WARN,
 				"vm %s: write-back of %llu pages to donor %s refused: %s; they stay "
@@ -191,8 +164,7 @@ static void wb_finish(struct bk_wb *wb)
 	}
 	bk_vm_put(rg->vm);
 	free(wb);
-	bk_fault_redispatch(b);
-	bk_evict_check(b);
+	/* the faults waiting for room, and more eviction: followup.c */
 }
 
 static void wop_end(struct bk_wop *w, enum wop_result r, const char *why)
@@ -317,6 +289,9 @@ static void wb_submit(struct bk_wb *wb)
 	for (unsigned i = 0; i < wb->ntargets; i++) {
 		w[i] = calloc(1, sizeof(*w[i]));
 		if (!w[i]) {
+			bk_stats_nomem("vm %s: a %s to donor %s", rg->vm->name,
+				       wb->discard ? "DISCARD" : "WRITE",
+				       bk_pool_donor_addr(rg->vm->b->pool, wb->targets[i]));
 			wb->result[i] = WOP_FAILED;
 			snprintf(wb->why, sizeof(wb->why), "out of memory");
 			continue;
@@ -359,9 +334,13 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	ssize_t got;
 	int err;
 
-	if (!w)
+	if (!w) {
+		bk_stats_nomem("vm %s: write-back of %u pages (they stay resident)", rg->vm->name,
+			       count);
+		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_RETRY_MS;
 		return;
-	err = bk_uffd_protect(rg, first, count, true);
+	}
+	err = bk_region_protect(rg, first, count, true);
 	if (err) {
 		free(w);
 		return;
@@ -371,7 +350,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	got = pread(rg->memfd, w->data, (size_t)count * GVM_PAGE_SIZE,
 		    (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE));
 	if (got != (ssize_t)count * GVM_PAGE_SIZE) {
-		bk_uffd_protect(rg, first, count, false);
+		bk_region_protect(rg, first, count, false);
 		free(w);
 		return;
 	}
@@ -391,7 +370,7 @@ static void flush_run(struct bk_region *rg, bool dirty, uint64_t first, uint64_t
 {
 	if (dirty) {
 		writeback(rg, first, (uint32_t)len);
-	} else if (!punch(rg, first, len)) {
+	} else if (!bk_region_punch(rg, first, len)) {
 		bk_stats.clean_drops += len;
 		bk_stats.evictions += len;
 	}
@@ -422,14 +401,14 @@ static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 			    st != BK_EXT_FETCHING && st != BK_EXT_PREFETCHING && st != BK_EXT_PAGES &&
 			    !bk_bit_test(rg->fetching, p)) {
 				if (bk_bit_test(rg->ref, p))
-					bk_bit_clear(rg->ref, p); /* second chance */
+					bk_region_clear_ref(rg, p); /* second chance */
 				else
 					pick = bk_bit_test(rg->dirty, p) == dirty_pass;
 			}
 			if (pick && st == BK_EXT_CACHED) {
 				/* its cached copy would be stale once this page moves */
 				bk_cache_drop(b->cache, rg, e);
-				rg->ext_state[e] = BK_EXT_NONE;
+				bk_region_set_extent(rg, e, BK_EXT_NONE);
 			}
 			/* A run ends at a gap or an extent boundary. */
 			if (run_len && (!pick || p != run_first + run_len ||
@@ -486,11 +465,6 @@ static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
 
 void bk_evict_check(struct bk_broker *b)
 {
-	static bool evicting_now;
-
-	if (evicting_now) /* punch -> redispatch -> install -> here again */
-		return;
-	evicting_now = true;
 	for (int guard = 0; guard < 64; guard++) {
 		bool vm_limit;
 		struct bk_region *rg;
@@ -512,7 +486,6 @@ void bk_evict_check(struct bk_broker *b)
 		if (!evict_from(rg, want))
 			rg->quiet_until_ms = uv_now(b->loop) + 10; /* nothing to take now */
 	}
-	evicting_now = false;
 }
 
 bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
@@ -523,15 +496,26 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
 	return true;
 }
 
+/* A DISCARD that could not be sent: the donors keep the pages the VM
+ * removed, and those read back as their old contents rather than zero if
+ * the VM touches them again before they are written. Said and counted. */
+static void nomem_discard(struct bk_region *rg, uint64_t e)
+{
+	bk_stats_nomem("vm %s: a DISCARD of %s extent %llu (removed pages there may read "
+		       "back old data)", rg->vm->name, rg->ns, (unsigned long long)e);
+}
+
 /* Sends DISCARDs for [first, first+count), one per extent run. */
 static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count;) {
 		uint64_t e = p / bk_extent_pages(rg), end = (e + 1) * bk_extent_pages(rg);
-		struct bk_wb *w = bk_loc_count(rg, e) ? calloc(1, sizeof(*w)) : NULL;
+		struct bk_wb *w = NULL;
 
 		if (end > first + count)
 			end = first + count;
+		if (bk_loc_count(rg, e) && !(w = calloc(1, sizeof(*w))))
+			nomem_discard(rg, e);
 		if (w) { /* an extent on no donor has nothing to discard */
 			w->rg = rg;
 			w->first = p;
@@ -561,13 +545,13 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
 			uint64_t p = (uint64_t)(off - base) / GVM_PAGE_SIZE;
 			uint64_t n = (uint64_t)(hole_end - off) / GVM_PAGE_SIZE;
 
-			forget_pages(rg, p, n);
+			bk_region_forget(rg, p, n);
 			for (uint64_t q = p; q < p + n; q++)
-				bk_bit_clear(rg->lost, q); /* removed: zero, not lost */
+				bk_region_set_lost(rg, q, false); /* removed: zero, not lost */
 			for (uint64_t e = p / bk_extent_pages(rg); e <= (p + n - 1) / bk_extent_pages(rg); e++)
 				if (rg->ext_state[e] == BK_EXT_CACHED) {
 					bk_cache_drop(b->cache, rg, e);
-					rg->ext_state[e] = BK_EXT_NONE;
+					bk_region_set_extent(rg, e, BK_EXT_NONE);
 				}
 			bk_stats.removed_pages += n;
 			discard_on_donors(rg, p, n);
@@ -582,7 +566,7 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
 
 void bk_evict_page_gone(struct bk_region *rg, uint64_t page)
 {
-	forget_pages(rg, page, 1);
+	bk_region_forget(rg, page, 1);
 	bk_stats.removed_pages++;
 	discard_on_donors(rg, page, 1);
 }

@@ -35,8 +35,10 @@
 #include "log.h"
 #include "pool.h"
 #include "prefetch.h"
+#include "region.h"
 #include "replica.h"
 #include "stats.h"
+#include "uffd.h"
 #include "uffd_compat.h"
 
 #define NO_PAGE UINT64_MAX
@@ -50,6 +52,7 @@ struct bk_fetch {
 	uint64_t t0_us; /* when the demand fault was read; 0 for prefetch */
 	bool write;     /* page fetch for a write fault: install writable, dirty */
 	bool demand;
+	bool direct;    /* received straight into the memfd (rx_buf: the broker's mapping) */
 	uint32_t reserved; /* pages counted in b->reserved_pages until the reply */
 	struct bk_tried tried; /* donors asked already */
 	uint64_t sent_us;  /* when its READ went to the pool */
@@ -86,93 +89,34 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void bk_uffd_wake(struct bk_region *rg, uint64_t first, uint64_t count)
-{
-	struct uffdio_range r = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE };
-
-	ioctl(rg->vm->uffd, UFFDIO_WAKE, &r);
-}
-
-int bk_uffd_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
-{
-	struct uffdio_writeprotect w = {
-		.range = { rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE },
-		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-
-	return ioctl(rg->vm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
-}
-
-bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page)
-{
-	off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
-
-	return lseek(rg->memfd, off, SEEK_DATA) == off;
-}
-
-static void mark_resident(struct bk_region *rg, uint64_t page)
-{
-	if (!bk_bit_test(rg->resident, page)) {
-		bk_bit_set(rg->resident, page);
-		bk_bit_set(rg->ref, page);
-		rg->resident_count++;
-		rg->vm->b->resident_pages++;
-	}
-}
-
-/* The process behind this uffd is gone, or the uffd broke: stop serving. */
+/* The process behind this uffd is gone, or the uffd broke: it is let go
+ * at the end of this loop turn (followup.c). */
 static void vm_lost(struct bk_vm *vm, int err)
 {
-	if (!vm->detached)
-		bk_vm_detach(vm, err == -ESRCH ? "the process exited" : strerror(-err),
-			     err == -ESRCH ? BK_DETACH_DROP : BK_DETACH_AUTO);
-}
-
-/* UFFDIO_COPY of n pages at page from src. Returns pages handled (installed,
- * or found present and woken), or -errno. */
-static int64_t copy_run(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
-			bool wp)
-{
-	struct uffdio_copy c;
-	uint64_t done = 0;
-
-	for (unsigned tries = 0;;) {
-		c.dst = rg->host_addr + (page + done) * GVM_PAGE_SIZE;
-		c.src = (uintptr_t)(src + done * GVM_PAGE_SIZE);
-		c.len = (n - done) * GVM_PAGE_SIZE;
-		c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
-		c.copy = 0;
-		if (ioctl(rg->vm->uffd, UFFDIO_COPY, &c) == 0) {
-			for (uint64_t i = done; i < n; i++)
-				mark_resident(rg, page + i);
-			return (int64_t)n;
-		}
-		if (c.copy > 0) {
-			for (uint64_t i = 0; i < (uint64_t)c.copy / GVM_PAGE_SIZE; i++)
-				mark_resident(rg, page + done + i);
-			done += (uint64_t)c.copy / GVM_PAGE_SIZE;
-		}
-		if (errno == EEXIST) {
-			/* Already there (another path installed it): wake its waiters. */
-			mark_resident(rg, page + done);
-			bk_uffd_wake(rg, page + done, 1);
-			return (int64_t)done + 1;
-		}
-		if (errno == EAGAIN && ++tries <= BK_COPY_EAGAIN_RETRIES)
-			continue;
-		if (errno == EAGAIN) {
-			/* The mm is changing under us: let the threads fault again. */
-			bk_uffd_wake(rg, page, n);
-			return (int64_t)n;
-		}
-		return -errno;
-	}
+	bk_vm_fail(vm, err);
 }
 
 /* Installs one page from src unless it is resident: writable and dirty
  * after a write fault, else write-protected. */
 static int poison_page(struct bk_region *rg, uint64_t page);
 static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count);
+
+/* Maps n pages at page from src: src is the broker's own mapping of them
+ * (their contents were received in the memfd: UFFDIO_CONTINUE) or a buffer
+ * (UFFDIO_COPY). */
+static int64_t put_pages(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
+			 bool wp)
+{
+	uint8_t *dst = bk_region_page_addr(rg, page);
+
+	if (!dst || src == rg->vm->b->zero_extent)
+		return bk_region_install(rg, page, n, src, wp);
+	/* From a buffer (a hedged read's, the prefetch cache's): into the
+	 * memfd first, over whatever a READ that did not finish left there. */
+	if (src != dst)
+		memcpy(dst, src, n * GVM_PAGE_SIZE);
+	return bk_region_continue(rg, page, n, wp);
+}
 
 static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src, bool write)
 {
@@ -182,17 +126,27 @@ static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src,
 		return 0;
 	if (bk_bit_test(rg->lost, page))
 		return poison_page(rg, page);
-	n = copy_run(rg, page, 1, src, !write);
+	n = put_pages(rg, page, 1, src, !write);
 	if (n < 0)
 		return (int)n;
 	if (write)
-		bk_bit_set(rg->dirty, page);
+		bk_region_set_dirty(rg, page);
 	return 0;
+}
+
+/* Whether install_missing leaves the page alone: installed already, lost
+ * (it stays missing: its fault poisons it), or, when pages are received
+ * into the memfd, coming in its own one-page READ (which installs it: its
+ * slot in the memfd is that READ's to write). */
+static bool skip_page(const struct bk_region *rg, uint64_t p)
+{
+	return bk_bit_test(rg->resident, p) || bk_bit_test(rg->lost, p) ||
+	       (rg->map && bk_bit_test(rg->fetching, p));
 }
 
 /* Installs, write-protected, the pages of extent e from index `from` on
  * that are not resident, from pages (the extent's full contents): one
- * UFFDIO_COPY per run of missing pages. */
+ * UFFDIO_COPY or UFFDIO_CONTINUE per run of missing pages. */
 static int install_missing(struct bk_region *rg, uint64_t e, const uint8_t *pages, uint64_t from)
 {
 	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e), i = from;
@@ -201,14 +155,13 @@ static int install_missing(struct bk_region *rg, uint64_t e, const uint8_t *page
 		uint64_t j = i + 1;
 		int64_t n;
 
-		if (bk_bit_test(rg->resident, first + i) || bk_bit_test(rg->lost, first + i)) {
-			i++; /* a lost page stays missing: its fault poisons it */
+		if (skip_page(rg, first + i)) {
+			i++;
 			continue;
 		}
-		while (j < count && !bk_bit_test(rg->resident, first + j) &&
-		       !bk_bit_test(rg->lost, first + j))
+		while (j < count && !skip_page(rg, first + j))
 			j++;
-		n = copy_run(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
+		n = put_pages(rg, first + i, j - i, pages + i * GVM_PAGE_SIZE, true);
 		if (n < 0)
 			return (int)n;
 		i += (uint64_t)n;
@@ -234,7 +187,7 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 	}
 	err = install_missing(rg, e, pages, 0);
 	if (!err)
-		rg->ext_state[e] = BK_EXT_LOCAL;
+		bk_region_set_extent(rg, e, BK_EXT_LOCAL);
 	return err;
 }
 
@@ -267,6 +220,25 @@ static void install_ahead(struct bk_region *rg, uint64_t e, const uint8_t *pages
 		vm_lost(rg->vm, err);
 }
 
+/* A prefetched extent received straight into the memfd: every page is in
+ * memory now, so resident; all but the tripwire are mapped, and the VM's
+ * minor fault on the tripwire maps it (handle_minor_fault). */
+static void installed_ahead(struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e), trip = 0;
+
+	while (trip < count && bk_bit_test(rg->resident, first + trip))
+		trip++;
+	if (trip == count) {
+		bk_region_set_extent(rg, e, BK_EXT_LOCAL);
+		return;
+	}
+	install_ahead(rg, e, bk_region_page_addr(rg, first));
+	if (!bk_bit_test(rg->lost, first + trip))
+		bk_region_mark_resident(rg, first + trip);
+	bk_region_set_extent(rg, e, BK_EXT_CACHED);
+}
+
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
@@ -280,9 +252,7 @@ static void fetch_send(struct bk_fetch *f);
 static int poison_page(struct bk_region *rg, uint64_t page)
 {
 	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
-	struct uffdio_poison p = {
-		.range = { rg->host_addr + page * GVM_PAGE_SIZE, GVM_PAGE_SIZE },
-	};
+	uint64_t addr = rg->host_addr + page * GVM_PAGE_SIZE;
 	int rc;
 
 	if (!rg->vm->can_poison) {
@@ -291,20 +261,19 @@ static int poison_page(struct bk_region *rg, uint64_t page)
 				rg->vm->name, (unsigned long long)page, rg->name);
 		return 0;
 	}
-	rc = ioctl(rg->vm->uffd, UFFDIO_POISON, &p);
-	if (rc < 0 && errno == EEXIST) {
+	rc = bk_uffd_poison(rg->vm->uffd, addr, GVM_PAGE_SIZE);
+	if (rc == -EEXIST) {
 		/* An evicted page keeps a write-protect marker, which poisoning
 		 * refuses to overwrite: lift it (it protects nothing now). */
-		bk_uffd_protect(rg, page, 1, false);
-		p.updated = 0;
-		rc = ioctl(rg->vm->uffd, UFFDIO_POISON, &p);
+		bk_region_protect(rg, page, 1, false);
+		rc = bk_uffd_poison(rg->vm->uffd, addr, GVM_PAGE_SIZE);
 	}
-	if (rc < 0 && (errno == EEXIST || errno == EAGAIN)) {
+	if (rc == -EEXIST || rc == -EAGAIN) {
 		wake_later(rg, page, 1); /* there after all, or the mm changes: again */
 		return 0;
 	}
 	if (rc < 0)
-		return -errno;
+		return rc;
 	bk_stats.poisoned_pages++;
 	gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: page %llu of %s: no copy is left on any "
 			"donor; poisoned (the VM gets a memory error there)", rg->vm->name,
@@ -325,7 +294,7 @@ static void on_rewake(uv_timer_t *t)
 	struct bk_rewake *w = t->data;
 
 	if (!w->rg->vm->detached)
-		bk_uffd_wake(w->rg, w->first, w->count);
+		bk_region_wake(w->rg, w->first, w->count);
 	uv_close((uv_handle_t *)t, on_rewake_closed);
 }
 
@@ -339,7 +308,7 @@ static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count)
 	if (rg->retry_ms > BK_RETRY_MAX_MS)
 		rg->retry_ms = BK_RETRY_MAX_MS;
 	if (!w) {
-		bk_uffd_wake(rg, first, count);
+		bk_region_wake(rg, first, count);
 		return;
 	}
 	w->rg = rg;
@@ -515,10 +484,27 @@ static void fetch_free(struct bk_fetch *f)
 			bk_tried_add(&f->twin->tried, f->tried.d[i]);
 		bk_tried_add(&f->twin->tried, f->req.donor);
 	}
-	bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
+	if (!f->direct && f->req.rx_buf != fetch_buf)
+		bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
 	free(f);
-	bk_evict_check(vm->b);
 	bk_vm_put(vm);
+}
+
+/* A READ received into the memfd that failed for good may have left part
+ * of a payload there: punched, so that no fault maps it (the pages were
+ * holes when it was sent, and nothing else writes them meanwhile). */
+static void drop_partial(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count;) {
+		uint64_t q = p;
+
+		while (q < first + count && !bk_bit_test(rg->resident, q))
+			q++;
+		if (q > p && bk_region_punch(rg, p, q - p))
+			gvm_warn("vm %s: cannot punch a failed READ's pages out of %s: %s", rg->vm->name,
+				 rg->name, strerror(errno));
+		p = q + 1;
+	}
 }
 
 /* A READ that got no pages. A twin still on its way carries on alone.
@@ -555,18 +541,22 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 		bk_stats.failovers++;
 		hedge_unlink(f);
 		f->req.donor = next;
-		bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
-		f->req.rx_buf = NULL;
+		if (!f->direct) {
+			bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
+			f->req.rx_buf = NULL;
+		}
 		fetch_send(f);
 		return;
 	}
+	if (f->direct)
+		drop_partial(rg, first, count);
 	if (f->page != NO_PAGE)
 		bk_bit_clear(rg->fetching, f->page);
 	if (f->page == NO_PAGE || rg->ext_state[e] == BK_EXT_PAGES)
-		rg->ext_state[e] = BK_EXT_NONE;
+		bk_region_set_extent(rg, e, BK_EXT_NONE);
 	if (f->demand) {
 		if (!bk_loc_count(rg, e) || err == -EHOSTDOWN || err == -ENOENT || err == -ESTALE)
-			bk_uffd_wake(rg, first, count); /* lost, or another copy: fault again */
+			bk_region_wake(rg, first, count); /* lost, or another copy: fault again */
 		else
 			wake_later(rg, first, count);
 	}
@@ -594,18 +584,31 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		lat_record(req->donor, now_us() - f->sent_us);
 	rg->retry_ms = 0;
 	if (f->twin) { /* this one won: the other ends when it comes */
-		f->twin->superseded = true;
-		f->twin->twin = NULL;
+		struct bk_fetch *t = f->twin;
+
+		t->superseded = true;
+		t->twin = NULL;
 		f->twin = NULL;
+		if (t->direct) {
+			/* what it has still to receive must not reach the memfd */
+			uint8_t *buf = bk_cache_buf(vm->b->cache);
+			uint32_t cap = buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) :
+					     (uint32_t)sizeof(fetch_buf);
+
+			t->direct = false;
+			t->req.flags &= ~(unsigned)BK_REQ_RX_BORROWED;
+			bk_pool_retarget(vm->b->pool, &t->req, buf ? buf : fetch_buf, cap);
+		}
 	}
 	if (f->page != NO_PAGE) {
 		/* A faulting page on its own: install just it. */
 		const uint8_t *page = payload;
+		uint8_t *dst = f->direct ? bk_region_page_addr(rg, f->page) : fetch_buf;
 
 		bk_bit_clear(rg->fetching, f->page);
-		if (gvm_hdr_data_pages(h) != 1) {
-			gvm_frame_unpack_pages(h, payload, fetch_buf);
-			page = fetch_buf;
+		if (f->direct || gvm_hdr_data_pages(h) != 1) {
+			gvm_frame_unpack_pages(h, payload, dst); /* in place if received there */
+			page = dst;
 		}
 		err = install_page(rg, f->page, page, f->write);
 		if (err)
@@ -613,7 +616,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		else if (f->t0_us)
 			bk_stats_latency(now_us() - f->t0_us);
 		if (rg->ext_state[e] == BK_EXT_PAGES)
-			rg->ext_state[e] = BK_EXT_NONE;
+			bk_region_set_extent(rg, e, BK_EXT_NONE);
 		fetch_free(f);
 		return;
 	}
@@ -630,13 +633,15 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			vm_lost(vm, err);
 		else if (f->t0_us)
 			bk_stats_latency(now_us() - f->t0_us);
+	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING && f->direct) {
+		installed_ahead(rg, e);
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
 		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
 			req->rx_buf = NULL; /* the cache has it now */
 			if (room_ahead(rg, bk_extent_count(rg, e)))
 				install_ahead(rg, e, pages);
 		} else {
-			rg->ext_state[e] = BK_EXT_NONE;
+			bk_region_set_extent(rg, e, BK_EXT_NONE);
 		}
 	}
 	fetch_free(f);
@@ -680,7 +685,8 @@ static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t pag
 		return NULL;
 	f = calloc(1, sizeof(*f));
 	if (!f) {
-		gvm_err("out of memory fetching %s extent %llu", rg->ns, (unsigned long long)e);
+		bk_stats_nomem("a READ of %s extent %llu (its faults are asked again)", rg->ns,
+			       (unsigned long long)e);
 		return NULL;
 	}
 	f->rg = rg;
@@ -720,7 +726,11 @@ static void fetch_send(struct bk_fetch *f)
 	f->req.hdr.first_page = f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(rg);
 	f->req.hdr.page_count = count;
 	f->req.cb = on_fetched;
-	if (f->page == NO_PAGE && !f->req.rx_buf) {
+	if (f->direct) {
+		f->req.rx_buf = bk_region_page_addr(rg, f->req.hdr.first_page);
+		f->req.rx_cap = count * GVM_PAGE_SIZE;
+		f->req.flags |= BK_REQ_RX_BORROWED;
+	} else if (f->page == NO_PAGE && !f->req.rx_buf) {
 		f->req.rx_buf = bk_cache_buf(b->cache);
 		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
 	}
@@ -733,6 +743,21 @@ static void fetch_send(struct bk_fetch *f)
 	bk_pool_submit(b->pool, &f->req);
 }
 
+/* Whether a one-page READ of a page of extent e is on its way. */
+static bool pages_fetching(const struct bk_region *rg, uint64_t e)
+{
+	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
+
+	for (uint64_t p = first; p < first + count; p++)
+		if (bk_bit_test(rg->fetching, p))
+			return true;
+	return false;
+}
+
+/* An extent's READ: received straight into the memfd when the VM's pages
+ * go in with UFFDIO_CONTINUE, no one-page READ of it is on its way (that
+ * page's slot is its own), the extent is all holes, and, for a prefetch,
+ * there is room for it; else into a buffer. */
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us)
 {
@@ -740,11 +765,14 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 
 	if (!f) {
 		if (demand)
-			bk_uffd_wake(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e));
+			bk_region_wake(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e));
 		return;
 	}
 	f->fault_page = fault_page;
-	rg->ext_state[e] = demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING;
+	f->direct = rg->map && !pages_fetching(rg, e) &&
+		    (demand || room_ahead(rg, bk_extent_count(rg, e))) &&
+		    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e));
+	bk_region_set_extent(rg, e, demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING);
 	fetch_send(f);
 }
 
@@ -755,10 +783,11 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 	struct bk_fetch *f = fetch_new(rg, page / bk_extent_pages(rg), page, t0_us, true);
 
 	if (!f) {
-		bk_uffd_wake(rg, page, 1);
+		bk_region_wake(rg, page, 1);
 		return;
 	}
 	f->write = write;
+	f->direct = rg->map && bk_region_holes(rg, page, 1);
 	bk_bit_set(rg->fetching, page);
 	fetch_send(f);
 }
@@ -791,10 +820,10 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 	/* An extent READ racing a write-back of its pages could bring back
 	 * their old contents: while one is in flight, fetch single pages. */
 	if (!rg->wb_inflight[e] && (rg->streak || extent_touched(rg, e))) {
-		rg->ext_state[e] = BK_EXT_FETCHING;
+		bk_region_set_extent(rg, e, BK_EXT_FETCHING);
 		fetch_extent(rg, e, true, page, 0);
 	} else {
-		rg->ext_state[e] = BK_EXT_PAGES;
+		bk_region_set_extent(rg, e, BK_EXT_PAGES);
 	}
 }
 
@@ -849,17 +878,6 @@ static void promote_prefetch(struct bk_region *rg, uint64_t e)
 		bk_pool_promote(rg->vm->b->pool, d, is_extent_read, &k);
 }
 
-static struct bk_region *region_of(struct bk_vm *vm, uint64_t addr)
-{
-	for (size_t i = 0; i < vm->nregions; i++) {
-		struct bk_region *rg = &vm->regions[i];
-
-		if (addr >= rg->host_addr && addr - rg->host_addr < rg->size)
-			return rg;
-	}
-	return NULL;
-}
-
 static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 {
 	int err;
@@ -867,24 +885,74 @@ static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 	bk_stats.wp_faults++;
 	if (!bk_bit_test(rg->resident, page)) {
 		if (!bk_page_in_memfd(rg, page)) {
-			bk_uffd_wake(rg, page, 1); /* evicted meanwhile: refault it */
+			bk_region_wake(rg, page, 1); /* evicted meanwhile: refault it */
 			return 0;
 		}
 		/* Installed before a broker restart: ours from now on. */
-		mark_resident(rg, page);
+		bk_region_mark_resident(rg, page);
 	}
 	if (bk_evict_hold_writer(rg, page))
 		return 0; /* woken when its write-back is done */
-	bk_bit_set(rg->dirty, page);
-	bk_bit_set(rg->ref, page);
-	err = bk_uffd_protect(rg, page, 1, false); /* lifts it, wakes the writer */
+	bk_region_set_dirty(rg, page);
+	bk_region_set_ref(rg, page);
+	err = bk_region_protect(rg, page, 1, false); /* lifts it, wakes the writer */
 	return err == -EAGAIN ? 0 : err;
+}
+
+/* A minor fault (--install continue): the page is in the memfd but not
+ * mapped in the VM. A READ still writing it maps it when done; otherwise
+ * it is a prefetched extent's tripwire, a page the VM unmapped
+ * (MADV_DONTNEED), or one found in the memfd that no one installed (then
+ * it is ours from now on, and dirty: the donors may not hold it). It is
+ * mapped with UFFDIO_CONTINUE, write-protected unless it is dirty; a
+ * write while its write-back is on its way waits for the end, as a WP
+ * fault does. */
+static int handle_minor_fault(struct bk_region *rg, uint64_t page, bool write, uint64_t t0)
+{
+	uint64_t e = page / bk_extent_pages(rg);
+	uint8_t st = rg->ext_state[e];
+	int64_t n;
+
+	bk_stats.minor_faults++;
+	if (bk_bit_test(rg->fetching, page))
+		return 0; /* its one-page READ maps it */
+	if (!bk_bit_test(rg->resident, page)) {
+		if (st == BK_EXT_FETCHING)
+			return 0;
+		if (st == BK_EXT_PREFETCHING) {
+			bk_region_set_extent(rg, e, BK_EXT_FETCHING); /* map it on arrival */
+			promote_prefetch(rg, e);
+			prefetch_after(rg, e);
+			return 0;
+		}
+		if (bk_bit_test(rg->lost, page))
+			return poison_page(rg, page);
+		bk_region_mark_resident(rg, page);
+		bk_region_set_dirty(rg, page);
+	}
+	if (write) {
+		if (bk_evict_hold_writer(rg, page))
+			return 0; /* woken when its write-back is done */
+		bk_region_set_dirty(rg, page);
+	}
+	n = bk_region_continue(rg, page, 1,
+			       bk_bit_test(rg->evicting, page) || !bk_bit_test(rg->dirty, page));
+	if (n < 0)
+		return (int)n;
+	bk_region_set_ref(rg, page);
+	if (st == BK_EXT_CACHED) {
+		bk_stats.prefetch_hits++;
+		bk_region_set_extent(rg, e, BK_EXT_LOCAL);
+		prefetch_after(rg, e);
+	}
+	bk_stats_latency(now_us() - t0);
+	return 0;
 }
 
 static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
 {
 	uint64_t addr = msg->arg.pagefault.address, flags = msg->arg.pagefault.flags;
-	struct bk_region *rg = region_of(vm, addr);
+	struct bk_region *rg = bk_region_of(vm, addr);
 	uint64_t page, e;
 	const uint8_t *cached;
 	int err = 0;
@@ -898,9 +966,11 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	page = (addr - rg->host_addr) / GVM_PAGE_SIZE;
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(rg, page);
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+		return handle_minor_fault(rg, page, flags & UFFD_PAGEFAULT_FLAG_WRITE, t0);
 	if (bk_bit_test(rg->resident, page)) {
 		if (bk_page_in_memfd(rg, page)) {
-			bk_uffd_wake(rg, page, 1); /* installed meanwhile */
+			bk_region_wake(rg, page, 1); /* installed meanwhile */
 			return 0;
 		}
 		/* A hole where a page was: the VM dropped it. It reads as zero. */
@@ -918,7 +988,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	case BK_EXT_PAGES:
 		break; /* only single pages are on their way: fetch this one too */
 	case BK_EXT_PREFETCHING:
-		rg->ext_state[e] = BK_EXT_FETCHING; /* install on arrival */
+		bk_region_set_extent(rg, e, BK_EXT_FETCHING); /* install on arrival */
 		promote_prefetch(rg, e);
 		prefetch_after(rg, e); /* keep the window moving while this one comes */
 		return 0;
@@ -932,7 +1002,7 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 			prefetch_after(rg, e);
 			return err;
 		}
-		rg->ext_state[e] = BK_EXT_NONE;
+		bk_region_set_extent(rg, e, BK_EXT_NONE);
 		/* fall through */
 	default:
 		break;
@@ -1047,8 +1117,8 @@ static void on_uffd(uv_poll_t *h, int status, int events)
 		if (m->event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		/* Missing pages wait while the budget is full and write-backs are
-		 * on their way; WP faults add nothing and never wait. */
-		if (!(m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) &&
+		 * on their way; WP and minor faults add nothing and never wait. */
+		if (!(m->arg.pagefault.flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)) &&
 		    (b->deferred || bk_evict_must_wait(b, b->cfg.extent_pages)))
 			defer_fault(vm, m, t0);
 		else
@@ -1056,8 +1126,7 @@ static void on_uffd(uv_poll_t *h, int status, int events)
 		if (err)
 			vm_lost(vm, err);
 	}
-	bk_evict_check(b);
-	bk_fault_redispatch(b);
+	/* eviction and the faults that wait for room: followup.c, this turn */
 }
 
 int bk_fault_start(struct bk_vm *vm)

@@ -81,6 +81,11 @@ static void usage(FILE *f)
 		"                         uid-vms + %u connections\n"
 		"  --device-name NAME     the CUSE device, /dev/NAME (default %s); while it\n"
 		"                         exists, attaching needs its one-time token\n"
+		"  --install auto|copy|continue  how fetched pages reach a VM: continue\n"
+		"                         receives them straight into the VM's memory and\n"
+		"                         maps them with UFFDIO_CONTINUE (minor faults, Linux\n"
+		"                         5.13+ shmem); copy copies them in with UFFDIO_COPY;\n"
+		"                         auto (default) is continue where the kernel allows\n"
 		"  --no-cuse              no device: serve the socket only\n"
 		"  --no-sandbox           do not load the seccomp allowlist (debugging)\n"
 		"  --print-seccomp        print the seccomp filter and exit\n"
@@ -299,6 +304,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	bk_device_stop(&broker);
 	bk_control_stop(&broker);
 	bk_fault_drop_deferred(&broker);
+	bk_followup_stop(&broker);
 	bk_orphans_stop(&broker);
 	bk_replica_stop(&broker);
 	bk_donors_stop(&broker);
@@ -335,6 +341,7 @@ int main(int argc, char **argv)
 		{ "dead-after", required_argument, NULL, 'X' },
 		{ "rereplicate-rate", required_argument, NULL, 'Y' },
 		{ "no-cuse", no_argument, NULL, 'n' },
+		{ "install", required_argument, NULL, 'i' },
 		{ "device-name", required_argument, NULL, 'N' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "print-seccomp", no_argument, NULL, 'P' },
@@ -472,6 +479,16 @@ int main(int argc, char **argv)
 				fprintf(stderr, "gvm-broker: cannot build the seccomp filter: %s\n",
 					strerror(-err));
 			return err ? 1 : 0;
+		case 'i':
+			if (!strcmp(optarg, "auto"))
+				cfg->install = BK_INSTALL_AUTO;
+			else if (!strcmp(optarg, "copy"))
+				cfg->install = BK_INSTALL_COPY;
+			else if (!strcmp(optarg, "continue"))
+				cfg->install = BK_INSTALL_CONTINUE;
+			else
+				return usage_error("--install %s: want auto, copy or continue", optarg);
+			break;
 		case 'L':
 			if (gvm_log_parse_level(optarg, &level))
 				return usage_error("--log-level %s: want error, warn, info or debug",
@@ -515,7 +532,7 @@ int main(int argc, char **argv)
 	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
 	    bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id,
 			   cfg->pool_conns, cfg->idle_ms) ||
-	    bk_replica_setup(&broker)) {
+	    bk_replica_setup(&broker) || bk_followup_start(&broker)) {
 		gvm_err("out of memory");
 		return 1;
 	}

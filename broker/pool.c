@@ -889,7 +889,8 @@ static void free_queue(struct bk_queue *q)
 	struct bk_req *r;
 
 	while ((r = queue_pop(q))) {
-		free(r->rx_buf);
+		if (!(r->flags & BK_REQ_RX_BORROWED))
+			free(r->rx_buf);
 		free(r);
 	}
 }
@@ -906,7 +907,8 @@ void bk_pool_free(struct bk_pool *p)
 
 			while ((r = d->conns[k].head)) {
 				d->conns[k].head = r->next;
-				free(r->rx_buf);
+				if (!(r->flags & BK_REQ_RX_BORROWED))
+					free(r->rx_buf);
 				free(r);
 			}
 			gvm_reader_free(&d->conns[k].rd);

@@ -24,6 +24,7 @@ typedef void (*bk_req_cb)(struct bk_req *req, int status, const struct gvm_hdr *
 enum bk_req_flags {
 	BK_REQ_DEMAND = 1,       /* a fault waits on it: ahead of prefetches */
 	BK_REQ_FAIL_IF_DOWN = 2, /* do not wait for an unreachable donor */
+	BK_REQ_RX_BORROWED = 4,  /* rx_buf is not malloc'd (a VM's memory): never freed */
 };
 
 struct bk_req {

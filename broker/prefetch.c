@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "region.h"
+
 #define CACHE_BUCKETS 4096u
 #define CACHE_SPARE_BUFS 32u /* kept for reuse; READs in flight rarely need more */
 
@@ -101,7 +103,7 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uin
 		struct cache_entry *old = c->oldest;
 
 		if (old->rg->ext_state[old->extent] == BK_EXT_CACHED)
-			old->rg->ext_state[old->extent] = BK_EXT_NONE;
+			bk_region_set_extent(old->rg, old->extent, BK_EXT_NONE);
 		cache_unlink(c, cache_slot(c, old->rg, old->extent));
 	}
 	slot = cache_slot(c, rg, extent);
@@ -123,7 +125,7 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uin
 		c->oldest = e;
 	c->newest = e;
 	c->bytes += c->entry_bytes;
-	rg->ext_state[extent] = BK_EXT_CACHED;
+	bk_region_set_extent(rg, extent, BK_EXT_CACHED);
 	return true;
 }
 

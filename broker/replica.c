@@ -26,6 +26,7 @@
 #include "log.h"
 #include "placement.h"
 #include "pool.h"
+#include "region.h"
 #include "stats.h"
 
 #define REPLICA_TICK_MS 100u
@@ -153,9 +154,9 @@ void bk_loc_del(struct bk_region *rg, uint64_t e, unsigned d)
 	 * dirty, so eviction writes it to new donors; the rest is lost. */
 	for (uint64_t p = first; p < first + count; p++) {
 		if (bk_bit_test(rg->resident, p))
-			bk_bit_set(rg->dirty, p);
+			bk_region_set_dirty(rg, p);
 		else
-			bk_bit_set(rg->lost, p);
+			bk_region_set_lost(rg, p, true);
 	}
 	gvm_log_limited(&lost_lines, GVM_LOG_ERROR,
 			"vm %s: extent %llu of %s lost its last copy (donor %s); its pages not in "
@@ -339,7 +340,7 @@ static void map_check(struct bk_region *rg)
 	rg->map_ready = true;
 	b->replica->work = true; /* some extents may be short of copies */
 	gvm_debug("vm %s: %s: every donor said what it holds", rg->vm->name, rg->ns);
-	bk_uffd_wake(rg, 0, rg->npages); /* faults that waited for it */
+	bk_region_wake(rg, 0, rg->npages); /* faults that waited for it */
 }
 
 static void list_end(struct bk_list *l, bool done)
@@ -906,9 +907,8 @@ static void on_tick(uv_timer_t *t)
 	rep->last_ms = now;
 	if (rep->tokens > cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE)
 		rep->tokens = cap + (double)b->cfg.extent_pages * GVM_PAGE_SIZE;
-	/* A VM gone quiet while over the budget (a write-back was refused,
-	 * say) is brought back under it without waiting for its next fault. */
-	bk_evict_check(b);
+	/* (This tick is also a loop turn: a VM gone quiet while over the
+	 * budget is brought back under it by followup.c's eviction check.) */
 	if (rep->work && replicating(b))
 		rereplicate(rep);
 	else if (rep->work)

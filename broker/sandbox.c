@@ -83,7 +83,8 @@ static const int allowed[] = {
 
 /* The ioctls the broker issues: uffd setup and fault service, libuv's. */
 static const unsigned long allowed_ioctls[] = {
-	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_WAKE, UFFDIO_POISON, FIONBIO, FIOCLEX,
+	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_CONTINUE, UFFDIO_WAKE, UFFDIO_POISON,
+	FIONBIO, FIOCLEX,
 	FIONCLEX,
 #ifdef UFFDIO_WRITEPROTECT
 	UFFDIO_WRITEPROTECT,

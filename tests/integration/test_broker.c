@@ -659,17 +659,21 @@ static bool page_present(int memfd, uint64_t page)
 
 /* A VM reading in order finds the extents ahead of it already in its
  * memory, installed as they arrived, all but each extent's first page: the
- * fault on that one moves the prefetch window on. Far ahead nothing is
- * installed, and every page still reads exactly the donors' data. */
-static void test_sequential_reader_finds_extents_installed_ahead(void **state)
+ * fault on that one moves the prefetch window on. With --install copy the
+ * tripwire is not in the memfd at all; with --install continue it was
+ * received there with the rest and is only not mapped, so the VM's fault on
+ * it is a minor fault. Far ahead nothing is installed, and every page still
+ * reads exactly the donors' data. */
+static void sequential_reader_ahead(const char *install)
 {
+	const char *const extra[] = { "--install", install, NULL };
+	bool cont = !strcmp(install, "continue");
 	struct cluster cl;
 	uint64_t pages = (64u << 20) / GVM_PAGE_SIZE, next = pages / 2 / EXTENT_PAGES;
 	int ready[2], go[2], memfd;
 	pid_t pid;
 
-	(void)state;
-	cluster_start(&cl, NULL);
+	cluster_start(&cl, extra);
 	pid = half_reader_fork("vm-ahead", 64u << 20, pages, ready, go); /* first half in order */
 	usleep(300000); /* the window's READs arrive */
 	memfd = open_client_memfd(pid);
@@ -677,7 +681,7 @@ static void test_sequential_reader_finds_extents_installed_ahead(void **state)
 	for (uint64_t e = next; e < next + 4; e++) {
 		uint64_t first = e * EXTENT_PAGES;
 
-		assert_false(page_present(memfd, first)); /* the tripwire */
+		assert_int_equal(page_present(memfd, first), cont); /* the tripwire */
 		for (uint64_t p = first + 1; p < first + EXTENT_PAGES; p++)
 			assert_true(page_present(memfd, p));
 	}
@@ -685,6 +689,12 @@ static void test_sequential_reader_finds_extents_installed_ahead(void **state)
 		assert_false(page_present(memfd, p));
 	close(memfd);
 	assert_true(gvmt_broker_stat(sock_path, "prefetch_hits") > next / 2);
+	if (cont)
+		assert_true(gvmt_broker_stat(sock_path, "minor_faults") > next / 2);
+	else
+		assert_int_equal(gvmt_broker_stat(sock_path, "minor_faults"), 0);
+	assert_int_equal(gvmt_file_count(cl.broker.log, cont ? "go in with UFFDIO_CONTINUE" :
+							      "go in with UFFDIO_COPY"), 1);
 	assert_int_equal(write(go[1], "g", 1), 1);
 	assert_int_equal(wait_exit(pid), 0); /* every page checked, then rewritten */
 	close(ready[0]);
@@ -692,6 +702,18 @@ static void test_sequential_reader_finds_extents_installed_ahead(void **state)
 	close(go[0]);
 	close(go[1]);
 	cluster_stop(&cl);
+}
+
+static void test_sequential_reader_finds_extents_installed_ahead(void **state)
+{
+	(void)state;
+	sequential_reader_ahead("copy");
+}
+
+static void test_sequential_reader_maps_extents_received_into_its_memory(void **state)
+{
+	(void)state;
+	sequential_reader_ahead("continue");
 }
 
 /* A VM process killed outright: the broker detaches it, drops its pages on
@@ -889,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_client_reattaches_to_a_restarted_broker),
 		cmocka_unit_test(test_second_stop_signal_during_shutdown_is_ignored),
 		cmocka_unit_test(test_sequential_reader_finds_extents_installed_ahead),
+		cmocka_unit_test(test_sequential_reader_maps_extents_received_into_its_memory),
 		cmocka_unit_test(test_killed_vm_is_detached_and_its_pages_dropped),
 		cmocka_unit_test(test_detect_mode_follows_each_signal),
 		cmocka_unit_test(test_gvmctl_stats_prints_every_documented_key),

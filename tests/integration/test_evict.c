@@ -39,6 +39,9 @@ struct cluster {
 	struct gvmt_proc donor[2], broker;
 };
 
+/* --install for the next cluster_start (NULL: the default, auto). */
+static const char *install_mode;
+
 static void cluster_start(struct cluster *cl, const char *budget, const char *donor_capacity)
 {
 	static int serial;
@@ -52,7 +55,9 @@ static void cluster_start(struct cluster *cl, const char *budget, const char *do
 	donors[2] = NULL;
 	snprintf(sock_path, sizeof(sock_path), "%s/evict-%d.sock", gvmt_dir(), ++serial);
 	assert_true(gvmt_broker_start(&cl->broker, key_path, sock_path, donors,
-				      (const char *[]){ "--budget", budget, NULL }));
+				      (const char *[]){ "--budget", budget,
+							install_mode ? "--install" : NULL,
+							install_mode, NULL }));
 	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 }
 
@@ -208,6 +213,23 @@ static void *race_writer(void *arg)
 	return NULL;
 }
 
+/* Unmaps the counters' pages over and over (MADV_DONTNEED on a shared
+ * memfd mapping drops the mapping, not the data): each next touch of one
+ * is a minor fault, racing the writers, the WP faults and the write-backs. */
+static void *race_unmapper(void *arg)
+{
+	struct racer *r = arg;
+
+	while (!*r->stop) {
+		for (unsigned i = 0; i < RACE_THREADS && !*r->stop; i++) {
+			madvise(r->mem + (size_t)i * RACE_PAGES * GVM_PAGE_SIZE,
+				(size_t)RACE_PAGES / 2 * GVM_PAGE_SIZE, MADV_DONTNEED);
+			usleep(300);
+		}
+	}
+	return NULL;
+}
+
 /* Streams over the rest of the region so the counters keep being evicted. */
 static void *race_pressure(void *arg)
 {
@@ -221,30 +243,38 @@ static void *race_pressure(void *arg)
 	return NULL;
 }
 
-static void test_writes_racing_eviction_are_never_lost_or_torn(void **state)
+/* Writers count in their pages while eviction writes them back and drops
+ * them (and, with unmap, while their mappings are dropped too, so that
+ * they come back by minor faults): no increment is lost, no page torn. */
+static void race(const char *install, bool unmap)
 {
 	struct cluster cl;
 	pid_t pid;
 
-	(void)state;
+	install_mode = install;
 	cluster_start(&cl, "8M", "1G");
+	install_mode = NULL;
 	pid = fork();
 	if (pid == 0) {
-		struct racer r[RACE_THREADS + 1];
-		pthread_t t[RACE_THREADS + 1];
+		struct racer r[RACE_THREADS + 2];
+		pthread_t t[RACE_THREADS + 2];
 		volatile int stop = 0;
 		struct guest g;
 		uint64_t lost = 0, torn = 0;
+		unsigned helpers = unmap ? 2 : 1;
 
 		guest_attach(&g, "vm-race", 64u << 20);
-		for (unsigned i = 0; i <= RACE_THREADS; i++) {
+		for (unsigned i = 0; i < RACE_THREADS + helpers; i++) {
 			r[i] = (struct racer){ g.mem, i, &stop };
-			pthread_create(&t[i], NULL, i < RACE_THREADS ? race_writer : race_pressure, &r[i]);
+			pthread_create(&t[i], NULL, i < RACE_THREADS ? race_writer :
+						    i == RACE_THREADS ? race_pressure : race_unmapper,
+				       &r[i]);
 		}
 		for (unsigned i = 0; i < RACE_THREADS; i++)
 			pthread_join(t[i], NULL);
 		stop = 1;
-		pthread_join(t[RACE_THREADS], NULL);
+		for (unsigned i = RACE_THREADS; i < RACE_THREADS + helpers; i++)
+			pthread_join(t[i], NULL);
 		for (size_t p = 0; p < RACE_THREADS * RACE_PAGES; p++) {
 			uint64_t *w = (uint64_t *)(g.mem + p * GVM_PAGE_SIZE);
 
@@ -263,7 +293,29 @@ static void test_writes_racing_eviction_are_never_lost_or_torn(void **state)
 	assert_true(gvmt_broker_stat(sock_path, "writebacks") > 0);
 	assert_true(gvmt_broker_stat(sock_path, "evictions") > 0);
 	assert_true(gvmt_broker_stat(sock_path, "wp_faults") > 0);
+	if (unmap)
+		assert_true(gvmt_broker_stat(sock_path, "minor_faults") > 0);
+	if (install && !strcmp(install, "copy"))
+		assert_int_equal(gvmt_broker_stat(sock_path, "minor_faults"), 0);
 	cluster_stop(&cl);
+}
+
+static void test_writes_racing_eviction_are_never_lost_or_torn(void **state)
+{
+	(void)state;
+	race(NULL, false);
+}
+
+static void test_writes_racing_eviction_with_copy_installs_are_never_lost_or_torn(void **state)
+{
+	(void)state;
+	race("copy", false);
+}
+
+static void test_writes_racing_minor_faults_and_eviction_are_never_lost_or_torn(void **state)
+{
+	(void)state;
+	race("continue", true);
 }
 
 static void test_three_vms_share_one_budget_and_all_finish(void **state)
@@ -408,6 +460,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_region_eight_times_the_budget_reads_back_exactly_within_budget),
 		cmocka_unit_test(test_writes_racing_eviction_are_never_lost_or_torn),
+		cmocka_unit_test(test_writes_racing_eviction_with_copy_installs_are_never_lost_or_torn),
+		cmocka_unit_test(test_writes_racing_minor_faults_and_eviction_are_never_lost_or_torn),
 		cmocka_unit_test(test_three_vms_share_one_budget_and_all_finish),
 		cmocka_unit_test(test_donors_that_refuse_writes_cost_no_data),
 		cmocka_unit_test(test_removed_pages_read_as_zero_even_after_eviction),
