@@ -224,10 +224,6 @@ struct bk_broker {
 	struct gvm_key key;
 	struct bk_identity id;
 	int uffd_dev; /* /dev/userfaultfd, opened once, handed to every client; -1 if none */
-	/* Faults are served with UFFDIO_CONTINUE (the page is already in the
-	 * VM's memfd: only its mapping is missing) rather than UFFDIO_COPY;
-	 * gvmctl stats install_continue. Set where the fault path is set up. */
-	bool install_continue;
 	struct bk_pool *pool;
 	struct bk_cache *cache;
 	struct bk_vm *vms;

@@ -92,6 +92,17 @@ static uint64_t attached_vms(const struct bk_broker *b)
 	return n;
 }
 
+/* Attached VMs whose pages are received straight into their memory and
+ * mapped with UFFDIO_CONTINUE (--install). */
+static uint64_t continue_vms(const struct bk_broker *b)
+{
+	uint64_t n = 0;
+
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		n += !vm->detached && vm->nregions && vm->regions[0].map;
+	return n;
+}
+
 /* Every counter, in `gvmctl stats` order: the name it is reported under and
  * the value now. The first 33 are struct gvmmem_stats (v1) in its order; a
  * new counter is one line at the end, and is reported by gvmctl stats and
@@ -133,7 +144,7 @@ static uint64_t attached_vms(const struct bk_broker *b)
 	/* not in v1 */                                                 \
 	X(alloc_failures, bk_stats.alloc_failures)                      \
 	X(minor_faults, bk_stats.minor_faults)                          \
-	X(install_continue, b->install_continue)
+	X(install_continue, continue_vms(b))
 
 enum {
 #define X(name, value) STAT_##name,

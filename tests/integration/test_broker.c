@@ -862,7 +862,8 @@ static void test_gvmctl_stats_keeps_v1_order_and_appends_new_keys(void **state)
 	}
 	fclose(f);
 	assert_int_equal(n, sizeof(keys) / sizeof(keys[0]));
-	/* Nothing ran out of memory; no broker here installs with CONTINUE. */
+	/* Nothing ran out of memory; no VM is attached, so none has its pages
+	 * received into its memory (install_continue counts those VMs). */
 	assert_int_equal(gvmt_file_count_lines(log, "alloc_failures: 0"), 1);
 	assert_int_equal(gvmt_file_count_lines(log, "install_continue: 0"), 1);
 	cluster_stop(&cl);

@@ -1,0 +1,329 @@
+/* region.c: a VM's regions and their page state (region.h): the bitmaps,
+ * the extent states, the resident counts (the region's, its VM's and the
+ * host's), and the VM's memory and reference count. Pages are installed
+ * here through uffd.c, and punched here out of the memfd; callers are
+ * fault.c (faults), evict.c (eviction), replica.c (lost copies) and
+ * attach.c (attach and re-attach). */
+#include "region.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "names.h"
+#include "placement.h"
+#include "replica.h"
+#include "uffd.h"
+
+static uint64_t *bitmap_new(uint64_t bits)
+{
+	return calloc((bits + 63) / 64, sizeof(uint64_t));
+}
+
+static void region_fini(struct bk_region *rg)
+{
+	if (rg->map)
+		munmap(rg->map, rg->size);
+	if (rg->memfd >= 0)
+		close(rg->memfd);
+	free(rg->ext_state);
+	free(rg->resident);
+	free(rg->dirty);
+	free(rg->ref);
+	free(rg->evicting);
+	free(rg->wp_held);
+	free(rg->fetching);
+	free(rg->wb_inflight);
+	if (rg->loc)
+		bk_loc_forget(rg);
+	free(rg->loc);
+	free(rg->ns_id);
+	free(rg->ns_was);
+	free(rg->list_state);
+	free(rg->lost);
+	free(rg->ext_ver);
+	memset(rg, 0, sizeof(*rg));
+	rg->memfd = -1;
+}
+
+int bk_region_init(struct bk_region *rg, struct bk_vm *vm, unsigned index, const char *name,
+		   uint64_t host_addr, uint64_t size, uint64_t guest_phys, uint64_t memfd_offset)
+{
+	struct bk_broker *b = vm->b;
+
+	memset(rg, 0, sizeof(*rg));
+	rg->memfd = -1;
+	rg->vm = vm;
+	rg->index = index;
+	snprintf(rg->name, sizeof(rg->name), "%s", name);
+	gvm_ns_name(rg->ns, sizeof(rg->ns), b->id.host_id, vm->incarnation, index);
+	rg->host_addr = host_addr;
+	rg->size = size;
+	rg->guest_phys = guest_phys;
+	rg->memfd_offset = memfd_offset;
+	rg->npages = size / GVM_PAGE_SIZE;
+	rg->nextents = (rg->npages + b->cfg.extent_pages - 1) / b->cfg.extent_pages;
+	rg->last_extent = UINT64_MAX - 1;
+	rg->ns_hash = gvm_place_ns_hash(rg->ns);
+	rg->nlisted = b->ndonors;
+	if (!(rg->ext_state = calloc(rg->nextents, 1)) || !(rg->resident = bitmap_new(rg->npages)) ||
+	    !(rg->dirty = bitmap_new(rg->npages)) || !(rg->ref = bitmap_new(rg->npages)) ||
+	    !(rg->evicting = bitmap_new(rg->npages)) || !(rg->wp_held = bitmap_new(rg->npages)) ||
+	    !(rg->fetching = bitmap_new(rg->npages)) || !(rg->lost = bitmap_new(rg->npages)) ||
+	    !(rg->wb_inflight = calloc(rg->nextents, 1)) ||
+	    !(rg->ext_ver = calloc(rg->nextents, sizeof(*rg->ext_ver))) ||
+	    !(rg->loc = malloc(rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc))) ||
+	    !(rg->ns_id = calloc(b->donors_cap, sizeof(*rg->ns_id))) ||
+	    !(rg->ns_was = calloc(b->donors_cap, sizeof(*rg->ns_was))) ||
+	    !(rg->list_state = malloc(b->donors_cap)))
+		goto out_free;
+	memset(rg->loc, 0xff, rg->nextents * BK_REPLICAS_MAX * sizeof(*rg->loc));
+	/* a new incarnation: no donor holds anything of it */
+	memset(rg->list_state, BK_LIST_DONE, b->donors_cap);
+	return 0;
+
+out_free:
+	region_fini(rg);
+	return -ENOMEM;
+}
+
+int bk_region_map(struct bk_region *rg)
+{
+	void *m = mmap(NULL, rg->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       rg->memfd, (off_t)rg->memfd_offset);
+
+	if (m == MAP_FAILED)
+		return -errno;
+	rg->map = m;
+	return 0;
+}
+
+int bk_region_grow_donors(struct bk_region *rg, unsigned old_cap, unsigned cap)
+{
+	uint32_t *id = realloc(rg->ns_id, cap * sizeof(*id));
+	uint32_t *was;
+	uint8_t *ls;
+
+	if (!id)
+		return -ENOMEM;
+	rg->ns_id = id;
+	memset(id + old_cap, 0, (cap - old_cap) * sizeof(*id));
+	was = realloc(rg->ns_was, cap * sizeof(*was));
+	if (!was)
+		return -ENOMEM;
+	rg->ns_was = was;
+	memset(was + old_cap, 0, (cap - old_cap) * sizeof(*was));
+	ls = realloc(rg->list_state, cap);
+	if (!ls)
+		return -ENOMEM;
+	rg->list_state = ls;
+	memset(ls + old_cap, BK_LIST_DONE, cap - old_cap); /* new donors hold nothing of it */
+	return 0;
+}
+
+struct bk_region *bk_region_of(struct bk_vm *vm, uint64_t addr)
+{
+	for (size_t i = 0; i < vm->nregions; i++) {
+		struct bk_region *rg = &vm->regions[i];
+
+		if (addr >= rg->host_addr && addr - rg->host_addr < rg->size)
+			return rg;
+	}
+	return NULL;
+}
+
+void bk_vm_free(struct bk_vm *vm)
+{
+	for (size_t i = 0; i < vm->nregions; i++)
+		region_fini(&vm->regions[i]);
+	if (vm->uffd >= 0)
+		close(vm->uffd);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	free(vm->regions);
+	free(vm);
+}
+
+void bk_vm_put(struct bk_vm *vm)
+{
+	struct bk_vm **pp;
+
+	if (--vm->refs)
+		return;
+	for (pp = &vm->b->vms; *pp; pp = &(*pp)->next) {
+		if (*pp == vm) {
+			*pp = vm->next;
+			break;
+		}
+	}
+	bk_vm_free(vm);
+}
+
+void bk_vm_fail(struct bk_vm *vm, int err)
+{
+	if (!vm->failed)
+		vm->failed = err ? err : -EIO;
+}
+
+/* ---- page state ---- */
+
+void bk_region_mark_resident(struct bk_region *rg, uint64_t page)
+{
+	if (!bk_bit_test(rg->resident, page)) {
+		bk_bit_set(rg->resident, page);
+		bk_bit_set(rg->ref, page);
+		rg->resident_count++;
+		rg->vm->b->resident_pages++;
+	}
+}
+
+void bk_region_forget(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	struct bk_broker *b = rg->vm->b;
+
+	for (uint64_t p = first; p < first + count; p++) {
+		uint64_t e = p / bk_extent_pages(rg);
+
+		if (!bk_bit_test(rg->resident, p))
+			continue;
+		bk_bit_clear(rg->resident, p);
+		bk_bit_clear(rg->dirty, p);
+		bk_bit_clear(rg->ref, p);
+		rg->resident_count--;
+		b->resident_pages--;
+		if (rg->ext_state[e] == BK_EXT_LOCAL)
+			rg->ext_state[e] = BK_EXT_NONE;
+	}
+}
+
+int bk_region_punch(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	if (fallocate(rg->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE),
+		      (off_t)(count * GVM_PAGE_SIZE)) < 0)
+		return -errno;
+	bk_region_forget(rg, first, count);
+	return 0;
+}
+
+bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page)
+{
+	off_t off = (off_t)(rg->memfd_offset + page * GVM_PAGE_SIZE);
+
+	return lseek(rg->memfd, off, SEEK_DATA) == off;
+}
+
+bool bk_region_holes(const struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	off_t off = (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE);
+	off_t data = lseek(rg->memfd, off, SEEK_DATA);
+
+	if (data < 0)
+		return errno == ENXIO; /* no data from off to the end of the file */
+	return data >= off + (off_t)(count * GVM_PAGE_SIZE);
+}
+
+void bk_region_adopt_memfd(struct bk_region *rg)
+{
+	off_t base = (off_t)rg->memfd_offset, end = base + (off_t)rg->size, off = base;
+
+	while (off < end) {
+		off_t data = lseek(rg->memfd, off, SEEK_DATA), hole;
+
+		if (data < 0 || data >= end)
+			break;
+		hole = lseek(rg->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		uint64_t first = (uint64_t)(data - base) / GVM_PAGE_SIZE;
+		uint64_t last = ((uint64_t)(hole - base) + GVM_PAGE_SIZE - 1) / GVM_PAGE_SIZE;
+
+		for (uint64_t p = first; p < last; p++) {
+			bk_region_mark_resident(rg, p);
+			bk_bit_set(rg->dirty, p); /* whether the donors hold the same is unknown */
+		}
+		bk_region_protect(rg, first, last - first, true);
+		off = hole;
+	}
+}
+
+/* ---- installing ---- */
+
+/* The end of an install of n pages at page by COPY or CONTINUE: the pages
+ * done are resident; an EEXIST page was installed by another path (woken);
+ * EAGAIN a few times, then the threads fault again. */
+static int64_t installed(struct bk_region *rg, uint64_t page, uint64_t n, int err,
+			 uint64_t done_bytes, uint64_t *done)
+{
+	uint64_t k = done_bytes / GVM_PAGE_SIZE;
+
+	for (uint64_t i = 0; i < k; i++)
+		bk_region_mark_resident(rg, page + *done + i);
+	*done += k;
+	if (!err)
+		return (int64_t)n;
+	if (err == -EEXIST) {
+		bk_region_mark_resident(rg, page + *done);
+		bk_region_wake(rg, page + *done, 1);
+		return (int64_t)*done + 1;
+	}
+	return err;
+}
+
+int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
+			  bool wp)
+{
+	uint64_t done = 0;
+
+	for (unsigned tries = 0;;) {
+		uint64_t bytes;
+		int err = bk_uffd_copy(rg->vm->uffd, rg->host_addr + (page + done) * GVM_PAGE_SIZE,
+				       src + done * GVM_PAGE_SIZE, (n - done) * GVM_PAGE_SIZE, wp,
+				       &bytes);
+		int64_t r = installed(rg, page, n, err, bytes, &done);
+
+		if (err != -EAGAIN)
+			return r;
+		if (++tries > BK_COPY_EAGAIN_RETRIES) {
+			/* The mm is changing under us: let the threads fault again. */
+			bk_region_wake(rg, page, n);
+			return (int64_t)n;
+		}
+	}
+}
+
+int64_t bk_region_continue(struct bk_region *rg, uint64_t page, uint64_t n, bool wp)
+{
+	uint64_t done = 0;
+
+	for (unsigned tries = 0;;) {
+		uint64_t bytes;
+		int err = bk_uffd_continue(rg->vm->uffd,
+					   rg->host_addr + (page + done) * GVM_PAGE_SIZE,
+					   (n - done) * GVM_PAGE_SIZE, wp, &bytes);
+		int64_t r = installed(rg, page, n, err, bytes, &done);
+
+		if (err != -EAGAIN)
+			return r;
+		if (++tries > BK_COPY_EAGAIN_RETRIES) {
+			bk_region_wake(rg, page, n);
+			return (int64_t)n;
+		}
+	}
+}
+
+void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	bk_uffd_wake(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE);
+}
+
+int bk_region_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
+{
+	return bk_uffd_protect(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE,
+			       count * GVM_PAGE_SIZE, on);
+}
