@@ -395,6 +395,28 @@ bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 	return false;
 }
 
+void bk_pool_retarget(struct bk_pool *p, struct bk_req *r, uint8_t *buf, uint32_t cap)
+{
+	struct bk_donor *d = p->donors[r->donor];
+	uint8_t *old = r->rx_buf;
+	struct bk_conn *c = NULL;
+
+	/* Queued, or sent with its reply's header not read yet: payload_dst
+	 * reads r->rx_buf when the header comes. Only the oldest request in
+	 * flight on a connection can have its payload on its way. */
+	for (unsigned k = 0; old && d->conns && k < p->conns_per && !c; k++)
+		if (d->conns[k].head == r && d->conns[k].rd.state == GVM_RD_PAYLOAD &&
+		    d->conns[k].rd.payload == old)
+			c = &d->conns[k];
+	r->rx_buf = buf;
+	r->rx_cap = cap;
+	if (c && gvm_reader_retarget(&c->rd, buf, cap)) {
+		bk_stats_nomem("donor %s: the rest of a reply's payload: the connection closes and "
+			       "its requests are sent again", d->addr);
+		conn_fail(c, "out of memory for a reply's payload");
+	}
+}
+
 static void conn_ready(struct bk_conn *c)
 {
 	struct bk_donor *d = c->d;

@@ -62,6 +62,19 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
  * its way already). */
 bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx);
+/* The rest of r's reply payload is received into buf (cap bytes) instead
+ * of r->rx_buf, which is never written again; afterwards r->rx_buf == buf
+ * and r->rx_cap == cap. r is submitted and not answered: queued, sent, or
+ * with its payload partly received (the bytes already in the old buffer
+ * are not copied: buf's content is garbage to the caller until the reply,
+ * whose payload pointer then points into buf). buf should hold the
+ * largest payload r's reply may carry (at least the old rx_cap); with buf
+ * NULL or smaller than a payload on its way, the rest goes into the
+ * connection's own buffer and the callback's payload points there. Only
+ * when that buffer cannot grow is the connection dropped (r is then sent
+ * again, or fails at once if BK_REQ_FAIL_IF_DOWN and no connection to its
+ * donor is left: its callback may run inside this call). */
+void bk_pool_retarget(struct bk_pool *p, struct bk_req *r, uint8_t *buf, uint32_t cap);
 unsigned bk_pool_ready_connections(const struct bk_pool *p);
 unsigned bk_pool_donor_connections(const struct bk_pool *p, unsigned donor);
 /* Reachable as far as is known: a ready connection, or none needed yet and
