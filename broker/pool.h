@@ -45,7 +45,8 @@ struct bk_req {
 
 /* host_id: this broker's (names.h), which every connection authenticates
  * for; it must outlive the pool. Donors are added with bk_pool_add; a
- * connection unused for idle_ms closes. */
+ * connection unused for idle_ms closes. 0, -EIO when libsodium cannot
+ * start, or -ENOMEM. */
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
 		   const char *host_id, unsigned conns_per, unsigned idle_ms);
 /* A donor at addr (for logs), resolved by the caller to ss: its index
