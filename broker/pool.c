@@ -972,9 +972,13 @@ void bk_pool_close(struct bk_pool *p)
 			struct bk_conn *c = &d->conns[k];
 
 			uv_close((uv_handle_t *)&c->timer, NULL);
-			if (c->state != CONN_DOWN && c->state != CONN_QUEUED &&
-			    !uv_is_closing((uv_handle_t *)&c->tcp))
-				uv_close((uv_handle_t *)&c->tcp, NULL);
+			if (c->state == CONN_DOWN || c->state == CONN_QUEUED ||
+			    uv_is_closing((uv_handle_t *)&c->tcp))
+				continue;
+			/* Closing: a connect on its way is cancelled as the handle
+			 * closes, and on_connect must not fail it (close it again). */
+			c->state = CONN_CLOSING;
+			uv_close((uv_handle_t *)&c->tcp, NULL);
 		}
 	}
 }

@@ -374,6 +374,20 @@ static void test_retarget_half_received_reply_to_null_leaves_old_buffer_alone(vo
 	free(r);
 }
 
+/* Closed while a connection is being made: the connect is cancelled as
+ * the handle closes, and that must not close it a second time (libuv
+ * aborts). The request never sent is freed with the pool. */
+static void test_close_while_connecting_closes_each_handle_once(void **state)
+{
+	struct read_req *r = read_req_new(malloc(TEST_BYTES));
+
+	(void)state;
+	assert_non_null(r->req.rx_buf);
+	bk_pool_submit(pool, &r->req); /* its connection starts: no reply can come */
+	assert_int_equal(r->status, 1);
+	/* teardown closes the pool in this state */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +401,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_retarget_half_received_reply_to_null_leaves_old_buffer_alone, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_close_while_connecting_closes_each_handle_once,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
