@@ -841,11 +841,6 @@ bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor)
 	return d->nready > 0 || (!d->down_since_ms && !d->dead);
 }
 
-unsigned bk_pool_donors(const struct bk_pool *p)
-{
-	return p->ndonors;
-}
-
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor)
 {
 	return p->donors[donor]->down_since_ms;
@@ -863,11 +858,6 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor)
 			oldest = c->head->sent_ms;
 	}
 	return oldest;
-}
-
-bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor)
-{
-	return p->donors[donor]->dead;
 }
 
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)

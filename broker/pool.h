@@ -81,7 +81,6 @@ unsigned bk_pool_donor_connections(const struct bk_pool *p, unsigned donor);
 /* Reachable as far as is known: a ready connection, or none needed yet and
  * no failure since the last. */
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
-unsigned bk_pool_donors(const struct bk_pool *p);
 /* When the donor became unreachable (loop ms): its last ready connection
  * went, or a connect failed, while something needed it; 0 while up. */
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor);
@@ -92,7 +91,6 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor);
  * -EHOSTDOWN now, and so does every request submitted while it is dead;
  * its connections keep reconnecting, so bk_pool_donor_up shows its return. */
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead);
-bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor);
 /* A removed donor: no more reconnects (its idle connections close). */
 void bk_pool_let_go(struct bk_pool *p, unsigned donor);
 /* Pages wait for a donor: every reconnect waiting out its backoff is
