@@ -98,6 +98,7 @@ struct bk_control {
 
 static void attach_start(struct bk_client *c);
 static void control_free(struct bk_control *ctl);
+static void control_closed(uv_handle_t *h);
 
 static struct bk_tenant *tenant_get(struct bk_control *ctl, uid_t uid)
 {
@@ -643,7 +644,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 	struct bk_tenant *t;
 	struct bk_client *c;
 	char why[160];
-	int fd;
+	int fd, err;
 
 	(void)events;
 	if (status < 0)
@@ -684,20 +685,36 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		tenant_put(ctl, t);
 		return;
 	}
+	/* The poll handle first: when it cannot be made there is nothing to
+	 * close yet (the timer's init cannot fail). */
+	err = uv_poll_init(ctl->b->loop, &c->poll, fd);
+	if (err) {
+		free(c);
+		snprintf(why, sizeof(why), "the broker cannot watch the connection: %s",
+			 uv_strerror(err));
+		turn_away(ctl, fd, &cr, err, why);
+		tenant_put(ctl, t);
+		return;
+	}
+	uv_timer_init(ctl->b->loop, &c->deadline);
 	c->ctl = ctl;
 	c->fd = fd;
 	c->cred = cr;
 	c->tenant = t;
 	t->conns++;
-	uv_poll_init(ctl->b->loop, &c->poll, fd);
-	uv_timer_init(ctl->b->loop, &c->deadline);
 	c->poll.data = c->deadline.data = c;
 	c->open_handles = 2;
-	uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_client);
-	uv_timer_start(&c->deadline, on_deadline, BK_HELLO_TIMEOUT_MS, 0);
 	c->next = ctl->clients;
 	ctl->clients = c;
 	ctl->nclients++;
+	/* From here the client is whole: client_close undoes it all, its
+	 * handles closed before c is freed. */
+	err = uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_client);
+	if (err) {
+		client_refuse(c, err, "the broker cannot watch the connection");
+		return;
+	}
+	uv_timer_start(&c->deadline, on_deadline, BK_HELLO_TIMEOUT_MS, 0);
 	gvm_debug("client pid %d uid %d: connected", (int)cr.pid, (int)cr.uid);
 }
 
@@ -729,20 +746,24 @@ static int claim_path(const char *path, char *why, size_t n)
 
 int bk_control_start(struct bk_broker *b, char *why, size_t n)
 {
-	struct bk_control *ctl = calloc(1, sizeof(*ctl));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *path = b->cfg.socket_path;
+	struct bk_control *ctl;
 	char dir[108], *slash;
+	bool bound = false;
 	struct group *gr;
 	int err;
 
-	if (!ctl)
-		return -ENOMEM;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(why, n, "--socket %s: path too long", path);
-		free(ctl);
 		return -ENAMETOOLONG;
 	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl) {
+		snprintf(why, n, "--socket %s: out of memory", path);
+		return -ENOMEM;
+	}
+	ctl->fd = -1;
 	ctl->b = b;
 	ctl->refusals = (struct gvm_log_limit)GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
@@ -753,34 +774,51 @@ int bk_control_start(struct bk_broker *b, char *why, size_t n)
 		mkdir(dir, 0755);
 	}
 	err = claim_path(path, why, n);
-	if (err) {
-		free(ctl);
-		return err;
-	}
+	if (err)
+		goto fail;
 	gr = getgrnam(CTL_GROUP);
 	ctl->have_group = gr != NULL;
 	ctl->group = gr ? gr->gr_gid : 0;
 	strcpy(sa.sun_path, path);
 	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (ctl->fd < 0 || bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0660) < 0 || (ctl->have_group && chown(path, (uid_t)-1, ctl->group) < 0) ||
+	if (ctl->fd < 0 || bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		snprintf(why, n, "--socket %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	bound = true;
+	if (chmod(path, 0660) < 0 || (ctl->have_group && chown(path, (uid_t)-1, ctl->group) < 0) ||
 	    listen(ctl->fd, 64) < 0) {
 		err = -errno;
 		snprintf(why, n, "--socket %s: %s", path, strerror(errno));
-		if (ctl->fd >= 0)
-			close(ctl->fd);
-		free(ctl);
+		goto fail;
+	}
+	err = uv_poll_init(b->loop, &ctl->poll, ctl->fd);
+	if (err) {
+		snprintf(why, n, "--socket %s: cannot watch it: %s", path, uv_strerror(err));
+		goto fail;
+	}
+	ctl->poll.data = ctl;
+	err = uv_poll_start(&ctl->poll, UV_READABLE, on_accept);
+	if (err) {
+		snprintf(why, n, "--socket %s: cannot watch it: %s", path, uv_strerror(err));
+		unlink(path);
+		uv_close((uv_handle_t *)&ctl->poll, control_closed); /* frees ctl */
 		return err;
 	}
-	uv_poll_init(b->loop, &ctl->poll, ctl->fd);
-	ctl->poll.data = ctl;
-	uv_poll_start(&ctl->poll, UV_READABLE, on_accept);
 	b->control = ctl;
 	gvm_info("serving VMs on %s (mode 0660%s); per user at most %u VMs, %u regions, %u "
 		 "connections",
 		 path, ctl->have_group ? ", group " CTL_GROUP : "; no group " CTL_GROUP ", root only",
 		 b->cfg.uid_vms, b->cfg.uid_regions, tenant_conns_max(ctl));
 	return 0;
+fail:
+	if (bound)
+		unlink(path); /* nobody could connect to it yet */
+	if (ctl->fd >= 0)
+		close(ctl->fd);
+	free(ctl);
+	return err;
 }
 
 static void control_free(struct bk_control *ctl)

@@ -29,6 +29,7 @@
 #include "pool.h"
 #include "replica.h"
 #include "sandbox.h"
+#include "stats.h"
 
 struct bk_etcd {
 	struct gvm_etcd *client;
@@ -38,7 +39,7 @@ struct bk_etcd {
 	struct bk_donor_cfg *set;
 	unsigned nset;
 	int status;  /* of the newest delivery; 0: set is valid */
-	bool fresh;  /* a delivery waits */
+	unsigned lost; /* donors of the newest set, not copied for want of memory */
 	bool reachable;
 	bool applied; /* a set from etcd is in force */
 };
@@ -159,7 +160,8 @@ static int add(struct bk_broker *b, const struct bk_donor_cfg *c, char *why, siz
 	index_insert(d->hash, (unsigned)idx);
 	bk_replica_donor_added(b, (unsigned)idx);
 	return 0;
-nomem:
+nomem: /* what grew stays grown (the next add uses it); nothing else changed */
+	bk_stats.alloc_failures++; /* the caller logs why */
 	snprintf(why, wn, "donor %s: out of memory", c->addr);
 	return -ENOMEM;
 }
@@ -178,6 +180,7 @@ int bk_donors_apply(struct bk_broker *b, const struct bk_donor_cfg *list, unsign
 	}
 	listed = calloc(b->ndonors + n, 1);
 	if (!listed) {
+		bk_stats.alloc_failures++; /* the caller logs why */
 		snprintf(why, wn, "%s: out of memory", source);
 		return -ENOMEM;
 	}
@@ -431,7 +434,8 @@ void bk_donors_reload(struct bk_broker *b)
 		return;
 	}
 	if (with_command_line(b, &list, &n))
-		gvm_err("SIGHUP: out of memory; the donors stay as they were");
+		bk_stats_nomem("SIGHUP: %s with the --donor ones; the donors stay as they were",
+			       b->cfg.donors_file);
 	else if (bk_donors_apply(b, list, n, b->cfg.donors_file, why, sizeof(why)))
 		gvm_err("SIGHUP: %s; the donors stay as they were", why);
 	free(list);
@@ -497,9 +501,7 @@ static void on_etcd_set(void *ctx, int status, const struct gvm_etcd_donor *dono
 
 		while (cap < n) /* bk_donors_parse may append: its capacity rule */
 			cap *= 2;
-		set = malloc(cap * sizeof(*set));
-		if (!set)
-			status = -ENOMEM;
+		set = malloc(cap * sizeof(*set)); /* NULL: lost, said on the loop */
 		for (unsigned i = 0; set && i < n; i++) {
 			snprintf(set[i].addr, sizeof(set[i].addr), "%s", donors[i].addr);
 			set[i].weight = donors[i].weight;
@@ -508,9 +510,9 @@ static void on_etcd_set(void *ctx, int status, const struct gvm_etcd_donor *dono
 	pthread_mutex_lock(&e->lock);
 	free(e->set);
 	e->set = set;
-	e->nset = status ? 0 : n;
+	e->nset = status || !set ? 0 : n;
+	e->lost = !status && n && !set ? n : 0;
 	e->status = status;
-	e->fresh = true;
 	pthread_mutex_unlock(&e->lock);
 	uv_async_send(&e->async);
 }
@@ -520,20 +522,25 @@ static void on_etcd_async(uv_async_t *a)
 	struct bk_broker *b = a->data;
 	struct bk_etcd *e = b->etcd;
 	struct bk_donor_cfg *set;
-	unsigned n;
+	unsigned n, lost;
 	char why[512];
 	int status;
 
 	pthread_mutex_lock(&e->lock);
 	set = e->set;
 	n = e->nset;
-	if (!e->status && n && with_command_line(b, &set, &n))
-		e->status = -ENOMEM;
+	lost = e->lost;
 	status = e->status;
 	e->set = NULL;
-	e->fresh = false;
+	e->lost = 0;
 	pthread_mutex_unlock(&e->lock);
 	if (b->stopping) {
+		free(set);
+		return;
+	}
+	if (!status && (lost || (n && with_command_line(b, &set, &n)))) {
+		bk_stats_nomem("etcd %s: a set of %u donors; the donors stay as they are until etcd "
+			       "changes again", b->cfg.etcd, lost ? lost : n);
 		free(set);
 		return;
 	}
@@ -554,28 +561,53 @@ static void on_etcd_async(uv_async_t *a)
 	free(set);
 }
 
+static void etcd_free(struct bk_etcd *e)
+{
+	gvm_etcd_destroy(e->client);
+	free(e->set);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+/* A start that failed once its async handle was made: freed once closed. */
+static void on_etcd_closed(uv_handle_t *h)
+{
+	etcd_free(h->data);
+}
+
 int bk_donors_etcd_start(struct bk_broker *b, char *why, size_t n)
 {
 	struct bk_etcd *e = calloc(1, sizeof(*e));
 	int err;
 
 	if (!e) {
-		snprintf(why, n, "out of memory");
+		snprintf(why, n, "etcd %s: out of memory", b->cfg.etcd);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	e->reachable = true; /* the first outage is logged */
 	err = gvm_etcd_create(&e->client, b->cfg.etcd, b->cfg.etcd_prefix, why, n);
+	if (err)
+		goto fail;
+	err = uv_async_init(b->loop, &e->async, on_etcd_async);
 	if (err) {
-		free(e);
+		snprintf(why, n, "etcd %s: %s", b->cfg.etcd, uv_strerror(err));
+		goto fail;
+	}
+	e->async.data = b;
+	b->etcd = e; /* on_etcd_async finds it there */
+	/* The watch's thread sends to the async handle: it starts last. */
+	err = gvm_etcd_watch(e->client, on_etcd_set, e);
+	if (err) {
+		snprintf(why, n, "etcd %s: cannot start watching: %s", b->cfg.etcd, strerror(-err));
+		b->etcd = NULL;
+		e->async.data = e;
+		uv_close((uv_handle_t *)&e->async, on_etcd_closed);
 		return err;
 	}
-	uv_async_init(b->loop, &e->async, on_etcd_async);
-	e->async.data = b;
-	b->etcd = e;
-	err = gvm_etcd_watch(e->client, on_etcd_set, e);
-	if (err)
-		snprintf(why, n, "etcd %s: cannot start watching: %s", b->cfg.etcd, strerror(-err));
+	return 0;
+fail:
+	etcd_free(e);
 	return err;
 }
 
@@ -589,9 +621,7 @@ void bk_donors_stop(struct bk_broker *b)
 void bk_donors_free(struct bk_broker *b)
 {
 	if (b->etcd) {
-		gvm_etcd_destroy(b->etcd->client);
-		free(b->etcd->set);
-		free(b->etcd);
+		etcd_free(b->etcd);
 		b->etcd = NULL;
 	}
 	free(slots);

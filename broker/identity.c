@@ -82,11 +82,11 @@ static int load_host_id(struct bk_identity *id, const char *dir, char *why, size
 		return write_file(dir, BK_HOST_ID_FILE, line, strlen(line), 0644, why, n);
 	}
 	got = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (got < 0) {
+	if (got < 0)
 		snprintf(why, n, "%s: %s", path, strerror(errno));
+	close(fd);
+	if (got < 0)
 		return -EIO;
-	}
 	buf[got] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	bad = gvm_host_id_invalid(buf);
@@ -142,12 +142,18 @@ int bk_identity_load(struct bk_identity *id, const char *state_dir, const char *
 	}
 	err = load_host_key(id, state_dir, why, n);
 	if (err)
-		return err;
+		goto fail;
 	if (host_id) {
 		memcpy(id->host_id, host_id, strlen(host_id) + 1);
 		return 0;
 	}
-	return load_host_id(id, state_dir, why, n);
+	err = load_host_id(id, state_dir, why, n);
+	if (err)
+		goto fail;
+	return 0;
+fail: /* no half identity: the host key read already is wiped */
+	bk_identity_wipe(id);
+	return err;
 }
 
 void bk_identity_secret(const struct bk_identity *id, uid_t uid,

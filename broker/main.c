@@ -528,12 +528,30 @@ int main(int argc, char **argv)
 	broker.loop = uv_default_loop();
 	bk_evict_setup(&broker);
 	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
-	if (!broker.zero_extent ||
-	    bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages) ||
-	    bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id,
-			   cfg->pool_conns, cfg->idle_ms) ||
-	    bk_replica_setup(&broker) || bk_followup_start(&broker)) {
-		gvm_err("out of memory");
+	if (!broker.zero_extent) {
+		gvm_err("out of memory for a zero extent of %u pages", cfg->extent_pages);
+		return 1;
+	}
+	err = bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages);
+	if (err) {
+		gvm_err("prefetch cache: %s", strerror(-err));
+		return 1;
+	}
+	err = bk_pool_create(&broker.pool, broker.loop, &broker.key, broker.id.host_id,
+			     cfg->pool_conns, cfg->idle_ms);
+	if (err) {
+		gvm_err("donor pool: %s", err == -EIO ? "libsodium failed to initialise" :
+							strerror(-err));
+		return 1;
+	}
+	err = bk_replica_setup(&broker);
+	if (err) {
+		gvm_err("replica tracking: %s", strerror(-err));
+		return 1;
+	}
+	err = bk_followup_start(&broker);
+	if (err) {
+		gvm_err("the loop's follow-up handle: %s", uv_strerror(err));
 		return 1;
 	}
 	err = initial_donors(&broker, why, sizeof(why));

@@ -297,6 +297,7 @@ static void conn_send(struct bk_conn *c, struct bk_req *r)
 	if (!(r->flags & BK_REQ_DEMAND))
 		c->nprefetch++;
 	if (!w) {
+		bk_stats.alloc_failures++; /* the request is sent again: conn_fail says why */
 		conn_fail(c, "out of memory for a write request");
 		return;
 	}
@@ -334,8 +335,13 @@ static int conns_alloc(struct bk_donor *d);
  * backoff, not at every request). */
 static void donor_connect_more(struct bk_donor *d)
 {
-	if (d->p->closing || (!d->conns && conns_alloc(d)))
+	if (d->p->closing)
 		return;
+	if (!d->conns && conns_alloc(d)) {
+		bk_stats_nomem("donor %s: its connections: its requests wait for the next try",
+			       d->addr);
+		return;
+	}
 	for (unsigned k = 0; k < d->p->conns_per; k++) {
 		struct bk_conn *c = &d->conns[k];
 
@@ -393,6 +399,28 @@ bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 		return true;
 	}
 	return false;
+}
+
+void bk_pool_retarget(struct bk_pool *p, struct bk_req *r, uint8_t *buf, uint32_t cap)
+{
+	struct bk_donor *d = p->donors[r->donor];
+	uint8_t *old = r->rx_buf;
+	struct bk_conn *c = NULL;
+
+	/* Queued, or sent with its reply's header not read yet: payload_dst
+	 * reads r->rx_buf when the header comes. Only the oldest request in
+	 * flight on a connection can have its payload on its way. */
+	for (unsigned k = 0; old && d->conns && k < p->conns_per && !c; k++)
+		if (d->conns[k].head == r && d->conns[k].rd.state == GVM_RD_PAYLOAD &&
+		    d->conns[k].rd.payload == old)
+			c = &d->conns[k];
+	r->rx_buf = buf;
+	r->rx_cap = cap;
+	if (c && gvm_reader_retarget(&c->rd, buf, cap)) {
+		bk_stats_nomem("donor %s: the rest of a reply's payload: the connection closes and "
+			       "its requests are sent again", d->addr);
+		conn_fail(c, "out of memory for a reply's payload");
+	}
 }
 
 static void conn_ready(struct bk_conn *c)
@@ -595,6 +623,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		ssize_t n = gvm_reader_feed(&c->rd, (const uint8_t *)buf->base + off,
 					    (size_t)nread - off);
 
+		if (n == -ENOMEM) { /* the donor did nothing wrong */
+			bk_stats_nomem("donor %s: %s: the connection closes and its requests are "
+				       "sent again", c->d->addr, c->rd.why);
+			conn_fail(c, "out of memory for a reply");
+			return;
+		}
 		if (n < 0) {
 			bk_stats.donor_errors++;
 			gvm_warn("donor %s: bad frame: %s", c->d->addr, c->rd.why);
@@ -677,9 +711,14 @@ static void conn_start(struct bk_conn *c)
 		d->p->queued_tail = &c->qnext;
 		return;
 	}
+	/* (a tcp handle of no address family opens no socket: it cannot fail;
+	 * a failed one could not be closed by conn_fail) */
+	if (uv_tcp_init(d->p->loop, &c->tcp)) {
+		gvm_err("donor %s: connection %u cannot be made", d->addr, c->index);
+		return;
+	}
 	c->making = true;
 	d->p->making++;
-	uv_tcp_init(d->p->loop, &c->tcp);
 	c->tcp.data = c;
 	c->connect.data = c;
 	c->state = CONN_CONNECTING;
@@ -690,45 +729,49 @@ static void conn_start(struct bk_conn *c)
 		uv_timer_start(&c->timer, on_connect_timeout, BK_CONNECT_TIMEOUT_MS, 0);
 }
 
-/* A donor's connections, made at its first use. */
+/* A donor's connections, made at its first use: 0 or -ENOMEM, with
+ * nothing allocated then. Their timers are made last, once nothing can
+ * fail: a timer made must be closed (bk_pool_close) before it is freed. */
 static int conns_alloc(struct bk_donor *d)
 {
 	struct bk_pool *p = d->p;
+	struct bk_conn *conns;
+	unsigned k;
 
-	d->conns = calloc(p->conns_per, sizeof(*d->conns));
-	if (!d->conns)
+	conns = calloc(p->conns_per, sizeof(*conns));
+	if (!conns)
 		return -ENOMEM;
-	for (unsigned k = 0; k < p->conns_per; k++) {
-		struct bk_conn *c = &d->conns[k];
+	for (k = 0; k < p->conns_per; k++) {
+		conns[k].rbuf = malloc(POOL_READ_BUF_BYTES);
+		if (!conns[k].rbuf)
+			goto fail_rbuf;
+	}
+	for (k = 0; k < p->conns_per; k++) {
+		struct bk_conn *c = &conns[k];
 
 		c->d = d;
 		c->index = k;
-		c->rbuf = malloc(POOL_READ_BUF_BYTES);
-		if (!c->rbuf) {
-			while (k--)
-				free(d->conns[k].rbuf);
-			free(d->conns);
-			d->conns = NULL;
-			return -ENOMEM;
-		}
-	}
-	for (unsigned k = 0; k < p->conns_per; k++) {
-		struct bk_conn *c = &d->conns[k];
-
 		gvm_reader_init(&c->rd);
 		gvm_reader_set_dst(&c->rd, payload_dst, c);
-		uv_timer_init(p->loop, &c->timer);
+		uv_timer_init(p->loop, &c->timer); /* cannot fail */
 		c->timer.data = c;
 	}
+	d->conns = conns;
 	return 0;
+fail_rbuf:
+	while (k--)
+		free(conns[k].rbuf);
+	free(conns);
+	return -ENOMEM;
 }
 
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
 		   const char *host_id, unsigned conns_per, unsigned idle_ms)
 {
 	struct bk_pool *p;
-	int err = gvm_auth_init();
+	int err;
 
+	err = gvm_auth_init(); /* libsodium: -EIO, no lack of memory */
 	if (err)
 		return err;
 	p = calloc(1, sizeof(*p));
@@ -798,11 +841,6 @@ bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor)
 	return d->nready > 0 || (!d->down_since_ms && !d->dead);
 }
 
-unsigned bk_pool_donors(const struct bk_pool *p)
-{
-	return p->ndonors;
-}
-
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor)
 {
 	return p->donors[donor]->down_since_ms;
@@ -820,11 +858,6 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor)
 			oldest = c->head->sent_ms;
 	}
 	return oldest;
-}
-
-bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor)
-{
-	return p->donors[donor]->dead;
 }
 
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead)
@@ -931,9 +964,13 @@ void bk_pool_close(struct bk_pool *p)
 			struct bk_conn *c = &d->conns[k];
 
 			uv_close((uv_handle_t *)&c->timer, NULL);
-			if (c->state != CONN_DOWN && c->state != CONN_QUEUED &&
-			    !uv_is_closing((uv_handle_t *)&c->tcp))
-				uv_close((uv_handle_t *)&c->tcp, NULL);
+			if (c->state == CONN_DOWN || c->state == CONN_QUEUED ||
+			    uv_is_closing((uv_handle_t *)&c->tcp))
+				continue;
+			/* Closing: a connect on its way is cancelled as the handle
+			 * closes, and on_connect must not fail it (close it again). */
+			c->state = CONN_CLOSING;
+			uv_close((uv_handle_t *)&c->tcp, NULL);
 		}
 	}
 }

@@ -46,7 +46,8 @@ struct bk_req {
 
 /* host_id: this broker's (names.h), which every connection authenticates
  * for; it must outlive the pool. Donors are added with bk_pool_add; a
- * connection unused for idle_ms closes. */
+ * connection unused for idle_ms closes. 0, -EIO when libsodium cannot
+ * start, or -ENOMEM. */
 int bk_pool_create(struct bk_pool **out, uv_loop_t *loop, const struct gvm_key *key,
 		   const char *host_id, unsigned conns_per, unsigned idle_ms);
 /* A donor at addr (for logs), resolved by the caller to ss: its index
@@ -63,12 +64,24 @@ void bk_pool_submit(struct bk_pool *p, struct bk_req *r);
  * its way already). */
 bool bk_pool_promote(struct bk_pool *p, unsigned donor,
 		     bool (*match)(const struct bk_req *r, const void *ctx), const void *ctx);
+/* The rest of r's reply payload is received into buf (cap bytes) instead
+ * of r->rx_buf, which is never written again; afterwards r->rx_buf == buf
+ * and r->rx_cap == cap. r is submitted and not answered: queued, sent, or
+ * with its payload partly received (the bytes already in the old buffer
+ * are not copied: buf's content is garbage to the caller until the reply,
+ * whose payload pointer then points into buf). buf should hold the
+ * largest payload r's reply may carry (at least the old rx_cap); with buf
+ * NULL or smaller than a payload on its way, the rest goes into the
+ * connection's own buffer and the callback's payload points there. Only
+ * when that buffer cannot grow is the connection dropped (r is then sent
+ * again, or fails at once if BK_REQ_FAIL_IF_DOWN and no connection to its
+ * donor is left: its callback may run inside this call). */
+void bk_pool_retarget(struct bk_pool *p, struct bk_req *r, uint8_t *buf, uint32_t cap);
 unsigned bk_pool_ready_connections(const struct bk_pool *p);
 unsigned bk_pool_donor_connections(const struct bk_pool *p, unsigned donor);
 /* Reachable as far as is known: a ready connection, or none needed yet and
  * no failure since the last. */
 bool bk_pool_donor_up(const struct bk_pool *p, unsigned donor);
-unsigned bk_pool_donors(const struct bk_pool *p);
 /* When the donor became unreachable (loop ms): its last ready connection
  * went, or a connect failed, while something needed it; 0 while up. */
 uint64_t bk_pool_down_since(const struct bk_pool *p, unsigned donor);
@@ -79,7 +92,6 @@ uint64_t bk_pool_oldest_ms(const struct bk_pool *p, unsigned donor);
  * -EHOSTDOWN now, and so does every request submitted while it is dead;
  * its connections keep reconnecting, so bk_pool_donor_up shows its return. */
 void bk_pool_set_dead(struct bk_pool *p, unsigned donor, bool dead);
-bool bk_pool_donor_dead(const struct bk_pool *p, unsigned donor);
 /* A removed donor: no more reconnects (its idle connections close). */
 void bk_pool_let_go(struct bk_pool *p, unsigned donor);
 /* Pages wait for a donor: every reconnect waiting out its backoff is

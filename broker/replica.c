@@ -296,6 +296,8 @@ void bk_ns_open(struct bk_region *rg, unsigned d, void (*done)(void *ctx, int er
 	}
 	o = calloc(1, sizeof(*o));
 	if (!o) {
+		bk_stats_nomem("donor %s: OPEN_NS %s not sent: what needed it is tried again later",
+			       bk_pool_donor_addr(rg->vm->b->pool, d), rg->ns);
 		done(ctx, -ENOMEM);
 		return;
 	}
@@ -432,7 +434,9 @@ static void list_start(struct bk_region *rg, unsigned d)
 
 	if (!l || !(l->bits = malloc(gvm_list_bitmap_bytes(GVM_LIST_PAGES_MAX)))) {
 		free(l);
-		return; /* the tick asks again */
+		bk_stats_nomem("vm %s: LIST of %s on donor %s not sent: asked again at the next "
+			       "tick", rg->vm->name, rg->ns, bk_pool_donor_addr(rg->vm->b->pool, d));
+		return;
 	}
 	l->rg = rg;
 	l->d = d;
@@ -553,8 +557,11 @@ static void drop_on(struct bk_replica *rep, unsigned d, const char *ns)
 {
 	struct revive_req *r = calloc(1, sizeof(*r));
 
-	if (!r)
+	if (!r) {
+		bk_stats_nomem("donor %s: DROP_NS %s not sent: its stale copies of it stay there",
+			       bk_pool_donor_addr(rep->b->pool, d), ns);
 		return;
+	}
 	r->rep = rep;
 	r->req.donor = d;
 	r->req.flags = BK_REQ_DEMAND;
@@ -797,6 +804,8 @@ static bool copy_maybe(struct bk_replica *rep, struct bk_region *rg, uint64_t e)
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->buf = malloc(bk_extent_pages(rg) * GVM_PAGE_SIZE))) {
 		free(c);
+		bk_stats_nomem("vm %s: copy of extent %llu of %s not started: tried again on a "
+			       "later pass", rg->vm->name, (unsigned long long)e, rg->ns);
 		return false;
 	}
 	c->rg = rg;

@@ -9,8 +9,8 @@
  * to the donors' ports only, and signals to itself only (the log says
  * which of these are in force). bk_sandbox_load then loads the seccomp
  * allowlist into every thread (TSYNC): the event loop, the control socket,
- * the fault path (ioctl limited to the UFFDIO_* and FIONBIO/FIOCLEX
- * commands it issues), eviction (pread, fallocate), reconnecting to donors
+ * the fault path (ioctl limited to the UFFDIO_* commands it issues and
+ * libuv's FIONBIO), eviction (pread, fallocate), reconnecting to donors
  * (TCP sockets, connect); no open(2) at all but read-only openat(2) in
  * the donors file's directory (SIGHUP re-reads the file), no exec, fork,
  * ptrace, bind, unlink, and tgkill only of its own threads. */
@@ -32,6 +32,18 @@
 #include <unistd.h>
 
 #include "uffd_compat.h"
+
+/* UFFDIO_CONTINUE (Linux 5.13): the fault path installs a page already in
+ * the guest's memfd by mapping it. Value from uapi/linux/userfaultfd.h,
+ * for headers that lack it. */
+#ifndef UFFDIO_CONTINUE
+#define UFFDIO_CONTINUE _IOWR(UFFDIO, 0x07, struct uffdio_continue)
+struct uffdio_continue {
+	struct uffdio_range range;
+	__u64 mode;
+	__s64 mapped;
+};
+#endif
 
 /* Landlock beyond what Debian 12's headers know (linux/landlock.h of 6.1). */
 #define LL_FS_TRUNCATE (1ull << 14)      /* ABI 3 */
@@ -81,14 +93,13 @@ static const int allowed[] = {
 	SCMP_SYS(fallocate),
 };
 
-/* The ioctls the broker issues: uffd setup and fault service, libuv's. */
+/* The ioctls the broker issues, and no other: uffd setup (attach.c), the
+ * page installs (uffd.c), and libuv's FIONBIO (uv_poll_init; libuv 1.44
+ * sets close-on-exec with fcntl, not FIOCLEX). Never UFFDIO_ZEROPAGE (zero
+ * pages are copied) nor UFFDIO_UNREGISTER (a VM's ranges go with its uffd). */
 static const unsigned long allowed_ioctls[] = {
-	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_CONTINUE, UFFDIO_WAKE, UFFDIO_POISON,
-	FIONBIO, FIOCLEX,
-	FIONCLEX,
-#ifdef UFFDIO_WRITEPROTECT
-	UFFDIO_WRITEPROTECT,
-#endif
+	UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_CONTINUE, UFFDIO_WAKE,
+	UFFDIO_WRITEPROTECT, UFFDIO_POISON, FIONBIO,
 };
 
 #ifdef GVM_SANITIZED
@@ -316,7 +327,7 @@ int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const 
 
 	net_ports = malloc(nports * sizeof(*ports) + 1);
 	if (!net_ports) {
-		snprintf(why, n, "out of memory");
+		snprintf(why, n, "out of memory for the sandbox's %u ports", nports);
 		return -ENOMEM;
 	}
 	memcpy(net_ports, ports, nports * sizeof(*ports));
@@ -324,17 +335,26 @@ int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const 
 	read_dirfd = dirfd;
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		snprintf(why, n, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-		return -errno;
+		err = -errno;
+		snprintf(why, n, "PR_SET_NO_NEW_PRIVS: %s", strerror(-err));
+		goto fail;
 	}
 	err = drop_capabilities();
 	if (err) {
 		snprintf(why, n, "cannot drop capabilities: %s", strerror(-err));
-		return err;
+		goto fail;
 	}
 	snprintf(what, wn, "no capabilities");
 	err = landlock(ports, nports, dirfd, dir, what, wn);
-	if (err)
+	if (err) {
 		snprintf(why, n, "cannot apply Landlock: %s", strerror(-err));
+		goto fail;
+	}
+	return 0;
+fail: /* (privileges dropped stay dropped: the broker does not go on) */
+	free(net_ports);
+	net_ports = NULL;
+	net_nports = 0;
+	read_dirfd = -1;
 	return err;
 }

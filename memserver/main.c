@@ -269,6 +269,7 @@ int main(int argc, char **argv)
 	if (err) {
 		gvm_err("%s", why);
 		gvm_etcd_destroy(etcd);
+		explicit_bzero(&key, sizeof(key));
 		return 1;
 	}
 	ms_store_get_info(store, &info);

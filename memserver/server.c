@@ -101,10 +101,14 @@ struct ms_worker {
 	unsigned nunauth;
 	uv_timer_t flood_timer;
 	struct ms_flood_log flood[MS_FLOOD_KINDS];
+	/* Out of memory for a new connection: it is accepted into this spare
+	 * handle and closed, one at a time (reject_connection). */
+	uv_tcp_t reject;
+	bool rejecting, reject_waiting;
+	struct gvm_log_limit nomem_log;
 };
 
 struct ms_server {
-	const struct ms_config *cfg;
 	struct ms_store *store;
 	const struct gvm_key *key;
 	struct ms_worker *workers;
@@ -943,6 +947,39 @@ static unsigned unauth_from(const struct ms_worker *w, const struct ms_source *s
 	return n;
 }
 
+static void on_connection(uv_stream_t *listener, int status);
+
+static void on_reject_closed(uv_handle_t *h)
+{
+	struct ms_worker *w = h->data;
+
+	w->rejecting = false;
+	if (w->reject_waiting && !uv_is_closing((uv_handle_t *)&w->listener)) {
+		w->reject_waiting = false;
+		on_connection((uv_stream_t *)&w->listener, 0); /* the one left waiting */
+	}
+}
+
+/* No memory for a new connection: it is accepted into the worker's spare
+ * handle and closed, since libuv stops accepting on a listener while a
+ * connection it reported is left unaccepted. One that comes while the
+ * spare is closing is accepted when it is closed. */
+static void reject_connection(struct ms_worker *w)
+{
+	if (w->rejecting) {
+		w->reject_waiting = true;
+		return;
+	}
+	if (uv_tcp_init(&w->loop, &w->reject)) /* no socket yet: cannot fail */
+		return;
+	w->reject.data = w;
+	w->rejecting = true;
+	uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&w->reject);
+	uv_close((uv_handle_t *)&w->reject, on_reject_closed);
+	gvm_log_limited(&w->nomem_log, GVM_LOG_ERROR,
+			"accept: out of memory for a connection: closed at once");
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct ms_worker *w = listener->data;
@@ -958,7 +995,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		gvm_err("accept: out of memory");
+		reject_connection(w);
 		return;
 	}
 	c->w = w;
@@ -1106,8 +1143,11 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
 	err = uv_loop_init(&w->loop);
 	if (err)
 		return err;
-	w->loop_ready = true;
-	uv_async_init(&w->loop, &w->stop, on_stop);
+	w->loop_ready = true; /* worker_teardown closes what is made from here */
+	w->nomem_log = (struct gvm_log_limit)GVM_LOG_LIMIT_INIT(MS_FLOOD_LOG_INTERVAL_MS);
+	err = uv_async_init(&w->loop, &w->stop, on_stop);
+	if (err)
+		return err;
 	w->stop.data = w;
 	uv_timer_init(&w->loop, &w->flood_timer);
 	w->flood_timer.data = w;
@@ -1158,8 +1198,9 @@ static int conn_limits_init(struct ms_server *srv)
 int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
 		  const struct gvm_key *key)
 {
-	struct ms_server srv = { .cfg = cfg, .store = store, .key = key };
+	struct ms_server srv = { .store = store, .key = key };
 	struct sockaddr_storage ss;
+	unsigned started = 0;
 	socklen_t len;
 	char addr[80];
 	int err;
@@ -1192,19 +1233,40 @@ int ms_server_run(const struct ms_config *cfg, struct ms_store *store,
 			goto out;
 		}
 	}
-	uv_signal_init(&srv.workers[0].loop, &srv.sigterm);
-	uv_signal_init(&srv.workers[0].loop, &srv.sigint);
+	/* (a handle made and then failed is closed by worker_teardown) */
+	err = uv_signal_init(&srv.workers[0].loop, &srv.sigterm);
+	if (!err)
+		err = uv_signal_init(&srv.workers[0].loop, &srv.sigint);
 	srv.sigterm.data = srv.sigint.data = &srv;
-	uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
-	uv_signal_start(&srv.sigint, on_signal, SIGINT);
-	gvm_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
-	gvm_info("listening on %s (%u thread%s)", addr, srv.nworkers,
-		 srv.nworkers > 1 ? "s" : "");
-	for (unsigned i = 1; i < srv.nworkers; i++)
-		uv_thread_create(&srv.workers[i].thread, worker_thread, &srv.workers[i]);
+	if (!err)
+		err = uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+	if (!err)
+		err = uv_signal_start(&srv.sigint, on_signal, SIGINT);
+	if (err) {
+		gvm_err("cannot watch SIGTERM and SIGINT: %s", uv_strerror(err));
+		goto out;
+	}
+	for (started = 1; started < srv.nworkers; started++) {
+		err = uv_thread_create(&srv.workers[started].thread, worker_thread,
+				       &srv.workers[started]);
+		if (err) {
+			gvm_err("cannot start thread %u of %u: %s", started + 1, srv.nworkers,
+				uv_strerror(err));
+			break;
+		}
+	}
+	if (err) { /* the threads started stop again, as at SIGTERM */
+		srv.stopping = true;
+		for (unsigned i = 0; i < started; i++)
+			uv_async_send(&srv.workers[i].stop);
+	} else {
+		gvm_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
+		gvm_info("listening on %s (%u thread%s)", addr, srv.nworkers,
+			 srv.nworkers > 1 ? "s" : "");
+	}
 	ms_block_stop_signals(false); /* here, and only here, they arrive */
 	uv_run(&srv.workers[0].loop, UV_RUN_DEFAULT);
-	for (unsigned i = 1; i < srv.nworkers; i++)
+	for (unsigned i = 1; i < started; i++)
 		uv_thread_join(&srv.workers[i].thread);
 out:
 	/* Closing the signal handles puts back the default action: a second

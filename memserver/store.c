@@ -450,8 +450,10 @@ static int store_recover(struct ms_store *s)
 	return 0;
 }
 
+/* Opens and maps a backing file; *fresh says it was empty (and is now
+ * sized and formatted: a failure after this undoes that). */
 static int store_map_file(struct ms_store *s, const char *path,
-			  uint64_t capacity_bytes, char *why, size_t n)
+			  uint64_t capacity_bytes, bool *fresh_out, char *why, size_t n)
 {
 	struct store_hdr h;
 	struct stat st;
@@ -466,6 +468,7 @@ static int store_map_file(struct ms_store *s, const char *path,
 		return err;
 	}
 	fresh = st.st_size == 0;
+	*fresh_out = fresh;
 	if (!fresh) {
 		bool got = pread(s->fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
 
@@ -524,10 +527,13 @@ static int store_map_file(struct ms_store *s, const char *path,
 	return 0;
 }
 
+static void store_free(struct ms_store *s);
+
 int ms_store_open(struct ms_store **out, const char *backing,
 		  uint64_t capacity_bytes, char *why, size_t n)
 {
 	struct ms_store *s;
+	bool fresh = false;
 	uint64_t slots;
 	int err;
 
@@ -551,7 +557,7 @@ int ms_store_open(struct ms_store **out, const char *backing,
 		goto fail;
 	}
 	if (backing) {
-		err = store_map_file(s, backing, capacity_bytes, why, n);
+		err = store_map_file(s, backing, capacity_bytes, &fresh, why, n);
 		if (err)
 			goto fail;
 	} else {
@@ -585,13 +591,29 @@ int ms_store_open(struct ms_store **out, const char *backing,
 			snprintf(why, n, "out of memory rebuilding the page index");
 			goto fail;
 		}
-		s->hdr->clean = 0;
 	}
-	s->releaser_running = pthread_create(&s->releaser, NULL, releaser_main, s) == 0;
+	err = -pthread_create(&s->releaser, NULL, releaser_main, s);
+	if (err) {
+		snprintf(why, n, "cannot start the thread that gives dropped pages' memory back: %s",
+			 strerror(-err));
+		goto fail;
+	}
+	s->releaser_running = true;
+	if (backing)
+		s->hdr->clean = 0; /* until ms_store_close has flushed it */
 	*out = s;
 	return 0;
 fail:
-	ms_store_close(s);
+	/* A backing file is left as it was found: its clean flag untouched
+	 * (ms_store_close would mark it clean), and emptied again if this open
+	 * sized it. */
+	if (s->base)
+		munmap(s->base, s->map_bytes);
+	s->base = NULL;
+	if (fresh && ftruncate(s->fd, 0) < 0)
+		gvm_warn("backing file %s: left at %llu bytes: %s", backing,
+			 (unsigned long long)s->map_bytes, strerror(errno));
+	store_free(s);
 	return err;
 }
 
@@ -608,13 +630,19 @@ int ms_store_close(struct ms_store *s)
 		pthread_mutex_unlock(&s->rel_mu);
 		pthread_join(s->releaser, NULL);
 	}
-	if (s->pend_slots)
-		ms_store_release_now(s); /* a backing file keeps no dropped data */
-	if (s->base && s->fd >= 0) {
+	ms_store_release_now(s); /* a backing file keeps no dropped data */
+	if (s->fd >= 0) {
 		s->hdr->clean = 1;
 		if (msync(s->base, s->map_bytes, MS_SYNC) < 0 || fsync(s->fd) < 0)
 			err = -errno;
 	}
+	store_free(s);
+	return err;
+}
+
+/* The memory, mapping and file of s, and s: what ms_store_open made. */
+static void store_free(struct ms_store *s)
+{
 	if (s->base)
 		munmap(s->base, s->map_bytes);
 	if (s->fd >= 0)
@@ -627,7 +655,6 @@ int ms_store_close(struct ms_store *s)
 	pthread_mutex_destroy(&s->rel_mu);
 	pthread_rwlock_destroy(&s->lock);
 	free(s);
-	return err;
 }
 
 /* The id of the namespace called name, or 0 (no id) if there is none. */

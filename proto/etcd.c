@@ -1193,6 +1193,7 @@ int gvm_etcd_create(struct gvm_etcd **out, const char *endpoints, const char *pr
 {
 	struct gvm_etcd *e;
 	const char *s = endpoints;
+	CURLcode rc;
 	int err;
 
 	e = calloc(1, sizeof(*e));
@@ -1219,13 +1220,13 @@ int gvm_etcd_create(struct gvm_etcd **out, const char *endpoints, const char *pr
 			break;
 		s += len + 1;
 	}
-	if (!err && curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		snprintf(why, n, "libcurl: global init failed");
-		err = -ENOMEM;
+	if (!err && (rc = curl_global_init(CURL_GLOBAL_DEFAULT))) {
+		snprintf(why, n, "libcurl: global init failed: %s", curl_easy_strerror(rc));
+		err = rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
 	}
 	e->curl_inited = !err;
 	if (err) {
-		gvm_etcd_destroy(e);
+		gvm_etcd_destroy(e); /* undoes all of the above */
 		return err;
 	}
 	*out = e;

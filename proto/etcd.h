@@ -47,8 +47,8 @@ struct gvm_etcd;
 /* endpoints: "http://IP:PORT[,http://IP:PORT...]", IP literals only (no
  * name resolution: the broker's sandbox allows no new threads after start,
  * and resolving can start one). prefix: the keys' prefix, printable ASCII,
- * e.g. GVM_ETCD_DEFAULT_PREFIX. No network yet. 0, or -EINVAL / -ENOMEM
- * and *why. */
+ * e.g. GVM_ETCD_DEFAULT_PREFIX. No network yet. 0, or -EINVAL / -ENOMEM /
+ * -EIO (libcurl cannot start) and *why. */
 int gvm_etcd_create(struct gvm_etcd **out, const char *endpoints, const char *prefix, char *why,
 		    size_t n);
 

@@ -289,6 +289,21 @@ bool gvm_reader_idle(const struct gvm_reader *r)
 	return r->state == GVM_RD_LEN && r->have == 0;
 }
 
+/* Grows the reader's own buffer to hold len bytes: 0 or -ENOMEM. */
+static int own_reserve(struct gvm_reader *r, uint32_t len)
+{
+	uint8_t *p;
+
+	if (len <= r->own_cap)
+		return 0;
+	p = realloc(r->own, len);
+	if (!p)
+		return -ENOMEM;
+	r->own = p;
+	r->own_cap = len;
+	return 0;
+}
+
 static ssize_t reader_fail(struct gvm_reader *r, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -336,15 +351,9 @@ static ssize_t reader_step(struct gvm_reader *r)
 					   "payload_len %u over this connection's limit %u",
 					   r->hdr.payload_len, r->max_payload);
 		r->payload = r->dst_fn ? r->dst_fn(r->dst_ctx, &r->hdr) : NULL;
-		if (!r->payload && r->hdr.payload_len > r->own_cap) {
-			uint8_t *p = realloc(r->own, r->hdr.payload_len);
-
-			if (!p)
-				return reader_fail(r, -ENOMEM, "no memory for a payload of %u bytes",
-						   r->hdr.payload_len);
-			r->own = p;
-			r->own_cap = r->hdr.payload_len;
-		}
+		if (!r->payload && own_reserve(r, r->hdr.payload_len))
+			return reader_fail(r, -ENOMEM, "no memory for a payload of %u bytes",
+					   r->hdr.payload_len);
 		if (!r->payload)
 			r->payload = r->own;
 		r->state = GVM_RD_PAYLOAD;
@@ -395,6 +404,21 @@ size_t gvm_reader_direct(struct gvm_reader *r, uint8_t **dst)
 		return 0;
 	*dst = r->payload + r->have;
 	return r->need - r->have;
+}
+
+int gvm_reader_retarget(struct gvm_reader *r, uint8_t *dst, uint32_t cap)
+{
+	if (r->state != GVM_RD_PAYLOAD)
+		return 0;
+	if (!dst || cap < r->hdr.payload_len) {
+		if (r->payload == r->own)
+			return 0; /* there already */
+		if (own_reserve(r, r->hdr.payload_len))
+			return -ENOMEM;
+		dst = r->own;
+	}
+	r->payload = dst;
+	return 0;
 }
 
 uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,

@@ -107,6 +107,15 @@ void gvm_reader_next(struct gvm_reader *r);
  * report what arrived with gvm_reader_feed(r, NULL, n). */
 size_t gvm_reader_direct(struct gvm_reader *r, uint8_t **dst);
 
+/* While a payload is being received: its remaining bytes go into dst (cap
+ * bytes) from now on, at the same offsets; what arrived already is not
+ * copied, so dst's first bytes are whatever dst held. With dst NULL or
+ * smaller than the payload, the rest goes into the reader's own buffer
+ * (grown to fit). The old destination is never written again. 0 (also in
+ * any other state: nothing to move), or -ENOMEM when the own buffer cannot
+ * grow (the reader is then unchanged). */
+int gvm_reader_retarget(struct gvm_reader *r, uint8_t *dst, uint32_t cap);
+
 /* True if the reader is between frames (nothing partial buffered). */
 bool gvm_reader_idle(const struct gvm_reader *r);
 

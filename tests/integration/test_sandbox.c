@@ -80,6 +80,8 @@ static int sandboxed_child(const char *root_file)
 	int uffd, s, donor, other, fd, dirfd;
 	uint16_t donor_port, other_port;
 	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_continue cont;
+	struct uffdio_zeropage zero;
 
 	/* Made before the sandbox, as the broker makes its descriptors. */
 	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -155,6 +157,17 @@ static int sandboxed_child(const char *root_file)
 	CHILD_CHECK(connect_tcp(donor_port) == 0, 9, "a connect to the donor was refused");
 	CHILD_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0, 11, "UFFDIO_API was refused: %s",
 		    strerror(errno));
+	/* The fault path's UFFDIO_CONTINUE passes the filter (the kernel then
+	 * refuses the empty range); ioctls the broker never issues do not. */
+	memset(&cont, 0, sizeof(cont));
+	CHILD_CHECK(ioctl(uffd, UFFDIO_CONTINUE, &cont) < 0 && errno != EPERM, 29,
+		    "UFFDIO_CONTINUE was refused by the filter");
+	memset(&zero, 0, sizeof(zero));
+	CHILD_CHECK(ioctl(uffd, UFFDIO_ZEROPAGE, &zero) < 0 && errno == EPERM, 30,
+		    "UFFDIO_ZEROPAGE was not refused");
+	CHILD_CHECK(ioctl(uffd, UFFDIO_UNREGISTER, &zero.range) < 0 && errno == EPERM, 31,
+		    "UFFDIO_UNREGISTER was not refused");
+	CHILD_CHECK(ioctl(uffd, FIOCLEX) < 0 && errno == EPERM, 32, "FIOCLEX was not refused");
 	s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	CHILD_CHECK(s >= 0, 10, "an AF_INET6 TCP socket was refused: %s", strerror(errno));
 	close(s);

@@ -696,6 +696,137 @@ static void test_direct_pointer_receives_payload_in_pieces(void **state)
 	gvm_reader_free(&r);
 }
 
+/* A payload half received into one buffer and retargeted: the rest lands
+ * in the new buffer at the same offsets, by gvm_reader_direct and by
+ * copying alike, and the old buffer is never written again. */
+static void test_retarget_mid_payload_puts_rest_in_new_buffer_and_never_touches_old(void **state)
+{
+	static uint8_t old[4 * GVM_PAGE_SIZE], moved[4 * GVM_PAGE_SIZE];
+	struct dst_ctx d = { 41, old, 0 };
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	uint8_t *dst;
+	size_t len, hdr_len, first = GVM_PAGE_SIZE + 123, second = GVM_PAGE_SIZE;
+
+	(void)state;
+	for (int direct = 0; direct < 2; direct++) {
+		gvm_hdr_init(&h, GVM__OP__OP_READ, 41);
+		h.response = true;
+		h.page_count = 4;
+		h.payload_len = 4 * GVM_PAGE_SIZE;
+		rng_state = 41 + (unsigned)direct;
+		fill_random(payload_buf, h.payload_len);
+		len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+		hdr_len = len - h.payload_len;
+		memset(old, 0, sizeof(old));
+		memset(moved, 0, sizeof(moved));
+		gvm_reader_init(&r);
+		gvm_reader_set_dst(&r, dst_by_id, &d);
+		assert_int_equal(gvm_reader_feed(&r, frame_buf, hdr_len + first), hdr_len + first);
+		assert_ptr_equal(r.payload, old);
+		assert_memory_equal(old, payload_buf, first);
+
+		assert_int_equal(gvm_reader_retarget(&r, moved, sizeof(moved)), 0);
+		memset(old, 0xa5, sizeof(old)); /* whatever lands here now is a write too many */
+		if (direct) {
+			assert_int_equal(gvm_reader_direct(&r, &dst), h.payload_len - first);
+			assert_ptr_equal(dst, moved + first);
+			memcpy(dst, payload_buf + first, second);
+			assert_int_equal(gvm_reader_feed(&r, NULL, second), second);
+			assert_int_equal(gvm_reader_direct(&r, &dst), h.payload_len - first - second);
+			memcpy(dst, payload_buf + first + second, h.payload_len - first - second);
+			assert_int_equal(gvm_reader_feed(&r, NULL, h.payload_len - first - second),
+					 h.payload_len - first - second);
+		} else {
+			assert_int_equal(gvm_reader_feed(&r, frame_buf + hdr_len + first,
+							 len - hdr_len - first),
+					 len - hdr_len - first);
+		}
+		assert_true(gvm_reader_ready(&r));
+		assert_ptr_equal(r.payload, moved);
+		assert_memory_equal(moved + first, payload_buf + first, h.payload_len - first);
+		for (size_t i = 0; i < sizeof(old); i++)
+			assert_int_equal(old[i], 0xa5);
+		gvm_reader_next(&r);
+		gvm_reader_free(&r);
+	}
+}
+
+/* Retargeted to no buffer, or to one too small for the payload, the rest
+ * goes into the reader's own buffer; the old one is left alone. */
+static void test_retarget_to_null_or_small_buffer_uses_own_buffer(void **state)
+{
+	static uint8_t old[2 * GVM_PAGE_SIZE], small[GVM_PAGE_SIZE];
+	struct dst_ctx d = { 43, old, 0 };
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	size_t len, hdr_len, first = 100;
+
+	(void)state;
+	for (int null_dst = 0; null_dst < 2; null_dst++) {
+		gvm_hdr_init(&h, GVM__OP__OP_READ, 43);
+		h.response = true;
+		h.page_count = 2;
+		h.payload_len = 2 * GVM_PAGE_SIZE;
+		rng_state = 43;
+		fill_random(payload_buf, h.payload_len);
+		len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+		hdr_len = len - h.payload_len;
+		gvm_reader_init(&r);
+		gvm_reader_set_dst(&r, dst_by_id, &d);
+		assert_int_equal(gvm_reader_feed(&r, frame_buf, hdr_len + first), hdr_len + first);
+		assert_null(r.own);
+		memset(small, 0x3c, sizeof(small));
+		assert_int_equal(gvm_reader_retarget(&r, null_dst ? NULL : small, sizeof(small)), 0);
+		assert_non_null(r.own);
+		assert_ptr_equal(r.payload, r.own);
+		memset(old, 0xa5, sizeof(old));
+		assert_int_equal(gvm_reader_feed(&r, frame_buf + hdr_len + first, len - hdr_len - first),
+				 len - hdr_len - first);
+		assert_true(gvm_reader_ready(&r));
+		assert_memory_equal(r.payload + first, payload_buf + first, h.payload_len - first);
+		for (size_t i = 0; i < sizeof(old); i++)
+			assert_int_equal(old[i], 0xa5);
+		for (size_t i = 0; i < sizeof(small); i++)
+			assert_int_equal(small[i], 0x3c);
+		gvm_reader_free(&r);
+	}
+}
+
+/* Outside a payload there is nothing to move: between frames the next
+ * payload still goes where the destination callback says, and a frame
+ * ready keeps the payload it was read into. */
+static void test_retarget_outside_a_payload_changes_nothing(void **state)
+{
+	static uint8_t mine[GVM_PAGE_SIZE], other[GVM_PAGE_SIZE];
+	struct dst_ctx d = { 45, mine, 0 };
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	size_t len, hdr_len;
+
+	(void)state;
+	gvm_hdr_init(&h, GVM__OP__OP_READ, 45);
+	h.response = true;
+	h.page_count = 1;
+	h.payload_len = GVM_PAGE_SIZE;
+	rng_state = 45;
+	fill_random(payload_buf, h.payload_len);
+	len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+	hdr_len = len - h.payload_len;
+	gvm_reader_init(&r);
+	gvm_reader_set_dst(&r, dst_by_id, &d);
+	assert_int_equal(gvm_reader_retarget(&r, other, sizeof(other)), 0);
+	assert_int_equal(gvm_reader_feed(&r, frame_buf, hdr_len - 1), hdr_len - 1);
+	assert_int_equal(gvm_reader_retarget(&r, other, sizeof(other)), 0);
+	assert_int_equal(gvm_reader_feed(&r, frame_buf + hdr_len - 1, len - hdr_len + 1),
+			 len - hdr_len + 1);
+	assert_true(gvm_reader_ready(&r));
+	assert_int_equal(gvm_reader_retarget(&r, other, sizeof(other)), 0);
+	assert_ptr_equal(r.payload, mine);
+	assert_memory_equal(mine, payload_buf, h.payload_len);
+	gvm_reader_free(&r);
+}
+
 /* ---- truncated input ---- */
 
 static void test_truncated_frame_is_neither_ready_nor_idle(void **state)
@@ -1436,6 +1567,9 @@ int main(void)
 	    cmocka_unit_test(test_stream_random_chunks_give_same_frames_as_one_feed),
 	    cmocka_unit_test(test_feed_stops_at_the_end_of_each_frame),
 	    cmocka_unit_test(test_direct_pointer_receives_payload_in_pieces),
+	    cmocka_unit_test(test_retarget_mid_payload_puts_rest_in_new_buffer_and_never_touches_old),
+	    cmocka_unit_test(test_retarget_to_null_or_small_buffer_uses_own_buffer),
+	    cmocka_unit_test(test_retarget_outside_a_payload_changes_nothing),
 	    cmocka_unit_test(test_truncated_frame_is_neither_ready_nor_idle),
 	    cmocka_unit_test(test_header_length_zero_is_ebadmsg_before_allocating),
 	    cmocka_unit_test(test_header_length_above_max_is_ebadmsg_before_allocating),
