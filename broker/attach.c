@@ -34,6 +34,7 @@
 
 #include "broker.h"
 #include "gvm.pb-c.h"
+#include "journal.h"
 #include "log.h"
 #include "names.h"
 #include "placement.h"
@@ -456,6 +457,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 		orphan_take(b, incarnation);
 	for (size_t i = 0; i < vm->nregions; i++) {
 		if (incarnation) {
+			bk_journal_reattached(b, &vm->regions[i]);
 			bk_region_adopt_memfd(&vm->regions[i]);
 			bk_replica_map(&vm->regions[i]);
 		} else {

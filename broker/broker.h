@@ -247,6 +247,7 @@ struct bk_broker {
 	unsigned active_donors;
 	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
 	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
+	struct bk_journal *journal; /* READs received into VMs' memory (journal.c) */
 	uv_check_t followup;   /* followup.c */
 	bool followup_on;
 };

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "journal.h"
 #include "log.h"
 #include "pool.h"
 #include "prefetch.h"
@@ -53,6 +54,8 @@ struct bk_fetch {
 	bool write;     /* page fetch for a write fault: install writable, dirty */
 	bool demand;
 	bool direct;    /* received straight into the memfd (rx_buf: the broker's mapping) */
+	int slot;       /* its journal slot while its payload may be partly there; -1 */
+	struct bk_fetch *dnext, **dprev; /* on the list of those (direct_head) */
 	uint32_t reserved; /* pages counted in b->reserved_pages until the reply */
 	struct bk_tried tried; /* donors asked already */
 	uint64_t sent_us;  /* when its READ went to the pool */
@@ -81,6 +84,10 @@ struct bk_deferred {
 /* Where an extent goes when no buffer could be had for its READ. */
 static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
 
+/* READs received straight into guest memory whose payload may be there in
+ * part: each holds a journal slot (journal.h) until it is whole, or punched. */
+static struct bk_fetch *direct_head;
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -96,8 +103,10 @@ static void vm_lost(struct bk_vm *vm, int err)
 	bk_vm_fail(vm, err);
 }
 
-/* Installs one page from src unless it is resident: writable and dirty
- * after a write fault, else write-protected. */
+/* Installs one page from src unless it is resident (or, when pages are
+ * received into the memfd, its own one-page READ is on its way: that READ
+ * writes its slot, and would write it after this install): writable and
+ * dirty after a write fault, else write-protected. */
 static int poison_page(struct bk_region *rg, uint64_t page);
 static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count);
 
@@ -124,6 +133,8 @@ static int install_page(struct bk_region *rg, uint64_t page, const uint8_t *src,
 
 	if (bk_bit_test(rg->resident, page))
 		return 0;
+	if (rg->map && bk_bit_test(rg->fetching, page))
+		return 0; /* its own one-page READ writes its slot in the memfd, and maps it */
 	if (bk_bit_test(rg->lost, page))
 		return poison_page(rg, page);
 	n = put_pages(rg, page, 1, src, !write);
@@ -435,6 +446,7 @@ static void hedge(struct bk_fetch *f)
 				.fault_page = f->fault_page, .t0_us = f->t0_us, .write = f->write,
 				.demand = true, .tried = tried };
 	t->req.donor = d;
+	t->slot = -1;
 	t->twin = f;
 	f->twin = t;
 	rg->vm->refs++;
@@ -466,6 +478,76 @@ static void on_hedge_timer(uv_timer_t *t)
 		uv_timer_start(t, on_hedge_timer, (next_at - now + 999) / 1000, 0);
 }
 
+/* A READ received into the memfd that failed for good may have left part
+ * of a payload there: punched, so that no fault maps it (the pages were
+ * holes when it was sent, and nothing else writes them meanwhile). */
+static void drop_partial(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count;) {
+		uint64_t q = p;
+
+		while (q < first + count && !bk_bit_test(rg->resident, q))
+			q++;
+		if (q > p && bk_region_punch(rg, p, q - p))
+			gvm_warn("vm %s: cannot punch a failed READ's pages out of %s: %s", rg->vm->name,
+				 rg->name, strerror(errno));
+		p = q + 1;
+	}
+}
+
+/* The first and count of f's READ. */
+static uint64_t fetch_first(const struct bk_fetch *f)
+{
+	return f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(f->rg);
+}
+
+static uint32_t fetch_count(const struct bk_fetch *f)
+{
+	return f->page != NO_PAGE ? 1 : (uint32_t)bk_extent_count(f->rg, f->extent);
+}
+
+/* f is to be received into the memfd: it takes a journal slot and goes on
+ * the list; without a free slot it goes into a buffer. */
+static void direct_begin(struct bk_fetch *f)
+{
+	f->slot = bk_journal_begin(f->rg->vm->b, f->rg, fetch_first(f), fetch_count(f));
+	f->direct = f->slot >= 0;
+	if (!f->direct)
+		return;
+	f->dnext = direct_head;
+	if (direct_head)
+		direct_head->dprev = &f->dnext;
+	f->dprev = &direct_head;
+	direct_head = f;
+}
+
+/* f's payload is whole in the memfd, or what it left there was punched or
+ * overwritten: its slot goes. */
+static void direct_end(struct bk_fetch *f)
+{
+	if (f->slot < 0)
+		return;
+	*f->dprev = f->dnext;
+	if (f->dnext)
+		f->dnext->dprev = f->dprev;
+	f->dprev = NULL;
+	bk_journal_end(f->rg->vm->b, f->slot);
+	f->slot = -1;
+}
+
+/* What is still to come of f's payload goes to a buffer, never the memfd. */
+static void direct_divert(struct bk_fetch *f)
+{
+	struct bk_broker *b = f->rg->vm->b;
+	uint8_t *buf = bk_cache_buf(b->cache);
+	uint32_t cap = buf ? (uint32_t)(bk_extent_pages(f->rg) * GVM_PAGE_SIZE) :
+			     (uint32_t)sizeof(fetch_buf);
+
+	f->direct = false;
+	f->req.flags &= ~(unsigned)BK_REQ_RX_BORROWED;
+	bk_pool_retarget(b->pool, &f->req, buf ? buf : fetch_buf, cap);
+}
+
 /* ---- reads ---- */
 
 /* Ends f: its reservation, its page's fetching bit (unless a twin still
@@ -484,27 +566,12 @@ static void fetch_free(struct bk_fetch *f)
 			bk_tried_add(&f->twin->tried, f->tried.d[i]);
 		bk_tried_add(&f->twin->tried, f->req.donor);
 	}
+	/* still holding a slot: diverted, its part overwritten by its twin */
+	direct_end(f);
 	if (!f->direct && f->req.rx_buf != fetch_buf)
 		bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
 	free(f);
 	bk_vm_put(vm);
-}
-
-/* A READ received into the memfd that failed for good may have left part
- * of a payload there: punched, so that no fault maps it (the pages were
- * holes when it was sent, and nothing else writes them meanwhile). */
-static void drop_partial(struct bk_region *rg, uint64_t first, uint64_t count)
-{
-	for (uint64_t p = first; p < first + count;) {
-		uint64_t q = p;
-
-		while (q < first + count && !bk_bit_test(rg->resident, q))
-			q++;
-		if (q > p && bk_region_punch(rg, p, q - p))
-			gvm_warn("vm %s: cannot punch a failed READ's pages out of %s: %s", rg->vm->name,
-				 rg->name, strerror(errno));
-		p = q + 1;
-	}
 }
 
 /* A READ that got no pages. A twin still on its way carries on alone.
@@ -529,6 +596,11 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 				(unsigned long long)first, (unsigned long long)count, why);
 	}
 	bk_tried_add(&f->tried, d);
+	if (f->slot >= 0 && !rg->vm->detached) {
+		/* what it left goes: its twin or the next copy brings them whole */
+		drop_partial(rg, first, count);
+		direct_end(f);
+	}
 	if (f->twin || rg->vm->detached) {
 		fetch_free(f);
 		return;
@@ -541,15 +613,16 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 		bk_stats.failovers++;
 		hedge_unlink(f);
 		f->req.donor = next;
+		if (f->direct)
+			direct_begin(f); /* into the memfd again, if a slot is free */
 		if (!f->direct) {
-			bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
+			if (f->req.rx_buf != bk_region_page_addr(rg, first))
+				bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
 			f->req.rx_buf = NULL;
 		}
 		fetch_send(f);
 		return;
 	}
-	if (f->direct)
-		drop_partial(rg, first, count);
 	if (f->page != NO_PAGE)
 		bk_bit_clear(rg->fetching, f->page);
 	if (f->page == NO_PAGE || rg->ext_state[e] == BK_EXT_PAGES)
@@ -566,7 +639,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		       const uint8_t *payload)
 {
-	struct bk_fetch *f = (struct bk_fetch *)req;
+	struct bk_fetch *f = (struct bk_fetch *)req, *overwritten = NULL;
 	struct bk_region *rg = f->rg;
 	struct bk_vm *vm = rg->vm;
 	uint64_t e = f->extent;
@@ -589,16 +662,11 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		t->superseded = true;
 		t->twin = NULL;
 		f->twin = NULL;
-		if (t->direct) {
-			/* what it has still to receive must not reach the memfd */
-			uint8_t *buf = bk_cache_buf(vm->b->cache);
-			uint32_t cap = buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) :
-					     (uint32_t)sizeof(fetch_buf);
-
-			t->direct = false;
-			t->req.flags &= ~(unsigned)BK_REQ_RX_BORROWED;
-			bk_pool_retarget(vm->b->pool, &t->req, buf ? buf : fetch_buf, cap);
-		}
+		/* What it has still to receive must not reach the memfd; what
+		 * it left there is overwritten below, and then its slot goes. */
+		if (t->direct)
+			direct_divert(t);
+		overwritten = t->slot >= 0 ? t : NULL;
 	}
 	if (f->page != NO_PAGE) {
 		/* A faulting page on its own: install just it. */
@@ -610,6 +678,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			gvm_frame_unpack_pages(h, payload, dst); /* in place if received there */
 			page = dst;
 		}
+		direct_end(f); /* whole now */
 		err = install_page(rg, f->page, page, f->write);
 		if (err)
 			vm_lost(vm, err);
@@ -617,6 +686,8 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			bk_stats_latency(now_us() - f->t0_us);
 		if (rg->ext_state[e] == BK_EXT_PAGES)
 			bk_region_set_extent(rg, e, BK_EXT_NONE);
+		if (overwritten)
+			direct_end(overwritten);
 		fetch_free(f);
 		return;
 	}
@@ -627,6 +698,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	uint8_t *pages = req->rx_buf ? req->rx_buf : fetch_buf;
 	if (payload != pages || gvm_hdr_data_pages(h) != h->page_count)
 		gvm_frame_unpack_pages(h, payload, pages);
+	direct_end(f); /* whole now */
 	if (rg->ext_state[e] == BK_EXT_FETCHING) {
 		err = install_extent(rg, e, pages, f->fault_page, false);
 		if (err)
@@ -644,6 +716,8 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 			bk_region_set_extent(rg, e, BK_EXT_NONE);
 		}
 	}
+	if (overwritten)
+		direct_end(overwritten);
 	fetch_free(f);
 }
 
@@ -695,6 +769,7 @@ static struct bk_fetch *fetch_new(struct bk_region *rg, uint64_t e, uint64_t pag
 	f->fault_page = NO_PAGE;
 	f->t0_us = t0_us;
 	f->demand = demand;
+	f->slot = -1;
 	f->req.donor = d;
 	if (d != bk_loc(rg, e)[0])
 		bk_stats.failovers++; /* its first copy's donor is down */
@@ -769,9 +844,10 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		return;
 	}
 	f->fault_page = fault_page;
-	f->direct = rg->map && !pages_fetching(rg, e) &&
-		    (demand || room_ahead(rg, bk_extent_count(rg, e))) &&
-		    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e));
+	if (rg->map && !pages_fetching(rg, e) &&
+	    (demand || room_ahead(rg, bk_extent_count(rg, e))) &&
+	    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e)))
+		direct_begin(f);
 	bk_region_set_extent(rg, e, demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING);
 	fetch_send(f);
 }
@@ -787,7 +863,8 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 		return;
 	}
 	f->write = write;
-	f->direct = rg->map && bk_region_holes(rg, page, 1);
+	if (rg->map && bk_region_holes(rg, page, 1))
+		direct_begin(f);
 	bk_bit_set(rg->fetching, page);
 	fetch_send(f);
 }
@@ -966,7 +1043,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	page = (addr - rg->host_addr) / GVM_PAGE_SIZE;
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(rg, page);
-	if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+	/* (a page punched since its minor fault was queued is missing now) */
+	if ((flags & UFFD_PAGEFAULT_FLAG_MINOR) && bk_page_in_memfd(rg, page))
 		return handle_minor_fault(rg, page, flags & UFFD_PAGEFAULT_FLAG_WRITE, t0);
 	if (bk_bit_test(rg->resident, page)) {
 		if (bk_page_in_memfd(rg, page)) {
@@ -1148,6 +1226,18 @@ static void on_poll_closed(uv_handle_t *h)
 
 void bk_fault_stop(struct bk_vm *vm)
 {
+	/* READs on their way into its memory: they must not write there once
+	 * the VM is gone (it may attach again and be served anew), and what
+	 * they left is punched (its donors hold it). */
+	for (struct bk_fetch *f = direct_head, *next; f; f = next) {
+		next = f->dnext;
+		if (f->rg->vm != vm)
+			continue;
+		if (f->direct)
+			direct_divert(f);
+		drop_partial(f->rg, fetch_first(f), fetch_count(f));
+		direct_end(f);
+	}
 	if (!vm->polling)
 		return;
 	vm->polling = false;

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "cuse_dev.h"
 #include "etcd.h"
+#include "journal.h"
 #include "log.h"
 #include "names.h"
 #include "notify.h"
@@ -549,6 +550,10 @@ int main(int argc, char **argv)
 		gvm_err("replica tracking: %s", strerror(-err));
 		return 1;
 	}
+	err = bk_journal_open(&broker, cfg->state_dir);
+	if (err)
+		gvm_warn("%s/%s: %s: pages are received into buffers and copied in (as with "
+			 "--install copy)", cfg->state_dir, BK_JOURNAL_FILE, strerror(-err));
 	err = bk_followup_start(&broker);
 	if (err) {
 		gvm_err("the loop's follow-up handle: %s", uv_strerror(err));
@@ -645,6 +650,7 @@ int main(int argc, char **argv)
 	bk_donors_free(&broker);
 	bk_pool_free(broker.pool);
 	bk_cache_free(broker.cache);
+	bk_journal_close(&broker);
 	free(broker.zero_extent);
 	uv_loop_close(broker.loop);
 	explicit_bzero(&broker.key, sizeof(broker.key));
