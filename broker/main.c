@@ -138,7 +138,7 @@ static int parse_count(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
-/* --donor-ports "P[-Q][,...]": into a malloc'd list. 0 or -EINVAL. */
+/* --donor-ports "P[-Q][,...]": into a malloc'd list. 0, -EINVAL or -ENOMEM. */
 static int parse_ports(const char *s, uint16_t **out, unsigned *n)
 {
 	*n = 0;
@@ -158,7 +158,7 @@ static int parse_ports(const char *s, uint16_t **out, unsigned *n)
 			return -EINVAL;
 		v = realloc(*out, (*n + (size_t)(hi - lo + 1)) * sizeof(*v));
 		if (!v)
-			return -EINVAL;
+			return -ENOMEM;
 		*out = v;
 		for (long p = lo; p <= hi; p++)
 			v[(*n)++] = (uint16_t)p;
@@ -271,13 +271,23 @@ static void no_work(uv_work_t *w)
 
 /* libuv starts its thread pool (attach checks run there) at the first
  * work queued: before the seccomp filter, which allows no new threads,
- * and after Landlock and the capability drop, which threads inherit. */
-static void start_thread_pool(uv_loop_t *loop)
+ * and after Landlock and the capability drop, which threads inherit.
+ * 0, or -errno with why: under the filter no attach could be checked. */
+static int start_thread_pool(uv_loop_t *loop, char *why, size_t n)
 {
 	uv_work_t *w = malloc(sizeof(*w));
+	int err;
 
-	if (w && uv_queue_work(loop, w, no_work, on_pool_started))
+	if (!w) {
+		snprintf(why, n, "out of memory starting the thread pool");
+		return -ENOMEM;
+	}
+	err = uv_queue_work(loop, w, no_work, on_pool_started);
+	if (err) {
 		free(w);
+		snprintf(why, n, "cannot start the thread pool: %s", uv_strerror(err));
+	}
+	return err;
 }
 
 static struct bk_broker broker;
@@ -406,7 +416,12 @@ int main(int argc, char **argv)
 			cfg->etcd_prefix = optarg;
 			break;
 		case 'O':
-			if (parse_ports(optarg, &donor_ports, &ndonor_ports))
+			err = parse_ports(optarg, &donor_ports, &ndonor_ports);
+			if (err == -ENOMEM) {
+				fprintf(stderr, "gvm-broker: --donor-ports %s: out of memory\n", optarg);
+				return 1;
+			}
+			if (err)
 				return usage_error("--donor-ports %s: want PORT or FIRST-LAST, comma-"
 						   "separated, at most 4096 ports", optarg);
 			break;
@@ -604,14 +619,18 @@ int main(int argc, char **argv)
 		char what[1024], dir[PATH_MAX];
 
 		donors_dir(cfg, dir, sizeof(dir));
-		err = nports ? bk_sandbox_confine(ports, nports, broker.donors_dirfd, dir, what,
-						  sizeof(what), why, sizeof(why)) : -ENOMEM;
-		free(ports);
-		if (!err) {
-			start_thread_pool(broker.loop);
-			if (cfg->etcd)
-				err = bk_donors_etcd_start(&broker, why, sizeof(why));
+		if (nports) {
+			err = bk_sandbox_confine(ports, nports, broker.donors_dirfd, dir, what,
+						 sizeof(what), why, sizeof(why));
+		} else {
+			snprintf(why, sizeof(why), "out of memory for the sandbox's port list");
+			err = -ENOMEM;
 		}
+		free(ports);
+		if (!err)
+			err = start_thread_pool(broker.loop, why, sizeof(why));
+		if (!err && cfg->etcd)
+			err = bk_donors_etcd_start(&broker, why, sizeof(why));
 		if (!err)
 			err = bk_sandbox_load(why, sizeof(why));
 		if (err) {
@@ -621,7 +640,8 @@ int main(int argc, char **argv)
 		gvm_info("sandbox: %s", what);
 		gvm_info("seccomp allowlist loaded (gvm-broker --print-seccomp shows it)");
 	} else {
-		start_thread_pool(broker.loop);
+		if (start_thread_pool(broker.loop, why, sizeof(why)))
+			gvm_warn("%s: it starts at the first attach", why);
 		gvm_warn("--no-sandbox: running with every privilege and without the seccomp allowlist");
 		if (cfg->etcd && bk_donors_etcd_start(&broker, why, sizeof(why))) {
 			gvm_err("%s", why);
