@@ -375,7 +375,7 @@ static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 	}
 }
 
-int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
+int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
 		 struct bk_vm **out, char *why, size_t n)
 {
@@ -409,7 +409,6 @@ int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach
 	snprintf(vm->name, sizeof(vm->name), "%s", vm_name);
 	vm->pid = pid;
 	vm->uid = uid;
-	vm->client = client;
 	vm->uffd = -1;
 	vm->limit_pages = at->vm_limit_bytes / GVM_PAGE_SIZE;
 	vm->nregions = at->nregions;
@@ -493,8 +492,8 @@ void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns)
 	struct bk_req *req = calloc(1, sizeof(*req));
 
 	if (!req) {
-		gvm_warn("donor %s: out of memory dropping %s: it stays there",
-			 bk_pool_donor_addr(b->pool, d), ns);
+		bk_stats_nomem("donor %s: a DROP_NS of %s (its pages stay there)",
+			       bk_pool_donor_addr(b->pool, d), ns);
 		return;
 	}
 	req->donor = d;
@@ -596,7 +595,9 @@ static void orphan_add(struct bk_vm *vm)
 		if (vm_on_donor(vm, d))
 			o->donors[o->ndonors++] = (uint16_t)d;
 	o->poll.data = o;
-	uv_poll_start(&o->poll, UV_READABLE, on_orphan_exit);
+	if (uv_poll_start(&o->poll, UV_READABLE, on_orphan_exit))
+		gvm_err("vm %s (pid %d): cannot watch its process; its pages stay on the donors "
+			"until it attaches again", o->vm_name, (int)o->pid);
 	*tail = o; /* oldest first */
 	if (oldest && mine >= b->cfg.uid_vms)
 		orphan_end(oldest, true, "too many VMs of its user wait to re-attach");
@@ -649,6 +650,5 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 	}
 	for (size_t i = 0; i < vm->nregions; i++)
 		bk_loc_forget(&vm->regions[i]); /* its copies no longer count */
-	vm->client = NULL;
 	bk_vm_put(vm);
 }

@@ -195,7 +195,6 @@ struct bk_vm {
 	bool can_poison; /* its uffd takes UFFDIO_POISON */
 	unsigned refs; /* pool requests and handles still pointing here */
 	uint64_t limit_pages; /* per-VM budget from Attach; 0: the host's only */
-	struct bk_client *client;
 	size_t nregions;
 	struct bk_region *regions;
 };
@@ -318,7 +317,7 @@ size_t bk_attach_regions(const struct bk_attach *at);
 void bk_attach_free(struct bk_attach *at);
 /* incarnation: the one a re-attach proved, or NULL for a new one. */
 /* pidfd: the client process's (taken over), or -1. */
-int bk_vm_attach(struct bk_broker *b, struct bk_client *client, struct bk_attach *at, pid_t pid,
+int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
 		 struct bk_vm **out, char *why, size_t n);
 /* What becomes of a detached VM's pages on the donors. */

@@ -401,7 +401,7 @@ static void attach_finish(struct bk_client *c)
 	int err = bk_attach_result(c->at, &reason);
 
 	if (!err)
-		err = bk_vm_attach(b, c, c->at, c->cred.pid, client_pidfd(c), c->cred.uid,
+		err = bk_vm_attach(b, c->at, c->cred.pid, client_pidfd(c), c->cred.uid,
 				   c->vm_name, c->reattach ? c->incarnation : NULL, &vm, why,
 				   sizeof(why));
 	else

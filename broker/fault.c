@@ -319,6 +319,8 @@ static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count)
 	if (rg->retry_ms > BK_RETRY_MAX_MS)
 		rg->retry_ms = BK_RETRY_MAX_MS;
 	if (!w) {
+		bk_stats_nomem("vm %s: a retry timer (its faults are asked again at once)",
+			       rg->vm->name);
 		bk_region_wake(rg, first, count);
 		return;
 	}
@@ -370,8 +372,10 @@ static void lat_record(unsigned d, uint64_t us)
 {
 	struct donor_lat *l = donor_lat[d];
 
-	if (!l && !(l = donor_lat[d] = calloc(1, sizeof(*l))))
+	if (!l && !(l = donor_lat[d] = calloc(1, sizeof(*l)))) {
+		bk_stats_nomem("a donor's read latencies (its reads are not hedged)");
 		return;
+	}
 
 	l->us[l->next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 	l->next = (l->next + 1) % LAT_SAMPLES;
@@ -440,8 +444,10 @@ static void hedge(struct bk_fetch *f)
 	    !rg->ns_id[d])
 		return;
 	t = calloc(1, sizeof(*t));
-	if (!t)
+	if (!t) {
+		bk_stats_nomem("vm %s: a hedged READ", rg->vm->name);
 		return;
+	}
 	*t = (struct bk_fetch){ .rg = rg, .extent = f->extent, .page = f->page,
 				.fault_page = f->fault_page, .t0_us = f->t0_us, .write = f->write,
 				.demand = true, .tried = tried };

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "region.h"
+#include "stats.h"
 
 #define CACHE_BUCKETS 4096u
 #define CACHE_SPARE_BUFS 32u /* kept for reuse; READs in flight rarely need more */
@@ -110,8 +111,10 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uin
 	if (*slot)
 		cache_unlink(c, slot);
 	e = malloc(sizeof(*e));
-	if (!e)
+	if (!e) {
+		bk_stats_nomem("a prefetch cache entry (the extent is read again when needed)");
 		return false;
+	}
 	e->rg = rg;
 	e->extent = extent;
 	e->pages = pages;
