@@ -47,6 +47,7 @@
 #define BK_DONOR_STALL_MS 5000u      /* no answer for this long: reconnect */
 #define BK_CONNECT_TIMEOUT_MS 2000u  /* a connect not done by then is tried again */
 #define BK_COPY_EAGAIN_RETRIES 3u
+#define BK_UNPROTECT_RETRY_MS 1u     /* a write protection refused lifting (EAGAIN): again */
 #define BK_EVICT_BATCH_PAGES 256u    /* pages one eviction pass frees at most (1 MiB) */
 #define BK_EVICT_INFLIGHT_MAX_PAGES 2048u /* dirty pages being written back at once */
 #define BK_EVICT_HIGH_PCT 95u        /* start evicting above this share of the budget */
@@ -351,6 +352,9 @@ void bk_evict_setup(struct bk_broker *b);
 void bk_evict_check(struct bk_broker *b);
 /* True when a new fault must wait for evictions to free room. */
 bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages);
+/* A page being evicted (written back, or punched): a fault on it waits
+ * for the end, which wakes it. */
+bool bk_evict_busy(const struct bk_region *rg, uint64_t page);
 /* A WP fault on a page being written back: the writer waits for the end. */
 bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page);
 /* The VM dropped pages (MADV_DONTNEED/REMOVE): forget them here and on the

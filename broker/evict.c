@@ -2,15 +2,17 @@
  * Eviction). Above the high watermark a clock (oldest-first by address with
  * a second chance: pages used since the hand last passed are skipped once)
  * picks pages from the region holding the most, clean ones first. A clean
- * page is punched out of the memfd at once: its donors already have it.
- * Dirty pages go in runs within one extent: write-protect, read from the
- * memfd, one WRITE to each of the extent's live copies (its first to the
- * first --replicas donors in placement order), and only after every one
- * acked the punch; a writer that hits the protection meanwhile waits and
+ * page is punched out of the memfd: its donors already have it. Dirty
+ * pages go in runs within one extent: write-protect, read from the memfd,
+ * one WRITE to each of the extent's live copies (its first to the first
+ * --replicas donors in placement order), and only after every one acked
+ * the punch; a writer that hits the protection meanwhile waits and
  * refaults the page from the donors. A refused write puts everything back
- * as it was. Faults
- * that would pass budget + one batch wait (fault.c) while write-backs are
- * in flight. */
+ * as it was. The reads and the punches run on libuv's thread pool, so that
+ * faults never wait behind them; the loop keeps all the state (region.c's
+ * bits, and this file's: evicting, wp_held, wb_inflight, the clock).
+ * Faults that would pass budget + one batch wait (fault.c) while pages are
+ * on their way out; followup.c runs the check once per loop turn. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -75,14 +77,15 @@ bool bk_evict_must_wait(struct bk_broker *b, uint64_t pages)
 
 static struct gvm_log_limit refused_lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 
+static void punch_off_loop(struct bk_region *rg, uint64_t first, uint64_t count, bool clean);
+static void end_evicting(struct bk_region *rg, uint64_t first, uint64_t count);
+
 static void wb_finish(struct bk_wb *wb)
 {
 	struct bk_region *rg = wb->rg;
 	struct bk_broker *b = rg->vm->b;
 	uint64_t e = wb->first / bk_extent_pages(rg);
 	unsigned acked = 0, failed = 0, last = BK_NO_DONOR;
-	bool held = false;
-	int err = 0;
 
 	*wb->pprev = wb->next;
 	if (wb->next)
@@ -111,13 +114,20 @@ static void wb_finish(struct bk_wb *wb)
 		free(wb);
 		return;
 	}
-	for (uint64_t p = wb->first; p < wb->first + wb->count; p++) {
-		held |= bk_bit_test(rg->wp_held, p);
-		bk_bit_clear(rg->wp_held, p);
-		bk_bit_clear(rg->evicting, p);
-	}
 	rg->wb_inflight[e]--;
-	b->evicting_pages -= wb->count;
+	if (wb->ntargets && !failed && !rg->vm->detached) {
+		/* Every copy has the pages: they are punched off the loop, and
+		 * stay being evicted (writers wait) until then. */
+		for (unsigned i = 0; i < wb->ntargets; i++)
+			if (wb->result[i] == WOP_ACKED)
+				bk_loc_add(rg, e, wb->targets[i]);
+		bk_replica_check(rg, e);
+		punch_off_loop(rg, wb->first, wb->count, false);
+		bk_vm_put(rg->vm);
+		free(wb);
+		return;
+	}
+	end_evicting(rg, wb->first, wb->count);
 	if (!wb->ntargets) {
 		/* No donor is reachable now: nothing refused anything. The
 		 * region waits a little, and the donors known down are tried
@@ -130,21 +140,6 @@ static void wb_finish(struct bk_wb *wb)
 		bk_pool_retry_now(b->pool);
 	} else if (rg->vm->detached) {
 		/* nothing to keep consistent any more */
-	} else if (!failed) {
-		for (unsigned i = 0; i < wb->ntargets; i++)
-			if (wb->result[i] == WOP_ACKED)
-				bk_loc_add(rg, e, wb->targets[i]);
-		bk_replica_check(rg, e);
-		err = bk_region_punch(rg, wb->first, wb->count);
-		if (err) {
-			gvm_err("vm %s: cannot punch written-back pages: %s", rg->vm->name,
-				strerror(-err));
-		} else {
-			bk_stats.writebacks++;
-			bk_stats.evictions += wb->count;
-		}
-		if (held)
-			bk_region_wake(rg, wb->first, wb->count); /* writers refault from the donor */
 	} else {
 		/* Put things back: the pages stay resident, dirty and writable.
 		 * An extent's first copy is placed again at the next pass (the
@@ -269,23 +264,6 @@ static void wb_submit(struct bk_wb *wb)
 		wb_all->pprev = &wb->next;
 	wb->pprev = &wb_all;
 	wb_all = wb;
-	if (!wb->discard) {
-		/* zero pages travel as bits; the rest packed, once for all targets */
-		uint32_t k = 0;
-
-		gvm_hdr_init(&wb->hdr, GVM__OP__OP_WRITE, 0);
-		wb->hdr.first_page = wb->first;
-		wb->hdr.page_count = wb->count;
-		wb->hdr.payload_len = gvm_hdr_mark_zero_pages(&wb->hdr, wb->data, wb->count) *
-				      GVM_PAGE_SIZE;
-		for (uint32_t i = 0; i < wb->count; i++)
-			if (!gvm_hdr_zero_test(&wb->hdr, i)) {
-				if (k != i)
-					memmove(wb->data + (size_t)k * GVM_PAGE_SIZE,
-						wb->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
-				k++;
-			}
-	}
 	for (unsigned i = 0; i < wb->ntargets; i++) {
 		w[i] = calloc(1, sizeof(*w[i]));
 		if (!w[i]) {
@@ -326,54 +304,214 @@ static void wb_targets(struct bk_wb *wb, uint64_t e)
 		wb->ntargets = bk_place_new(rg, e, wb->targets);
 }
 
-/* Starts the write-back of a run of dirty pages within one extent. */
+/* ---- work off the loop ----
+ * The pread of a write-back's pages (and their packing into a WRITE) and
+ * the punching of pages out of the memfd run on libuv's thread pool, so a
+ * fault never waits behind them. The loop decides, keeps every bit of
+ * state and applies a job's result when it ends; a job carries only the
+ * memfd, the range and its buffer (and a reference on the VM). Pages stay
+ * "evicting" meanwhile: a writer waits for the end (bk_evict_hold_writer),
+ * and so does a fault on a page the punch already took (bk_evict_busy). */
+
+struct evict_job {
+	uv_work_t work;
+	struct bk_region *rg;
+	int memfd;
+	off_t offset;       /* of the range in the memfd */
+	uint64_t first;
+	uint32_t count;
+	bool clean;         /* a punch: of clean pages (else written back) */
+	struct bk_wb *wb;   /* a write-back's read: into wb->data; else a punch */
+	int err;
+};
+
+/* The range is no longer being evicted: its bits, the host's count, and
+ * the writers that waited (they fault again). */
+static void end_evicting(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++) {
+		bk_bit_clear(rg->wp_held, p);
+		bk_bit_clear(rg->evicting, p);
+	}
+	rg->vm->b->evicting_pages -= count;
+}
+
+static void evict_job_free(struct evict_job *j)
+{
+	bk_vm_put(j->rg->vm);
+	free(j);
+}
+
+static void on_punched(uv_work_t *w, int status)
+{
+	struct evict_job *j = w->data;
+	struct bk_region *rg = j->rg;
+
+	if (!rg->vm->detached) {
+		if (status || j->err) {
+			gvm_err("vm %s: cannot punch %u evicted pages out of its memory: %s",
+				rg->vm->name, j->count, strerror(status ? -status : -j->err));
+			bk_region_protect(rg, j->first, j->count, false);
+		} else {
+			bk_region_forget(rg, j->first, j->count);
+			if (j->clean) {
+				bk_stats.clean_drops += j->count;
+			} else {
+				bk_stats.writebacks++;
+			}
+			bk_stats.evictions += j->count;
+		}
+	}
+	end_evicting(rg, j->first, j->count);
+	if (!rg->vm->detached) /* faults on them wait for this: they go to the donors now */
+		bk_region_wake(rg, j->first, j->count);
+	evict_job_free(j);
+}
+
+static void do_punch(uv_work_t *w)
+{
+	struct evict_job *j = w->data;
+
+	if (fallocate(j->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, j->offset,
+		      (off_t)j->count * GVM_PAGE_SIZE) < 0)
+		j->err = -errno;
+}
+
+static struct evict_job *job_new(struct bk_region *rg, uint64_t first, uint32_t count)
+{
+	struct evict_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->rg = rg;
+	j->memfd = rg->memfd;
+	j->offset = (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE);
+	j->first = first;
+	j->count = count;
+	j->work.data = j;
+	rg->vm->refs++;
+	return j;
+}
+
+/* Punches [first, first+count), which is being evicted, on the thread
+ * pool; on_punched forgets the pages. Without memory or a queue, here. */
+static void punch_off_loop(struct bk_region *rg, uint64_t first, uint64_t count, bool clean)
+{
+	struct evict_job *j = job_new(rg, first, (uint32_t)count);
+
+	if (j) {
+		j->clean = clean;
+		if (!uv_queue_work(rg->vm->b->loop, &j->work, do_punch, on_punched))
+			return;
+		bk_vm_put(rg->vm);
+		free(j);
+	}
+	if (!bk_region_punch(rg, first, count)) {
+		bk_stats.evictions += count;
+		if (clean)
+			bk_stats.clean_drops += count;
+		else
+			bk_stats.writebacks++;
+	}
+	end_evicting(rg, first, count);
+	bk_region_wake(rg, first, count);
+}
+
+/* On the thread pool: reads the pages into the WRITE's buffer; zero pages
+ * travel as bits, the rest packed, once for all targets. */
+static void do_read(uv_work_t *w)
+{
+	struct evict_job *j = w->data;
+	struct bk_wb *wb = j->wb;
+	size_t bytes = (size_t)j->count * GVM_PAGE_SIZE;
+	uint32_t k = 0;
+
+	/* read(2) never allocates a hole, unlike a mapping would */
+	if (pread(j->memfd, wb->data, bytes, j->offset) != (ssize_t)bytes) {
+		j->err = -EIO;
+		return;
+	}
+	gvm_hdr_init(&wb->hdr, GVM__OP__OP_WRITE, 0);
+	wb->hdr.first_page = wb->first;
+	wb->hdr.page_count = wb->count;
+	wb->hdr.payload_len = gvm_hdr_mark_zero_pages(&wb->hdr, wb->data, wb->count) *
+			      GVM_PAGE_SIZE;
+	for (uint32_t i = 0; i < wb->count; i++)
+		if (!gvm_hdr_zero_test(&wb->hdr, i)) {
+			if (k != i)
+				memmove(wb->data + (size_t)k * GVM_PAGE_SIZE,
+					wb->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+			k++;
+		}
+}
+
+static void on_read(uv_work_t *w, int status)
+{
+	struct evict_job *j = w->data;
+	struct bk_region *rg = j->rg;
+	struct bk_wb *wb = j->wb;
+
+	if (status || j->err || rg->vm->detached) {
+		if (!rg->vm->detached)
+			bk_region_protect(rg, j->first, j->count, false);
+		rg->wb_inflight[j->first / bk_extent_pages(rg)]--;
+		end_evicting(rg, j->first, j->count);
+		free(wb);
+		evict_job_free(j);
+		return;
+	}
+	wb_targets(wb, j->first / bk_extent_pages(rg));
+	wb_submit(wb); /* holds a reference on the VM, which wb_finish puts */
+	evict_job_free(j);
+}
+
+/* Starts the write-back of a run of dirty pages within one extent:
+ * write-protected first (writes then wait: what is read is what the
+ * donors must keep), read and packed off the loop, then sent. */
 static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 {
 	struct bk_broker *b = rg->vm->b;
-	struct bk_wb *w = calloc(1, sizeof(*w) + (size_t)count * GVM_PAGE_SIZE);
-	ssize_t got;
-	int err;
+	struct bk_wb *wb = calloc(1, sizeof(*wb) + (size_t)count * GVM_PAGE_SIZE);
+	struct evict_job *j = wb ? job_new(rg, first, count) : NULL;
 
-	if (!w) {
+	if (!j) {
 		bk_stats_nomem("vm %s: write-back of %u pages (they stay resident)", rg->vm->name,
 			       count);
+		free(wb);
 		rg->quiet_until_ms = uv_now(b->loop) + BK_WRITEBACK_RETRY_MS;
 		return;
 	}
-	err = bk_region_protect(rg, first, count, true);
-	if (err) {
-		free(w);
+	if (bk_region_protect(rg, first, count, true)) {
+		free(wb);
+		evict_job_free(j);
 		return;
 	}
-	/* Writes now wait on the protection: what we read is what the donor
-	 * must keep. read(2) never allocates a hole, unlike a mapping would. */
-	got = pread(rg->memfd, w->data, (size_t)count * GVM_PAGE_SIZE,
-		    (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE));
-	if (got != (ssize_t)count * GVM_PAGE_SIZE) {
-		bk_region_protect(rg, first, count, false);
-		free(w);
-		return;
-	}
-	w->rg = rg;
-	w->first = first;
-	w->count = count;
+	wb->rg = rg;
+	wb->first = first;
+	wb->count = count;
+	j->wb = wb;
 	for (uint64_t p = first; p < first + count; p++)
 		bk_bit_set(rg->evicting, p);
 	rg->wb_inflight[first / bk_extent_pages(rg)]++;
 	b->evicting_pages += count;
-	wb_targets(w, first / bk_extent_pages(rg));
-	wb_submit(w); /* holds a reference on the VM, which wb_finish puts */
+	if (uv_queue_work(b->loop, &j->work, do_read, on_read)) {
+		do_read(&j->work);
+		on_read(&j->work, 0);
+	}
 }
 
-/* Ends a run the clock picked: punched now if clean, written back if dirty. */
+/* Ends a run the clock picked: punched if clean (its donors have it),
+ * written back if dirty. */
 static void flush_run(struct bk_region *rg, bool dirty, uint64_t first, uint64_t len)
 {
 	if (dirty) {
 		writeback(rg, first, (uint32_t)len);
-	} else if (!bk_region_punch(rg, first, len)) {
-		bk_stats.clean_drops += len;
-		bk_stats.evictions += len;
+		return;
 	}
+	for (uint64_t p = first; p < first + len; p++)
+		bk_bit_set(rg->evicting, p);
+	rg->vm->b->evicting_pages += len;
+	punch_off_loop(rg, first, len, true);
 }
 
 /* Evicts up to want pages of rg: one window of the clock is scanned for
@@ -486,6 +624,11 @@ void bk_evict_check(struct bk_broker *b)
 		if (!evict_from(rg, want))
 			rg->quiet_until_ms = uv_now(b->loop) + 10; /* nothing to take now */
 	}
+}
+
+bool bk_evict_busy(const struct bk_region *rg, uint64_t page)
+{
+	return bk_bit_test(rg->evicting, page);
 }
 
 bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)

@@ -215,6 +215,20 @@ static bool room_ahead(struct bk_region *rg, uint64_t pages)
 	       bk_vm_resident(vm) + pages <= vm->limit_pages * BK_EVICT_LOW_PCT / 100;
 }
 
+/* Room for pages more resident within the budget and the VM's limit: a
+ * prefetch received into the memfd counts against them (eviction makes
+ * room, oldest first: the new pages are the last to go); past them it goes
+ * to the prefetch cache. */
+static bool room_within_budget(struct bk_region *rg, uint64_t pages)
+{
+	const struct bk_broker *b = rg->vm->b;
+	const struct bk_vm *vm = rg->vm;
+
+	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > b->budget_pages)
+		return false;
+	return !vm->limit_pages || bk_vm_resident(vm) + pages <= vm->limit_pages;
+}
+
 /* A prefetched extent, as it arrives (its pages still hot in the CPU's
  * cache): installs every missing page but the first, write-protected. The
  * first stays missing as a tripwire: the VM's fault on it installs it from
@@ -851,7 +865,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 	}
 	f->fault_page = fault_page;
 	if (rg->map && !pages_fetching(rg, e) &&
-	    (demand || room_ahead(rg, bk_extent_count(rg, e))) &&
+	    (demand || room_within_budget(rg, bk_extent_count(rg, e))) &&
 	    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e)))
 		direct_begin(f);
 	bk_region_set_extent(rg, e, demand ? BK_EXT_FETCHING : BK_EXT_PREFETCHING);
@@ -963,8 +977,6 @@ static void promote_prefetch(struct bk_region *rg, uint64_t e)
 
 static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 {
-	int err;
-
 	bk_stats.wp_faults++;
 	if (!bk_bit_test(rg->resident, page)) {
 		if (!bk_page_in_memfd(rg, page)) {
@@ -978,8 +990,7 @@ static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 		return 0; /* woken when its write-back is done */
 	bk_region_set_dirty(rg, page);
 	bk_region_set_ref(rg, page);
-	err = bk_region_protect(rg, page, 1, false); /* lifts it, wakes the writer */
-	return err == -EAGAIN ? 0 : err;
+	return bk_region_protect(rg, page, 1, false); /* lifts it, wakes the writer */
 }
 
 /* A minor fault (--install continue): the page is in the memfd but not
@@ -1052,6 +1063,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	/* (a page punched since its minor fault was queued is missing now) */
 	if ((flags & UFFD_PAGEFAULT_FLAG_MINOR) && bk_page_in_memfd(rg, page))
 		return handle_minor_fault(rg, page, flags & UFFD_PAGEFAULT_FLAG_WRITE, t0);
+	if (bk_evict_busy(rg, page))
+		return 0; /* punched, or about to be: the end of its eviction wakes it */
 	if (bk_bit_test(rg->resident, page)) {
 		if (bk_page_in_memfd(rg, page)) {
 			bk_region_wake(rg, page, 1); /* installed meanwhile */

@@ -18,6 +18,7 @@
 #include "names.h"
 #include "placement.h"
 #include "replica.h"
+#include "stats.h"
 #include "uffd.h"
 
 static uint64_t *bitmap_new(uint64_t bits)
@@ -322,8 +323,58 @@ void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count)
 	bk_uffd_wake(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE);
 }
 
+/* Lifting a write protection the kernel refused with EAGAIN (the VM's mm
+ * is changing: an unmap event it has not had read yet, which this loop
+ * reads next): done again a moment later, until it takes, so the writers
+ * waiting on it are woken. */
+struct unprotect_later {
+	uv_timer_t timer;
+	struct bk_region *rg;
+	uint64_t first, count;
+};
+
+static void on_unprotect_closed(uv_handle_t *h)
+{
+	struct unprotect_later *u = h->data;
+
+	bk_vm_put(u->rg->vm);
+	free(u);
+}
+
+static void on_unprotect_timer(uv_timer_t *t)
+{
+	struct unprotect_later *u = t->data;
+	struct bk_region *rg = u->rg;
+
+	if (!rg->vm->detached &&
+	    bk_uffd_protect(rg->vm->uffd, rg->host_addr + u->first * GVM_PAGE_SIZE,
+			    u->count * GVM_PAGE_SIZE, false) == -EAGAIN) {
+		uv_timer_start(t, on_unprotect_timer, BK_UNPROTECT_RETRY_MS, 0);
+		return;
+	}
+	uv_close((uv_handle_t *)t, on_unprotect_closed);
+}
+
 int bk_region_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
 {
-	return bk_uffd_protect(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE,
-			       count * GVM_PAGE_SIZE, on);
+	int err = bk_uffd_protect(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE,
+				  count * GVM_PAGE_SIZE, on);
+	struct unprotect_later *u;
+
+	if (err != -EAGAIN || on)
+		return err;
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		bk_stats_nomem("vm %s: lifting a write protection again (its writers wait for "
+			       "their next fault)", rg->vm->name);
+		return err;
+	}
+	u->rg = rg;
+	u->first = first;
+	u->count = count;
+	rg->vm->refs++;
+	uv_timer_init(rg->vm->b->loop, &u->timer);
+	u->timer.data = u;
+	uv_timer_start(&u->timer, on_unprotect_timer, BK_UNPROTECT_RETRY_MS, 0);
+	return 0;
 }

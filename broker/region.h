@@ -98,7 +98,8 @@ static inline void bk_region_set_extent(struct bk_region *rg, uint64_t e,
 /* ---- the VM's threads ---- */
 
 void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count);
-/* Write protection on or off (off wakes the writers): 0 or -errno. */
+/* Write protection on or off (off wakes the writers): 0 or -errno. Off
+ * while the VM's mm is changing (EAGAIN) is done again shortly, and 0. */
 int bk_region_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on);
 
 #endif
