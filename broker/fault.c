@@ -1010,6 +1010,8 @@ static int handle_minor_fault(struct bk_region *rg, uint64_t page, bool write, u
 	bk_stats.minor_faults++;
 	if (bk_bit_test(rg->fetching, page))
 		return 0; /* its one-page READ maps it */
+	if (bk_evict_busy(rg, page))
+		return 0; /* being written back or punched: the end wakes it */
 	if (!bk_bit_test(rg->resident, page)) {
 		if (st == BK_EXT_FETCHING)
 			return 0;

@@ -307,7 +307,16 @@ int64_t bk_region_continue(struct bk_region *rg, uint64_t page, uint64_t n, bool
 		int err = bk_uffd_continue(rg->vm->uffd,
 					   rg->host_addr + (page + done) * GVM_PAGE_SIZE,
 					   (n - done) * GVM_PAGE_SIZE, wp, &bytes);
-		int64_t r = installed(rg, page, n, err, bytes, &done);
+		int64_t r;
+
+		if (err == -EFAULT) {
+			/* The page left the memfd meanwhile (the VM punched it):
+			 * what was done stays; the threads fault again, on a hole. */
+			installed(rg, page, n, 0, bytes, &done);
+			bk_region_wake(rg, page, n);
+			return (int64_t)n;
+		}
+		r = installed(rg, page, n, err, bytes, &done);
 
 		if (err != -EAGAIN)
 			return r;
