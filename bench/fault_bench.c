@@ -42,7 +42,34 @@
 
 struct result {
 	double seq_mbps, rand_p50_us, rand_p99_us;
+	double cpu_s_per_gib; /* the broker's core-seconds per GiB of the sequential pass */
 };
+
+/* --cpu-pid: the broker whose CPU time the sequential pass is charged with
+ * (0: none); run_versus points it at the broker of the run. */
+static pid_t cpu_pid, cpu_pids[2];
+
+/* utime + stime of pid in seconds, from /proc; 0 if unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+
+	if (!pid)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	/* after "pid (comm)": state is field 3, utime 14 and stime 15 */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 struct local_uffd {
 	int uffd;
@@ -69,10 +96,13 @@ static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned s
 	uint64_t rng = 0x9e3779b97f4a7c15ULL;
 	uint8_t *used = calloc(extents, 1);
 
+	double c0 = proc_cpu_s(cpu_pid);
+
 	t0 = bench_now_us();
 	for (size_t p = 0; p < pages; p++)
 		sink += mem[p * GVM_PAGE_SIZE];
 	r->seq_mbps = (double)half / (bench_now_us() - t0);
+	r->cpu_s_per_gib = (proc_cpu_s(cpu_pid) - c0) * (double)(1u << 30) / (double)half;
 	if (samples > extents)
 		samples = (unsigned)extents;
 	for (unsigned i = 0; i < samples; i++) {
@@ -95,6 +125,32 @@ static void measure(uint8_t *mem, size_t size, unsigned extent_pages, unsigned s
 	(void)sink;
 	free(lat);
 	free(used);
+}
+
+/* Random 4 KiB reads (one byte of each page, 4 x samples of them, each
+ * timed) over the whole region, most of it on the donors: with --evict R
+ * only 1/R of it may be resident, so reads keep evicting. */
+static void measure_rand_read(uint8_t *mem, size_t size, unsigned extent_pages,
+			      unsigned samples, struct result *r)
+{
+	size_t pages = size / GVM_PAGE_SIZE, n = (size_t)samples * 4;
+	double *lat = malloc(n * sizeof(*lat)), t0;
+	uint64_t rng = 0x51ed270b27a3c4e9ULL;
+	volatile uint8_t sink = 0;
+
+	(void)extent_pages;
+	for (size_t i = 0; i < n; i++) {
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		t0 = bench_now_us();
+		sink += mem[(rng % pages) * GVM_PAGE_SIZE];
+		lat[i] = bench_now_us() - t0;
+	}
+	qsort(lat, n, sizeof(*lat), bench_cmp_double);
+	r->seq_mbps = 0;
+	r->rand_p50_us = lat[n / 2];
+	r->rand_p99_us = lat[n * 99 / 100];
+	(void)sink;
+	free(lat);
 }
 
 /* Touches every page in order, one byte each: first-touch MB/s only. */
@@ -158,6 +214,7 @@ static bool run_again(double stolen, unsigned retry, unsigned round, const char 
 /* --vms: the children say they are attached on ready_fd, wait for a byte
  * on go_fd, and send their result on result_fd. */
 static int vm_ready_fd = -1, vm_go_fd = -1, vm_result_fd = -1;
+static double vms_cpu_s_per_gib; /* the broker's, in the last --vms round */
 
 /* UFFDIO_COPY of pages [from, to) that are not resident yet. */
 static void local_copy(struct local_uffd *l, uint64_t from, uint64_t to)
@@ -313,6 +370,10 @@ static void median_result(const struct result *r, unsigned n, struct result *m)
 		v[i] = r[i].rand_p99_us;
 	qsort(v, n, sizeof(v[0]), bench_cmp_double);
 	m->rand_p99_us = v[n / 2];
+	for (unsigned i = 0; i < n; i++)
+		v[i] = r[i].cpu_s_per_gib;
+	qsort(v, n, sizeof(v[0]), bench_cmp_double);
+	m->cpu_s_per_gib = v[n / 2];
 }
 
 /* limit: the VM's own budget in bytes (GVM_VM_LIMIT), 0 for none. */
@@ -427,6 +488,7 @@ static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsig
 			rc = -1; /* a child failed before attaching: its status says why */
 	*slowest = 1e30;
 	steal_mark(&m);
+	double c0 = proc_cpu_s(cpu_pids[0]);
 	t0 = bench_now_us();
 	for (unsigned i = 0; i < k && !rc; i++)
 		if (write(go[1], "g", 1) != 1)
@@ -441,6 +503,8 @@ static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsig
 	}
 	*agg = (double)k * (double)size / (bench_now_us() - t0);
 	*steal_pct = steal_since(&m, busy_pct);
+	vms_cpu_s_per_gib = (proc_cpu_s(cpu_pids[0]) - c0) * (double)(1u << 30) /
+			    ((double)k * (double)size);
 	for (unsigned i = 0; i < k; i++) /* all done: detach */
 		if (write(go[1], "d", 1) != 1)
 			break;
@@ -459,7 +523,8 @@ static int vms_round(const char *sock, size_t size, unsigned extent_pages, unsig
 static int run_vms(const char *sock, size_t size, unsigned extent_pages, const unsigned *ks,
 		   unsigned nk, unsigned rounds)
 {
-	double agg[VMS_LIST_MAX][16], worst_steal = 0;
+	double agg[VMS_LIST_MAX][16], cpu[VMS_LIST_MAX][16], busy_all[VMS_LIST_MAX][16];
+	double worst_steal = 0;
 
 	for (unsigned round = 0; round < rounds; round++)
 		for (unsigned j = 0; j < nk; j++) {
@@ -478,16 +543,25 @@ static int run_vms(const char *sock, size_t size, unsigned extent_pages, const u
 				if (!run_again(steal, retry, round + 1, what, &worst_steal))
 					break;
 			}
+			cpu[j][round] = vms_cpu_s_per_gib;
+			busy_all[j][round] = busy;
 			printf("round %u: %u VMs at once, %llu MiB each: aggregate %.1f MB/s, "
-			       "slowest VM %.1f MB/s, host CPU %.0f%% busy, %.0f%% stolen\n",
+			       "slowest VM %.1f MB/s, host CPU %.0f%% busy, %.0f%% stolen, broker "
+			       "%.3f core-s/GiB\n",
 			       round + 1, ks[j], (unsigned long long)(size >> 20), agg[j][round],
-			       slowest, busy, steal);
+			       slowest, busy, steal, vms_cpu_s_per_gib);
 			fflush(stdout);
 		}
 	for (unsigned j = 0; j < nk; j++) {
 		qsort(agg[j], rounds, sizeof(agg[j][0]), bench_cmp_double);
-		printf("median: %u VMs aggregate %.1f MB/s\nkey vms_%u_aggregate_mbps %.1f\n",
-		       ks[j], agg[j][rounds / 2], ks[j], agg[j][rounds / 2]);
+		qsort(cpu[j], rounds, sizeof(cpu[j][0]), bench_cmp_double);
+		qsort(busy_all[j], rounds, sizeof(busy_all[j][0]), bench_cmp_double);
+		printf("median: %u VMs aggregate %.1f MB/s, host %.0f%% busy, broker %.3f "
+		       "core-s/GiB\nkey vms_%u_aggregate_mbps %.1f\nkey vms_%u_busy_pct %.0f\n",
+		       ks[j], agg[j][rounds / 2], busy_all[j][rounds / 2], cpu[j][rounds / 2],
+		       ks[j], agg[j][rounds / 2], ks[j], busy_all[j][rounds / 2]);
+		if (cpu_pids[0])
+			printf("key vms_%u_cpu_s_per_gib %.3f\n", ks[j], cpu[j][rounds / 2]);
 	}
 	printf("key vms_steal_pct %.0f\n", worst_steal);
 	return 0;
@@ -510,9 +584,12 @@ static int run_versus(const char *sock_a, const char *sock_b, size_t size,
 			struct steal_mark m;
 
 			steal_mark(&m);
+			cpu_pid = cpu_pids[i % 2];
 			if (run_broker(first, size, extent_pages, samples, work, limit,
-				       i % 2 ? &b[i] : &a[i]) ||
-			    run_broker(second, size, extent_pages, samples, work, limit,
+				       i % 2 ? &b[i] : &a[i]))
+				return 1;
+			cpu_pid = cpu_pids[(i + 1) % 2];
+			if (run_broker(second, size, extent_pages, samples, work, limit,
 				       i % 2 ? &a[i] : &b[i]))
 				return 1;
 			if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
@@ -537,6 +614,13 @@ static int run_versus(const char *sock_a, const char *sock_b, size_t size,
 	       prefix, am.seq_mbps, prefix, am.rand_p50_us, prefix, am.rand_p99_us);
 	printf("key %sb_seq_mbps %.1f\nkey %sb_rand_p50_us %.1f\nkey %sb_rand_p99_us %.1f\n",
 	       prefix, bm.seq_mbps, prefix, bm.rand_p50_us, prefix, bm.rand_p99_us);
+	if (cpu_pids[0] && work == measure) {
+		printf("broker CPU per GiB of the sequential pass: A %.3f, B %.3f core-seconds "
+		       "(B/A %.2f)\n", am.cpu_s_per_gib, bm.cpu_s_per_gib,
+		       bm.cpu_s_per_gib / am.cpu_s_per_gib);
+		printf("key %sa_cpu_s_per_gib %.3f\nkey %sb_cpu_s_per_gib %.3f\n", prefix,
+		       am.cpu_s_per_gib, prefix, bm.cpu_s_per_gib);
+	}
 	printf("key %sversus_steal_pct %.0f\n", prefix, worst_steal);
 	return 0;
 }
@@ -552,6 +636,8 @@ int main(int argc, char **argv)
 		{ "evict", required_argument, NULL, 'E' },
 		{ "vms", required_argument, NULL, 'V' },
 		{ "versus", required_argument, NULL, 'B' },
+		{ "cpu-pid", required_argument, NULL, 'C' },
+		{ "random-read", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -559,6 +645,7 @@ int main(int argc, char **argv)
 	uint64_t size = 256ull << 20;
 	unsigned extent_pages = GVM_DEFAULT_EXTENT_PAGES, samples = 1000, rounds = 3, evict = 0;
 	unsigned vms[VMS_LIST_MAX], nvms = 0;
+	bool random_read = false;
 	struct result local[16], broker[16], limited[16], page1[16], lm, bm, em, pm;
 	double worst_steal = 0; /* in the rounds kept: over STEAL_MAX_PCT only when retries ran out */
 	int opt;
@@ -567,6 +654,14 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's': sock = optarg; break;
 		case 'B': versus = optarg; break;
+		case 'R': random_read = true; break;
+		case 'C':
+			if (sscanf(optarg, "%d,%d", &cpu_pids[0], &cpu_pids[1]) < 1) {
+				fprintf(stderr, "--cpu-pid %s: want PID[,PID_B]\n", optarg);
+				return 2;
+			}
+			cpu_pid = cpu_pids[0];
+			break;
 		case 'z':
 			if (gvm_parse_size(optarg, &size) || size < (8u << 20)) {
 				fprintf(stderr, "--size %s: want 8M or more\n", optarg);
@@ -608,7 +703,11 @@ int main(int argc, char **argv)
 			       "--size, touch their regions in order at once; prints the aggregate.\n"
 			       "A list (--vms 1,2,4) runs each count in turn in every round.\n"
 			       "--versus B: no ceiling; each round runs the broker's part on\n"
-			       "--socket and on B in turn (with --evict: the limited run only).\n");
+			       "--socket and on B in turn (with --evict: the limited run only).\n"
+			       "--random-read (with --versus and --evict R): random 4 KiB reads over\n"
+			       "the region with 1/R of it resident, instead of read-modify-writes.\n"
+			       "--cpu-pid A[,B]: the brokers' PIDs: their CPU time per GiB of the\n"
+			       "sequential pass (and of --vms rounds) is reported.\n");
 			return 0;
 		default:
 			return 2;
@@ -621,6 +720,13 @@ int main(int argc, char **argv)
 	}
 	if (nvms)
 		return run_vms(sock, size, extent_pages, vms, nvms, rounds);
+	if (versus && evict && random_read) {
+		printf("random 4 KiB reads, %llu MiB region limited to %llu MiB (1/%u), broker A "
+		       "against B, %u reads, %u rounds\n", (unsigned long long)(size >> 20),
+		       (unsigned long long)(size / evict >> 20), evict, samples * 4, rounds);
+		return run_versus(sock, versus, size, extent_pages, samples, rounds,
+				  measure_rand_read, size / evict, "rr_");
+	}
 	if (versus && evict) {
 		printf("read-modify-write, %llu MiB region limited to %llu MiB (1/%u), broker A "
 		       "against B, %u random ops, %u rounds\n", (unsigned long long)(size >> 20),

@@ -9,7 +9,11 @@
 #            (gvm-seed-bench);
 #   gvmmem   libgvmmem + gvm-broker + gvm-memserver: sequential and random
 #            first touch, read-modify-write with the working set 4x the
-#            VM's budget, 1/2/4 VMs at once on one pool;
+#            VM's budget, 1/2/4 VMs at once on one pool (with the host's
+#            and the broker's CPU);
+#   core     two brokers, --install copy against --install continue:
+#            first touch with the broker's CPU per GiB, and random 4 KiB
+#            reads with the working set 8x the budget;
 #   replicas three donors, a broker keeping 1 copy of each extent against
 #            one keeping 2 (first touch, 4x-budget read-modify-write; the
 #            two alternate round by round); then, with 2 copies, a donor
@@ -114,6 +118,45 @@ put gvm_seq_mbps "$(key gvm_seq_mbps "$work/fault")" MB/s
 put first_touch_steal_pct "$(key first_touch_steal_pct "$work/fault")" %
 
 echo
+echo "== broker core: --install copy against --install continue (two brokers on the donor, rounds alternating)"
+# core_start NAME INSTALL: a broker on $work/NAME.sock, its pid in $bpid.
+core_start() {
+	"$bin/gvm-broker" --socket "$work/$1.sock" --donor 127.0.0.1:$port --key-file "$work/key" \
+		--state-dir "$work/state-$1" --install "$2" --no-cuse --log-level warn \
+		2>"$work/broker-$1.log" &
+	bpid=$!
+	for _ in $(seq 100); do
+		"$bin/gvmctl" --socket "$work/$1.sock" stats 2>/dev/null |
+			grep -q '^donors: [1-9]' && break
+		sleep 0.1
+	done
+}
+core_start core-copy copy
+kcopy=$bpid
+core_start core-cont continue
+kcont=$bpid
+rp="$rp $kcopy $kcont"
+"$bin/gvm-fault-bench" --socket "$work/core-copy.sock" --versus "$work/core-cont.sock" \
+	--cpu-pid "$kcopy,$kcont" --size 256M --samples 1000 --rounds 5 | tee "$work/core" |
+	grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/core-copy.sock" --versus "$work/core-cont.sock" \
+	--size 256M --evict 8 --random-read --samples 1000 --rounds 3 | tee "$work/corerr" |
+	grep -v '^key '
+for r in a:copy b:cont; do
+	put core_${r#*:}_seq_mbps "$(key ${r%:*}_seq_mbps "$work/core")" MB/s
+	put core_${r#*:}_rand_p50_us "$(key ${r%:*}_rand_p50_us "$work/core")" us
+	put core_${r#*:}_rand_p99_us "$(key ${r%:*}_rand_p99_us "$work/core")" us
+	put core_${r#*:}_cpu_s_per_gib "$(key ${r%:*}_cpu_s_per_gib "$work/core")" s
+	put rr8_${r#*:}_p50_us "$(key rr_${r%:*}_rand_p50_us "$work/corerr")" us
+	put rr8_${r#*:}_p99_us "$(key rr_${r%:*}_rand_p99_us "$work/corerr")" us
+done
+put core_steal_pct "$(key versus_steal_pct "$work/core")" %
+put rr8_steal_pct "$(key rr_versus_steal_pct "$work/corerr")" %
+put rr8_floor_us "$(awk -v a="$(get ceil_rand_p50_us)" -v b="$(get tcp_4k_rtt_us)" 'BEGIN { printf "%.1f", a + b }')" us
+kill "$kcopy" "$kcont"
+wait "$kcopy" "$kcont" 2>/dev/null || true
+
+echo
 echo "== gvmmem: read-modify-write, working set 4x the VM's budget, vs no eviction and the ceiling"
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --samples 500 --rounds 3 \
 	--evict 4 | tee "$work/evict" | grep -v '^key '
@@ -127,9 +170,11 @@ put rmw_steal_pct "$(key rmw_steal_pct "$work/evict")" %
 echo
 echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (256 MiB each, rounds alternating)"
 conns_before=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
-"$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --cpu-pid "$bk" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
 for k in 1 2 4; do
 	put vms_${k}_aggregate_mbps "$(key vms_${k}_aggregate_mbps "$work/vms")" MB/s
+	put vms_${k}_busy_pct "$(key vms_${k}_busy_pct "$work/vms")" %
+	put vms_${k}_cpu_s_per_gib "$(key vms_${k}_cpu_s_per_gib "$work/vms")" s
 done
 put vms_steal_pct "$(key vms_steal_pct "$work/vms")" %
 conns_after=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
@@ -374,7 +419,21 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "| 2 VMs at once, aggregate | $(get vms_2_aggregate_mbps) |"
 	echo "| 4 VMs at once, aggregate | $(get vms_4_aggregate_mbps) |"
 	echo
-	echo "Connections per donor: $conns_before before, $conns_after after the 4-VM run."
+	echo "Connections per donor: $conns_before before, $conns_after after the 4-VM run. Host CPU busy, and the broker's core-seconds per GiB served: 1 VM $(get vms_1_busy_pct) %, $(get vms_1_cpu_s_per_gib); 2 VMs $(get vms_2_busy_pct) %, $(get vms_2_cpu_s_per_gib); 4 VMs $(get vms_4_busy_pct) %, $(get vms_4_cpu_s_per_gib)."
+	echo
+	echo "## Broker core: \`--install copy\` against \`--install continue\`"
+	echo
+	echo "Two brokers on the same donor, every flag the same but \`--install\`; first touch of 256 MiB (5 rounds, alternating), random 4 KiB reads with 1/8 of a 256 MiB region resident (3 rounds), medians. CPU: the broker's user + system time during the sequential pass, from \`/proc\`."
+	echo
+	echo "| | copy | continue | continue / copy |"
+	echo "|---|---:|---:|---:|"
+	echo "| sequential first touch, MB/s | $(get core_copy_seq_mbps) | $(get core_cont_seq_mbps) | $(ratio "$(get core_cont_seq_mbps)" "$(get core_copy_seq_mbps)") |"
+	echo "| broker CPU per GiB, sequential first touch, core-s | $(get core_copy_cpu_s_per_gib) | $(get core_cont_cpu_s_per_gib) | $(ratio "$(get core_cont_cpu_s_per_gib)" "$(get core_copy_cpu_s_per_gib)") |"
+	echo "| random 4 KiB first touch, p50 µs | $(get core_copy_rand_p50_us) | $(get core_cont_rand_p50_us) | $(ratio "$(get core_cont_rand_p50_us)" "$(get core_copy_rand_p50_us)") |"
+	echo "| random 4 KiB read, working set 8x the budget, p50 µs | $(get rr8_copy_p50_us) | $(get rr8_cont_p50_us) | $(ratio "$(get rr8_cont_p50_us)" "$(get rr8_copy_p50_us)") |"
+	echo "| random 4 KiB read, working set 8x the budget, p99 µs | $(get rr8_copy_p99_us) | $(get rr8_cont_p99_us) | $(ratio "$(get rr8_cont_p99_us)" "$(get rr8_copy_p99_us)") |"
+	echo
+	echo "Floor for a random remote read: a local uffd fault of one page ($(get ceil_rand_p50_us) µs) plus a 4 KiB loopback round trip ($(get tcp_4k_rtt_us) µs) = $(get rr8_floor_us) µs; continue's p50 is $(ratio "$(get rr8_cont_p50_us)" "$(get rr8_floor_us)")x the floor. Sequential first touch with continue against the ceiling (first section): $(ratio "$(get core_cont_seq_mbps)" "$(get ceil_seq_mbps)")x."
 	echo
 	echo "## Replicas"
 	echo
