@@ -97,9 +97,9 @@ struct bk_donor_info {
 
 /* How pages reach a VM (--install). */
 enum bk_install {
-	BK_INSTALL_AUTO,     /* continue where the kernel and the memfd allow, else copy */
-	BK_INSTALL_COPY,     /* UFFDIO_COPY from the broker's buffers */
+	BK_INSTALL_COPY,     /* UFFDIO_COPY from the broker's buffers (the default) */
 	BK_INSTALL_CONTINUE, /* received into the memfd, mapped with UFFDIO_CONTINUE */
+	BK_INSTALL_AUTO,     /* continue where the kernel and the memfd allow, else copy */
 };
 
 struct bk_config {

@@ -601,8 +601,19 @@ static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
 	return best;
 }
 
+/* Whether any VM carries a limit of its own. */
+static bool any_vm_limit(const struct bk_broker *b)
+{
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		if (vm->limit_pages && !vm->detached)
+			return true;
+	return false;
+}
+
 void bk_evict_check(struct bk_broker *b)
 {
+	if (!b->budget_pages && !any_vm_limit(b))
+		return; /* (run every loop turn: nothing to scan without a limit) */
 	for (int guard = 0; guard < 64; guard++) {
 		bool vm_limit;
 		struct bk_region *rg;

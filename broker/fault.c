@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,9 +117,12 @@ static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count);
 static int64_t put_pages(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
 			 bool wp)
 {
+	const uint8_t *zero = rg->vm->b->zero_extent;
 	uint8_t *dst = bk_region_page_addr(rg, page);
 
-	if (!dst || src == rg->vm->b->zero_extent)
+	/* Zeros (any part of the zero extent) are copied in: a new page
+	 * for UFFDIO_COPY costs no more than the one a memcpy would fault in. */
+	if (!dst || (src >= zero && src < zero + bk_extent_pages(rg) * GVM_PAGE_SIZE))
 		return bk_region_install(rg, page, n, src, wp);
 	/* From a buffer (a hedged read's, the prefetch cache's): into the
 	 * memfd first, over whatever a READ that did not finish left there. */
@@ -825,6 +829,9 @@ static void fetch_send(struct bk_fetch *f)
 		f->req.rx_buf = bk_region_page_addr(rg, f->req.hdr.first_page);
 		f->req.rx_cap = count * GVM_PAGE_SIZE;
 		f->req.flags |= BK_REQ_RX_BORROWED;
+		/* The pages made and mapped here in one call, rather than a page
+		 * fault each while the payload is received into them. */
+		madvise(f->req.rx_buf, f->req.rx_cap, MADV_POPULATE_WRITE);
 	} else if (f->page == NO_PAGE && !f->req.rx_buf) {
 		f->req.rx_buf = bk_cache_buf(b->cache);
 		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
