@@ -1,8 +1,13 @@
 /* broker.h: gvm-broker's defaults, limits and the state every part shares:
- * the broker (main.c), its attached VMs and their regions (attach.c), the
- * fault service (fault.c), the donor table (donors.c), the donor pool
+ * the broker (main.c), attaching and detaching VMs (attach.c), their
+ * regions' page state and memory (region.c, the only writer of it), the
+ * userfaultfd ioctls (uffd.c), the fault service (fault.c), eviction
+ * (evict.c), the work run once per loop turn (followup.c), READs landing
+ * in guest memory (journal.c), the donor table (donors.c), the donor pool
  * (pool.c), locations and replicas (replica.c), the prefetch cache
- * (prefetch.c), counters (stats.c) and /dev/gvmmem (device.c). */
+ * (prefetch.c), counters (stats.c) and /dev/gvmmem (device.c). Calls go
+ * one way: followup -> attach -> fault -> evict; each of them and replica
+ * -> region -> uffd; nothing calls back up the chain. */
 #ifndef BK_BROKER_H
 #define BK_BROKER_H
 
@@ -125,6 +130,14 @@ struct bk_config {
 	enum bk_install install;   /* --install */
 };
 
+/* A region's LIST on one donor (rg->list_state), while its map is made
+ * (replica.c). */
+enum bk_list_state {
+	BK_LIST_NONE,    /* not asked yet, or asked again later */
+	BK_LIST_ASKING,  /* a LIST on its way */
+	BK_LIST_DONE,    /* answered; or the donor is dead, removed or new */
+};
+
 /* Per extent of a region. */
 enum bk_extent_state {
 	BK_EXT_NONE,        /* nothing local, nothing asked */
@@ -145,6 +158,7 @@ struct bk_region {
 	uint64_t host_addr, size, npages, nextents, memfd_offset, guest_phys;
 	int memfd;
 	uint8_t *map;        /* the broker's mapping of the memfd (--install continue), or NULL */
+	/* Page and extent state: written by region.c only (region.h). */
 	uint8_t *ext_state;  /* enum bk_extent_state per extent */
 	uint64_t *resident;  /* page bitmap: installed by us */
 	uint64_t *dirty;     /* page bitmap: written since installed */
@@ -166,9 +180,9 @@ struct bk_region {
 	uint32_t *ns_id;     /* 0 until opened */
 	uint32_t *ns_was;    /* the id our copies there live under; 0: none */
 	uint8_t *list_state; /* enum bk_list_state: the map's LIST on that donor */
-	uint64_t last_extent;
+	uint64_t last_extent; /* fault.c's, as are streak, retry_ms and fetching */
 	unsigned streak;     /* consecutive sequential extents */
-	/* eviction (evict.c) */
+	/* eviction: ref is region.c's, the rest evict.c's */
 	uint64_t *ref;       /* page bitmap: used since the clock last passed */
 	uint64_t *evicting;  /* page bitmap: write-back in flight */
 	uint64_t *wp_held;   /* page bitmap: a writer waits on it until the write-back ends */

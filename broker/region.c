@@ -17,7 +17,6 @@
 #include "log.h"
 #include "names.h"
 #include "placement.h"
-#include "replica.h"
 #include "stats.h"
 #include "uffd.h"
 
@@ -40,9 +39,7 @@ static void region_fini(struct bk_region *rg)
 	free(rg->wp_held);
 	free(rg->fetching);
 	free(rg->wb_inflight);
-	if (rg->loc)
-		bk_loc_forget(rg);
-	free(rg->loc);
+	free(rg->loc); /* (its copies were forgotten when the VM detached) */
 	free(rg->ns_id);
 	free(rg->ns_was);
 	free(rg->list_state);

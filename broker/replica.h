@@ -15,13 +15,6 @@
 
 #include "broker.h"
 
-/* A region's LIST on one donor (rg->list_state), while its map is made. */
-enum bk_list_state {
-	BK_LIST_NONE,    /* not asked yet, or asked again later */
-	BK_LIST_ASKING,  /* a LIST on its way */
-	BK_LIST_DONE,    /* answered; or the donor is dead, removed or new */
-};
-
 int bk_replica_setup(struct bk_broker *b);
 void bk_replica_stop(struct bk_broker *b);
 /* The donor table grew to cap entries: per-donor state grows with it. */
