@@ -68,13 +68,6 @@ struct bk_fetch {
 	uint64_t hedge_at_us;
 };
 
-/* A fault asked again after a delay (a failed read, with backoff). */
-struct bk_rewake {
-	uv_timer_t timer;
-	struct bk_region *rg;
-	uint64_t first, count;
-};
-
 struct bk_deferred {
 	struct bk_deferred *next;
 	struct bk_vm *vm;
@@ -206,31 +199,30 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 	return err;
 }
 
-/* Room for pages more resident without passing the host's low watermark or
- * the VM's own limit: installing ahead must not be what makes us evict. */
-static bool room_ahead(struct bk_region *rg, uint64_t pages)
+/* Room for pages more resident within host_pages (0: no budget) and pct
+ * percent of the VM's own limit. */
+static bool room_for(struct bk_region *rg, uint64_t pages, uint64_t host_pages, unsigned pct)
 {
 	const struct bk_broker *b = rg->vm->b;
 	const struct bk_vm *vm = rg->vm;
 
-	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > b->low_pages)
+	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > host_pages)
 		return false;
-	return !vm->limit_pages ||
-	       bk_vm_resident(vm) + pages <= vm->limit_pages * BK_EVICT_LOW_PCT / 100;
+	return !vm->limit_pages || bk_vm_resident(vm) + pages <= vm->limit_pages * pct / 100;
 }
 
-/* Room for pages more resident within the budget and the VM's limit: a
- * prefetch received into the memfd counts against them (eviction makes
- * room, oldest first: the new pages are the last to go); past them it goes
- * to the prefetch cache. */
+/* Installing ahead must not be what makes us evict: room below the low
+ * watermark. A prefetch received into the memfd needs room within the
+ * budget (eviction makes more, oldest first: the new pages go last); past
+ * it, it goes to the prefetch cache. */
+static bool room_ahead(struct bk_region *rg, uint64_t pages)
+{
+	return room_for(rg, pages, rg->vm->b->low_pages, BK_EVICT_LOW_PCT);
+}
+
 static bool room_within_budget(struct bk_region *rg, uint64_t pages)
 {
-	const struct bk_broker *b = rg->vm->b;
-	const struct bk_vm *vm = rg->vm;
-
-	if (b->budget_pages && b->resident_pages + b->reserved_pages + pages > b->budget_pages)
-		return false;
-	return !vm->limit_pages || bk_vm_resident(vm) + pages <= vm->limit_pages;
+	return room_for(rg, pages, rg->vm->b->budget_pages, 100);
 }
 
 /* A prefetched extent, as it arrives (its pages still hot in the CPU's
@@ -310,45 +302,14 @@ static int poison_page(struct bk_region *rg, uint64_t page)
 	return 0;
 }
 
-static void on_rewake_closed(uv_handle_t *h)
-{
-	struct bk_rewake *w = h->data;
-
-	bk_vm_put(w->rg->vm);
-	free(w);
-}
-
-static void on_rewake(uv_timer_t *t)
-{
-	struct bk_rewake *w = t->data;
-
-	if (!w->rg->vm->detached)
-		bk_region_wake(w->rg, w->first, w->count);
-	uv_close((uv_handle_t *)t, on_rewake_closed);
-}
-
 /* The faults on [first, first+count) are asked again after the region's
  * backoff, which doubles (to BK_RETRY_MAX_MS) until a read succeeds. */
 static void wake_later(struct bk_region *rg, uint64_t first, uint64_t count)
 {
-	struct bk_rewake *w = calloc(1, sizeof(*w));
-
 	rg->retry_ms = rg->retry_ms ? rg->retry_ms * 2 : BK_RETRY_MIN_MS;
 	if (rg->retry_ms > BK_RETRY_MAX_MS)
 		rg->retry_ms = BK_RETRY_MAX_MS;
-	if (!w) {
-		bk_stats_nomem("vm %s: a retry timer (its faults are asked again at once)",
-			       rg->vm->name);
-		bk_region_wake(rg, first, count);
-		return;
-	}
-	w->rg = rg;
-	w->first = first;
-	w->count = count;
-	rg->vm->refs++;
-	uv_timer_init(rg->vm->b->loop, &w->timer);
-	w->timer.data = w;
-	uv_timer_start(&w->timer, on_rewake, rg->retry_ms, 0);
+	bk_region_later(rg, first, count, rg->retry_ms, false);
 }
 
 /* ---- hedged reads ---- */
@@ -845,13 +806,14 @@ static void fetch_send(struct bk_fetch *f)
 	bk_pool_submit(b->pool, &f->req);
 }
 
-/* Whether a one-page READ of a page of extent e is on its way. */
-static bool pages_fetching(const struct bk_region *rg, uint64_t e)
+/* Whether any page of extent e has its bit set in map (fetching: a
+ * one-page READ of it is on its way; resident: it was touched). */
+static bool extent_any(const struct bk_region *rg, const uint64_t *map, uint64_t e)
 {
 	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
 
 	for (uint64_t p = first; p < first + count; p++)
-		if (bk_bit_test(rg->fetching, p))
+		if (bk_bit_test(map, p))
 			return true;
 	return false;
 }
@@ -871,7 +833,7 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		return;
 	}
 	f->fault_page = fault_page;
-	if (rg->map && !pages_fetching(rg, e) &&
+	if (rg->map && !extent_any(rg, rg->fetching, e) &&
 	    (demand || room_within_budget(rg, bk_extent_count(rg, e))) &&
 	    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e)))
 		direct_begin(f);
@@ -896,16 +858,6 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 	fetch_send(f);
 }
 
-static bool extent_touched(const struct bk_region *rg, uint64_t e)
-{
-	uint64_t first = e * bk_extent_pages(rg), count = bk_extent_count(rg, e);
-
-	for (uint64_t p = first; p < first + count; p++)
-		if (bk_bit_test(rg->resident, p))
-			return true;
-	return false;
-}
-
 /* A demand fault on page. The faulting thread waits only for a one-page
  * READ. With locality (a sequential run, or an extent touched before) the
  * extent's READ goes right behind it and is installed on arrival; a lone
@@ -923,7 +875,7 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 	fetch_page(rg, page, write, t0_us);
 	/* An extent READ racing a write-back of its pages could bring back
 	 * their old contents: while one is in flight, fetch single pages. */
-	if (!rg->wb_inflight[e] && (rg->streak || extent_touched(rg, e))) {
+	if (!rg->wb_inflight[e] && (rg->streak || extent_any(rg, rg->resident, e))) {
 		bk_region_set_extent(rg, e, BK_EXT_FETCHING);
 		fetch_extent(rg, e, true, page, 0);
 	} else {

@@ -329,58 +329,70 @@ void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count)
 	bk_uffd_wake(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE, count * GVM_PAGE_SIZE);
 }
 
-/* Lifting a write protection the kernel refused with EAGAIN (the VM's mm
- * is changing: an unmap event it has not had read yet, which this loop
- * reads next): done again a moment later, until it takes, so the writers
- * waiting on it are woken. */
-struct unprotect_later {
+/* A wake, or the lifting of a write protection, done after a delay: a
+ * timer holding a reference on the VM. */
+struct region_later {
 	uv_timer_t timer;
 	struct bk_region *rg;
 	uint64_t first, count;
+	bool unprotect;
 };
 
-static void on_unprotect_closed(uv_handle_t *h)
+static void on_later_closed(uv_handle_t *h)
 {
-	struct unprotect_later *u = h->data;
+	struct region_later *l = h->data;
 
-	bk_vm_put(u->rg->vm);
-	free(u);
+	bk_vm_put(l->rg->vm);
+	free(l);
 }
 
-static void on_unprotect_timer(uv_timer_t *t)
+static void on_later(uv_timer_t *t)
 {
-	struct unprotect_later *u = t->data;
-	struct bk_region *rg = u->rg;
+	struct region_later *l = t->data;
+	struct bk_region *rg = l->rg;
 
-	if (!rg->vm->detached &&
-	    bk_uffd_protect(rg->vm->uffd, rg->host_addr + u->first * GVM_PAGE_SIZE,
-			    u->count * GVM_PAGE_SIZE, false) == -EAGAIN) {
-		uv_timer_start(t, on_unprotect_timer, BK_UNPROTECT_RETRY_MS, 0);
+	if (!rg->vm->detached && !l->unprotect)
+		bk_region_wake(rg, l->first, l->count);
+	else if (!rg->vm->detached &&
+		 bk_uffd_protect(rg->vm->uffd, rg->host_addr + l->first * GVM_PAGE_SIZE,
+				 l->count * GVM_PAGE_SIZE, false) == -EAGAIN) {
+		uv_timer_start(t, on_later, BK_UNPROTECT_RETRY_MS, 0); /* still changing */
 		return;
 	}
-	uv_close((uv_handle_t *)t, on_unprotect_closed);
+	uv_close((uv_handle_t *)t, on_later_closed);
+}
+
+void bk_region_later(struct bk_region *rg, uint64_t first, uint64_t count, unsigned ms,
+		     bool unprotect)
+{
+	struct region_later *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		bk_stats_nomem("vm %s: a timer to %s (done now)", rg->vm->name,
+			       unprotect ? "lift a write protection again" : "ask faults again");
+		if (!unprotect)
+			bk_region_wake(rg, first, count);
+		return;
+	}
+	l->rg = rg;
+	l->first = first;
+	l->count = count;
+	l->unprotect = unprotect;
+	rg->vm->refs++;
+	uv_timer_init(rg->vm->b->loop, &l->timer);
+	l->timer.data = l;
+	uv_timer_start(&l->timer, on_later, ms, 0);
 }
 
 int bk_region_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on)
 {
 	int err = bk_uffd_protect(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE,
 				  count * GVM_PAGE_SIZE, on);
-	struct unprotect_later *u;
 
 	if (err != -EAGAIN || on)
 		return err;
-	u = calloc(1, sizeof(*u));
-	if (!u) {
-		bk_stats_nomem("vm %s: lifting a write protection again (its writers wait for "
-			       "their next fault)", rg->vm->name);
-		return err;
-	}
-	u->rg = rg;
-	u->first = first;
-	u->count = count;
-	rg->vm->refs++;
-	uv_timer_init(rg->vm->b->loop, &u->timer);
-	u->timer.data = u;
-	uv_timer_start(&u->timer, on_unprotect_timer, BK_UNPROTECT_RETRY_MS, 0);
+	/* Lifting refused while the VM's mm changes (an unmap event this
+	 * loop has not read yet): again shortly, so its writers are woken. */
+	bk_region_later(rg, first, count, BK_UNPROTECT_RETRY_MS, true);
 	return 0;
 }

@@ -98,6 +98,11 @@ static inline void bk_region_set_extent(struct bk_region *rg, uint64_t e,
 /* ---- the VM's threads ---- */
 
 void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count);
+/* After ms (a timer): wakes the threads waiting in [first, first+count),
+ * or, with unprotect, lifts its write protection (again and again while
+ * the VM's mm is changing). */
+void bk_region_later(struct bk_region *rg, uint64_t first, uint64_t count, unsigned ms,
+		     bool unprotect);
 /* Write protection on or off (off wakes the writers): 0 or -errno. Off
  * while the VM's mm is changing (EAGAIN) is done again shortly, and 0. */
 int bk_region_protect(struct bk_region *rg, uint64_t first, uint64_t count, bool on);
