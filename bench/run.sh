@@ -62,6 +62,13 @@ keys=$work/keys
 key() { sed -n "s/^key $1 //p" "$2" | tail -1; }
 put() { echo "$1 $2 $3" >>"$keys"; } # name value unit
 get() { awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$keys"; }
+# wait_donors SOCKET: until the broker there reports a donor (10 s at most).
+wait_donors() {
+	for _ in $(seq 100); do
+		"$bin/gvmctl" --socket "$1" stats 2>/dev/null | grep -q '^donors: [1-9]' && break
+		sleep 0.1
+	done
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 # put_all FILE: every "key NAME VALUE" line of FILE, the unit from NAME's end.
 put_all() {
@@ -103,11 +110,7 @@ echo "== gvmmem vs the ceiling: first-touch faults (gvm-fault-bench, 5 alternati
 	--state-dir "$work/state" \
 	--no-cuse --log-level warn 2>"$work/broker.log" &
 bk=$!
-for _ in $(seq 100); do
-	"$bin/gvmctl" --socket "$work/broker.sock" stats 2>/dev/null |
-		grep -q '^donors: [1-9]' && break
-	sleep 0.1
-done
+wait_donors "$work/broker.sock"
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --size 256M --samples 1000 --rounds 5 | tee "$work/fault" | grep -v '^key '
 put ceil_rand_p50_us "$(key ceil_4k_rand_p50_us "$work/fault")" us
 put ceil_extent_rand_p50_us "$(key ceil_rand_p50_us "$work/fault")" us
@@ -125,11 +128,7 @@ core_start() {
 		--state-dir "$work/state-$1" --install "$2" --no-cuse --log-level warn \
 		2>"$work/broker-$1.log" &
 	bpid=$!
-	for _ in $(seq 100); do
-		"$bin/gvmctl" --socket "$work/$1.sock" stats 2>/dev/null |
-			grep -q '^donors: [1-9]' && break
-		sleep 0.1
-	done
+	wait_donors "$work/$1.sock"
 }
 core_start core-copy copy
 kcopy=$bpid
@@ -201,11 +200,7 @@ broker_start() {
 		--rereplicate-rate "$rr_rate" --no-cuse --log-level warn 2>"$work/broker-$1.log" &
 	bpid=$!
 	rp="$rp $bpid"
-	for _ in $(seq 100); do
-		"$bin/gvmctl" --socket "$work/$1.sock" stats 2>/dev/null |
-			grep -Eq '^donors: [1-9]' && break
-		sleep 0.1
-	done
+	wait_donors "$work/$1.sock"
 }
 stat_of() { "$bin/gvmctl" --socket "$work/$1.sock" stats | sed -n "s/^$2: //p"; }
 broker_start r1 1

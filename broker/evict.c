@@ -325,6 +325,15 @@ struct evict_job {
 	int err;
 };
 
+/* The range is being evicted from now on: writers and faults on it wait
+ * for end_evicting. */
+static void begin_evicting(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++)
+		bk_bit_set(rg->evicting, p);
+	rg->vm->b->evicting_pages += count;
+}
+
 /* The range is no longer being evicted: its bits, the host's count, and
  * the writers that waited (they fault again). */
 static void end_evicting(struct bk_region *rg, uint64_t first, uint64_t count)
@@ -342,29 +351,36 @@ static void evict_job_free(struct evict_job *j)
 	free(j);
 }
 
+/* The punch of [first, first+count) ended (err: 0 or -errno): the pages
+ * are forgotten and counted, or, if it failed, stay resident with their
+ * protection lifted; either way their eviction is over, and faults that
+ * waited for it go on (to the donors). */
+static void punched(struct bk_region *rg, uint64_t first, uint64_t count, bool clean, int err)
+{
+	if (!rg->vm->detached) {
+		if (err) {
+			gvm_err("vm %s: cannot punch %llu evicted pages out of its memory: %s",
+				rg->vm->name, (unsigned long long)count, strerror(-err));
+			bk_region_protect(rg, first, count, false);
+		} else {
+			bk_region_forget(rg, first, count);
+			if (clean)
+				bk_stats.clean_drops += count;
+			else
+				bk_stats.writebacks++;
+			bk_stats.evictions += count;
+		}
+	}
+	end_evicting(rg, first, count);
+	if (!rg->vm->detached)
+		bk_region_wake(rg, first, count);
+}
+
 static void on_punched(uv_work_t *w, int status)
 {
 	struct evict_job *j = w->data;
-	struct bk_region *rg = j->rg;
 
-	if (!rg->vm->detached) {
-		if (status || j->err) {
-			gvm_err("vm %s: cannot punch %u evicted pages out of its memory: %s",
-				rg->vm->name, j->count, strerror(status ? -status : -j->err));
-			bk_region_protect(rg, j->first, j->count, false);
-		} else {
-			bk_region_forget(rg, j->first, j->count);
-			if (j->clean) {
-				bk_stats.clean_drops += j->count;
-			} else {
-				bk_stats.writebacks++;
-			}
-			bk_stats.evictions += j->count;
-		}
-	}
-	end_evicting(rg, j->first, j->count);
-	if (!rg->vm->detached) /* faults on them wait for this: they go to the donors now */
-		bk_region_wake(rg, j->first, j->count);
+	punched(j->rg, j->first, j->count, j->clean, status ? status : j->err);
 	evict_job_free(j);
 }
 
@@ -372,9 +388,7 @@ static void do_punch(uv_work_t *w)
 {
 	struct evict_job *j = w->data;
 
-	if (fallocate(j->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, j->offset,
-		      (off_t)j->count * GVM_PAGE_SIZE) < 0)
-		j->err = -errno;
+	j->err = bk_memfd_punch(j->memfd, j->offset, j->count);
 }
 
 static struct evict_job *job_new(struct bk_region *rg, uint64_t first, uint32_t count)
@@ -406,15 +420,8 @@ static void punch_off_loop(struct bk_region *rg, uint64_t first, uint64_t count,
 		bk_vm_put(rg->vm);
 		free(j);
 	}
-	if (!bk_region_punch(rg, first, count)) {
-		bk_stats.evictions += count;
-		if (clean)
-			bk_stats.clean_drops += count;
-		else
-			bk_stats.writebacks++;
-	}
-	end_evicting(rg, first, count);
-	bk_region_wake(rg, first, count);
+	punched(rg, first, count, clean,
+		bk_memfd_punch(rg->memfd, (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE), count));
 }
 
 /* On the thread pool: reads the pages into the WRITE's buffer; zero pages
@@ -490,10 +497,8 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	wb->first = first;
 	wb->count = count;
 	j->wb = wb;
-	for (uint64_t p = first; p < first + count; p++)
-		bk_bit_set(rg->evicting, p);
+	begin_evicting(rg, first, count);
 	rg->wb_inflight[first / bk_extent_pages(rg)]++;
-	b->evicting_pages += count;
 	if (uv_queue_work(b->loop, &j->work, do_read, on_read)) {
 		do_read(&j->work);
 		on_read(&j->work, 0);
@@ -508,9 +513,7 @@ static void flush_run(struct bk_region *rg, bool dirty, uint64_t first, uint64_t
 		writeback(rg, first, (uint32_t)len);
 		return;
 	}
-	for (uint64_t p = first; p < first + len; p++)
-		bk_bit_set(rg->evicting, p);
-	rg->vm->b->evicting_pages += len;
+	begin_evicting(rg, first, len);
 	punch_off_loop(rg, first, len, true);
 }
 
@@ -650,15 +653,6 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
 	return true;
 }
 
-/* A DISCARD that could not be sent: the donors keep the pages the VM
- * removed, and those read back as their old contents rather than zero if
- * the VM touches them again before they are written. Said and counted. */
-static void nomem_discard(struct bk_region *rg, uint64_t e)
-{
-	bk_stats_nomem("vm %s: a DISCARD of %s extent %llu (removed pages there may read "
-		       "back old data)", rg->vm->name, rg->ns, (unsigned long long)e);
-}
-
 /* Sends DISCARDs for [first, first+count), one per extent run. */
 static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
 {
@@ -668,8 +662,12 @@ static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t cou
 
 		if (end > first + count)
 			end = first + count;
+		/* Without memory the donors keep the pages the VM removed, and
+		 * they read back old data if the VM touches them before writing. */
 		if (bk_loc_count(rg, e) && !(w = calloc(1, sizeof(*w))))
-			nomem_discard(rg, e);
+			bk_stats_nomem("vm %s: a DISCARD of %s extent %llu (removed pages there "
+				       "may read back old data)", rg->vm->name, rg->ns,
+				       (unsigned long long)e);
 		if (w) { /* an extent on no donor has nothing to discard */
 			w->rg = rg;
 			w->first = p;

@@ -260,6 +260,17 @@ static void installed_ahead(struct bk_region *rg, uint64_t e)
 	bk_region_set_extent(rg, e, BK_EXT_CACHED);
 }
 
+/* The first and count of f's READ. */
+static uint64_t fetch_first(const struct bk_fetch *f)
+{
+	return f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(f->rg);
+}
+
+static uint32_t fetch_count(const struct bk_fetch *f)
+{
+	return f->page != NO_PAGE ? 1 : (uint32_t)bk_extent_count(f->rg, f->extent);
+}
+
 static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t fault_page,
 			 uint64_t t0_us);
 static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t t0_us);
@@ -473,22 +484,13 @@ static void drop_partial(struct bk_region *rg, uint64_t first, uint64_t count)
 
 		while (q < first + count && !bk_bit_test(rg->resident, q))
 			q++;
-		if (q > p && bk_region_punch(rg, p, q - p))
+		int err = q > p ? bk_region_punch(rg, p, q - p) : 0;
+
+		if (err)
 			gvm_warn("vm %s: cannot punch a failed READ's pages out of %s: %s", rg->vm->name,
-				 rg->name, strerror(errno));
+				 rg->name, strerror(-err));
 		p = q + 1;
 	}
-}
-
-/* The first and count of f's READ. */
-static uint64_t fetch_first(const struct bk_fetch *f)
-{
-	return f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(f->rg);
-}
-
-static uint32_t fetch_count(const struct bk_fetch *f)
-{
-	return f->page != NO_PAGE ? 1 : (uint32_t)bk_extent_count(f->rg, f->extent);
 }
 
 /* f is to be received into the memfd: it takes a journal slot and goes on
@@ -568,9 +570,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
 	struct bk_region *rg = f->rg;
 	unsigned d = f->req.donor, next;
-	uint64_t e = f->extent;
-	uint64_t first = f->page != NO_PAGE ? f->page : e * bk_extent_pages(rg);
-	uint64_t count = f->page != NO_PAGE ? 1 : bk_extent_count(rg, e);
+	uint64_t e = f->extent, first = fetch_first(f), count = fetch_count(f);
 
 	if (err == -ENOENT)
 		bk_replica_ns_lost(rg, d, "READ: unknown namespace");
@@ -770,7 +770,7 @@ static void fetch_send(struct bk_fetch *f)
 	struct bk_region *rg = f->rg;
 	struct bk_broker *b = rg->vm->b;
 	unsigned d = f->req.donor;
-	uint32_t count = f->page != NO_PAGE ? 1 : (uint32_t)bk_extent_count(rg, f->extent);
+	uint32_t count = fetch_count(f);
 
 	f->req.flags = f->demand ? BK_REQ_DEMAND : 0;
 	f->req.rx_cap = 0;
@@ -783,7 +783,7 @@ static void fetch_send(struct bk_fetch *f)
 	}
 	gvm_hdr_init(&f->req.hdr, GVM__OP__OP_READ, 0);
 	f->req.hdr.ns = rg->ns_id[d];
-	f->req.hdr.first_page = f->page != NO_PAGE ? f->page : f->extent * bk_extent_pages(rg);
+	f->req.hdr.first_page = fetch_first(f);
 	f->req.hdr.page_count = count;
 	f->req.cb = on_fetched;
 	if (f->direct) {
@@ -957,9 +957,8 @@ static int handle_wp_fault(struct bk_region *rg, uint64_t page)
  * it is a prefetched extent's tripwire, a page the VM unmapped
  * (MADV_DONTNEED), or one found in the memfd that no one installed (then
  * it is ours from now on, and dirty: the donors may not hold it). It is
- * mapped with UFFDIO_CONTINUE, write-protected unless it is dirty; a
- * write while its write-back is on its way waits for the end, as a WP
- * fault does. */
+ * mapped with UFFDIO_CONTINUE, write-protected unless it is dirty. A page
+ * being evicted waits for the end of its eviction, which wakes it. */
 static int handle_minor_fault(struct bk_region *rg, uint64_t page, bool write, uint64_t t0)
 {
 	uint64_t e = page / bk_extent_pages(rg);
@@ -985,13 +984,9 @@ static int handle_minor_fault(struct bk_region *rg, uint64_t page, bool write, u
 		bk_region_mark_resident(rg, page);
 		bk_region_set_dirty(rg, page);
 	}
-	if (write) {
-		if (bk_evict_hold_writer(rg, page))
-			return 0; /* woken when its write-back is done */
+	if (write)
 		bk_region_set_dirty(rg, page);
-	}
-	n = bk_region_continue(rg, page, 1,
-			       bk_bit_test(rg->evicting, page) || !bk_bit_test(rg->dirty, page));
+	n = bk_region_continue(rg, page, 1, !bk_bit_test(rg->dirty, page));
 	if (n < 0)
 		return (int)n;
 	bk_region_set_ref(rg, page);

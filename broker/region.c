@@ -199,14 +199,20 @@ void bk_region_forget(struct bk_region *rg, uint64_t first, uint64_t count)
 	}
 }
 
+int bk_memfd_punch(int memfd, off_t offset, uint64_t count)
+{
+	return fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+			 (off_t)(count * GVM_PAGE_SIZE)) < 0 ? -errno : 0;
+}
+
 int bk_region_punch(struct bk_region *rg, uint64_t first, uint64_t count)
 {
-	if (fallocate(rg->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE),
-		      (off_t)(count * GVM_PAGE_SIZE)) < 0)
-		return -errno;
-	bk_region_forget(rg, first, count);
-	return 0;
+	int err = bk_memfd_punch(rg->memfd, (off_t)(rg->memfd_offset + first * GVM_PAGE_SIZE),
+				 count);
+
+	if (!err)
+		bk_region_forget(rg, first, count);
+	return err;
 }
 
 bool bk_page_in_memfd(const struct bk_region *rg, uint64_t page)
@@ -273,18 +279,28 @@ static int64_t installed(struct bk_region *rg, uint64_t page, uint64_t n, int er
 	return err;
 }
 
-int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
-			  bool wp)
+/* UFFDIO_COPY of n pages from src, or UFFDIO_CONTINUE of them (src NULL):
+ * the pages done are resident; EAGAIN is tried again a few times, then the
+ * threads fault again; a CONTINUE that finds a page gone from the memfd
+ * (the VM punched it) keeps what was done and lets the threads fault
+ * again, on a hole. */
+static int64_t install(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
+		       bool wp)
 {
 	uint64_t done = 0;
 
 	for (unsigned tries = 0;;) {
-		uint64_t bytes;
-		int err = bk_uffd_copy(rg->vm->uffd, rg->host_addr + (page + done) * GVM_PAGE_SIZE,
-				       src + done * GVM_PAGE_SIZE, (n - done) * GVM_PAGE_SIZE, wp,
-				       &bytes);
-		int64_t r = installed(rg, page, n, err, bytes, &done);
+		uint64_t addr = rg->host_addr + (page + done) * GVM_PAGE_SIZE, bytes;
+		uint64_t len = (n - done) * GVM_PAGE_SIZE;
+		int err = src ? bk_uffd_copy(rg->vm->uffd, addr, src + done * GVM_PAGE_SIZE, len, wp,
+					     &bytes) :
+				bk_uffd_continue(rg->vm->uffd, addr, len, wp, &bytes);
+		int64_t r = installed(rg, page, n, err == -EFAULT && !src ? 0 : err, bytes, &done);
 
+		if (err == -EFAULT && !src) {
+			bk_region_wake(rg, page, n);
+			return (int64_t)n;
+		}
 		if (err != -EAGAIN)
 			return r;
 		if (++tries > BK_COPY_EAGAIN_RETRIES) {
@@ -295,33 +311,15 @@ int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const
 	}
 }
 
+int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const uint8_t *src,
+			  bool wp)
+{
+	return install(rg, page, n, src, wp);
+}
+
 int64_t bk_region_continue(struct bk_region *rg, uint64_t page, uint64_t n, bool wp)
 {
-	uint64_t done = 0;
-
-	for (unsigned tries = 0;;) {
-		uint64_t bytes;
-		int err = bk_uffd_continue(rg->vm->uffd,
-					   rg->host_addr + (page + done) * GVM_PAGE_SIZE,
-					   (n - done) * GVM_PAGE_SIZE, wp, &bytes);
-		int64_t r;
-
-		if (err == -EFAULT) {
-			/* The page left the memfd meanwhile (the VM punched it):
-			 * what was done stays; the threads fault again, on a hole. */
-			installed(rg, page, n, 0, bytes, &done);
-			bk_region_wake(rg, page, n);
-			return (int64_t)n;
-		}
-		r = installed(rg, page, n, err, bytes, &done);
-
-		if (err != -EAGAIN)
-			return r;
-		if (++tries > BK_COPY_EAGAIN_RETRIES) {
-			bk_region_wake(rg, page, n);
-			return (int64_t)n;
-		}
-	}
+	return install(rg, page, n, NULL, wp);
 }
 
 void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "broker.h"
 
@@ -60,6 +61,9 @@ static inline uint8_t *bk_region_page_addr(const struct bk_region *rg, uint64_t 
 void bk_region_mark_resident(struct bk_region *rg, uint64_t page);
 /* Gone from the memfd: forgotten (no longer resident, dirty or used). */
 void bk_region_forget(struct bk_region *rg, uint64_t first, uint64_t count);
+/* Punches count pages at offset out of a memfd: 0 or -errno. Touches no
+ * state: eviction calls it off the loop. */
+int bk_memfd_punch(int memfd, off_t offset, uint64_t count);
 /* Punches pages out of the memfd and forgets them: 0 or -errno. */
 int bk_region_punch(struct bk_region *rg, uint64_t first, uint64_t count);
 /* Whether the page holds data in the memfd (not a hole). */
