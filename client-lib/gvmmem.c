@@ -53,6 +53,7 @@ struct gvm_session {
 	int uffd;   /* our own copy: while it is open, faults wait, never read zeros */
 	int stopfd; /* eventfd that ends the monitor */
 	uint64_t limit_bytes; /* $GVM_VM_LIMIT: this VM's own budget, 0 for none */
+	bool pinned;          /* GVM_ATTACH_PINNED: its RAM is pinned for DMA */
 	uint64_t session;
 	pthread_t monitor;
 	uint8_t token[GVMMEM_TOKEN_BYTES]; /* from the device, for the next Hello */
@@ -86,6 +87,11 @@ const char *gvm_strerror(int err)
 	case -ETIMEDOUT: return "the broker did not answer in time";
 	case -ECONNRESET: return "the broker closed the connection";
 	case -ENOTTY: return "the endpoint is a device, but not gvm-broker's /dev/gvmmem";
+	case -ENOSPC: return "a pinned VM (VFIO passthrough or GVM_PINNED=1) keeps all its RAM on "
+			     "this host, and the broker's budget has no room for it beside the "
+			     "pinned VMs already there (or its own --vm-limit is smaller than its "
+			     "RAM): give it less memory, raise gvm-broker --budget, or run it "
+			     "unpinned (without VFIO); the broker's log gives the numbers";
 	default: return strerror(-err);
 	}
 }
@@ -310,6 +316,7 @@ static int gvm__handshake(struct gvm_session *s, bool reattach)
 	fds[1 + s->nregions] = maps;
 	attach.n_regions = s->nregions;
 	attach.vm_limit_bytes = s->limit_bytes;
+	attach.pinned = s->pinned;
 	attach.regions = rp;
 	msg = (Gvm__Control)GVM__CONTROL__INIT;
 	msg.msg_case = GVM__CONTROL__MSG_ATTACH;
@@ -426,15 +433,40 @@ static void gvm__free(struct gvm_session *s)
 	free(s);
 }
 
+/* $GVM_PINNED: 1, yes or true. */
+static bool gvm__env_pinned(void)
+{
+	const char *v = getenv("GVM_PINNED");
+
+	if (!v || !*v || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false"))
+		return false;
+	if (strcmp(v, "1") && strcmp(v, "yes") && strcmp(v, "true")) {
+		gvm_warn("gvmmem: GVM_PINNED=%s is not 1 or 0; taken as 1 (pinned)", v);
+	}
+	return true;
+}
+
 struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 			       const struct gvm_region *regions, size_t nregions,
 			       int *err)
+{
+	return gvm_attach_flags(endpoint, vm_name, regions, nregions,
+				gvm__env_pinned() ? GVM_ATTACH_PINNED : 0, err);
+}
+
+struct gvm_session *gvm_attach_flags(const char *endpoint, const char *vm_name,
+				     const struct gvm_region *regions, size_t nregions,
+				     unsigned flags, int *err)
 {
 	struct gvm_session *s;
 	const char *bad;
 	int e;
 
 	*err = -EINVAL;
+	if (flags & ~GVM_ATTACH_PINNED) {
+		gvm_warn("gvmmem: unknown attach flags 0x%x", flags & ~GVM_ATTACH_PINNED);
+		return NULL;
+	}
 	bad = gvm_label_invalid(vm_name, GVM_VM_NAME_MAX_BYTES);
 	if (bad) {
 		gvm_warn("gvmmem: the VM name %s", bad);
@@ -473,6 +505,7 @@ struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 		gvm_warn("gvmmem: GVM_VM_LIMIT=%s is not a size like 512M; ignored",
 			 getenv("GVM_VM_LIMIT"));
 	strcpy(s->vm_name, vm_name);
+	s->pinned = flags & GVM_ATTACH_PINNED;
 	s->nregions = nregions;
 	for (size_t i = 0; i < nregions; i++) {
 		s->regions[i] = regions[i];

@@ -46,10 +46,24 @@ struct gvm_session;
  * on failure. The session keeps the connection: if the broker goes away,
  * faults wait and the library re-attaches the same VM to a restarted
  * broker (only this user can). $GVM_VM_LIMIT=SIZE sets the VM's own limit
- * of resident memory. */
+ * of resident memory; $GVM_PINNED=1 attaches it pinned (below). */
 struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 			       const struct gvm_region *regions, size_t nregions,
 			       int *err);
+
+/* gvm_attach with flags. GVM_ATTACH_PINNED: the VM's RAM is pinned for
+ * device DMA (VFIO passthrough, io_uring fixed buffers, RDMA): the broker
+ * brings all of it into memory at attach, counts it against its budget and
+ * never evicts, discards or write-protects it; remote memory then saves
+ * nothing for this VM. A pinned VM the budget has no room for is refused
+ * (-ENOSPC; gvm_strerror says what to do). gvm_attach() is
+ * gvm_attach_flags() with GVM_ATTACH_PINNED when $GVM_PINNED=1, else 0.
+ * Regions may be MFD_HUGETLB memfds of 2 MiB pages (then aligned to 2 MiB):
+ * their pages move whole. */
+#define GVM_ATTACH_PINNED 1u
+struct gvm_session *gvm_attach_flags(const char *endpoint, const char *vm_name,
+				     const struct gvm_region *regions, size_t nregions,
+				     unsigned flags, int *err);
 
 const char *gvm_strerror(int err);
 
