@@ -55,6 +55,7 @@ struct attach_region {
 	uint64_t host_addr, size, guest_phys, memfd_offset;
 	dev_t dev;
 	ino_t ino;
+	bool huge; /* a hugetlbfs memfd of 2 MiB pages */
 };
 
 struct bk_attach {
@@ -112,10 +113,32 @@ static int check_maps_fd(int fd, char *why, size_t n)
 	return 0;
 }
 
+/* A hugetlb memfd's pages move whole: only 2 MiB ones, and the region
+ * aligned to them. *huge says whether fd is one. */
+static int check_huge(const Gvm__Region *r, int fd, bool *huge, char *why, size_t n)
+{
+	struct statfs fs;
+
+	if (fstatfs(fd, &fs))
+		return refuse(why, n, -EINVAL, "region %s: fstatfs of its memfd: %s", r->name,
+			      strerror(errno));
+	*huge = fs.f_type == HUGETLBFS_MAGIC;
+	if (!*huge)
+		return 0;
+	if (fs.f_bsize != GVM_HUGE_PAGE_SIZE)
+		return refuse(why, n, -EINVAL, "region %s: huge pages of %ld KiB; only 2 MiB ones "
+			      "are served (hugetlbsize=2M)", r->name, (long)(fs.f_bsize >> 10));
+	if ((r->host_addr | r->size | r->memfd_offset) % GVM_HUGE_PAGE_SIZE)
+		return refuse(why, n, -EINVAL, "region %s: a memfd of 2 MiB pages needs its address, "
+			      "size and offset aligned to 2 MiB", r->name);
+	return 0;
+}
+
 static int check_regions(const Gvm__Attach *a, const int *fds, int nfds, struct stat *st,
-			 char *why, size_t n)
+			 bool *huge, char *why, size_t n)
 {
 	char link[256];
+	int err;
 
 	if (a->n_regions == 0 || a->n_regions > GVM_CTL_REGIONS_MAX)
 		return refuse(why, n, -EINVAL, "%zu regions (1..%u allowed)", a->n_regions,
@@ -147,6 +170,8 @@ static int check_regions(const Gvm__Attach *a, const int *fds, int nfds, struct 
 				      r->memfd_offset, (long long)st[i].st_size);
 		if (r->host_addr + r->size < r->host_addr || r->guest_phys + r->size < r->guest_phys)
 			return refuse(why, n, -EINVAL, "region %s: range wraps", r->name);
+		if ((err = check_huge(r, fd, &huge[i], why, n)))
+			return err;
 		for (size_t k = 0; k < i; k++) {
 			const Gvm__Region *o = a->regions[k];
 
@@ -169,8 +194,9 @@ int bk_attach_prepare(struct bk_attach **out, const void *attach_msg, int *fds, 
 {
 	const Gvm__Attach *a = attach_msg;
 	struct stat st[GVM_CTL_REGIONS_MAX];
+	bool huge[GVM_CTL_REGIONS_MAX];
 	struct bk_attach *at;
-	int err = check_regions(a, fds, nfds, st, why, n);
+	int err = check_regions(a, fds, nfds, st, huge, why, n);
 
 	if (err)
 		return err;
@@ -192,6 +218,7 @@ int bk_attach_prepare(struct bk_attach **out, const void *attach_msg, int *fds, 
 		r->memfd_offset = a->regions[i]->memfd_offset;
 		r->dev = st[i].st_dev;
 		r->ino = st[i].st_ino;
+		r->huge = huge[i];
 		at->memfds[i] = fds[1 + i];
 	}
 	*out = at;
@@ -313,6 +340,8 @@ static int uffd_setup(struct bk_broker *b, const struct bk_attach *at, bool reat
 
 	*can_poison = true;
 	*minor = false;
+	for (size_t i = 0; i < at->nregions; i++)
+		want_minor &= !at->regions[i].huge; /* huge pages go in with UFFDIO_COPY */
 	if (!reattach) {
 		err = bk_uffd_api(at->uffd, UFFD_FEATURES,
 				  UFFD_FEATURE_POISON | (want_minor ? UFFD_FEATURE_MINOR_SHMEM : 0),
@@ -351,7 +380,7 @@ static int uffd_setup(struct bk_broker *b, const struct bk_attach *at, bool reat
 		if (reattach) /* threads that faulted while no broker read the uffd */
 			bk_uffd_wake(at->uffd, r->host_addr, r->size);
 	}
-	if (b->cfg.install == BK_INSTALL_CONTINUE && !*minor && !at->pinned)
+	if (b->cfg.install == BK_INSTALL_CONTINUE && !*minor && want_minor)
 		return refuse(why, n, -EOPNOTSUPP, "--install continue: this kernel or this memory "
 			      "cannot take minor faults (UFFD_FEATURE_MINOR_SHMEM)");
 	return 0;
@@ -452,7 +481,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		const struct attach_region *r = &at->regions[i];
 
 		if (bk_region_init(&vm->regions[i], vm, (unsigned)i, r->name, r->host_addr, r->size,
-				   r->guest_phys, r->memfd_offset)) {
+				   r->guest_phys, r->memfd_offset, r->huge)) {
 			/* the attach still owns the descriptors */
 			err = refuse(why, n, -ENOMEM, "out of memory for region %s", r->name);
 			goto out_vm;

@@ -156,6 +156,11 @@ struct bk_region {
 	char name[GVM_REGION_NAME_MAX_BYTES + 1]; /* a label, for logs */
 	char ns[GVM_NS_NAME_MAX_BYTES + 1]; /* "<host>.<incarnation>.<index>" on the donors */
 	uint64_t host_addr, size, npages, nextents, memfd_offset, guest_phys;
+	/* Pages per extent: --extent-pages, or for a hugetlb memfd (huge) its
+	 * 2 MiB page, which then is the unit of every install, write
+	 * protection, write-back and punch. */
+	unsigned extent_pages;
+	bool huge;
 	int memfd;
 	uint8_t *map;        /* the broker's mapping of the memfd (--install continue), or NULL */
 	/* Page and extent state: written by region.c only (region.h). */
@@ -386,6 +391,10 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page);
  * donors. */
 void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count);
 void bk_evict_page_gone(struct bk_region *rg, uint64_t page);
+/* The VM dropped [first, first+count), and they were installed again as
+ * zeros (a hugetlb region, whose holes only a fault shows): the donors'
+ * copies go. */
+void bk_evict_discarded(struct bk_region *rg, uint64_t first, uint64_t count);
 
 /* fault.c */
 /* Once per loop turn (followup.c): the faults that waited for room. */
@@ -416,7 +425,19 @@ static inline uint64_t bk_vm_resident(const struct bk_vm *vm)
 
 static inline uint64_t bk_extent_pages(const struct bk_region *rg)
 {
-	return rg->vm->b->cfg.extent_pages;
+	return rg->extent_pages;
+}
+
+/* Pages that move together: a huge page, or one page. */
+static inline uint64_t bk_unit_pages(const struct bk_region *rg)
+{
+	return rg->huge ? GVM_HUGE_PAGE_PAGES : 1;
+}
+
+/* The first page of page's unit. */
+static inline uint64_t bk_unit_first(const struct bk_region *rg, uint64_t page)
+{
+	return page - page % bk_unit_pages(rg);
 }
 
 /* Pages in extent e of rg (the last extent may be short). */

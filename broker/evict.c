@@ -519,25 +519,28 @@ static void flush_run(struct bk_region *rg, bool dirty, uint64_t first, uint64_t
 
 /* Evicts up to want pages of rg: one window of the clock is scanned for
  * clean pages (clearing the referenced bits it passes: the second chance),
- * then the same window again for dirty ones. Returns pages handled. */
+ * then the same window again for dirty ones. Returns pages handled. The
+ * clock steps a unit at a time: in a hugetlb region a huge page, whose
+ * bits all change together (its first page's stand for it), and which is
+ * written back and punched whole (at least one, whatever want is). */
 static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 {
 	struct bk_broker *b = rg->vm->b;
-	uint64_t taken = 0, start = rg->clock;
+	uint64_t taken = 0, start = rg->clock, unit = bk_unit_pages(rg);
 
 	for (int pass = 0; pass < 2 && taken < want; pass++) {
 		bool dirty_pass = pass == 1;
-		uint64_t run_first = 0, run_len = 0, steps = rg->npages;
+		uint64_t run_first = 0, run_len = 0, steps = rg->npages / unit;
 
-		if (steps > BK_EVICT_SCAN_MAX_PAGES)
-			steps = BK_EVICT_SCAN_MAX_PAGES;
+		if (steps > BK_EVICT_SCAN_MAX_PAGES / unit)
+			steps = BK_EVICT_SCAN_MAX_PAGES / unit;
 		rg->clock = start;
 		for (uint64_t s = 0; s < steps && taken + run_len < want; s++) {
 			uint64_t p = rg->clock, e = p / bk_extent_pages(rg);
 			uint8_t st = rg->ext_state[e];
 			bool pick = false;
 
-			rg->clock = (rg->clock + 1) % rg->npages;
+			rg->clock = (rg->clock + unit) % rg->npages;
 			if (bk_bit_test(rg->resident, p) && !bk_bit_test(rg->evicting, p) &&
 			    st != BK_EXT_FETCHING && st != BK_EXT_PREFETCHING && st != BK_EXT_PAGES &&
 			    !bk_bit_test(rg->fetching, p)) {
@@ -561,7 +564,7 @@ static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 			if (pick) {
 				if (!run_len)
 					run_first = p;
-				run_len++;
+				run_len += unit;
 			}
 		}
 		if (run_len) {
@@ -716,9 +719,16 @@ void bk_evict_removed(struct bk_region *rg, uint64_t first, uint64_t count)
 	}
 }
 
+void bk_evict_discarded(struct bk_region *rg, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++)
+		bk_region_set_lost(rg, p, false); /* removed: zero, not lost */
+	bk_stats.removed_pages += count;
+	discard_on_donors(rg, first, count);
+}
+
 void bk_evict_page_gone(struct bk_region *rg, uint64_t page)
 {
 	bk_region_forget(rg, page, 1);
-	bk_stats.removed_pages++;
-	discard_on_donors(rg, page, 1);
+	bk_evict_discarded(rg, page, 1);
 }

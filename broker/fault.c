@@ -187,7 +187,7 @@ static int install_extent(struct bk_region *rg, uint64_t e, const uint8_t *pages
 	uint64_t first = e * bk_extent_pages(rg);
 	int err;
 
-	if (fault_page != NO_PAGE) {
+	if (fault_page != NO_PAGE && !rg->huge) { /* (a huge page goes in whole) */
 		err = install_page(rg, fault_page, pages + (fault_page - first) * GVM_PAGE_SIZE,
 				   write);
 		if (err)
@@ -284,29 +284,32 @@ static void fetch_send(struct bk_fetch *f);
 static int poison_page(struct bk_region *rg, uint64_t page)
 {
 	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
-	uint64_t addr = rg->host_addr + page * GVM_PAGE_SIZE;
+	uint64_t unit = bk_unit_pages(rg), len = unit * GVM_PAGE_SIZE;
+	uint64_t addr;
 	int rc;
 
+	page = bk_unit_first(rg, page);
+	addr = rg->host_addr + page * GVM_PAGE_SIZE;
 	if (!rg->vm->can_poison) {
 		gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: page %llu of %s is lost and this "
 				"kernel cannot poison it (UFFDIO_POISON): its fault waits",
 				rg->vm->name, (unsigned long long)page, rg->name);
 		return 0;
 	}
-	rc = bk_uffd_poison(rg->vm->uffd, addr, GVM_PAGE_SIZE);
+	rc = bk_uffd_poison(rg->vm->uffd, addr, len);
 	if (rc == -EEXIST) {
 		/* An evicted page keeps a write-protect marker, which poisoning
 		 * refuses to overwrite: lift it (it protects nothing now). */
-		bk_region_protect(rg, page, 1, false);
-		rc = bk_uffd_poison(rg->vm->uffd, addr, GVM_PAGE_SIZE);
+		bk_region_protect(rg, page, unit, false);
+		rc = bk_uffd_poison(rg->vm->uffd, addr, len);
 	}
 	if (rc == -EEXIST || rc == -EAGAIN) {
-		wake_later(rg, page, 1); /* there after all, or the mm changes: again */
+		wake_later(rg, page, unit); /* there after all, or the mm changes: again */
 		return 0;
 	}
 	if (rc < 0)
 		return rc;
-	bk_stats.poisoned_pages++;
+	bk_stats.poisoned_pages += unit;
 	gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: page %llu of %s: no copy is left on any "
 			"donor; poisoned (the VM gets a memory error there)", rg->vm->name,
 			(unsigned long long)page, rg->name);
@@ -793,7 +796,8 @@ static void fetch_send(struct bk_fetch *f)
 		/* The pages made and mapped here in one call, rather than a page
 		 * fault each while the payload is received into them. */
 		madvise(f->req.rx_buf, f->req.rx_cap, MADV_POPULATE_WRITE);
-	} else if (f->page == NO_PAGE && !f->req.rx_buf) {
+	} else if (f->page == NO_PAGE && !f->req.rx_buf && !rg->huge) {
+		/* (a huge page is larger than the cache's buffers: fetch_buf) */
 		f->req.rx_buf = bk_cache_buf(b->cache);
 		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
 	}
@@ -868,7 +872,7 @@ static void fetch_demand(struct bk_region *rg, uint64_t page, bool write, uint64
 
 	unsigned d = bk_read_donor(rg, e, NULL);
 
-	if (bk_extent_pages(rg) == 1 || d == BK_NO_DONOR || !rg->ns_id[d]) {
+	if (bk_extent_pages(rg) == 1 || rg->huge || d == BK_NO_DONOR || !rg->ns_id[d]) {
 		fetch_extent(rg, e, true, page, t0_us);
 		return;
 	}
@@ -889,6 +893,8 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 {
 	unsigned window;
 
+	if (rg->huge)
+		return; /* a fault brings 2 MiB already, and the cache holds smaller extents */
 	if (e == rg->last_extent + 1)
 		rg->streak++;
 	else if (e != rg->last_extent)
@@ -934,22 +940,47 @@ static void promote_prefetch(struct bk_region *rg, uint64_t e)
 		bk_pool_promote(rg->vm->b->pool, d, is_extent_read, &k);
 }
 
+/* A write to a write-protected page (of a hugetlb region: huge page). */
 static int handle_wp_fault(struct bk_region *rg, uint64_t page)
 {
+	uint64_t unit = bk_unit_pages(rg);
+
 	bk_stats.wp_faults++;
+	page = bk_unit_first(rg, page);
 	if (!bk_bit_test(rg->resident, page)) {
-		if (!bk_page_in_memfd(rg, page)) {
+		/* (a hugetlb page a write fault reaches is there: it is mapped) */
+		if (!rg->huge && !bk_page_in_memfd(rg, page)) {
 			bk_region_wake(rg, page, 1); /* evicted meanwhile: refault it */
 			return 0;
 		}
 		/* Installed before a broker restart: ours from now on. */
-		bk_region_mark_resident(rg, page);
+		for (uint64_t p = page; p < page + unit; p++)
+			bk_region_mark_resident(rg, p);
 	}
 	if (bk_evict_hold_writer(rg, page))
 		return 0; /* woken when its write-back is done */
-	bk_region_set_dirty(rg, page);
-	bk_region_set_ref(rg, page);
-	return bk_region_protect(rg, page, 1, false); /* lifts it, wakes the writer */
+	for (uint64_t p = page; p < page + unit; p++) {
+		bk_region_set_dirty(rg, p);
+		bk_region_set_ref(rg, p);
+	}
+	return bk_region_protect(rg, page, unit, false); /* lifts it, wakes the writer */
+}
+
+/* A missing fault on a resident huge page: installed since the fault was
+ * queued, or punched by the VM (hugetlbfs shows holes to no lseek, and
+ * sends no event for a punch): then it reads as zero from now on, and the
+ * donors' copies go. */
+static int huge_page_gone(struct bk_region *rg, uint64_t page)
+{
+	uint64_t first = bk_unit_first(rg, page), unit = bk_unit_pages(rg);
+	int r = bk_region_install_if_gone(rg, first, unit, rg->vm->b->zero_extent, true);
+
+	if (r <= 0)
+		return r;
+	for (uint64_t p = first; p < first + unit; p++)
+		bk_bit_clear(rg->dirty, p);
+	bk_evict_discarded(rg, first, unit);
+	return 0;
 }
 
 /* A minor fault (--install continue): the page is in the memfd but not
@@ -1022,6 +1053,8 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	if (bk_evict_busy(rg, page))
 		return 0; /* punched, or about to be: the end of its eviction wakes it */
 	if (bk_bit_test(rg->resident, page)) {
+		if (rg->huge)
+			return huge_page_gone(rg, page);
 		if (bk_page_in_memfd(rg, page)) {
 			bk_region_wake(rg, page, 1); /* installed meanwhile */
 			return 0;

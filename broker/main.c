@@ -457,7 +457,7 @@ int main(int argc, char **argv)
 			break;
 		case 'e':
 			if (parse_count(optarg, GVM_FRAME_PAGES_MAX, &cfg->extent_pages))
-				return usage_error("--extent-pages %s: want 1..256", optarg);
+				return usage_error("--extent-pages %s: want 1..512", optarg);
 			break;
 		case 'c':
 			if (gvm_parse_size(optarg, &cfg->prefetch_bytes))
@@ -546,9 +546,11 @@ int main(int argc, char **argv)
 			 strerror(errno));
 	broker.loop = uv_default_loop();
 	bk_evict_setup(&broker);
-	broker.zero_extent = calloc(cfg->extent_pages, GVM_PAGE_SIZE);
+	/* as large as the largest extent: --extent-pages, or a huge page */
+	broker.zero_extent = calloc(cfg->extent_pages > GVM_HUGE_PAGE_PAGES ? cfg->extent_pages :
+				    GVM_HUGE_PAGE_PAGES, GVM_PAGE_SIZE);
 	if (!broker.zero_extent) {
-		gvm_err("out of memory for a zero extent of %u pages", cfg->extent_pages);
+		gvm_err("out of memory for a zero extent");
 		return 1;
 	}
 	err = bk_cache_create(&broker.cache, cfg->prefetch_bytes, cfg->extent_pages);

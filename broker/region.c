@@ -50,7 +50,8 @@ static void region_fini(struct bk_region *rg)
 }
 
 int bk_region_init(struct bk_region *rg, struct bk_vm *vm, unsigned index, const char *name,
-		   uint64_t host_addr, uint64_t size, uint64_t guest_phys, uint64_t memfd_offset)
+		   uint64_t host_addr, uint64_t size, uint64_t guest_phys, uint64_t memfd_offset,
+		   bool huge)
 {
 	struct bk_broker *b = vm->b;
 
@@ -65,7 +66,9 @@ int bk_region_init(struct bk_region *rg, struct bk_vm *vm, unsigned index, const
 	rg->guest_phys = guest_phys;
 	rg->memfd_offset = memfd_offset;
 	rg->npages = size / GVM_PAGE_SIZE;
-	rg->nextents = (rg->npages + b->cfg.extent_pages - 1) / b->cfg.extent_pages;
+	rg->huge = huge;
+	rg->extent_pages = huge ? GVM_HUGE_PAGE_PAGES : b->cfg.extent_pages;
+	rg->nextents = (rg->npages + rg->extent_pages - 1) / rg->extent_pages;
 	rg->last_extent = UINT64_MAX - 1;
 	rg->ns_hash = gvm_place_ns_hash(rg->ns);
 	rg->nlisted = b->ndonors;
@@ -236,6 +239,13 @@ void bk_region_adopt_memfd(struct bk_region *rg)
 {
 	off_t base = (off_t)rg->memfd_offset, end = base + (off_t)rg->size, off = base;
 
+	/* hugetlbfs answers SEEK_DATA for holes too: taking every huge page
+	 * for data would write zeros over what the donors hold. Its pages
+	 * stay the kernel's (served without faults, not counted) until the VM
+	 * drops them; a write fault on one that an earlier broker protected
+	 * makes it ours again (fault.c). */
+	if (rg->huge)
+		return;
 	while (off < end) {
 		off_t data = lseek(rg->memfd, off, SEEK_DATA), hole;
 
@@ -265,17 +275,18 @@ void bk_region_adopt_memfd(struct bk_region *rg)
 static int64_t installed(struct bk_region *rg, uint64_t page, uint64_t n, int err,
 			 uint64_t done_bytes, uint64_t *done)
 {
-	uint64_t k = done_bytes / GVM_PAGE_SIZE;
+	uint64_t k = done_bytes / GVM_PAGE_SIZE, unit = bk_unit_pages(rg);
 
 	for (uint64_t i = 0; i < k; i++)
 		bk_region_mark_resident(rg, page + *done + i);
 	*done += k;
 	if (!err)
 		return (int64_t)n;
-	if (err == -EEXIST) {
-		bk_region_mark_resident(rg, page + *done);
-		bk_region_wake(rg, page + *done, 1);
-		return (int64_t)*done + 1;
+	if (err == -EEXIST) { /* a page, or a huge page, already there */
+		for (uint64_t i = 0; i < unit; i++)
+			bk_region_mark_resident(rg, page + *done + i);
+		bk_region_wake(rg, page + *done, unit);
+		return (int64_t)(*done + unit);
 	}
 	return err;
 }
@@ -322,6 +333,22 @@ int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const
 int64_t bk_region_continue(struct bk_region *rg, uint64_t page, uint64_t n, bool wp)
 {
 	return install(rg, page, n, NULL, wp);
+}
+
+int bk_region_install_if_gone(struct bk_region *rg, uint64_t first, uint64_t n,
+			      const uint8_t *src, bool wp)
+{
+	uint64_t bytes;
+	int err = bk_uffd_copy(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE, src,
+			       n * GVM_PAGE_SIZE, wp && !rg->vm->pinned, &bytes);
+
+	if (!err)
+		return 1;
+	if (err == -EEXIST || err == -EAGAIN) {
+		bk_region_wake(rg, first, n); /* there, or the mm changes: fault again */
+		return 0;
+	}
+	return err;
 }
 
 void bk_region_wake(struct bk_region *rg, uint64_t first, uint64_t count)

@@ -20,8 +20,11 @@ struct attach_region;
 
 /* Sets up rg (its bitmaps, per-extent and per-donor arrays): 0 or -ENOMEM,
  * with nothing left allocated. */
+/* huge: the memfd has 2 MiB pages: the region's extents are its huge
+ * pages, and every page state changes for a whole huge page at once. */
 int bk_region_init(struct bk_region *rg, struct bk_vm *vm, unsigned index, const char *name,
-		   uint64_t host_addr, uint64_t size, uint64_t guest_phys, uint64_t memfd_offset);
+		   uint64_t host_addr, uint64_t size, uint64_t guest_phys, uint64_t memfd_offset,
+		   bool huge);
 /* Maps the region's memfd into the broker (for --install continue): 0 or
  * -errno (then pages go in with UFFDIO_COPY). */
 int bk_region_map(struct bk_region *rg);
@@ -49,6 +52,12 @@ int64_t bk_region_install(struct bk_region *rg, uint64_t page, uint64_t n, const
 /* UFFDIO_CONTINUE of n pages at page, whose contents are in the memfd
  * already: the same contract. */
 int64_t bk_region_continue(struct bk_region *rg, uint64_t page, uint64_t n, bool wp);
+/* A missing fault on resident pages of a hugetlb region, whose holes
+ * lseek cannot find: UFFDIO_COPY of src there. 1: they were gone (the VM
+ * punched them) and are installed now; 0: they are there (installed since
+ * the fault was queued), and the threads are woken; or -errno. */
+int bk_region_install_if_gone(struct bk_region *rg, uint64_t first, uint64_t n,
+			      const uint8_t *src, bool wp);
 /* The broker's mapping of page (--install continue), or NULL. */
 static inline uint8_t *bk_region_page_addr(const struct bk_region *rg, uint64_t page)
 {

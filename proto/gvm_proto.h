@@ -9,17 +9,20 @@
 #define GVM_PROTO_VERSION 3u
 #define GVM_CTL_VERSION 1u       /* control socket (Hello.version) and /dev/gvmmem */
 #define GVM_PAGE_SIZE 4096u
+#define GVM_HUGE_PAGE_SIZE (2u << 20) /* the hugetlb page size guest RAM may use */
+#define GVM_HUGE_PAGE_PAGES (GVM_HUGE_PAGE_SIZE / GVM_PAGE_SIZE)
 
 /* Donor protocol frame bounds. */
 #define GVM_FRAME_LEN_BYTES 4u          /* big-endian header length prefix */
 #define GVM_FRAME_HDR_MAX_BYTES 1024u   /* serialized Frame header */
-#define GVM_FRAME_PAGES_MAX 256u        /* pages in one READ/WRITE (1 MiB) */
+/* Pages in one READ/WRITE: 2 MiB, so that a huge page moves in one. */
+#define GVM_FRAME_PAGES_MAX 512u
 #define GVM_FRAME_BITMAP_MAX_BYTES (GVM_FRAME_PAGES_MAX / 8u)
 #define GVM_FRAME_DATA_MAX_BYTES (GVM_FRAME_PAGES_MAX * GVM_PAGE_SIZE)
 #define GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES 4096u /* AUTH, STATS, PING payloads */
-/* Pages one LIST asks about: its reply, a bit per page, fills at most one
- * frame's data (8M pages, 32 GiB of guest memory, in 1 MiB). */
-#define GVM_LIST_PAGES_MAX (8u * GVM_FRAME_DATA_MAX_BYTES)
+/* Pages one LIST asks about: its reply, a bit per page, is 1 MiB at most
+ * (8M pages, 32 GiB of guest memory). */
+#define GVM_LIST_PAGES_MAX 8388608u
 #define GVM_NS_NAME_MAX_BYTES 63u
 #define GVM_HOST_ID_MAX_BYTES 16u   /* a-z 0-9 -; a namespace name starts with it */
 #define GVM_INCARNATION_BYTES 12u   /* random id of one VM attachment */
