@@ -12,7 +12,9 @@
  * limit, and broker with a per-VM limit of 1/R of the region (eviction).
  * With --versus B the ceiling gives way to a second broker: each round runs
  * the first touches (or, with --evict, the limited read-modify-write) on
- * --socket and on B, in turn, for two configurations side by side. */
+ * --socket and on B, in turn, for two configurations side by side; with
+ * --huge-b, B's region is a hugetlb memfd of 2 MiB pages (B may be the
+ * same broker), so huge pages are measured against 4 KiB ones. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -48,6 +50,8 @@ struct result {
 /* --cpu-pid: the broker whose CPU time the sequential pass is charged with
  * (0: none); run_versus points it at the broker of the run. */
 static pid_t cpu_pid, cpu_pids[2];
+/* --huge-b: B's regions are hugetlb memfds; hugetlb: the region being made. */
+static bool huge_b, hugetlb;
 
 /* utime + stime of pid in seconds, from /proc; 0 if unreadable. */
 static double proc_cpu_s(pid_t pid)
@@ -306,10 +310,12 @@ static uint8_t *map_region(size_t size, int *memfd)
 {
 	uint8_t *p;
 
-	*memfd = memfd_create("bench-ram", MFD_CLOEXEC);
+	/* (no reservation of huge pages: the pool need only hold what is resident) */
+	*memfd = memfd_create("bench-ram", MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB : 0));
 	if (*memfd < 0 || ftruncate(*memfd, (off_t)size))
 		return NULL;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | (hugetlb ? MAP_NORESERVE : 0), *memfd, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
@@ -388,6 +394,11 @@ static int run_broker(const char *sock, size_t size, unsigned extent_pages, unsi
 
 	snprintf(vm, sizeof(vm), "bench-%d", (int)getpid());
 	reg.host_addr = map_region(size, &memfd);
+	if (!reg.host_addr) {
+		fprintf(stderr, "gvm-fault-bench: a %s region of %zu MiB: %s\n",
+			hugetlb ? "hugetlb" : "memfd", size >> 20, strerror(errno));
+		return -errno;
+	}
 	reg.memfd = memfd;
 	s = gvm_attach(sock, vm, &reg, 1, &err);
 	if (!s) {
@@ -585,13 +596,16 @@ static int run_versus(const char *sock_a, const char *sock_b, size_t size,
 
 			steal_mark(&m);
 			cpu_pid = cpu_pids[i % 2];
-			if (run_broker(first, size, extent_pages, samples, work, limit,
-				       i % 2 ? &b[i] : &a[i]))
+			hugetlb = huge_b && i % 2; /* B's extents are its huge pages */
+			if (run_broker(first, size, hugetlb ? GVM_HUGE_PAGE_PAGES : extent_pages,
+				       samples, work, limit, i % 2 ? &b[i] : &a[i]))
 				return 1;
 			cpu_pid = cpu_pids[(i + 1) % 2];
-			if (run_broker(second, size, extent_pages, samples, work, limit,
-				       i % 2 ? &a[i] : &b[i]))
+			hugetlb = huge_b && !(i % 2);
+			if (run_broker(second, size, hugetlb ? GVM_HUGE_PAGE_PAGES : extent_pages,
+				       samples, work, limit, i % 2 ? &a[i] : &b[i]))
 				return 1;
+			hugetlb = false;
 			if (!run_again(steal_since(&m, NULL), retry, i + 1, "", &worst_steal))
 				break;
 		}
@@ -638,6 +652,7 @@ int main(int argc, char **argv)
 		{ "versus", required_argument, NULL, 'B' },
 		{ "cpu-pid", required_argument, NULL, 'C' },
 		{ "random-read", no_argument, NULL, 'R' },
+		{ "huge-b", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -655,6 +670,7 @@ int main(int argc, char **argv)
 		case 's': sock = optarg; break;
 		case 'B': versus = optarg; break;
 		case 'R': random_read = true; break;
+		case 'H': huge_b = true; break;
 		case 'C':
 			if (sscanf(optarg, "%d,%d", &cpu_pids[0], &cpu_pids[1]) < 1) {
 				fprintf(stderr, "--cpu-pid %s: want PID[,PID_B]\n", optarg);
@@ -707,7 +723,9 @@ int main(int argc, char **argv)
 			       "--random-read (with --versus and --evict R): random 4 KiB reads over\n"
 			       "the region with 1/R of it resident, instead of read-modify-writes.\n"
 			       "--cpu-pid A[,B]: the brokers' PIDs: their CPU time per GiB of the\n"
-			       "sequential pass (and of --vms rounds) is reported.\n");
+			       "sequential pass (and of --vms rounds) is reported.\n"
+			       "--huge-b (with --versus): B's regions are hugetlb memfds of 2 MiB\n"
+			       "pages (reserve them: /proc/sys/vm/nr_hugepages); B may be --socket.\n");
 			return 0;
 		default:
 			return 2;
@@ -716,6 +734,10 @@ int main(int argc, char **argv)
 	gvm_log_init("gvm-fault-bench", GVM_LOG_WARN);
 	if (extent_pages < 1 || extent_pages > GVM_FRAME_PAGES_MAX) {
 		fprintf(stderr, "--extent-pages: want 1..%u\n", GVM_FRAME_PAGES_MAX);
+		return 2;
+	}
+	if (huge_b && (!versus || size % GVM_HUGE_PAGE_SIZE)) {
+		fprintf(stderr, "--huge-b: needs --versus and a --size in whole 2 MiB pages\n");
 		return 2;
 	}
 	if (nvms)

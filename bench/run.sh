@@ -167,6 +167,25 @@ put rmw_evict_rand_p99_us "$(key rmw_evict_rand_p99_us "$work/evict")" us
 put rmw_steal_pct "$(key rmw_steal_pct "$work/evict")" %
 
 echo
+echo "== huge pages: a hugetlb region (2 MiB pages) against 4 KiB pages, the same broker, rounds alternating"
+# The pool holds the whole region (its sequential half, then the random
+# samples): 256 MiB, and what this section added is given back.
+hp_file=/proc/sys/vm/nr_hugepages
+hp_before=$(cat "$hp_file")
+hp_free=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
+[ "$hp_free" -ge 160 ] || echo $((hp_before + 160 - hp_free)) >"$hp_file"
+"$bin/gvm-fault-bench" --socket "$work/broker.sock" --versus "$work/broker.sock" --huge-b \
+	--cpu-pid "$bk,$bk" --size 256M --samples 1000 --rounds 5 | tee "$work/huge" | grep -v '^key '
+echo "$hp_before" >"$hp_file"
+for r in a:4k b:huge; do
+	put huge_${r#*:}_seq_mbps "$(key ${r%:*}_seq_mbps "$work/huge")" MB/s
+	put huge_${r#*:}_rand_p50_us "$(key ${r%:*}_rand_p50_us "$work/huge")" us
+	put huge_${r#*:}_rand_p99_us "$(key ${r%:*}_rand_p99_us "$work/huge")" us
+	put huge_${r#*:}_cpu_s_per_gib "$(key ${r%:*}_cpu_s_per_gib "$work/huge")" s
+done
+put huge_steal_pct "$(key versus_steal_pct "$work/huge")" %
+
+echo
 echo "== gvmmem: 1, 2 and 4 VMs at once on one broker and one pool (256 MiB each, rounds alternating)"
 conns_before=$("$bin/gvmctl" --socket "$work/broker.sock" stats | sed -n 's/^donor_connections: //p')
 "$bin/gvm-fault-bench" --socket "$work/broker.sock" --cpu-pid "$bk" --size 256M --vms 1,2,4 --rounds 5 | tee "$work/vms" | grep -v '^key '
@@ -429,6 +448,17 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "| random 4 KiB read, working set 8x the budget, p99 µs | $(get rr8_copy_p99_us) | $(get rr8_cont_p99_us) | $(ratio "$(get rr8_cont_p99_us)" "$(get rr8_copy_p99_us)") |"
 	echo
 	echo "Floor for a random remote read: a local uffd fault of one page ($(get ceil_rand_p50_us) µs) plus a 4 KiB loopback round trip ($(get tcp_4k_rtt_us) µs) = $(get rr8_floor_us) µs; continue's p50 is $(ratio "$(get rr8_cont_p50_us)" "$(get rr8_floor_us)")x the floor. Sequential first touch with continue against the ceiling (first section): $(ratio "$(get core_cont_seq_mbps)" "$(get ceil_seq_mbps)")x."
+	echo
+	echo "## Huge pages: 2 MiB hugetlb pages against 4 KiB pages"
+	echo
+	echo "One broker; a 256 MiB region in a hugetlb memfd (\`MFD_HUGETLB\`, 2 MiB pages, whose extent is its huge page) against one in a plain memfd (extents of 32 pages), every page on the donors first; 5 rounds alternating, medians. A random first touch of a huge page fetches and installs all 2 MiB of it."
+	echo
+	echo "| | 4 KiB pages | 2 MiB pages | 2 MiB / 4 KiB |"
+	echo "|---|---:|---:|---:|"
+	echo "| sequential first touch, MB/s | $(get huge_4k_seq_mbps) | $(get huge_huge_seq_mbps) | $(ratio "$(get huge_huge_seq_mbps)" "$(get huge_4k_seq_mbps)") |"
+	echo "| broker CPU per GiB, sequential first touch, core-s | $(get huge_4k_cpu_s_per_gib) | $(get huge_huge_cpu_s_per_gib) | $(ratio "$(get huge_huge_cpu_s_per_gib)" "$(get huge_4k_cpu_s_per_gib)") |"
+	echo "| random first touch, p50 µs | $(get huge_4k_rand_p50_us) | $(get huge_huge_rand_p50_us) | $(ratio "$(get huge_huge_rand_p50_us)" "$(get huge_4k_rand_p50_us)") |"
+	echo "| random first touch, p99 µs | $(get huge_4k_rand_p99_us) | $(get huge_huge_rand_p99_us) | $(ratio "$(get huge_huge_rand_p99_us)" "$(get huge_4k_rand_p99_us)") |"
 	echo
 	echo "## Replicas"
 	echo

@@ -884,7 +884,7 @@ static void test_broker_command_line_errors_are_explained(void **state)
 	assert_int_equal(gvmt_file_count(log, "no donors"), 1);
 	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "nohost", "--donor", "nohost", NULL }), 2);
 	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "1.2.3.4:7700,0", NULL }), 2);
-	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "1.2.3.4:7700", "--extent-pages", "300", NULL }), 2);
+	assert_int_equal(gvmt_run(log, (const char *[]){ bin, "--donor", "1.2.3.4:7700", "--extent-pages", "513", NULL }), 2);
 	snprintf(file, sizeof(file), "%s/donors.txt", gvmt_dir());
 	f = fopen(file, "w");
 	fprintf(f, "# donors\n127.0.0.1:7701 2\n\n127.0.0.1:7702\nnot an address at all\n");
