@@ -246,6 +246,9 @@ $(BUILD)/tests/test_dsm: $(OBJ)/tests/unit/test_dsm.o $(DSM_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
+# The pinned VMs' test pins guest pages as io_uring fixed buffers.
+$(BUILD)/tests/test_pinned: LDLIBS += -luring
+
 # The sandbox's test loads the broker's own filter.
 $(OBJ)/tests/integration/test_sandbox.o: CPPFLAGS += -Ibroker
 $(BUILD)/tests/test_sandbox: $(OBJ)/tests/integration/test_sandbox.o $(OBJ)/broker/sandbox.o \

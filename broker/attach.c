@@ -61,6 +61,7 @@ struct bk_attach {
 	size_t nregions;
 	struct attach_region regions[GVM_CTL_REGIONS_MAX];
 	uint64_t vm_limit_bytes;
+	bool pinned;
 	int uffd, maps;
 	int memfds[GVM_CTL_REGIONS_MAX];
 	int err; /* of the maps check */
@@ -178,6 +179,7 @@ int bk_attach_prepare(struct bk_attach **out, const void *attach_msg, int *fds, 
 		return refuse(why, n, -ENOMEM, "out of memory");
 	at->nregions = a->n_regions;
 	at->vm_limit_bytes = a->vm_limit_bytes;
+	at->pinned = a->pinned;
 	at->uffd = fds[0];
 	at->maps = fds[nfds - 1];
 	for (size_t i = 0; i < a->n_regions; i++) {
@@ -303,7 +305,9 @@ void bk_attach_free(struct bk_attach *at)
 static int uffd_setup(struct bk_broker *b, const struct bk_attach *at, bool reattach,
 		      bool *can_poison, bool *minor, char *why, size_t n)
 {
-	bool want_minor = b->cfg.install != BK_INSTALL_COPY;
+	/* A pinned VM's pages are all installed at attach: none is ever
+	 * received into its memory while it runs. */
+	bool want_minor = b->cfg.install != BK_INSTALL_COPY && !at->pinned;
 	uint64_t got = 0, ioctls;
 	int err;
 
@@ -347,7 +351,7 @@ static int uffd_setup(struct bk_broker *b, const struct bk_attach *at, bool reat
 		if (reattach) /* threads that faulted while no broker read the uffd */
 			bk_uffd_wake(at->uffd, r->host_addr, r->size);
 	}
-	if (b->cfg.install == BK_INSTALL_CONTINUE && !*minor)
+	if (b->cfg.install == BK_INSTALL_CONTINUE && !*minor && !at->pinned)
 		return refuse(why, n, -EOPNOTSUPP, "--install continue: this kernel or this memory "
 			      "cannot take minor faults (UFFD_FEATURE_MINOR_SHMEM)");
 	return 0;
@@ -375,6 +379,33 @@ static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 	}
 }
 
+/* A pinned VM is all resident for as long as it is attached: it must fit
+ * the budget beside the pinned VMs there already (unpinned ones make
+ * room), and its own limit, if it has one. */
+static int check_pinned(const struct bk_broker *b, const struct bk_attach *at, char *why,
+			size_t n)
+{
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < at->nregions; i++)
+		pages += at->regions[i].size / GVM_PAGE_SIZE;
+	if (at->vm_limit_bytes && at->vm_limit_bytes / GVM_PAGE_SIZE < pages)
+		return refuse(why, n, -ENOSPC, "pinned VM of %llu MiB: its own limit of %llu MiB "
+			      "cannot hold it (a pinned VM is all resident)",
+			      (unsigned long long)(pages * GVM_PAGE_SIZE >> 20),
+			      (unsigned long long)(at->vm_limit_bytes >> 20));
+	if (b->budget_pages && b->pinned_pages + pages > b->budget_pages)
+		return refuse(why, n, -ENOSPC, "pinned VM of %llu MiB does not fit: the budget is "
+			      "%llu MiB and pinned VMs hold %llu MiB of it already (give it less "
+			      "RAM, raise --budget, or run it unpinned)",
+			      (unsigned long long)(pages * GVM_PAGE_SIZE >> 20),
+			      (unsigned long long)(b->cfg.budget_bytes >> 20),
+			      (unsigned long long)(b->pinned_pages * GVM_PAGE_SIZE >> 20));
+	return 0;
+}
+
+static void fill_start(struct bk_broker *b);
+
 int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
 		 struct bk_vm **out, char *why, size_t n)
@@ -387,6 +418,8 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		err = refuse(why, n, -EBUSY, "that incarnation is attached already");
 		goto out_pidfd;
 	}
+	if (at->pinned && (err = check_pinned(b, at, why, n)))
+		goto out_pidfd;
 	err = uffd_setup(b, at, incarnation != NULL, &can_poison, &minor, why, n);
 	if (err)
 		goto out_pidfd;
@@ -399,6 +432,7 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 	pidfd = -1;
 	vm->can_poison = can_poison;
 	vm->minor = minor;
+	vm->pinned = at->pinned;
 	vm->b = b;
 	vm->refs = 1; /* the attachment itself */
 	vm->session = ++b->next_session;
@@ -438,6 +472,8 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		}
 	}
 	gvm_info("vm %s: pages go in with %s", vm_name,
+		 vm->pinned ? "UFFDIO_COPY, all of them now: its RAM is pinned for device DMA, "
+			      "resident and never evicted" :
 		 vm->nregions && vm->regions[0].map ?
 			 "UFFDIO_CONTINUE, received straight into its memory" :
 			 vm->minor ? "UFFDIO_COPY (minor faults are served with UFFDIO_CONTINUE)" :
@@ -462,6 +498,11 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		} else {
 			vm->regions[i].map_ready = true;
 		}
+	}
+	if (vm->pinned) {
+		for (size_t i = 0; i < vm->nregions; i++)
+			b->pinned_pages += vm->regions[i].npages;
+		fill_start(b);
 	}
 	bk_stats.attaches++;
 	*out = vm;
@@ -632,6 +673,8 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 	vm->detached = true;
 	bk_fault_stop(vm);
 	b->resident_pages -= bk_vm_resident(vm);
+	for (size_t i = 0; vm->pinned && i < vm->nregions; i++)
+		b->pinned_pages -= vm->regions[i].npages;
 	for (size_t i = 0; i < vm->nregions; i++)
 		bk_cache_drop_region(b->cache, &vm->regions[i]);
 	if (b->stopping) {
@@ -651,4 +694,69 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 	for (size_t i = 0; i < vm->nregions; i++)
 		bk_loc_forget(&vm->regions[i]); /* its copies no longer count */
 	bk_vm_put(vm);
+}
+
+/* ---- pinned VMs: all their RAM in, at attach ----
+ * Device DMA (VFIO's type1 IOMMU, io_uring fixed buffers) pins every page
+ * of a pinned VM's RAM for as long as it runs, so each page is brought in
+ * now, a few extents per loop turn so that faults of other VMs are served
+ * meanwhile: zeros for a new VM, its donors' copies for a re-attached one
+ * (bk_fault_fill). An idle handle keeps the loop turning until all are in. */
+
+#define FILL_EXTENTS_PER_TURN 64u
+
+/* Fills a few more extents of vm: false once it is all in. */
+static bool fill_vm(struct bk_vm *vm, unsigned *budget)
+{
+	while (vm->fill_region < vm->nregions) {
+		struct bk_region *rg = &vm->regions[vm->fill_region];
+
+		for (; vm->fill_extent < rg->nextents; vm->fill_extent++) {
+			if (!*budget)
+				return true;
+			if (!bk_fault_fill(rg, vm->fill_extent))
+				return true; /* its donors have not said what they hold yet */
+			--*budget;
+		}
+		vm->fill_region++;
+		vm->fill_extent = 0;
+	}
+	gvm_info("vm %s: all its pinned RAM is in memory (%llu MiB resident)", vm->name,
+		 (unsigned long long)(bk_vm_resident(vm) * GVM_PAGE_SIZE >> 20));
+	return false;
+}
+
+static void on_fill(uv_idle_t *h)
+{
+	struct bk_broker *b = h->data;
+	unsigned budget = FILL_EXTENTS_PER_TURN;
+	bool more = false;
+
+	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		if (vm->pinned && !vm->detached && !vm->failed && vm->fill_region < vm->nregions)
+			more |= fill_vm(vm, &budget);
+	if (!more)
+		bk_fill_stop(b);
+}
+
+static void fill_start(struct bk_broker *b)
+{
+	if (b->filling)
+		return;
+	if (!b->fill.loop) {
+		uv_idle_init(b->loop, &b->fill);
+		b->fill.data = b;
+	}
+	b->filling = true;
+	uv_idle_start(&b->fill, on_fill);
+}
+
+void bk_fill_stop(struct bk_broker *b)
+{
+	if (b->filling) {
+		b->filling = false;
+		uv_idle_stop(&b->fill);
+	}
+	if (b->stopping && b->fill.loop && !uv_is_closing((uv_handle_t *)&b->fill))
+		uv_close((uv_handle_t *)&b->fill, NULL);
 }

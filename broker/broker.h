@@ -208,6 +208,12 @@ struct bk_vm {
 	int failed;     /* -errno: its uffd failed; detached at the end of the loop turn */
 	int pidfd;      /* its process, to drop its pages only once that exits; -1 */
 	bool can_poison; /* its uffd takes UFFDIO_POISON */
+	/* Its RAM is pinned for device DMA (Attach.pinned: VFIO): all of it is
+	 * brought in at attach (filled, from fill_region/fill_extent on) and
+	 * it is never evicted, discarded or write-protected. */
+	bool pinned;
+	size_t fill_region;
+	uint64_t fill_extent;
 	unsigned refs; /* pool requests and handles still pointing here */
 	uint64_t limit_pages; /* per-VM budget from Attach; 0: the host's only */
 	size_t nregions;
@@ -262,6 +268,9 @@ struct bk_broker {
 	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
 	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
 	struct bk_journal *journal; /* READs received into VMs' memory (journal.c) */
+	uint64_t pinned_pages; /* pages of attached pinned VMs: held against the budget */
+	uv_idle_t fill;        /* turns the loop while pinned VMs are being filled */
+	bool filling;
 	uv_check_t followup;   /* followup.c */
 	bool followup_on;
 };
@@ -343,6 +352,8 @@ enum bk_detach_how {
 void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
 /* At shutdown: stop watching for the exits of detached VMs' processes. */
 void bk_orphans_stop(struct bk_broker *b);
+/* At shutdown: no more filling of pinned VMs. */
+void bk_fill_stop(struct bk_broker *b);
 /* Drops namespace ns on donor d (DROP_NS, not waited for; a donor down
  * keeps it). */
 void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns);
@@ -383,6 +394,10 @@ void bk_fault_drop_deferred(struct bk_broker *b);
 /* The donor table grew to cap: per-donor read latencies too. */
 int bk_fault_lat_grow(struct bk_broker *b, unsigned cap);
 int bk_fault_start(struct bk_vm *vm);
+/* Brings extent e of rg in as a fault on it would (a pinned VM's fill):
+ * false when it must be asked again later (the donors have not said what
+ * they hold yet). */
+bool bk_fault_fill(struct bk_region *rg, uint64_t e);
 void bk_fault_stop(struct bk_vm *vm);
 
 /* followup.c: the work that follows events, once per loop turn. */

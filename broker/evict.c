@@ -583,8 +583,8 @@ static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next) {
 		uint64_t vm_resident;
 
-		if (vm->detached)
-			continue;
+		if (vm->detached || vm->pinned)
+			continue; /* a device may be writing a pinned VM's pages */
 		vm_resident = bk_vm_resident(vm);
 		for (size_t i = 0; i < vm->nregions; i++) {
 			struct bk_region *rg = &vm->regions[i];
@@ -608,7 +608,7 @@ static struct bk_region *pick_region(struct bk_broker *b, bool *vm_limit)
 static bool any_vm_limit(const struct bk_broker *b)
 {
 	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
-		if (vm->limit_pages && !vm->detached)
+		if (vm->limit_pages && !vm->detached && !vm->pinned)
 			return true;
 	return false;
 }

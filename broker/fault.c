@@ -1074,6 +1074,40 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 	return 0;
 }
 
+bool bk_fault_fill(struct bk_region *rg, uint64_t e)
+{
+	struct bk_broker *b = rg->vm->b;
+	const uint8_t *cached;
+	int err = 0;
+
+	switch (rg->ext_state[e]) {
+	case BK_EXT_NONE:
+		break;
+	case BK_EXT_CACHED: /* a prefetch waits in the cache: in with it */
+		cached = bk_cache_get(b->cache, rg, e);
+		if (cached) {
+			err = install_extent(rg, e, cached, NO_PAGE, false);
+			bk_cache_drop(b->cache, rg, e);
+			break;
+		}
+		bk_region_set_extent(rg, e, BK_EXT_NONE);
+		break;
+	default:
+		return true; /* on its way, or in already */
+	}
+	if (rg->ext_state[e] == BK_EXT_NONE && !bk_loc_count(rg, e)) {
+		if (!rg->map_ready)
+			return false;
+		bk_stats.zero_fills++;
+		err = install_extent(rg, e, b->zero_extent, NO_PAGE, false);
+	} else if (rg->ext_state[e] == BK_EXT_NONE) {
+		fetch_extent(rg, e, true, NO_PAGE, 0); /* installed on arrival */
+	}
+	if (err)
+		vm_lost(rg->vm, err);
+	return true;
+}
+
 static void defer_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
 {
 	struct bk_broker *b = vm->b;

@@ -319,6 +319,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	bk_fault_drop_deferred(&broker);
 	bk_followup_stop(&broker);
 	bk_orphans_stop(&broker);
+	bk_fill_stop(&broker);
 	bk_replica_stop(&broker);
 	bk_donors_stop(&broker);
 	bk_pool_close(broker.pool);

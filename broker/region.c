@@ -251,7 +251,8 @@ void bk_region_adopt_memfd(struct bk_region *rg)
 			bk_region_mark_resident(rg, p);
 			bk_bit_set(rg->dirty, p); /* whether the donors hold the same is unknown */
 		}
-		bk_region_protect(rg, first, last - first, true);
+		if (!rg->vm->pinned)
+			bk_region_protect(rg, first, last - first, true);
 		off = hole;
 	}
 }
@@ -289,6 +290,7 @@ static int64_t install(struct bk_region *rg, uint64_t page, uint64_t n, const ui
 {
 	uint64_t done = 0;
 
+	wp = wp && !rg->vm->pinned; /* its pages never move: nothing to track */
 	for (unsigned tries = 0;;) {
 		uint64_t addr = rg->host_addr + (page + done) * GVM_PAGE_SIZE, bytes;
 		uint64_t len = (n - done) * GVM_PAGE_SIZE;

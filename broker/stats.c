@@ -144,7 +144,8 @@ static uint64_t continue_vms(const struct bk_broker *b)
 	/* not in v1 */                                                 \
 	X(alloc_failures, bk_stats.alloc_failures)                      \
 	X(minor_faults, bk_stats.minor_faults)                          \
-	X(install_continue, continue_vms(b))
+	X(install_continue, continue_vms(b))                            \
+	X(pinned_pages, b->pinned_pages)
 
 enum {
 #define X(name, value) STAT_##name,

@@ -13,6 +13,7 @@ pkgs=(
 	libseccomp-dev                   # the broker's syscall allowlist
 	libcurl4-openssl-dev libjson-c-dev # etcd membership (proto/etcd.c): HTTP, JSON
 	libcmocka-dev                    # unit and integration tests
+	liburing-dev                     # test_pinned: io_uring fixed buffers pin guest pages
 	etcd-server etcd-client          # test_etcd's etcd, etcdctl for hand-written keys
 	clang libclang-rt-14-dev         # libFuzzer harness of the frame decoder
 	iproute2 procps                  # test hosts in namespaces, process checks

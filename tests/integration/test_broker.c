@@ -833,7 +833,7 @@ static void test_gvmctl_stats_keeps_v1_order_and_appends_new_keys(void **state)
 		"replicas", "dead_donors", "degraded_extents", "failovers", "hedged_reads",
 		"rereplicated_pages", "poisoned_pages", "draining_extents",
 		/* not in v1 */
-		"alloc_failures", "minor_faults", "install_continue",
+		"alloc_failures", "minor_faults", "install_continue", "pinned_pages",
 	};
 	struct cluster cl;
 	char bin[512], log[600], line[256];

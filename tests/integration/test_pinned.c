@@ -1,0 +1,337 @@
+/* test_pinned.c: VMs whose RAM a device pins (VFIO, io_uring fixed
+ * buffers), attached with GVM_ATTACH_PINNED or GVM_PINNED=1, to a real
+ * broker under a budget with two real donors. A pinned VM is all in memory
+ * right after it attaches; memory pressure from another VM evicts that
+ * one's pages and never the pinned VM's, so pages io_uring has pinned as
+ * fixed buffers stay the VM's own and what the kernel writes into them is
+ * what the VM reads; a pinned VM the budget has no room for (beside the
+ * pinned ones there, or under its own limit) is refused with -ENOSPC and
+ * a reason, and fits once room is made; `gvmctl stats` pinned_pages says
+ * what pinned VMs hold. */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gvmmem.h"
+#include "pattern.h"
+#include "procs.h"
+#include "vmchild.h"
+
+#define MIB (1024u * 1024u)
+#define BUDGET_MIB 32u
+#define PINNED_MIB 24u /* most of the budget: without the rule, eviction would pick it */
+#define PRESSURE_MIB 64u
+#define RING_MIB 4u    /* io_uring fixed buffer: the first pages of the pinned VM */
+#define SEED_VM 11u
+#define SEED_FILE 29u
+
+static char key_path[512], sock_path[512], file_path[512];
+static struct gvmt_vm_user user;
+static struct gvmt_proc donor[2], broker;
+
+static void cluster_start(void)
+{
+	static int serial;
+	char budget[32];
+
+	for (int i = 0; i < 2; i++)
+		assert_true(gvmt_memserver_start(&donor[i], key_path, NULL));
+	snprintf(sock_path, sizeof(sock_path), "%s/pinned-%d.sock", gvmt_dir(), ++serial);
+	snprintf(budget, sizeof(budget), "%uM", BUDGET_MIB);
+	assert_true(gvmt_broker_start(&broker, key_path, sock_path,
+				      (const char *[]){ donor[0].addr, donor[1].addr, NULL },
+				      (const char *[]){ "--budget", budget, NULL }));
+	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
+}
+
+static void cluster_stop(void)
+{
+	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(gvmt_proc_stop(&donor[i], SIGTERM), 0);
+}
+
+/* Whether [0, size) of fd is all data: no page punched out. */
+static bool memfd_whole(int fd, size_t size)
+{
+	return lseek(fd, 0, SEEK_HOLE) >= (off_t)size;
+}
+
+/* Reads all of file into buf through io_uring, buf being registered as a
+ * fixed buffer: the kernel writes the pages it pinned at registration. */
+static bool read_fixed(struct io_uring *ring, int fd, uint8_t *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		struct io_uring_cqe *cqe;
+		int res;
+
+		if (!sqe)
+			return false;
+		io_uring_prep_read_fixed(sqe, fd, buf + done, (unsigned)(len - done), done, 0);
+		if (io_uring_submit(ring) != 1 || io_uring_wait_cqe(ring, &cqe))
+			return false;
+		res = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+		if (res <= 0)
+			return false;
+		done += (size_t)res;
+	}
+	return true;
+}
+
+/* The pinned VM: attaches pinned, writes its pattern, pins its first
+ * RING_MIB as an io_uring fixed buffer, says 'r' on res and waits for a
+ * byte on cmd (the other VM has pressed on the budget meanwhile); then
+ * reads the file into the fixed buffer through io_uring and checks every
+ * page through its own mapping: the file's pattern in the buffer, its own
+ * elsewhere, and no page ever punched out of its memfd. */
+static void pinned_vm(int cmd, int res)
+{
+	size_t size = (size_t)PINNED_MIB * MIB, pages = size / GVM_PAGE_SIZE;
+	uint8_t want[GVM_PAGE_SIZE], go;
+	struct rlimit lock;
+	struct io_uring ring;
+	struct iovec iov;
+	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
+	struct gvm_session *s;
+	uint8_t *mem;
+	uint64_t bad = 0;
+	int err, fd;
+
+	/* io_uring counts fixed buffers against RLIMIT_MEMLOCK (often 8 MiB) */
+	CHILD_CHECK(!getrlimit(RLIMIT_MEMLOCK, &lock) && lock.rlim_max >= 2 * RING_MIB * MIB, 60,
+		    "RLIMIT_MEMLOCK is below %u MiB", 2 * RING_MIB);
+	lock.rlim_cur = lock.rlim_max;
+	setrlimit(RLIMIT_MEMLOCK, &lock);
+	if (user.have) {
+		gvmt_become(user.uid, user.gid, user.gvm_gid);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
+	fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	CHILD_CHECK(fd >= 0 && !ftruncate(fd, (off_t)size), 61, "memfd");
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHILD_CHECK(mem != MAP_FAILED, 62, "mmap");
+	r.host_addr = mem;
+	r.memfd = fd;
+	s = gvm_attach_flags(sock_path, "pinned", &r, 1, GVM_ATTACH_PINNED, &err);
+	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
+	for (size_t p = 0; p < pages; p++)
+		gvm_pattern_fill_page(mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	CHILD_CHECK(!io_uring_queue_init(4, &ring, 0), 64, "io_uring_queue_init");
+	iov = (struct iovec){ mem, (size_t)RING_MIB * MIB };
+	err = io_uring_register_buffers(&ring, &iov, 1);
+	CHILD_CHECK(!err, 65, "io_uring_register_buffers: %s", strerror(-err));
+	CHILD_CHECK(write(res, "r", 1) == 1 && read(cmd, &go, 1) == 1, 66, "pipe");
+
+	int file = open(file_path, O_RDONLY | O_CLOEXEC);
+	CHILD_CHECK(file >= 0 && read_fixed(&ring, file, mem, iov.iov_len), 67, "read_fixed");
+	close(file);
+	for (size_t p = 0; p < pages; p++) {
+		bool in_buf = p < iov.iov_len / GVM_PAGE_SIZE;
+
+		gvm_pattern_fill_page(want, in_buf ? SEED_FILE : SEED_VM, p, GVMT_VM_ZERO_EVERY);
+		bad += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	CHILD_CHECK(bad == 0, 68, "%llu pages differ from what was written there "
+		    "(the fixed buffer's pages left the VM)", (unsigned long long)bad);
+	CHILD_CHECK(memfd_whole(fd, size), 69, "a pinned page was punched out of the memfd");
+	io_uring_unregister_buffers(&ring);
+	io_uring_queue_exit(&ring);
+	gvm_detach(s);
+	_exit(0);
+}
+
+static int wait_exit(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_coherent(
+	void **state)
+{
+	size_t pinned_pages = (size_t)PINNED_MIB * MIB / GVM_PAGE_SIZE;
+	int cmd[2], res[2], fd;
+	uint8_t page[GVM_PAGE_SIZE], c;
+	struct gvmt_vm other;
+	pid_t pid;
+
+	(void)state;
+	/* what io_uring reads into the fixed buffer */
+	fd = open(file_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	for (size_t p = 0; p < (size_t)RING_MIB * MIB / GVM_PAGE_SIZE; p++) {
+		gvm_pattern_fill_page(page, SEED_FILE, p, GVMT_VM_ZERO_EVERY);
+		assert_int_equal(write(fd, page, sizeof(page)), sizeof(page));
+	}
+	close(fd);
+	cluster_start();
+	assert_true(!pipe(cmd) && !pipe(res));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(cmd[1]);
+		close(res[0]);
+		pinned_vm(cmd[0], res[1]);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	assert_int_equal(read(res[0], &c, 1), 1);
+	/* All of it in memory at attach, and counted. */
+	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), pinned_pages);
+	assert_true(gvmt_broker_stat(sock_path, "resident_pages") >= pinned_pages);
+
+	/* Another VM writes and reads back twice the budget: only its own
+	 * pages can make room. */
+	gvmt_vm_start(&other, sock_path, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
+	gvmt_vm_write(&other, 0, (size_t)PRESSURE_MIB * MIB / GVM_PAGE_SIZE);
+	gvmt_vm_verify(&other, "under the pinned VM");
+	assert_true(gvmt_broker_stat(sock_path, "evictions") > 0);
+	assert_true(gvmt_broker_stat(sock_path, "resident_pages") >= pinned_pages);
+
+	assert_int_equal(write(cmd[1], "g", 1), 1);
+	assert_int_equal(wait_exit(pid), 0);
+	assert_true(gvmt_broker_wait_stat(sock_path, "pinned_pages", 0, 5000));
+	gvmt_vm_quit(&other);
+	close(cmd[1]);
+	close(res[0]);
+	cluster_stop();
+}
+
+/* Attaches size bytes in this process (root), flags as given: the session,
+ * or NULL with *err. */
+struct local_vm {
+	uint8_t *mem;
+	size_t size;
+	int fd;
+	struct gvm_session *s;
+};
+
+static int local_attach(struct local_vm *v, const char *name, size_t size, unsigned flags)
+{
+	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
+	int err;
+
+	v->size = size;
+	v->fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	assert_true(v->fd >= 0 && !ftruncate(v->fd, (off_t)size));
+	v->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	assert_true(v->mem != MAP_FAILED);
+	r.host_addr = v->mem;
+	r.memfd = v->fd;
+	v->s = gvm_attach_flags(sock_path, name, &r, 1, flags, &err);
+	return v->s ? 0 : err;
+}
+
+static void local_detach(struct local_vm *v)
+{
+	gvm_detach(v->s);
+	munmap(v->mem, v->size);
+	close(v->fd);
+}
+
+static void test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason(void **state)
+{
+	struct local_vm a, big, b, limited, envvm;
+	const size_t page_count = (size_t)PINNED_MIB * MIB / GVM_PAGE_SIZE;
+
+	(void)state;
+	cluster_start();
+	/* Larger than the whole budget. */
+	assert_int_equal(local_attach(&big, "big", (size_t)(BUDGET_MIB + 8) * MIB,
+				      GVM_ATTACH_PINNED), -ENOSPC);
+	local_detach(&big);
+	assert_non_null(strstr(gvm_strerror(-ENOSPC), "pinned VM"));
+	assert_non_null(strstr(gvm_strerror(-ENOSPC), "--budget"));
+
+	/* One fits, and is all in memory before the VM touches a page. */
+	assert_int_equal(local_attach(&a, "a", (size_t)PINNED_MIB * MIB, GVM_ATTACH_PINNED), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), page_count);
+	assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", page_count, 5000));
+	assert_true(memfd_whole(a.fd, a.size));
+	for (size_t p = 0; p < page_count; p += 97)
+		assert_int_equal(a.mem[p * GVM_PAGE_SIZE + 5], 0);
+
+	/* A second one does not fit beside it, though unpinned VMs could be
+	 * evicted; an unpinned one still attaches. */
+	assert_int_equal(local_attach(&b, "b", 16 * MIB, GVM_ATTACH_PINNED), -ENOSPC);
+	local_detach(&b);
+	assert_int_equal(local_attach(&b, "b", 16 * MIB, 0), 0);
+	memset(b.mem, 0x5a, b.size);
+	local_detach(&b);
+
+	/* Its own limit below its RAM: refused too. */
+	setenv("GVM_VM_LIMIT", "4M", 1);
+	assert_int_equal(local_attach(&limited, "limited", 6 * MIB, GVM_ATTACH_PINNED), -ENOSPC);
+	unsetenv("GVM_VM_LIMIT");
+	local_detach(&limited);
+	/* ... and a limit below its RAM cannot be set later. */
+	assert_int_equal(gvm_set_limit(a.s, 4 * MIB), -ENOSPC);
+
+	/* Room made: the second fits now, through GVM_PINNED=1. */
+	local_detach(&a);
+	assert_true(gvmt_broker_wait_stat(sock_path, "pinned_pages", 0, 5000));
+	setenv("GVM_PINNED", "1", 1);
+	{
+		struct gvm_region r = { "ram", NULL, 16 * MIB, -1, 0, 0 };
+		int err;
+
+		envvm.size = 16 * MIB;
+		envvm.fd = memfd_create("guest-ram", MFD_CLOEXEC);
+		assert_true(envvm.fd >= 0 && !ftruncate(envvm.fd, (off_t)envvm.size));
+		envvm.mem = mmap(NULL, envvm.size, PROT_READ | PROT_WRITE, MAP_SHARED, envvm.fd, 0);
+		assert_true(envvm.mem != MAP_FAILED);
+		r.host_addr = envvm.mem;
+		r.memfd = envvm.fd;
+		envvm.s = gvm_attach(sock_path, "env", &r, 1, &err);
+		assert_non_null(envvm.s);
+	}
+	unsetenv("GVM_PINNED");
+	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), 16 * MIB / GVM_PAGE_SIZE);
+	/* filled at attach: nothing else is attached now */
+	assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", 16 * MIB / GVM_PAGE_SIZE,
+					  5000));
+	local_detach(&envvm);
+	assert_int_equal(gvmt_broker_stat(sock_path, "attach_errors"), 3);
+	cluster_stop();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_coherent),
+		cmocka_unit_test(test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason),
+	};
+	struct gvm_key key;
+
+	signal(SIGPIPE, SIG_IGN);
+	gvmt_path(key_path, sizeof(key_path), "cluster.key");
+	gvmt_make_key(key_path, 32, &key);
+	gvmt_path(file_path, sizeof(file_path), "fixed-buffer.data");
+	user.have = gvmt_test_user(&user.uid, &user.gid, &user.gvm_gid);
+	chmod(gvmt_dir(), 0755);
+	if (getenv("GVM_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
+	return cmocka_run_group_tests_name("pinned", tests, NULL, NULL);
+}
