@@ -360,7 +360,9 @@ static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t of
 	if (!b->session) {
 		gvm_err("VM %s: the broker refused %s (%zu MiB): %s; QEMU cannot have this RAM",
 			 vm, region, len >> 20, gvm_strerror(err));
-		errno = -err == EEXIST ? EEXIST : EACCES;
+		/* What QEMU prints after "unable to map backing store": a
+		 * budget without room for a pinned VM is a lack of memory. */
+		errno = -err == EEXIST ? EEXIST : -err == ENOSPC ? ENOMEM : EACCES;
 		return false;
 	}
 	hook_attached++;

@@ -37,8 +37,9 @@
 #define GUEST_MEM "256M"
 #define BUDGET "96M"
 #define BOOT_TIMEOUT_S 300
-#define PINNED_MEM_MIB 64   /* a pinned guest that fits in BUDGET */
-#define PINNED_OVER_MIB 128 /* one that does not */
+#define PINNED_MEM_MIB 96     /* a pinned guest: the least this guest kernel boots in */
+#define PINNED_BUDGET "160M"  /* a broker with room for it */
+#define PINNED_OVER_MIB 128   /* a pinned guest the BUDGET broker has no room for */
 #define PROBE_MIB 16        /* hook-probe's RAM */
 #define PAGE_BYTES 4096u
 
@@ -635,28 +636,42 @@ static void test_hook_vfio_open_needs_pinned_ram(void **state)
 	}
 }
 
-/* A guest started with gvm-qemu --pinned under a budget above its RAM:
- * while it runs, all of its pages are the broker's pinned_pages, none is
- * evicted (it runs alone), and every checksum matches. */
+/* A guest started with gvm-qemu --pinned, on a broker of its own whose
+ * budget is above its RAM: while it runs, all of its pages are the
+ * broker's pinned_pages, none is evicted, and every checksum matches. */
 static void test_guest_pinned_stays_resident(void **state)
 {
 	const uint64_t pages = (uint64_t)PINNED_MEM_MIB * (1 << 20) / PAGE_BYTES;
-	uint64_t ev0 = stat_of("evictions");
-	char mem[16];
+	const char *donors[] = { donor[0].addr, donor[1].addr, NULL };
+	char mem[16], sock[600], attached[96];
+	struct gvmt_proc b;
 	struct guest g;
+	bool started;
 
 	(void)state;
+	gvmt_path(sock, sizeof(sock), "broker-pinned.sock");
+	assert_true(gvmt_broker_start(&b, key_path, sock, donors,
+				      (const char *[]){ "--budget", PINNED_BUDGET, NULL }));
+	assert_true(gvmt_broker_wait_stat(sock, "donors", 2, 10000));
 	snprintf(mem, sizeof(mem), "%dM", PINNED_MEM_MIB);
-	guest_start_opts(&g, "e2e-pinned", "50,1", NULL, NULL, (const char *[]){ "--pinned", NULL },
+	guest_start_opts(&g, "e2e-pinned", "50,1", sock, NULL, (const char *[]){ "--pinned", NULL },
 			 (const char *[]){ "-m", mem, NULL });
-	assert_true(guest_wait_for(&g, "GVM-MEMTEST start", BOOT_TIMEOUT_S));
-	assert_int_equal(stat_of("pinned_pages"), pages);
+	started = guest_wait_for(&g, "GVM-MEMTEST start", BOOT_TIMEOUT_S);
+	if (!started)
+		dump_log(b.log);
+	assert_true(started);
+	assert_int_equal(gvmt_broker_stat(sock, "pinned_pages"), pages);
 	guest_wait(&g, BOOT_TIMEOUT_S);
+	if (g.status)
+		dump_log(b.log);
 	assert_guest_ok(&g);
-	assert_int_equal(gvmt_file_count(g.log, "gvm-ram (64 MiB) attached pinned (GVM_PINNED)"), 1);
-	assert_int_equal(stat_of("evictions"), ev0);
-	assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
-	assert_int_equal(stat_of("pinned_pages"), 0);
+	snprintf(attached, sizeof(attached), "gvm-ram (%d MiB) attached pinned (GVM_PINNED)",
+		 PINNED_MEM_MIB);
+	assert_int_equal(gvmt_file_count(g.log, attached), 1);
+	assert_int_equal(gvmt_broker_stat(sock, "evictions"), 0);
+	assert_true(gvmt_broker_wait_stat(sock, "vms", 0, 10000));
+	assert_int_equal(gvmt_broker_stat(sock, "pinned_pages"), 0);
+	assert_int_equal(gvmt_proc_stop(&b, SIGTERM), 0);
 }
 
 /* A pinned guest with more RAM than the broker's whole budget: the broker
@@ -675,6 +690,9 @@ static void test_guest_pinned_over_budget_refused(void **state)
 		dump_log(g.log);
 	assert_int_not_equal(g.status, 0);
 	assert_true(gvmt_file_count(g.log, "the broker refused gvm-ram (128 MiB): a pinned VM") >= 1);
+	assert_int_equal(gvmt_file_count(g.log, "unable to map backing store for guest RAM: Cannot "
+						"allocate memory"),
+			 1);
 	assert_int_equal(gvmt_file_count(g.log, "GVM-GUEST"), 0);
 	assert_int_equal(stat_of("vms"), 0);
 	assert_int_equal(stat_of("pinned_pages"), 0);
