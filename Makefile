@@ -256,6 +256,14 @@ $(BUILD)/tests/test_sandbox: $(OBJ)/tests/integration/test_sandbox.o $(OBJ)/brok
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -lseccomp -o $@
 
+# test_qemu's stand-in for QEMU, run with libgvm-qemu-hook.so preloaded:
+# never sanitized, like the hook and QEMU (ASan must be the first library
+# loaded, and LD_PRELOAD would come before it).
+TEST_HELPERS := $(BUILD)/tests/hook-probe
+$(BUILD)/tests/hook-probe: tests/integration/hook_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE -O2 -g -std=gnu11 -Wall -Wextra -Werror $< -o $@
+
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
@@ -285,7 +293,7 @@ ifeq ($(BUILD),build)
 guest: $(GUEST)/cuse-initramfs.cpio.gz
 endif
 
-tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(GUEST_FILES)
+tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_HELPERS) $(GUEST_FILES)
 
 # The release build (warnings as errors), then every test under ASan+UBSan,
 # then a short fuzz run of the frame decoder.

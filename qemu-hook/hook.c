@@ -6,7 +6,15 @@
  * share=on. The hook wraps memfd_create() to remember those fds and mmap()
  * to see where they land; a shared mapping of one is attached with
  * gvm_attach(), so every first touch from then on is a fault the broker
- * serves from the donors. Nothing else QEMU maps is touched.
+ * serves from the donors. hugetlb=on memfds (2 MiB pages) are attached the
+ * same way. Nothing else QEMU maps is touched.
+ *
+ * VFIO pins guest RAM for device DMA, and a page the broker evicts would
+ * then differ between the device and the guest, silently. So a vfio-pci
+ * device on QEMU's command line makes the hook attach pinned
+ * (GVM_ATTACH_PINNED: the broker keeps all of that RAM resident), and the
+ * open()s are wrapped to refuse /dev/vfio/ (and /dev/iommu) with EPERM
+ * while any attached RAM is not pinned (a device hot-plugged later).
  *
  * The mode is the seeds' dual-mode choice, gvm_detect_mode(), taken once:
  * FULL_SHARE (GiantVM kernel) leaves memory to the kernel, MEMORY_ONLY
@@ -15,16 +23,20 @@
  * "unable to map backing store" plus the broker's reason above it: a VM
  * that was meant to live on the donors must not silently fill the host.
  *
- * Environment (gvm-qemu sets the first two from its flags):
+ * Environment (gvm-qemu sets the first three from its flags):
  *   GVM_ENDPOINT   broker socket or device (default as in gvmmem.h)
  *   GVM_VM_NAME    name of the VM at the broker (default: QEMU's -name
  *                  guest name, else qemu-PID)
+ *   GVM_PINNED     1: attach pinned even without a vfio-pci device
  *   GVM_LOG_LEVEL  error|warn|info|debug (default info)
  *   GVM_MODE, GVM_SYSROOT, GVM_VM_LIMIT   as libgvmmem reads them */
+/* This file defines open() itself; fortify's inline open() would clash. */
+#undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,12 +53,15 @@
 #define HOOK_MAX_BACKENDS 16
 #define HOOK_NAME_MAX GVM_REGION_NAME_MAX_BYTES /* names.h's rules, which the broker's are */
 #define HOOK_VM_NAME_MAX GVM_VM_NAME_MAX_BYTES
+#define HOOK_VFIO_DIR "/dev/vfio/" /* the VFIO container and group devices */
+#define HOOK_IOMMUFD "/dev/iommu"  /* iommufd, which pins the same way (QEMU 8+) */
 
 #define EXPORT __attribute__((visibility("default")))
 
 struct hook_backend {
 	int fd;     /* the memfd QEMU created, -1 when the slot is free */
 	bool mapped; /* attached (or deliberately left alone) already */
+	bool pinned; /* attached with GVM_ATTACH_PINNED: never evicted */
 	struct gvm_session *session;
 };
 
@@ -62,10 +77,19 @@ static enum gvm_mode hook_mode;
 static char hook_ids[HOOK_MAX_BACKENDS][HOOK_NAME_MAX + 1];
 static unsigned hook_nids;
 static char hook_guest_name[HOOK_VM_NAME_MAX + 1];
+static bool hook_vfio; /* a vfio-pci device on the command line */
 
 static int (*real_memfd_create)(const char *, unsigned int);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static void *(*real_mmap64)(void *, size_t, int, int, int, off_t);
+static int (*real_open)(const char *, int, ...);
+static int (*real_open64)(const char *, int, ...);
+static int (*real_openat)(int, const char *, int, ...);
+static int (*real_openat64)(int, const char *, int, ...);
+static int (*real_open_2)(const char *, int);
+static int (*real_open64_2)(const char *, int);
+static int (*real_openat_2)(int, const char *, int);
+static int (*real_openat64_2)(int, const char *, int);
 
 /* QEMU option value "key=value" inside a comma list; len of the value. */
 static const char *hook_opt(const char *opts, const char *key, size_t *len)
@@ -86,8 +110,46 @@ static const char *hook_opt(const char *opts, const char *key, size_t *len)
 	return NULL;
 }
 
-/* Reads the ids of memory-backend-memfd objects and the guest name from
- * QEMU's command line. */
+static bool hook_vfio_driver(const char *drv, size_t len)
+{
+	return (len == strlen("vfio-pci") && !strncmp(drv, "vfio-pci", len)) ||
+	       (len == strlen("vfio-pci-nohotplug") && !strncmp(drv, "vfio-pci-nohotplug", len));
+}
+
+/* A -device argument that names a vfio-pci device, in any of QEMU's forms:
+ * "vfio-pci,host=..." (the driver first), "driver=vfio-pci,...", or JSON
+ * {"driver": "vfio-pci", ...}. */
+static bool hook_is_vfio_device(const char *arg)
+{
+	const char *drv;
+	size_t len;
+
+	if (*arg == '{') {
+		const char *p = strstr(arg, "\"driver\"");
+
+		if (!p)
+			return false;
+		p += strlen("\"driver\"");
+		p += strspn(p, " \t\r\n");
+		if (*p++ != ':')
+			return false;
+		p += strspn(p, " \t\r\n");
+		if (*p++ != '"')
+			return false;
+		return hook_vfio_driver(p, strcspn(p, "\""));
+	}
+	drv = hook_opt(arg, "driver", &len);
+	if (!drv) {
+		drv = arg;
+		len = strcspn(arg, ",");
+		if (memchr(arg, '=', len)) /* a key=value first: no implied driver */
+			return false;
+	}
+	return hook_vfio_driver(drv, len);
+}
+
+/* Reads the ids of memory-backend-memfd objects, the guest name and
+ * whether a vfio-pci device is there from QEMU's command line. */
 static void hook_read_cmdline(bool *has_memfd)
 {
 	static char buf[65536];
@@ -115,6 +177,9 @@ static void hook_read_cmdline(bool *has_memfd)
 			if (v && hook_nids < HOOK_MAX_BACKENDS)
 				gvm_label_sanitize(hook_ids[hook_nids++], HOOK_NAME_MAX + 1, v, len);
 		}
+		if ((!strcmp(prev, "-device") || !strcmp(prev, "--device")) &&
+		    hook_is_vfio_device(arg))
+			hook_vfio = true;
 		if (!strcmp(prev, "-name") || !strcmp(prev, "--name")) {
 			v = strchr(arg, '=') ? hook_opt(arg, "guest", &len) : arg;
 			if (v == arg)
@@ -136,6 +201,18 @@ static void hook_resolve(void)
 		real_mmap64 = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap64");
 	if (!real_mmap64)
 		real_mmap64 = real_mmap;
+	/* real_open last: the others are set once it is (the constructor
+	 * gets here before QEMU has threads). */
+	if (!real_open) {
+		real_open64 = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open64");
+		real_openat = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat");
+		real_openat64 = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat64");
+		real_open_2 = (int (*)(const char *, int))dlsym(RTLD_NEXT, "__open_2");
+		real_open64_2 = (int (*)(const char *, int))dlsym(RTLD_NEXT, "__open64_2");
+		real_openat_2 = (int (*)(int, const char *, int))dlsym(RTLD_NEXT, "__openat_2");
+		real_openat64_2 = (int (*)(int, const char *, int))dlsym(RTLD_NEXT, "__openat64_2");
+		real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
+	}
 }
 
 __attribute__((constructor)) static void hook_init(void)
@@ -152,6 +229,10 @@ __attribute__((constructor)) static void hook_init(void)
 	for (unsigned i = 0; i < HOOK_MAX_BACKENDS; i++)
 		hook_backends[i].fd = -1;
 	hook_read_cmdline(&has_memfd);
+	if (hook_vfio)
+		gvm_info("a vfio-pci device is on the command line: guest RAM is attached pinned "
+			 "(VFIO pins it for DMA), so it all stays resident on this host and "
+			 "remote memory saves nothing for this VM");
 	if (!has_memfd)
 		gvm_info("no memory-backend-memfd on the command line: QEMU's memory is left "
 			 "alone and stays local (gvm-qemu adds one for a plain -m)");
@@ -224,6 +305,16 @@ static bool hook_is_memfd(int fd)
 	return !strncmp(target, "/memfd:" HOOK_MEMFD_NAME, strlen("/memfd:" HOOK_MEMFD_NAME));
 }
 
+/* Whether gvm_attach() will attach pinned for $GVM_PINNED: libgvmmem's
+ * reading of it (unset, empty, 0, no and false are unpinned; anything else
+ * pinned), needed here to know which RAM VFIO may use. */
+static bool hook_env_pinned(void)
+{
+	const char *v = getenv("GVM_PINNED");
+
+	return v && *v && strcmp(v, "0") && strcmp(v, "no") && strcmp(v, "false");
+}
+
 /* Attaches one mapping; false when QEMU must not get it (MEMORY_ONLY and
  * the broker refused). Called with hook_lock held. */
 static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t off)
@@ -259,17 +350,31 @@ static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t of
 		.memfd_offset = (uint64_t)off,
 		.guest_phys = 0, /* each backend is its own VM: its RAM starts at 0 */
 	};
-	b->session = gvm_attach(NULL, vm, &r, 1, &err);
+	if (hook_vfio) {
+		b->session = gvm_attach_flags(NULL, vm, &r, 1, GVM_ATTACH_PINNED, &err);
+		b->pinned = true;
+	} else {
+		b->session = gvm_attach(NULL, vm, &r, 1, &err);
+		b->pinned = hook_env_pinned();
+	}
 	if (!b->session) {
 		gvm_err("VM %s: the broker refused %s (%zu MiB): %s; QEMU cannot have this RAM",
 			 vm, region, len >> 20, gvm_strerror(err));
-		errno = -err == EEXIST ? EEXIST : EACCES;
+		/* What QEMU prints after "unable to map backing store": a
+		 * budget without room for a pinned VM is a lack of memory. */
+		errno = -err == EEXIST ? EEXIST : -err == ENOSPC ? ENOMEM : EACCES;
 		return false;
 	}
 	hook_attached++;
-	gvm_info("VM %s: %s (%zu MiB) attached; its pages are served by gvm-broker from "
-		 "the donors",
-		 vm, region, len >> 20);
+	if (b->pinned)
+		gvm_info("VM %s: %s (%zu MiB) attached pinned (%s): the broker keeps all of it "
+			 "resident on this host for device DMA",
+			 vm, region, len >> 20,
+			 hook_vfio ? "a vfio-pci device on the command line" : "GVM_PINNED");
+	else
+		gvm_info("VM %s: %s (%zu MiB) attached; its pages are served by gvm-broker from "
+			 "the donors",
+			 vm, region, len >> 20);
 	return true;
 }
 
@@ -320,4 +425,126 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t o
 {
 	hook_resolve();
 	return hook_mmap(real_mmap64, addr, len, prot, flags, fd, off);
+}
+
+/* VFIO (and iommufd) would pin guest RAM for DMA. Refuses when some of the
+ * attached RAM is not pinned, so the broker may evict pages the device
+ * still reads and writes: true with errno EPERM. */
+static bool hook_dma_refused(const char *path)
+{
+	bool unpinned = false;
+
+	/* Checked before the lock: libgvmmem opens files while hook_attach
+	 * holds it. */
+	if (!path || (strncmp(path, HOOK_VFIO_DIR, strlen(HOOK_VFIO_DIR)) &&
+		      strcmp(path, HOOK_IOMMUFD)))
+		return false;
+	pthread_mutex_lock(&hook_lock);
+	for (unsigned i = 0; i < HOOK_MAX_BACKENDS; i++)
+		if (hook_backends[i].session && !hook_backends[i].pinned)
+			unpinned = true;
+	pthread_mutex_unlock(&hook_lock);
+	if (!unpinned)
+		return false;
+	gvm_err("refusing to open %s: VFIO would pin guest RAM the broker may evict (the device "
+		"and the guest would silently disagree); start the VM with gvm-qemu --pinned / "
+		"GVM_PINNED=1 (or with a vfio-pci device on the command line)",
+		path);
+	errno = EPERM;
+	return true;
+}
+
+/* The mode argument is there only with O_CREAT or O_TMPFILE (glibc's
+ * __OPEN_NEEDS_MODE); reading it otherwise reads garbage. */
+#define HOOK_OPEN_MODE(flags, mode)                                                      \
+	do {                                                                             \
+		if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE) {         \
+			va_list ap;                                                      \
+                                                                                         \
+			va_start(ap, flags);                                             \
+			mode = va_arg(ap, mode_t);                                       \
+			va_end(ap);                                                      \
+		}                                                                        \
+	} while (0)
+
+/* Calls the real function, or fails with ENOSYS when there is none. */
+#define HOOK_CALL(fn, ...) ((fn) ? (fn)(__VA_ARGS__) : (errno = ENOSYS, -1))
+
+EXPORT int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	HOOK_OPEN_MODE(flags, mode);
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_open, path, flags, mode);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	HOOK_OPEN_MODE(flags, mode);
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_open64, path, flags, mode);
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	HOOK_OPEN_MODE(flags, mode);
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_openat, dirfd, path, flags, mode);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	HOOK_OPEN_MODE(flags, mode);
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_openat64, dirfd, path, flags, mode);
+}
+
+/* _FORTIFY_SOURCE's versions, which programs built with it (Debian's QEMU
+ * imports __open64_2) call for a two-argument open with flags the compiler
+ * cannot see. */
+EXPORT int __open_2(const char *path, int flags)
+{
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_open_2, path, flags);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_open64_2, path, flags);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_openat_2, dirfd, path, flags);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	hook_resolve();
+	if (hook_dma_refused(path))
+		return -1;
+	return HOOK_CALL(real_openat64_2, dirfd, path, flags);
 }

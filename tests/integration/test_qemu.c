@@ -8,9 +8,14 @@
  * half-way while another keeps running, a guest that keeps its checksums
  * across a broker restart and a donor's death (two replicas over three
  * donors), and the hook leaving QEMU's memory
- * alone in full-share and no-broker modes and for other memory backends. */
+ * alone in full-share and no-broker modes and for other memory backends.
+ * Pinned VMs (VFIO): gvm-qemu --pinned/vfio-pci detection and --hugepages,
+ * the hook refusing /dev/vfio/ while RAM is attached unpinned (with
+ * hook-probe standing in for QEMU), a pinned guest that stays resident,
+ * and one the budget has no room for. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +37,11 @@
 #define GUEST_MEM "256M"
 #define BUDGET "96M"
 #define BOOT_TIMEOUT_S 300
+#define PINNED_MEM_MIB 96     /* a pinned guest: the least this guest kernel boots in */
+#define PINNED_BUDGET "160M"  /* a broker with room for it */
+#define PINNED_OVER_MIB 128   /* a pinned guest the BUDGET broker has no room for */
+#define PROBE_MIB 16        /* hook-probe's RAM */
+#define PAGE_BYTES 4096u
 
 static char key_path[512], sock_path[512], guest_dir[512];
 static uid_t test_uid;
@@ -55,10 +65,12 @@ static double now_s(void)
 
 /* Boots a guest through gvm-qemu as gvmtest, attached to the test's
  * broker (or to endpoint if not NULL). env: "NAME=VALUE" strings
- * set in the child (NULL-terminated, may be NULL); extra: QEMU arguments
- * replacing the default -m GUEST_MEM (NULL: the default). */
-static void guest_start(struct guest *g, const char *name, const char *memtest,
-			const char *endpoint, const char *const *env, const char *const *extra)
+ * set in the child (NULL-terminated, may be NULL); opts: more gvm-qemu
+ * options (may be NULL); extra: QEMU arguments replacing the default
+ * -m GUEST_MEM (NULL: the default). */
+static void guest_start_opts(struct guest *g, const char *name, const char *memtest,
+			     const char *endpoint, const char *const *env,
+			     const char *const *opts, const char *const *extra)
 {
 	static const char *const common[] = { "-accel", "tcg", "-nographic", "-no-reboot",
 					      "-nodefaults", "-serial", "stdio" };
@@ -77,6 +89,8 @@ static void guest_start(struct guest *g, const char *name, const char *memtest,
 	argv[n++] = endpoint ? endpoint : sock_path;
 	argv[n++] = "--vm-name";
 	argv[n++] = name;
+	while (opts && *opts && n < 20)
+		argv[n++] = *opts++;
 	argv[n++] = "--";
 	if (extra) {
 		while (*extra && n < 40)
@@ -113,6 +127,12 @@ static void guest_start(struct guest *g, const char *name, const char *memtest,
 		_exit(127);
 	}
 	close(fd);
+}
+
+static void guest_start(struct guest *g, const char *name, const char *memtest,
+			const char *endpoint, const char *const *env, const char *const *extra)
+{
+	guest_start_opts(g, name, memtest, endpoint, env, NULL, extra);
 }
 
 /* Waits for the guest's QEMU to exit; kills it after timeout_s. Returns
@@ -431,6 +451,253 @@ static void test_hook_leaves_memory_alone(void **state)
 	assert_int_equal(stat_of("attaches"), at0);
 }
 
+/* gvm-qemu --print: a vfio-pci device in QEMU's arguments, in each of its
+ * forms, exports GVM_PINNED=1 and says why in one line; --pinned exports
+ * it too, a plain device does not; --hugepages adds hugetlb=on for -m 256M
+ * and refuses -m 255M (not whole 2 MiB pages) with exit status 2. */
+static void test_gvm_qemu_print_pinned_and_hugepages(void **state)
+{
+	static const struct {
+		const char *opt, *device;
+		bool vfio, pinned;
+	} cases[] = {
+		{ NULL, "vfio-pci,host=0000:00:01.0", true, true },
+		{ NULL, "vfio-pci-nohotplug,host=0000:00:01.0", true, true },
+		{ NULL, "{\"driver\": \"vfio-pci\", \"host\": \"0000:00:01.0\"}", true, true },
+		{ "--pinned", "virtio-rng-pci", false, true },
+		{ NULL, "virtio-rng-pci", false, false },
+		{ NULL, "{\"driver\":\"virtio-rng-pci\"}", false, false },
+	};
+	char gq[512], out[600];
+
+	(void)state;
+	gvmt_bin("gvm-qemu", gq, sizeof(gq));
+	snprintf(out, sizeof(out), "%s/gvm-qemu-print.out", gvmt_dir());
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *argv[10];
+		int n = 0;
+
+		argv[n++] = gq;
+		argv[n++] = "--print";
+		if (cases[i].opt)
+			argv[n++] = cases[i].opt;
+		argv[n++] = "--";
+		argv[n++] = "-m";
+		argv[n++] = "64M";
+		argv[n++] = "-device";
+		argv[n++] = cases[i].device;
+		argv[n] = NULL;
+		unlink(out);
+		assert_int_equal(gvmt_run(out, argv), 0);
+		assert_int_equal(gvmt_file_count(out, "a vfio-pci device pins the guest's RAM"),
+				 cases[i].vfio);
+		/* the env line, and the vfio line names it too */
+		assert_int_equal(gvmt_file_count(out, "GVM_PINNED=1"),
+				 cases[i].vfio ? 2 : cases[i].pinned);
+	}
+
+	unlink(out);
+	assert_int_equal(gvmt_run(out, (const char *[]){ gq, "--print", "--hugepages", "--", "-m",
+							 "256M", NULL }),
+			 0);
+	assert_int_equal(gvmt_file_count(out, "size=268435456"), 1);
+	assert_int_equal(gvmt_file_count(out, "hugetlb=on"), 1);
+	assert_int_equal(gvmt_file_count(out, "hugetlbsize=2M"), 1);
+
+	unlink(out);
+	assert_int_equal(gvmt_run(out, (const char *[]){ gq, "--print", "--hugepages", "--", "-m",
+							 "255M", NULL }),
+			 2);
+	assert_int_equal(gvmt_file_count(out, "-m 255M is not a multiple of 2 MiB"), 1);
+	assert_int_equal(gvmt_file_count(out, "hugetlb=on"), 0);
+}
+
+/* hook-probe, test_qemu's stand-in for QEMU, running as gvmtest with the
+ * hook preloaded and attached to the test's broker until probe_finish. */
+struct probe {
+	pid_t pid;
+	int stdin_fd; /* closing it lets the probe check its RAM and exit */
+	char log[512];
+};
+
+static void probe_start(struct probe *p, const char *name, const char *env, const char *device)
+{
+	char self[512], probe[600], hook[600], gq[512], mib[16], object[96];
+	char env_hook[700], env_ep[600], env_name[100];
+	const char *argv[] = { probe, mib, "-object", object, device ? "-device" : NULL, device,
+			       NULL };
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int fd, pipefd[2];
+
+	assert_true(n > 0);
+	self[n] = '\0';
+	snprintf(probe, sizeof(probe), "%s/hook-probe", dirname(self));
+	gvmt_bin("gvm-qemu", gq, sizeof(gq));
+	snprintf(hook, sizeof(hook), "%s/../lib/libgvm-qemu-hook.so", dirname(gq));
+	snprintf(mib, sizeof(mib), "%d", PROBE_MIB);
+	snprintf(object, sizeof(object), "memory-backend-memfd,id=ram0,size=%dM,share=on", PROBE_MIB);
+	snprintf(env_hook, sizeof(env_hook), "LD_PRELOAD=%s", hook);
+	snprintf(env_ep, sizeof(env_ep), "GVM_ENDPOINT=%s", sock_path);
+	snprintf(env_name, sizeof(env_name), "GVM_VM_NAME=%s", name);
+	snprintf(p->log, sizeof(p->log), "%s/%s.log", gvmt_dir(), name);
+	unlink(p->log);
+	fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	p->pid = fork();
+	assert_true(p->pid >= 0);
+	if (p->pid == 0) {
+		gvmt_become(test_uid, test_gid, gvm_gid);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		putenv(env_ep);
+		putenv(env_name);
+		if (env)
+			putenv((char *)env);
+		dup2(pipefd[0], 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		/* Last: the hook would run in this program's own children. */
+		putenv(env_hook);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	close(pipefd[0]);
+	p->stdin_fd = pipefd[1];
+}
+
+static int probe_finish(struct probe *p)
+{
+	int status;
+
+	close(p->stdin_fd);
+	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The hook without VFIO hardware: with RAM attached unpinned, an open of
+ * /dev/vfio/vfio through each libc entry point (open, open64, openat,
+ * openat64 and the fortify __open*_2) fails with EPERM and a line saying
+ * why; attached pinned (GVM_PINNED=1, or a -device vfio-pci argument) or
+ * not attached (GVM_MODE=none), it reaches the kernel, which has no
+ * /dev/vfio here (ENOENT). While it runs, the broker counts all of a
+ * pinned probe's pages as pinned_pages; its RAM keeps its pattern. */
+static void test_hook_vfio_open_needs_pinned_ram(void **state)
+{
+	static const char *const entry[] = { "open",	 "open64",     "openat",     "openat64",
+					     "__open_2", "__open64_2", "__openat_2", "__openat64_2" };
+	static const struct {
+		const char *name, *env, *device;
+		bool attached, pinned;
+	} cases[] = {
+		{ "probe-unpinned", NULL, NULL, true, false },
+		{ "probe-pinned-env", "GVM_PINNED=1", NULL, true, true },
+		{ "probe-pinned-vfio", NULL, "vfio-pci,host=0000:00:01.0", true, true },
+		{ "probe-local", "GVM_MODE=none", NULL, false, false },
+	};
+	const int nentry = sizeof(entry) / sizeof(entry[0]);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool refused = cases[i].attached && !cases[i].pinned;
+		struct probe p;
+		char line[64];
+
+		fprintf(stderr, "%s\n", cases[i].name);
+		probe_start(&p, cases[i].name, cases[i].env, cases[i].device);
+		if (!gvmt_file_wait(p.log, "READY", 1, 30000)) {
+			dump_log(p.log);
+			fail();
+		}
+		for (int e = 0; e < nentry; e++) {
+			snprintf(line, sizeof(line), "%s: %s\n", entry[e], refused ? "EPERM" : "ENOENT");
+			if (gvmt_file_count_lines(p.log, line) != 1)
+				dump_log(p.log);
+			assert_int_equal(gvmt_file_count_lines(p.log, line), 1);
+		}
+		assert_int_equal(gvmt_file_count(p.log, "refusing to open /dev/vfio/vfio: VFIO would "
+							"pin guest RAM the broker may evict"),
+				 refused ? nentry : 0);
+		assert_int_equal(gvmt_file_count(p.log, "start the VM with gvm-qemu --pinned"),
+				 refused ? nentry : 0);
+		assert_int_equal(gvmt_file_count(p.log, "ram0 (16 MiB) attached pinned ("),
+				 cases[i].pinned);
+		assert_int_equal(gvmt_file_count(p.log, "ram0 (16 MiB) attached;"), refused);
+		if (cases[i].device)
+			assert_int_equal(gvmt_file_count(p.log, "a vfio-pci device on the command line"),
+					 1);
+		assert_int_equal(stat_of("vms"), cases[i].attached);
+		assert_int_equal(stat_of("pinned_pages"),
+				 cases[i].pinned ? (uint64_t)PROBE_MIB * (1 << 20) / PAGE_BYTES : 0);
+		assert_int_equal(probe_finish(&p), 0);
+		assert_int_equal(gvmt_file_count(p.log, "PATTERN OK"), 1);
+		assert_true(gvmt_broker_wait_stat(sock_path, "vms", 0, 10000));
+	}
+}
+
+/* A guest started with gvm-qemu --pinned, on a broker of its own whose
+ * budget is above its RAM: while it runs, all of its pages are the
+ * broker's pinned_pages, none is evicted, and every checksum matches. */
+static void test_guest_pinned_stays_resident(void **state)
+{
+	const uint64_t pages = (uint64_t)PINNED_MEM_MIB * (1 << 20) / PAGE_BYTES;
+	const char *donors[] = { donor[0].addr, donor[1].addr, NULL };
+	char mem[16], sock[600], attached[96];
+	struct gvmt_proc b;
+	struct guest g;
+	bool started;
+
+	(void)state;
+	gvmt_path(sock, sizeof(sock), "broker-pinned.sock");
+	assert_true(gvmt_broker_start(&b, key_path, sock, donors,
+				      (const char *[]){ "--budget", PINNED_BUDGET, NULL }));
+	assert_true(gvmt_broker_wait_stat(sock, "donors", 2, 10000));
+	snprintf(mem, sizeof(mem), "%dM", PINNED_MEM_MIB);
+	guest_start_opts(&g, "e2e-pinned", "50,1", sock, NULL, (const char *[]){ "--pinned", NULL },
+			 (const char *[]){ "-m", mem, NULL });
+	started = guest_wait_for(&g, "GVM-MEMTEST start", BOOT_TIMEOUT_S);
+	if (!started)
+		dump_log(b.log);
+	assert_true(started);
+	assert_int_equal(gvmt_broker_stat(sock, "pinned_pages"), pages);
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	if (g.status)
+		dump_log(b.log);
+	assert_guest_ok(&g);
+	snprintf(attached, sizeof(attached), "gvm-ram (%d MiB) attached pinned (GVM_PINNED)",
+		 PINNED_MEM_MIB);
+	assert_int_equal(gvmt_file_count(g.log, attached), 1);
+	assert_int_equal(gvmt_broker_stat(sock, "evictions"), 0);
+	assert_true(gvmt_broker_wait_stat(sock, "vms", 0, 10000));
+	assert_int_equal(gvmt_broker_stat(sock, "pinned_pages"), 0);
+	assert_int_equal(gvmt_proc_stop(&b, SIGTERM), 0);
+}
+
+/* A pinned guest with more RAM than the broker's whole budget: the broker
+ * refuses it, QEMU exits with an error before the guest runs, and its log
+ * gives gvm_strerror(-ENOSPC)'s explanation. */
+static void test_guest_pinned_over_budget_refused(void **state)
+{
+	char mem[16];
+	struct guest g;
+
+	(void)state;
+	snprintf(mem, sizeof(mem), "%dM", PINNED_OVER_MIB);
+	guest_start_opts(&g, "e2e-pinned-big", "off", NULL, NULL,
+			 (const char *[]){ "--pinned", NULL }, (const char *[]){ "-m", mem, NULL });
+	if (guest_wait(&g, BOOT_TIMEOUT_S) == 0 || gvmt_file_count(g.log, "pinned VM") == 0)
+		dump_log(g.log);
+	assert_int_not_equal(g.status, 0);
+	assert_true(gvmt_file_count(g.log, "the broker refused gvm-ram (128 MiB): a pinned VM") >= 1);
+	assert_int_equal(gvmt_file_count(g.log, "unable to map backing store for guest RAM: Cannot "
+						"allocate memory"),
+			 1);
+	assert_int_equal(gvmt_file_count(g.log, "GVM-GUEST"), 0);
+	assert_int_equal(stat_of("vms"), 0);
+	assert_int_equal(stat_of("pinned_pages"), 0);
+}
+
 static int setup(void **state)
 {
 	const char *gd = getenv("GVM_GUEST_DIR");
@@ -489,6 +756,10 @@ int main(void)
 		cmocka_unit_test(test_guest_killed),
 		cmocka_unit_test(test_guest_survives_broker_restart_and_donor_loss),
 		cmocka_unit_test(test_hook_leaves_memory_alone),
+		cmocka_unit_test(test_gvm_qemu_print_pinned_and_hugepages),
+		cmocka_unit_test(test_hook_vfio_open_needs_pinned_ram),
+		cmocka_unit_test(test_guest_pinned_stays_resident),
+		cmocka_unit_test(test_guest_pinned_over_budget_refused),
 	};
 
 	/* GVM_TEST_FILTER=test_guest_killed runs just that one (a glob). */
