@@ -165,9 +165,14 @@ $(BIN)/gvm-rss-bench: $(OBJ)/bench/rss_bench.o $(LIB)/libgvmmem.a $(LIB)/libgvmp
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BIN)/gvm-thp-probe: $(OBJ)/bench/thp_probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@
+
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
 	$(BIN)/gvm-fault-bench $(BIN)/gvm-failover-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim \
-	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench $(BIN)/gvm-rss-bench
+	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench $(BIN)/gvm-rss-bench \
+	$(BIN)/gvm-thp-probe
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
 # Always in build/guest, whatever BUILD is: the guest is never sanitized and
