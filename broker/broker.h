@@ -53,6 +53,7 @@
 #define BK_CONNECT_TIMEOUT_MS 2000u  /* a connect not done by then is tried again */
 #define BK_COPY_EAGAIN_RETRIES 3u
 #define BK_UNPROTECT_RETRY_MS 1u     /* a write protection refused lifting (EAGAIN): again */
+#define BK_HUGE_RETRY_MS 100u        /* no free huge page to install: the fault again */
 #define BK_EVICT_BATCH_PAGES 256u    /* pages one eviction pass frees at most (1 MiB) */
 #define BK_EVICT_INFLIGHT_MAX_PAGES 2048u /* dirty pages being written back at once */
 #define BK_EVICT_HIGH_PCT 95u        /* start evicting above this share of the budget */

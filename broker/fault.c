@@ -529,7 +529,7 @@ static void direct_end(struct bk_fetch *f)
 static void direct_divert(struct bk_fetch *f)
 {
 	struct bk_broker *b = f->rg->vm->b;
-	uint8_t *buf = bk_cache_buf(b->cache);
+	uint8_t *buf = bk_cache_buf(b->cache, f->rg);
 	uint32_t cap = buf ? (uint32_t)(bk_extent_pages(f->rg) * GVM_PAGE_SIZE) :
 			     (uint32_t)sizeof(fetch_buf);
 
@@ -559,7 +559,7 @@ static void fetch_free(struct bk_fetch *f)
 	/* still holding a slot: diverted, its part overwritten by its twin */
 	direct_end(f);
 	if (!f->direct && f->req.rx_buf != fetch_buf)
-		bk_cache_buf_put(vm->b->cache, f->req.rx_buf);
+		bk_cache_buf_put(vm->b->cache, rg, f->req.rx_buf);
 	free(f);
 	bk_vm_put(vm);
 }
@@ -605,7 +605,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 			direct_begin(f); /* into the memfd again, if a slot is free */
 		if (!f->direct) {
 			if (f->req.rx_buf != bk_region_page_addr(rg, first))
-				bk_cache_buf_put(rg->vm->b->cache, f->req.rx_buf);
+				bk_cache_buf_put(rg->vm->b->cache, rg, f->req.rx_buf);
 			f->req.rx_buf = NULL;
 		}
 		fetch_send(f);
@@ -698,7 +698,8 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
 		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
 			req->rx_buf = NULL; /* the cache has it now */
-			if (room_ahead(rg, bk_extent_count(rg, e)))
+			/* (a huge page waits there whole: no 4 KiB tripwire) */
+			if (!rg->huge && room_ahead(rg, bk_extent_count(rg, e)))
 				install_ahead(rg, e, pages);
 		} else {
 			bk_region_set_extent(rg, e, BK_EXT_NONE);
@@ -796,9 +797,8 @@ static void fetch_send(struct bk_fetch *f)
 		/* The pages made and mapped here in one call, rather than a page
 		 * fault each while the payload is received into them. */
 		madvise(f->req.rx_buf, f->req.rx_cap, MADV_POPULATE_WRITE);
-	} else if (f->page == NO_PAGE && !f->req.rx_buf && !rg->huge) {
-		/* (a huge page is larger than the cache's buffers: fetch_buf) */
-		f->req.rx_buf = bk_cache_buf(b->cache);
+	} else if (f->page == NO_PAGE && !f->req.rx_buf) {
+		f->req.rx_buf = bk_cache_buf(b->cache, rg);
 		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
 	}
 	if (f->demand && !f->reserved) {
@@ -893,8 +893,6 @@ static void prefetch_after(struct bk_region *rg, uint64_t e)
 {
 	unsigned window;
 
-	if (rg->huge)
-		return; /* a fault brings 2 MiB already, and the cache holds smaller extents */
 	if (e == rg->last_extent + 1)
 		rg->streak++;
 	else if (e != rg->last_extent)

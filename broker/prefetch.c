@@ -13,6 +13,7 @@
 
 #define CACHE_BUCKETS 4096u
 #define CACHE_SPARE_BUFS 32u /* kept for reuse; READs in flight rarely need more */
+#define CACHE_SPARE_HUGE 8u  /* of huge pages: 16 MiB at most */
 
 struct cache_entry {
 	struct bk_region *rg;
@@ -20,6 +21,7 @@ struct cache_entry {
 	struct cache_entry *hnext;
 	struct cache_entry *older, *newer;
 	uint8_t *pages;
+	size_t bytes;
 };
 
 struct bk_cache {
@@ -27,8 +29,9 @@ struct bk_cache {
 	size_t entry_bytes;
 	struct cache_entry *buckets[CACHE_BUCKETS];
 	struct cache_entry *oldest, *newest;
-	uint8_t *spare[CACHE_SPARE_BUFS];
-	unsigned nspare;
+	/* spare buffers: [0] of entry_bytes, [1] of a huge page */
+	uint8_t *spare[2][CACHE_SPARE_BUFS];
+	unsigned nspare[2];
 };
 
 static unsigned cache_hash(const struct bk_region *rg, uint64_t extent)
@@ -50,21 +53,47 @@ int bk_cache_create(struct bk_cache **out, uint64_t max_bytes, unsigned extent_p
 	return 0;
 }
 
-uint8_t *bk_cache_buf(struct bk_cache *c)
+static size_t extent_bytes(const struct bk_region *rg)
 {
-	if (c->nspare)
-		return c->spare[--c->nspare];
-	return aligned_alloc(GVM_PAGE_SIZE, c->entry_bytes);
+	return (size_t)bk_extent_pages(rg) * GVM_PAGE_SIZE;
 }
 
-void bk_cache_buf_put(struct bk_cache *c, uint8_t *buf)
+/* Which spare list keeps buffers of bytes: 0 (--extent-pages), 1 (a huge
+ * page), -1 (none). Reused, a buffer costs no fresh heap to fault in. */
+static int spare_class(const struct bk_cache *c, size_t bytes)
 {
+	return bytes == c->entry_bytes ? 0 : bytes == GVM_HUGE_PAGE_SIZE ? 1 : -1;
+}
+
+static uint8_t *buf_get(struct bk_cache *c, size_t bytes)
+{
+	int k = spare_class(c, bytes);
+
+	if (k >= 0 && c->nspare[k])
+		return c->spare[k][--c->nspare[k]];
+	return aligned_alloc(GVM_PAGE_SIZE, bytes);
+}
+
+static void buf_put(struct bk_cache *c, uint8_t *buf, size_t bytes)
+{
+	int k = spare_class(c, bytes);
+
 	if (!buf)
 		return;
-	if (c->nspare < CACHE_SPARE_BUFS)
-		c->spare[c->nspare++] = buf;
+	if (k >= 0 && c->nspare[k] < (k ? CACHE_SPARE_HUGE : CACHE_SPARE_BUFS))
+		c->spare[k][c->nspare[k]++] = buf;
 	else
 		free(buf);
+}
+
+uint8_t *bk_cache_buf(struct bk_cache *c, const struct bk_region *rg)
+{
+	return buf_get(c, extent_bytes(rg));
+}
+
+void bk_cache_buf_put(struct bk_cache *c, const struct bk_region *rg, uint8_t *buf)
+{
+	buf_put(c, buf, extent_bytes(rg));
 }
 
 static struct cache_entry **cache_slot(struct bk_cache *c, struct bk_region *rg, uint64_t extent)
@@ -89,18 +118,19 @@ static void cache_unlink(struct bk_cache *c, struct cache_entry **slot)
 		e->newer->older = e->older;
 	else
 		c->newest = e->older;
-	c->bytes -= c->entry_bytes;
-	bk_cache_buf_put(c, e->pages);
+	c->bytes -= e->bytes;
+	buf_put(c, e->pages, e->bytes);
 	free(e);
 }
 
 bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uint8_t *pages)
 {
 	struct cache_entry *e, **slot;
+	size_t bytes = extent_bytes(rg);
 
-	if (c->entry_bytes > c->max_bytes)
+	if (bytes > c->max_bytes)
 		return false;
-	while (c->bytes + c->entry_bytes > c->max_bytes && c->oldest) {
+	while (c->bytes + bytes > c->max_bytes && c->oldest) {
 		struct cache_entry *old = c->oldest;
 
 		if (old->rg->ext_state[old->extent] == BK_EXT_CACHED)
@@ -118,6 +148,7 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uin
 	e->rg = rg;
 	e->extent = extent;
 	e->pages = pages;
+	e->bytes = bytes;
 	e->hnext = *slot;
 	*slot = e;
 	e->newer = NULL;
@@ -127,7 +158,7 @@ bool bk_cache_put(struct bk_cache *c, struct bk_region *rg, uint64_t extent, uin
 	else
 		c->oldest = e;
 	c->newest = e;
-	c->bytes += c->entry_bytes;
+	c->bytes += bytes;
 	bk_region_set_extent(rg, extent, BK_EXT_CACHED);
 	return true;
 }
@@ -169,7 +200,8 @@ void bk_cache_free(struct bk_cache *c)
 {
 	while (c->oldest)
 		cache_unlink(c, cache_slot(c, c->oldest->rg, c->oldest->extent));
-	while (c->nspare)
-		free(c->spare[--c->nspare]);
+	for (int k = 0; k < 2; k++)
+		while (c->nspare[k])
+			free(c->spare[k][--c->nspare[k]]);
 	free(c);
 }

@@ -13,10 +13,12 @@
 
 int bk_cache_create(struct bk_cache **out, uint64_t max_bytes, unsigned extent_pages);
 void bk_cache_free(struct bk_cache *c);
-/* An extent-sized buffer (malloc'd: free() also releases it), or NULL. */
-uint8_t *bk_cache_buf(struct bk_cache *c);
-/* Gives a buffer from bk_cache_buf back, to be handed out again. */
-void bk_cache_buf_put(struct bk_cache *c, uint8_t *buf);
+/* A buffer for an extent of rg (malloc'd: free() also releases it), or
+ * NULL. Those of --extent-pages are kept for reuse; a hugetlb region's
+ * (a huge page) are not. */
+uint8_t *bk_cache_buf(struct bk_cache *c, const struct bk_region *rg);
+/* Gives a buffer from bk_cache_buf for rg back, to be handed out again. */
+void bk_cache_buf_put(struct bk_cache *c, const struct bk_region *rg, uint8_t *buf);
 /* Keeps pages (a buffer from bk_cache_buf holding the extent) and marks the
  * extent BK_EXT_CACHED; the cache owns pages after a true return. An extent
  * dropped to make room goes back to BK_EXT_NONE. False if it cannot fit. */

@@ -314,6 +314,17 @@ static int64_t install(struct bk_region *rg, uint64_t page, uint64_t n, const ui
 			bk_region_wake(rg, page, n);
 			return (int64_t)n;
 		}
+		if (err == -ENOMEM && rg->huge) {
+			/* The host's pool of huge pages is empty: the faults wait
+			 * and are asked again, while eviction gives pages back. */
+			static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
+			gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: no free 2 MiB huge page for "
+					"%s (reserve more in /proc/sys/vm/nr_hugepages, or lower "
+					"--budget); its faults wait", rg->vm->name, rg->name);
+			bk_region_later(rg, page + done, n - done, BK_HUGE_RETRY_MS, false);
+			return (int64_t)n;
+		}
 		if (err != -EAGAIN)
 			return r;
 		if (++tries > BK_COPY_EAGAIN_RETRIES) {

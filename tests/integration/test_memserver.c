@@ -363,7 +363,7 @@ static void test_wrong_key_and_unauthenticated_peers_get_nothing(void **state)
 	assert_int_equal((size_t)used, got); /* nothing after the challenge */
 	gvm_reader_free(&rd);
 
-	/* A WRITE header announcing 1 MiB before AUTH: cut off at the header,
+	/* A WRITE header announcing 2 MiB before AUTH: cut off at the header,
 	 * its payload never read nor buffered. */
 	fd = raw_connect(p.addr);
 	gvm_hdr_init(&h, GVM__OP__OP_WRITE, 2);
@@ -383,7 +383,7 @@ static void test_wrong_key_and_unauthenticated_peers_get_nothing(void **state)
 	gvm_dconn_close(c);
 	assert_int_equal(gvmt_file_count(p.log, "auth failed: bad key"), 1);
 	assert_int_equal(gvmt_file_count(p.log, "READ: request before authentication"), 1);
-	assert_int_equal(gvmt_file_count(p.log, "payload_len 1048576 over this connection's limit 64"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "payload_len 2097152 over this connection's limit 64"), 1);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 }
 

@@ -6,8 +6,9 @@
  * fixed buffers stay the VM's own and what the kernel writes into them is
  * what the VM reads; a pinned VM the budget has no room for (beside the
  * pinned ones there, or under its own limit) is refused with -ENOSPC and
- * a reason, and fits once room is made; `gvmctl stats` pinned_pages says
- * what pinned VMs hold. */
+ * a reason, and fits once room is made; a broker restarted under a
+ * pinned VM takes all of its memory over, pinned; `gvmctl stats`
+ * pinned_pages says what pinned VMs hold. */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -158,6 +159,43 @@ static void pinned_vm(int cmd, int res)
 	_exit(0);
 }
 
+/* A pinned VM that writes its pattern, says 'r', waits for a byte on
+ * cmd while the parent restarts the broker, then checks every page. */
+static void pinned_vm_across_restarts(int cmd, int res)
+{
+	size_t size = (size_t)PINNED_MIB * MIB, pages = size / GVM_PAGE_SIZE;
+	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
+	uint8_t want[GVM_PAGE_SIZE], go;
+	struct gvm_session *s;
+	uint64_t bad = 0;
+	uint8_t *mem;
+	int err, fd;
+
+	if (user.have) {
+		gvmt_become(user.uid, user.gid, user.gvm_gid);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
+	fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	CHILD_CHECK(fd >= 0 && !ftruncate(fd, (off_t)size), 61, "memfd");
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHILD_CHECK(mem != MAP_FAILED, 62, "mmap");
+	r.host_addr = mem;
+	r.memfd = fd;
+	s = gvm_attach_flags(sock_path, "pinned-restart", &r, 1, GVM_ATTACH_PINNED, &err);
+	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
+	for (size_t p = 0; p < pages; p++)
+		gvm_pattern_fill_page(mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	CHILD_CHECK(write(res, "r", 1) == 1 && read(cmd, &go, 1) == 1, 66, "pipe");
+	for (size_t p = 0; p < pages; p++) {
+		gvm_pattern_fill_page(want, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+		bad += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	CHILD_CHECK(bad == 0, 68, "%llu pages differ after the restarts", (unsigned long long)bad);
+	CHILD_CHECK(memfd_whole(fd, size), 69, "a pinned page was punched out of the memfd");
+	gvm_detach(s);
+	_exit(0);
+}
+
 static int wait_exit(pid_t pid)
 {
 	int status;
@@ -212,6 +250,54 @@ static void test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_c
 	assert_int_equal(write(cmd[1], "g", 1), 1);
 	assert_int_equal(wait_exit(pid), 0);
 	assert_true(gvmt_broker_wait_stat(sock_path, "pinned_pages", 0, 5000));
+	gvmt_vm_quit(&other);
+	close(cmd[1]);
+	close(res[0]);
+	cluster_stop();
+}
+
+/* A pinned VM across a broker stopped and then killed: each new broker
+ * takes its memory over as resident and pinned, and presses it with
+ * another VM's pages without evicting any of it. */
+static void test_pinned_vm_survives_broker_restarts(void **state)
+{
+	size_t pinned_pages = (size_t)PINNED_MIB * MIB / GVM_PAGE_SIZE;
+	int cmd[2], res[2], sigs[] = { SIGTERM, SIGKILL };
+	struct gvmt_vm other;
+	uint8_t c;
+	pid_t pid;
+
+	(void)state;
+	cluster_start();
+	assert_true(!pipe(cmd) && !pipe(res));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(cmd[1]);
+		close(res[0]);
+		pinned_vm_across_restarts(cmd[0], res[1]);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	assert_int_equal(read(res[0], &c, 1), 1);
+	for (unsigned i = 0; i < 2; i++) {
+		char budget[32];
+
+		assert_int_equal(gvmt_proc_stop(&broker, sigs[i]), sigs[i] == SIGKILL ? 128 + SIGKILL : 0);
+		snprintf(budget, sizeof(budget), "%uM", BUDGET_MIB);
+		assert_true(gvmt_broker_start(&broker, key_path, sock_path,
+					      (const char *[]){ donor[0].addr, donor[1].addr, NULL },
+					      (const char *[]){ "--budget", budget, NULL }));
+		assert_true(gvmt_broker_wait_stat(sock_path, "vms", 1, 20000));
+		assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), pinned_pages);
+		assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", pinned_pages, 5000));
+	}
+	gvmt_vm_start(&other, sock_path, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
+	gvmt_vm_write(&other, 0, (size_t)PRESSURE_MIB * MIB / GVM_PAGE_SIZE);
+	gvmt_vm_verify(&other, "beside the re-attached pinned VM");
+	assert_true(gvmt_broker_stat(sock_path, "evictions") > 0);
+	assert_int_equal(write(cmd[1], "g", 1), 1);
+	assert_int_equal(wait_exit(pid), 0);
 	gvmt_vm_quit(&other);
 	close(cmd[1]);
 	close(res[0]);
@@ -322,6 +408,7 @@ int main(void)
 		cmocka_unit_test(
 			test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_coherent),
 		cmocka_unit_test(test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason),
+		cmocka_unit_test(test_pinned_vm_survives_broker_restarts),
 	};
 	struct gvm_key key;
 

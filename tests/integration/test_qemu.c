@@ -41,6 +41,7 @@
 #define PINNED_BUDGET "160M"  /* a broker with room for it */
 #define PINNED_OVER_MIB 128   /* a pinned guest the BUDGET broker has no room for */
 #define PROBE_MIB 16        /* hook-probe's RAM */
+#define HUGE_BUDGET "128M"  /* half of a --hugepages guest's GUEST_MEM */
 #define PAGE_BYTES 4096u
 
 static char key_path[512], sock_path[512], guest_dir[512];
@@ -698,6 +699,77 @@ static void test_guest_pinned_over_budget_refused(void **state)
 	assert_int_equal(stat_of("pinned_pages"), 0);
 }
 
+/* The free 2 MiB huge pages, and the pool's size (/proc/sys/vm). */
+static long hugepages(const char *what)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-2048kB/%s", what);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool set_hugepages(long n)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
+	bool ok = f && fprintf(f, "%ld\n", n) > 0;
+
+	if (f)
+		ok &= fclose(f) == 0;
+	return ok;
+}
+
+/* A guest whose RAM is 2 MiB huge pages (gvm-qemu --hugepages), on a
+ * broker of its own whose budget holds half of it: it boots and its
+ * checksums hold while the broker moves its RAM in whole huge pages to the
+ * donors and back. (Under the shared broker's budget, 96 MiB for 256, the
+ * guest's working set in huge pages is larger than the budget and it
+ * thrashes, 2 MiB at a time.) The test reserves the pool gvm-qemu asks for
+ * and gives it back. */
+static void test_guest_on_huge_pages(void **state)
+{
+	const char *donors[] = { donor[0].addr, donor[1].addr, NULL };
+	long before = hugepages("nr_hugepages"), need = 256 / 2;
+	char sock[600];
+	struct gvmt_proc b;
+	struct guest g;
+	uint64_t ev, rr;
+
+	(void)state;
+	assert_true(before >= 0);
+	gvmt_path(sock, sizeof(sock), "broker-huge.sock");
+	assert_true(gvmt_broker_start(&b, key_path, sock, donors,
+				      (const char *[]){ "--budget", HUGE_BUDGET, NULL }));
+	assert_true(gvmt_broker_wait_stat(sock, "donors", 2, 10000));
+	if (hugepages("free_hugepages") < need)
+		assert_true(set_hugepages(before + need - hugepages("free_hugepages")));
+	guest_start_opts(&g, "e2e-huge", "50,1", sock, NULL, (const char *[]){ "--hugepages", NULL },
+			 NULL);
+	guest_wait(&g, BOOT_TIMEOUT_S);
+	set_hugepages(before);
+	if (g.status)
+		dump_log(b.log);
+	assert_guest_ok(&g);
+	assert_int_equal(gvmt_file_count(g.log, "VM e2e-huge: gvm-ram (256 MiB) attached"), 1);
+	/* whole huge pages out and back */
+	ev = gvmt_broker_stat(sock, "evictions");
+	rr = gvmt_broker_stat(sock, "remote_reads");
+	assert_true(ev > 0);
+	assert_int_equal(ev % 512, 0);
+	assert_true(rr > 0);
+	assert_int_equal(gvmt_broker_stat(sock, "remote_pages"), rr * 512);
+	assert_int_equal(gvmt_broker_stat(sock, "writeback_errors"), 0);
+	assert_true(gvmt_broker_wait_stat(sock, "vms", 0, 10000));
+	assert_int_equal(gvmt_proc_stop(&b, SIGTERM), 0);
+}
+
 static int setup(void **state)
 {
 	const char *gd = getenv("GVM_GUEST_DIR");
@@ -752,6 +824,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_guest_under_budget),
+		cmocka_unit_test(test_guest_on_huge_pages),
 		cmocka_unit_test(test_two_guests),
 		cmocka_unit_test(test_guest_killed),
 		cmocka_unit_test(test_guest_survives_broker_restart_and_donor_loss),
