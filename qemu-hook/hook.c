@@ -305,9 +305,9 @@ static bool hook_is_memfd(int fd)
 	return !strncmp(target, "/memfd:" HOOK_MEMFD_NAME, strlen("/memfd:" HOOK_MEMFD_NAME));
 }
 
-/* Whether gvm_attach() will attach pinned for $GVM_PINNED: libgvmmem's
- * reading of it (unset, empty, 0, no and false are unpinned; anything else
- * pinned), needed here to know which RAM VFIO may use. */
+/* $GVM_PINNED as libgvmmem's gvm_attach() reads it (unset, empty, 0, no
+ * and false are unpinned; anything else pinned): the hook attaches with
+ * flags itself, and must know which RAM VFIO may use. */
 static bool hook_env_pinned(void)
 {
 	const char *v = getenv("GVM_PINNED");
@@ -350,13 +350,8 @@ static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t of
 		.memfd_offset = (uint64_t)off,
 		.guest_phys = 0, /* each backend is its own VM: its RAM starts at 0 */
 	};
-	if (hook_vfio) {
-		b->session = gvm_attach_flags(NULL, vm, &r, 1, GVM_ATTACH_PINNED, &err);
-		b->pinned = true;
-	} else {
-		b->session = gvm_attach(NULL, vm, &r, 1, &err);
-		b->pinned = hook_env_pinned();
-	}
+	b->pinned = hook_vfio || hook_env_pinned();
+	b->session = gvm_attach_flags(NULL, vm, &r, 1, b->pinned ? GVM_ATTACH_PINNED : 0, &err);
 	if (!b->session) {
 		gvm_err("VM %s: the broker refused %s (%zu MiB): %s; QEMU cannot have this RAM",
 			 vm, region, len >> 20, gvm_strerror(err));

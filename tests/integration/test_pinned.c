@@ -97,103 +97,99 @@ static bool read_fixed(struct io_uring *ring, int fd, uint8_t *buf, size_t len)
 	return true;
 }
 
+/* In a child: as the test user, maps a memfd of PINNED_MIB, attaches it
+ * pinned as name and writes the VM's pattern over it. */
+static struct gvm_session *pinned_start(const char *name, int *fd, uint8_t **mem)
+{
+	size_t size = (size_t)PINNED_MIB * MIB;
+	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
+	struct gvm_session *s;
+	int err;
+
+	if (user.have) {
+		gvmt_become(user.uid, user.gid, user.gvm_gid);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
+	*fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	CHILD_CHECK(*fd >= 0 && !ftruncate(*fd, (off_t)size), 61, "memfd");
+	*mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	CHILD_CHECK(*mem != MAP_FAILED, 62, "mmap");
+	r.host_addr = *mem;
+	r.memfd = *fd;
+	s = gvm_attach_flags(sock_path, name, &r, 1, GVM_ATTACH_PINNED, &err);
+	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
+	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++)
+		gvm_pattern_fill_page(*mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	return s;
+}
+
+/* In a child: every page of the pinned VM is what was written there (the
+ * file's pattern in its first file_pages, its own elsewhere), and none
+ * was ever punched out of its memfd; then it detaches and exits 0. */
+static void pinned_check(struct gvm_session *s, int fd, const uint8_t *mem, size_t file_pages,
+			 const char *when)
+{
+	size_t size = (size_t)PINNED_MIB * MIB;
+	uint8_t want[GVM_PAGE_SIZE];
+	uint64_t bad = 0;
+
+	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++) {
+		gvm_pattern_fill_page(want, p < file_pages ? SEED_FILE : SEED_VM, p,
+				      GVMT_VM_ZERO_EVERY);
+		bad += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
+	}
+	CHILD_CHECK(bad == 0, 68, "%llu pages differ from what was written there %s",
+		    (unsigned long long)bad, when);
+	CHILD_CHECK(memfd_whole(fd, size), 69, "a pinned page was punched out of the memfd");
+	gvm_detach(s);
+	_exit(0);
+}
+
 /* The pinned VM: attaches pinned, writes its pattern, pins its first
  * RING_MIB as an io_uring fixed buffer, says 'r' on res and waits for a
  * byte on cmd (the other VM has pressed on the budget meanwhile); then
  * reads the file into the fixed buffer through io_uring and checks every
- * page through its own mapping: the file's pattern in the buffer, its own
- * elsewhere, and no page ever punched out of its memfd. */
+ * page through its own mapping. */
 static void pinned_vm(int cmd, int res)
 {
-	size_t size = (size_t)PINNED_MIB * MIB, pages = size / GVM_PAGE_SIZE;
-	uint8_t want[GVM_PAGE_SIZE], go;
 	struct rlimit lock;
 	struct io_uring ring;
 	struct iovec iov;
-	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
 	struct gvm_session *s;
-	uint8_t *mem;
-	uint64_t bad = 0;
-	int err, fd;
+	uint8_t *mem, go;
+	int err, fd, file;
 
 	/* io_uring counts fixed buffers against RLIMIT_MEMLOCK (often 8 MiB) */
 	CHILD_CHECK(!getrlimit(RLIMIT_MEMLOCK, &lock) && lock.rlim_max >= 2 * RING_MIB * MIB, 60,
 		    "RLIMIT_MEMLOCK is below %u MiB", 2 * RING_MIB);
 	lock.rlim_cur = lock.rlim_max;
 	setrlimit(RLIMIT_MEMLOCK, &lock);
-	if (user.have) {
-		gvmt_become(user.uid, user.gid, user.gvm_gid);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	}
-	fd = memfd_create("guest-ram", MFD_CLOEXEC);
-	CHILD_CHECK(fd >= 0 && !ftruncate(fd, (off_t)size), 61, "memfd");
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	CHILD_CHECK(mem != MAP_FAILED, 62, "mmap");
-	r.host_addr = mem;
-	r.memfd = fd;
-	s = gvm_attach_flags(sock_path, "pinned", &r, 1, GVM_ATTACH_PINNED, &err);
-	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
-	for (size_t p = 0; p < pages; p++)
-		gvm_pattern_fill_page(mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	s = pinned_start("pinned", &fd, &mem);
 	CHILD_CHECK(!io_uring_queue_init(4, &ring, 0), 64, "io_uring_queue_init");
 	iov = (struct iovec){ mem, (size_t)RING_MIB * MIB };
 	err = io_uring_register_buffers(&ring, &iov, 1);
 	CHILD_CHECK(!err, 65, "io_uring_register_buffers: %s", strerror(-err));
 	CHILD_CHECK(write(res, "r", 1) == 1 && read(cmd, &go, 1) == 1, 66, "pipe");
-
-	int file = open(file_path, O_RDONLY | O_CLOEXEC);
+	file = open(file_path, O_RDONLY | O_CLOEXEC);
 	CHILD_CHECK(file >= 0 && read_fixed(&ring, file, mem, iov.iov_len), 67, "read_fixed");
 	close(file);
-	for (size_t p = 0; p < pages; p++) {
-		bool in_buf = p < iov.iov_len / GVM_PAGE_SIZE;
-
-		gvm_pattern_fill_page(want, in_buf ? SEED_FILE : SEED_VM, p, GVMT_VM_ZERO_EVERY);
-		bad += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
-	}
-	CHILD_CHECK(bad == 0, 68, "%llu pages differ from what was written there "
-		    "(the fixed buffer's pages left the VM)", (unsigned long long)bad);
-	CHILD_CHECK(memfd_whole(fd, size), 69, "a pinned page was punched out of the memfd");
 	io_uring_unregister_buffers(&ring);
 	io_uring_queue_exit(&ring);
-	gvm_detach(s);
-	_exit(0);
+	pinned_check(s, fd, mem, iov.iov_len / GVM_PAGE_SIZE,
+		     "(the fixed buffer's pages left the VM)");
 }
 
 /* A pinned VM that writes its pattern, says 'r', waits for a byte on
  * cmd while the parent restarts the broker, then checks every page. */
 static void pinned_vm_across_restarts(int cmd, int res)
 {
-	size_t size = (size_t)PINNED_MIB * MIB, pages = size / GVM_PAGE_SIZE;
-	struct gvm_region r = { "ram", NULL, size, -1, 0, 0 };
-	uint8_t want[GVM_PAGE_SIZE], go;
 	struct gvm_session *s;
-	uint64_t bad = 0;
-	uint8_t *mem;
-	int err, fd;
+	uint8_t *mem, go;
+	int fd;
 
-	if (user.have) {
-		gvmt_become(user.uid, user.gid, user.gvm_gid);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	}
-	fd = memfd_create("guest-ram", MFD_CLOEXEC);
-	CHILD_CHECK(fd >= 0 && !ftruncate(fd, (off_t)size), 61, "memfd");
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	CHILD_CHECK(mem != MAP_FAILED, 62, "mmap");
-	r.host_addr = mem;
-	r.memfd = fd;
-	s = gvm_attach_flags(sock_path, "pinned-restart", &r, 1, GVM_ATTACH_PINNED, &err);
-	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
-	for (size_t p = 0; p < pages; p++)
-		gvm_pattern_fill_page(mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	s = pinned_start("pinned-restart", &fd, &mem);
 	CHILD_CHECK(write(res, "r", 1) == 1 && read(cmd, &go, 1) == 1, 66, "pipe");
-	for (size_t p = 0; p < pages; p++) {
-		gvm_pattern_fill_page(want, SEED_VM, p, GVMT_VM_ZERO_EVERY);
-		bad += memcmp(mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
-	}
-	CHILD_CHECK(bad == 0, 68, "%llu pages differ after the restarts", (unsigned long long)bad);
-	CHILD_CHECK(memfd_whole(fd, size), 69, "a pinned page was punched out of the memfd");
-	gvm_detach(s);
-	_exit(0);
+	pinned_check(s, fd, mem, 0, "after the restarts");
 }
 
 static int wait_exit(pid_t pid)
