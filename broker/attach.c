@@ -730,7 +730,9 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
  * of a pinned VM's RAM for as long as it runs, so each page is brought in
  * now, a few extents per loop turn so that faults of other VMs are served
  * meanwhile: zeros for a new VM, its donors' copies for a re-attached one
- * (bk_fault_fill). An idle handle keeps the loop turning until all are in. */
+ * (bk_fault_fill). An idle handle keeps the loop turning until all are in;
+ * while none can go on (their donors have not all said what they hold),
+ * a timer asks again a little later instead. */
 
 #define FILL_EXTENTS_PER_TURN 64u
 
@@ -755,6 +757,15 @@ static bool fill_vm(struct bk_vm *vm, unsigned *budget)
 	return false;
 }
 
+static void on_fill(uv_idle_t *h);
+
+static void on_fill_wait(uv_timer_t *t)
+{
+	struct bk_broker *b = t->data;
+
+	uv_idle_start(&b->fill, on_fill);
+}
+
 static void on_fill(uv_idle_t *h)
 {
 	struct bk_broker *b = h->data;
@@ -764,8 +775,12 @@ static void on_fill(uv_idle_t *h)
 	for (struct bk_vm *vm = b->vms; vm; vm = vm->next)
 		if (vm->pinned && !vm->detached && !vm->failed && vm->fill_region < vm->nregions)
 			more |= fill_vm(vm, &budget);
-	if (!more)
+	if (!more) {
 		bk_fill_stop(b);
+	} else if (budget == FILL_EXTENTS_PER_TURN) { /* none could go on */
+		uv_idle_stop(&b->fill);
+		uv_timer_start(&b->fill_wait, on_fill_wait, BK_FILL_WAIT_MS, 0);
+	}
 }
 
 static void fill_start(struct bk_broker *b)
@@ -775,6 +790,8 @@ static void fill_start(struct bk_broker *b)
 	if (!b->fill.loop) {
 		uv_idle_init(b->loop, &b->fill);
 		b->fill.data = b;
+		uv_timer_init(b->loop, &b->fill_wait);
+		b->fill_wait.data = b;
 	}
 	b->filling = true;
 	uv_idle_start(&b->fill, on_fill);
@@ -785,7 +802,10 @@ void bk_fill_stop(struct bk_broker *b)
 	if (b->filling) {
 		b->filling = false;
 		uv_idle_stop(&b->fill);
+		uv_timer_stop(&b->fill_wait);
 	}
-	if (b->stopping && b->fill.loop && !uv_is_closing((uv_handle_t *)&b->fill))
+	if (b->stopping && b->fill.loop && !uv_is_closing((uv_handle_t *)&b->fill)) {
 		uv_close((uv_handle_t *)&b->fill, NULL);
+		uv_close((uv_handle_t *)&b->fill_wait, NULL);
+	}
 }

@@ -54,6 +54,7 @@
 #define BK_COPY_EAGAIN_RETRIES 3u
 #define BK_UNPROTECT_RETRY_MS 1u     /* a write protection refused lifting (EAGAIN): again */
 #define BK_HUGE_RETRY_MS 100u        /* no free huge page to install: the fault again */
+#define BK_FILL_WAIT_MS 10u          /* a pinned VM's donors have not said what they hold */
 #define BK_EVICT_BATCH_PAGES 256u    /* pages one eviction pass frees at most (1 MiB) */
 #define BK_EVICT_INFLIGHT_MAX_PAGES 2048u /* dirty pages being written back at once */
 #define BK_EVICT_HIGH_PCT 95u        /* start evicting above this share of the budget */
@@ -276,6 +277,7 @@ struct bk_broker {
 	struct bk_journal *journal; /* READs received into VMs' memory (journal.c) */
 	uint64_t pinned_pages; /* pages of attached pinned VMs: held against the budget */
 	uv_idle_t fill;        /* turns the loop while pinned VMs are being filled */
+	uv_timer_t fill_wait;  /* ... or waits a little while they cannot be */
 	bool filling;
 	uv_check_t followup;   /* followup.c */
 	bool followup_on;
