@@ -414,7 +414,7 @@ static void take_fds(struct bk_vm *vm, struct bk_attach *at)
 static int check_pinned(const struct bk_broker *b, const struct bk_attach *at, char *why,
 			size_t n)
 {
-	uint64_t pages = 0;
+	uint64_t pages = 0, pinned = bk_pinned_pages(b);
 
 	for (size_t i = 0; i < at->nregions; i++)
 		pages += at->regions[i].size / GVM_PAGE_SIZE;
@@ -423,17 +423,27 @@ static int check_pinned(const struct bk_broker *b, const struct bk_attach *at, c
 			      "cannot hold it (a pinned VM is all resident)",
 			      (unsigned long long)(pages * GVM_PAGE_SIZE >> 20),
 			      (unsigned long long)(at->vm_limit_bytes >> 20));
-	if (b->budget_pages && b->pinned_pages + pages > b->budget_pages)
+	if (b->budget_pages && pinned + pages > b->budget_pages)
 		return refuse(why, n, -ENOSPC, "pinned VM of %llu MiB does not fit: the budget is "
 			      "%llu MiB and pinned VMs hold %llu MiB of it already (give it less "
 			      "RAM, raise --budget, or run it unpinned)",
 			      (unsigned long long)(pages * GVM_PAGE_SIZE >> 20),
 			      (unsigned long long)(b->cfg.budget_bytes >> 20),
-			      (unsigned long long)(b->pinned_pages * GVM_PAGE_SIZE >> 20));
+			      (unsigned long long)(pinned * GVM_PAGE_SIZE >> 20));
 	return 0;
 }
 
 static void fill_start(struct bk_broker *b);
+
+uint64_t bk_pinned_pages(const struct bk_broker *b)
+{
+	uint64_t n = 0;
+
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		if (vm->pinned && !vm->detached)
+			n += bk_vm_pages(vm);
+	return n;
+}
 
 int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		 int pidfd, uid_t uid, const char *vm_name, const uint8_t *incarnation,
@@ -528,11 +538,8 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 			vm->regions[i].map_ready = true;
 		}
 	}
-	if (vm->pinned) {
-		for (size_t i = 0; i < vm->nregions; i++)
-			b->pinned_pages += vm->regions[i].npages;
+	if (vm->pinned)
 		fill_start(b);
-	}
 	bk_stats.attaches++;
 	*out = vm;
 	return 0;
@@ -702,8 +709,6 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 	vm->detached = true;
 	bk_fault_stop(vm);
 	b->resident_pages -= bk_vm_resident(vm);
-	for (size_t i = 0; vm->pinned && i < vm->nregions; i++)
-		b->pinned_pages -= vm->regions[i].npages;
 	for (size_t i = 0; i < vm->nregions; i++)
 		bk_cache_drop_region(b->cache, &vm->regions[i]);
 	if (b->stopping) {

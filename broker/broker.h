@@ -275,7 +275,6 @@ struct bk_broker {
 	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
 	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
 	struct bk_journal *journal; /* READs received into VMs' memory (journal.c) */
-	uint64_t pinned_pages; /* pages of attached pinned VMs: held against the budget */
 	uv_idle_t fill;        /* turns the loop while pinned VMs are being filled */
 	uv_timer_t fill_wait;  /* ... or waits a little while they cannot be */
 	bool filling;
@@ -362,6 +361,8 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how);
 void bk_orphans_stop(struct bk_broker *b);
 /* At shutdown: no more filling of pinned VMs. */
 void bk_fill_stop(struct bk_broker *b);
+/* Pages of the attached pinned VMs: held against the budget. */
+uint64_t bk_pinned_pages(const struct bk_broker *b);
 /* Drops namespace ns on donor d (DROP_NS, not waited for; a donor down
  * keeps it). */
 void bk_drop_namespace(struct bk_broker *b, unsigned d, const char *ns);
@@ -415,6 +416,16 @@ void bk_fault_stop(struct bk_vm *vm);
 /* followup.c: the work that follows events, once per loop turn. */
 int bk_followup_start(struct bk_broker *b);
 void bk_followup_stop(struct bk_broker *b);
+
+/* Pages of vm's regions, all of them. */
+static inline uint64_t bk_vm_pages(const struct bk_vm *vm)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < vm->nregions; i++)
+		n += vm->regions[i].npages;
+	return n;
+}
 
 /* Pages of vm's regions installed by us and not evicted. */
 static inline uint64_t bk_vm_resident(const struct bk_vm *vm)

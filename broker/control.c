@@ -503,11 +503,8 @@ static void handle_set_limit(struct bk_client *c, const Gvm__SetLimit *sl)
 {
 	Gvm__Control m = GVM__CONTROL__INIT;
 	Gvm__LimitSet ok = GVM__LIMIT_SET__INIT;
-	uint64_t pages = 0;
-
-	for (size_t i = 0; c->vm->pinned && i < c->vm->nregions; i++)
-		pages += c->vm->regions[i].npages;
-	if (sl->vm_limit_bytes && sl->vm_limit_bytes / GVM_PAGE_SIZE < pages) {
+	if (c->vm->pinned && sl->vm_limit_bytes &&
+	    sl->vm_limit_bytes / GVM_PAGE_SIZE < bk_vm_pages(c->vm)) {
 		send_error(c->fd, ENOSPC, "a pinned VM is all resident: a limit below its RAM "
 					  "cannot be kept");
 		return;

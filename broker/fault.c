@@ -1028,12 +1028,30 @@ static int handle_minor_fault(struct bk_region *rg, uint64_t page, bool write, u
 	return 0;
 }
 
+/* Extent e waits in the prefetch cache (--install copy): installed from
+ * there (page first, writable after a write) and dropped from it, with
+ * *err the result. False when the cache let it go: the extent is
+ * BK_EXT_NONE again. */
+static bool install_cached(struct bk_region *rg, uint64_t e, uint64_t page, bool write,
+			   int *err)
+{
+	struct bk_cache *cache = rg->vm->b->cache;
+	const uint8_t *cached = bk_cache_get(cache, rg, e);
+
+	if (!cached) {
+		bk_region_set_extent(rg, e, BK_EXT_NONE);
+		return false;
+	}
+	*err = install_extent(rg, e, cached, page, write);
+	bk_cache_drop(cache, rg, e);
+	return true;
+}
+
 static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t0)
 {
 	uint64_t addr = msg->arg.pagefault.address, flags = msg->arg.pagefault.flags;
 	struct bk_region *rg = bk_region_of(vm, addr);
 	uint64_t page, e;
-	const uint8_t *cached;
 	int err = 0;
 
 	bk_stats.faults++;
@@ -1077,16 +1095,12 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 		prefetch_after(rg, e); /* keep the window moving while this one comes */
 		return 0;
 	case BK_EXT_CACHED:
-		cached = bk_cache_get(vm->b->cache, rg, e);
-		if (cached) {
+		if (install_cached(rg, e, page, flags & UFFD_PAGEFAULT_FLAG_WRITE, &err)) {
 			bk_stats.prefetch_hits++;
-			err = install_extent(rg, e, cached, page, flags & UFFD_PAGEFAULT_FLAG_WRITE);
-			bk_cache_drop(vm->b->cache, rg, e);
 			bk_stats_latency(now_us() - t0);
 			prefetch_after(rg, e);
 			return err;
 		}
-		bk_region_set_extent(rg, e, BK_EXT_NONE);
 		/* fall through */
 	default:
 		break;
@@ -1107,33 +1121,21 @@ static int handle_fault(struct bk_vm *vm, const struct uffd_msg *msg, uint64_t t
 
 bool bk_fault_fill(struct bk_region *rg, uint64_t e)
 {
-	struct bk_broker *b = rg->vm->b;
-	const uint8_t *cached;
 	int err = 0;
 
-	switch (rg->ext_state[e]) {
-	case BK_EXT_NONE:
-		break;
-	case BK_EXT_CACHED: /* a prefetch waits in the cache: in with it */
-		cached = bk_cache_get(b->cache, rg, e);
-		if (cached) {
-			err = install_extent(rg, e, cached, NO_PAGE, false);
-			bk_cache_drop(b->cache, rg, e);
-			break;
-		}
-		bk_region_set_extent(rg, e, BK_EXT_NONE);
-		break;
-	default:
+	if (rg->ext_state[e] == BK_EXT_CACHED && install_cached(rg, e, NO_PAGE, false, &err))
+		goto out; /* a prefetch waited in the cache */
+	if (rg->ext_state[e] != BK_EXT_NONE)
 		return true; /* on its way, or in already */
-	}
-	if (rg->ext_state[e] == BK_EXT_NONE && !bk_loc_count(rg, e)) {
+	if (!bk_loc_count(rg, e)) {
 		if (!rg->map_ready)
 			return false;
 		bk_stats.zero_fills++;
-		err = install_extent(rg, e, b->zero_extent, NO_PAGE, false);
-	} else if (rg->ext_state[e] == BK_EXT_NONE) {
+		err = install_extent(rg, e, rg->vm->b->zero_extent, NO_PAGE, false);
+	} else {
 		fetch_extent(rg, e, true, NO_PAGE, 0); /* installed on arrival */
 	}
+out:
 	if (err)
 		vm_lost(rg->vm, err);
 	return true;

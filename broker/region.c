@@ -20,6 +20,13 @@
 #include "stats.h"
 #include "uffd.h"
 
+/* Whether writes to rg's pages are tracked by write protection: not a
+ * pinned VM's, whose pages never move. */
+static bool tracked(const struct bk_region *rg)
+{
+	return !rg->vm->pinned;
+}
+
 static uint64_t *bitmap_new(uint64_t bits)
 {
 	return calloc((bits + 63) / 64, sizeof(uint64_t));
@@ -261,7 +268,7 @@ void bk_region_adopt_memfd(struct bk_region *rg)
 			bk_region_mark_resident(rg, p);
 			bk_bit_set(rg->dirty, p); /* whether the donors hold the same is unknown */
 		}
-		if (!rg->vm->pinned)
+		if (tracked(rg))
 			bk_region_protect(rg, first, last - first, true);
 		off = hole;
 	}
@@ -301,7 +308,7 @@ static int64_t install(struct bk_region *rg, uint64_t page, uint64_t n, const ui
 {
 	uint64_t done = 0;
 
-	wp = wp && !rg->vm->pinned; /* its pages never move: nothing to track */
+	wp = wp && tracked(rg);
 	for (unsigned tries = 0;;) {
 		uint64_t addr = rg->host_addr + (page + done) * GVM_PAGE_SIZE, bytes;
 		uint64_t len = (n - done) * GVM_PAGE_SIZE;
@@ -351,7 +358,7 @@ int bk_region_install_if_gone(struct bk_region *rg, uint64_t first, uint64_t n,
 {
 	uint64_t bytes;
 	int err = bk_uffd_copy(rg->vm->uffd, rg->host_addr + first * GVM_PAGE_SIZE, src,
-			       n * GVM_PAGE_SIZE, wp && !rg->vm->pinned, &bytes);
+			       n * GVM_PAGE_SIZE, wp && tracked(rg), &bytes);
 
 	if (!err)
 		return 1;

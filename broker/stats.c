@@ -145,7 +145,7 @@ static uint64_t continue_vms(const struct bk_broker *b)
 	X(alloc_failures, bk_stats.alloc_failures)                      \
 	X(minor_faults, bk_stats.minor_faults)                          \
 	X(install_continue, continue_vms(b))                            \
-	X(pinned_pages, b->pinned_pages)
+	X(pinned_pages, bk_pinned_pages(b))
 
 enum {
 #define X(name, value) STAT_##name,
