@@ -433,25 +433,12 @@ static void gvm__free(struct gvm_session *s)
 	free(s);
 }
 
-/* $GVM_PINNED: 1, yes or true. */
-static bool gvm__env_pinned(void)
-{
-	const char *v = getenv("GVM_PINNED");
-
-	if (!v || !*v || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false"))
-		return false;
-	if (strcmp(v, "1") && strcmp(v, "yes") && strcmp(v, "true")) {
-		gvm_warn("gvmmem: GVM_PINNED=%s is not 1 or 0; taken as 1 (pinned)", v);
-	}
-	return true;
-}
-
 struct gvm_session *gvm_attach(const char *endpoint, const char *vm_name,
 			       const struct gvm_region *regions, size_t nregions,
 			       int *err)
 {
 	return gvm_attach_flags(endpoint, vm_name, regions, nregions,
-				gvm__env_pinned() ? GVM_ATTACH_PINNED : 0, err);
+				gvm_env_flag("GVM_PINNED") ? GVM_ATTACH_PINNED : 0, err);
 }
 
 struct gvm_session *gvm_attach_flags(const char *endpoint, const char *vm_name,

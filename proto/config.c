@@ -2,6 +2,7 @@
  * addresses, the cluster key), and the open-file limit both daemons raise.
  * Used by memserver/, broker/ and tools. */
 #include "config.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -184,4 +185,15 @@ void gvm_raise_fd_limit(uint64_t want, uint64_t *was, uint64_t *now)
 		*was = before;
 	if (now)
 		*now = before ? rl.rlim_cur : 0;
+}
+
+bool gvm_env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false"))
+		return false;
+	if (strcmp(v, "1") && strcmp(v, "yes") && strcmp(v, "true"))
+		gvm_warn("%s=%s is not 1 or 0; taken as 1", name, v);
+	return true;
 }

@@ -4,6 +4,7 @@
 #ifndef GVM_CONFIG_H
 #define GVM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -33,6 +34,10 @@ int gvm_key_load(const char *path, struct gvm_key *key, char *why, size_t n);
 /* Raises the soft RLIMIT_NOFILE to the hard limit when it is below want.
  * *was and *now (may be NULL) get the soft limit before and after. */
 void gvm_raise_fd_limit(uint64_t want, uint64_t *was, uint64_t *now);
+
+/* A yes/no environment variable: unset, empty, 0, no and false are no;
+ * 1, yes and true are yes; anything else is yes, with a warning saying so. */
+bool gvm_env_flag(const char *name);
 
 /* Prints "PROG: <fmt with arg>" and "Try 'PROG --help'." to stderr;
  * returns 2, the exit status of a command-line mistake. */

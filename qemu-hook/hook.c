@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "gvmmem.h"
+#include "config.h"
 #include "log.h"
 #include "names.h"
 
@@ -305,16 +306,6 @@ static bool hook_is_memfd(int fd)
 	return !strncmp(target, "/memfd:" HOOK_MEMFD_NAME, strlen("/memfd:" HOOK_MEMFD_NAME));
 }
 
-/* $GVM_PINNED as libgvmmem's gvm_attach() reads it (unset, empty, 0, no
- * and false are unpinned; anything else pinned): the hook attaches with
- * flags itself, and must know which RAM VFIO may use. */
-static bool hook_env_pinned(void)
-{
-	const char *v = getenv("GVM_PINNED");
-
-	return v && *v && strcmp(v, "0") && strcmp(v, "no") && strcmp(v, "false");
-}
-
 /* Attaches one mapping; false when QEMU must not get it (MEMORY_ONLY and
  * the broker refused). Called with hook_lock held. */
 static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t off)
@@ -350,7 +341,8 @@ static bool hook_attach(struct hook_backend *b, void *addr, size_t len, off_t of
 		.memfd_offset = (uint64_t)off,
 		.guest_phys = 0, /* each backend is its own VM: its RAM starts at 0 */
 	};
-	b->pinned = hook_vfio || hook_env_pinned();
+	/* (with flags of its own: the hook must know which RAM VFIO may use) */
+	b->pinned = hook_vfio || gvm_env_flag("GVM_PINNED");
 	b->session = gvm_attach_flags(NULL, vm, &r, 1, b->pinned ? GVM_ATTACH_PINNED : 0, &err);
 	if (!b->session) {
 		gvm_err("VM %s: the broker refused %s (%zu MiB): %s; QEMU cannot have this RAM",
