@@ -129,7 +129,7 @@ static int vm_start(struct fo_vm *vm, const char *sock, size_t size, uint64_t li
 		return err;
 	for (uint64_t p = 0; p < size / GVM_PAGE_SIZE; p++)
 		gvm_pattern_fill_page(vm->mem + p * GVM_PAGE_SIZE, SEED, p, 0);
-	return gvm_push_to_donors(vm->s, vm->memfd, size, limit, PUSH_TIMEOUT_MS);
+	return gvm_push_to_donors(vm->s, vm->memfd, limit, PUSH_TIMEOUT_MS);
 }
 
 /* A random page of the region not in memory now, so touching it faults. */

@@ -409,7 +409,7 @@ static int run_broker(const char *sock, size_t size, unsigned extent_pages, unsi
 	 * measured touches read. */
 	for (uint64_t p = 0; p < size / GVM_PAGE_SIZE; p++)
 		gvm_pattern_fill_page((uint8_t *)reg.host_addr + p * GVM_PAGE_SIZE, SEED, p, 0);
-	err = gvm_push_to_donors(s, memfd, size, limit, 300000);
+	err = gvm_push_to_donors(s, memfd, limit, 300000);
 	if (err) {
 		fprintf(stderr, "gvm-fault-bench: moving the region to the donors: %s\n",
 			gvm_strerror(err));

@@ -17,25 +17,24 @@
 #include "gvm_proto.h"
 #include "gvmmem.h"
 
-/* Pages of memfd (its [0, size)) in memory: its allocated blocks, which
- * hugetlbfs counts too (its lseek sees no holes). */
-static inline uint64_t gvm_push_data_pages(int memfd, size_t size)
+/* Pages of memfd in memory: its allocated blocks, which hugetlbfs counts
+ * too (its lseek sees no holes). */
+static inline uint64_t gvm_push_data_pages(int memfd)
 {
 	struct stat st;
 
-	(void)size;
 	return fstat(memfd, &st) ? UINT64_MAX : (uint64_t)st.st_blocks * 512 / GVM_PAGE_SIZE;
 }
 
-/* Every page of the attached region (memfd, size bytes) to the donors,
- * then the VM's own limit set to limit_after (0: none). 0, or -ETIMEDOUT
- * after timeout_ms, or gvm_set_limit's error. */
-static inline int gvm_push_to_donors(struct gvm_session *s, int memfd, size_t size,
-				     uint64_t limit_after, int timeout_ms)
+/* Every page of the attached region (its memfd's) to the donors, then the
+ * VM's own limit set to limit_after (0: none). 0, or -ETIMEDOUT after
+ * timeout_ms, or gvm_set_limit's error. */
+static inline int gvm_push_to_donors(struct gvm_session *s, int memfd, uint64_t limit_after,
+				     int timeout_ms)
 {
 	int err = gvm_set_limit(s, GVM_PAGE_SIZE);
 
-	for (int waited = 0; !err && gvm_push_data_pages(memfd, size) > 0; waited += 10) {
+	for (int waited = 0; !err && gvm_push_data_pages(memfd) > 0; waited += 10) {
 		if (waited >= timeout_ms)
 			return -ETIMEDOUT;
 		usleep(10 * 1000);

@@ -176,7 +176,7 @@ static void client_run(const char *vm, size_t size, uint64_t seeded, int ready_f
 	for (uint64_t p = 0; p < seeded; p++)
 		gvm_pattern_fill_page(g.mem + p * GVM_PAGE_SIZE, SEED, p, 7);
 	if (seeded) {
-		err = gvm_push_to_donors(s, g.memfd, g.size, 0, 60000);
+		err = gvm_push_to_donors(s, g.memfd, 0, 60000);
 		CHILD_CHECK(!err, 88, "pushing %s to the donors: %s", vm, gvm_strerror(err));
 	}
 	if (order_cluster) {

@@ -454,7 +454,7 @@ static void pushed_vm_run(const char *vm, int cmd_fd, int rep_fd)
 	child_attach(&g, vm, VM_BYTES);
 	for (uint64_t p = 0; p < pages; p++)
 		gvm_pattern_fill_page(g.mem + p * GVM_PAGE_SIZE, SEED, p, ZERO_EVERY);
-	err = gvm_push_to_donors(g.s, g.memfd, g.size, 0, PUSH_WAIT_MS - 10000);
+	err = gvm_push_to_donors(g.s, g.memfd, 0, PUSH_WAIT_MS - 10000);
 	CHILD_CHECK(!err, 85, "pushing %s to the donors: %s", vm, gvm_strerror(err));
 	CHILD_CHECK(gvmt_vm_namespace(broker_log, vm, getpid(), ns, sizeof(ns) - 2), 86,
 		    "no namespace for %s in %s", vm, broker_log);

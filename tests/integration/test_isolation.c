@@ -190,7 +190,7 @@ static uint64_t vm_foreign_pages(const struct vm *v)
 
 static void vm_push(const struct vm *v)
 {
-	int err = gvm_push_to_donors(v->s, v->memfd, v->size, 0, 60000);
+	int err = gvm_push_to_donors(v->s, v->memfd, 0, 60000);
 
 	CHILD_CHECK(!err, 63, "push to the donors: %s", gvm_strerror(err));
 }
