@@ -34,6 +34,31 @@ void gvmt_cluster_paths(struct gvmt_cluster *cl, const char *name)
 	gvmt_path(cl->listing, sizeof(cl->listing), base);
 }
 
+void gvmt_cluster_start(struct gvmt_cluster *cl, const char *name, const char *key_path,
+			unsigned ndonors, const char *const *broker_extra)
+{
+	const char *donors[GVMT_CLUSTER_DONORS_MAX + 1] = { NULL };
+
+	assert_true(ndonors >= 1 && ndonors <= GVMT_CLUSTER_DONORS_MAX);
+	memset(cl, 0, sizeof(*cl));
+	gvmt_cluster_paths(cl, name);
+	for (unsigned i = 0; i < ndonors; i++) {
+		assert_true(gvmt_memserver_start(&cl->donor[i], key_path, NULL));
+		donors[i] = cl->donor[i].addr;
+	}
+	assert_true(gvmt_broker_start(&cl->broker, key_path, cl->sock, donors, broker_extra));
+	assert_true(gvmt_broker_wait_stat(cl->sock, "donors", ndonors, 10000));
+}
+
+void gvmt_cluster_stop_clean(struct gvmt_cluster *cl)
+{
+	assert_int_equal(gvmt_proc_stop(&cl->broker, SIGTERM), 0);
+	for (unsigned i = 0; i < GVMT_CLUSTER_DONORS_MAX; i++)
+		if (cl->donor[i].pid)
+			assert_int_equal(gvmt_proc_stop(&cl->donor[i], SIGTERM), 0);
+	memset(cl, 0, sizeof(*cl));
+}
+
 void gvmt_cluster_stop(struct gvmt_cluster *cl)
 {
 	assert_int_equal(gvmt_proc_stop(&cl->broker, SIGTERM), 0);

@@ -23,9 +23,16 @@ struct gvmt_cluster {
 
 /* The files, named name.sock, name.donors and name.listing in gvmt_dir(). */
 void gvmt_cluster_paths(struct gvmt_cluster *cl, const char *name);
+/* Starts ndonors gvm-memservers and a broker over them with broker_extra
+ * (e.g. --budget; may be NULL), on name.sock, and waits until the broker
+ * counts every donor. */
+void gvmt_cluster_start(struct gvmt_cluster *cl, const char *name, const char *key_path,
+			unsigned ndonors, const char *const *broker_extra);
 /* Stops the broker (SIGTERM; it must exit 0), kills the donors, forgets
  * them all. */
 void gvmt_cluster_stop(struct gvmt_cluster *cl);
+/* Stops the broker and the donors with SIGTERM; each must exit 0. */
+void gvmt_cluster_stop_clean(struct gvmt_cluster *cl);
 /* For a teardown: kills whatever still runs and forgets it. */
 void gvmt_cluster_kill(struct gvmt_cluster *cl);
 /* Replaces the donors file at once (a rename), so no reload reads half. */

@@ -29,6 +29,7 @@
 
 #include "gvmmem.h"
 #include "pattern.h"
+#include "cluster.h"
 #include "procs.h"
 
 #define MIB (1024u * 1024u)
@@ -41,11 +42,12 @@
 #define SLACK_BYTES (4u * HUGE)
 #define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
 
-static char key_path[512], sock_path[512];
+static char key_path[512];
+static struct gvmt_cluster cl;
+static const char *const broker_args[] = { "--budget", "16M", NULL }; /* BUDGET_MIB */
 static uid_t test_uid;
 static gid_t test_gid, gvm_gid;
 static bool have_user;
-static struct gvmt_proc donor[2], broker;
 static long hugepages_before = -1;
 
 static long read_long(const char *path)
@@ -101,26 +103,19 @@ static int give_back_hugepages(void **state)
 	return 0;
 }
 
+/* This test's broker (--budget BUDGET_MIB) over two donors. */
 static void cluster_start(void)
 {
 	static int serial;
-	char budget[32];
+	char name[32];
 
-	for (int i = 0; i < 2; i++)
-		assert_true(gvmt_memserver_start(&donor[i], key_path, NULL));
-	snprintf(sock_path, sizeof(sock_path), "%s/huge-%d.sock", gvmt_dir(), ++serial);
-	snprintf(budget, sizeof(budget), "%uM", BUDGET_MIB);
-	assert_true(gvmt_broker_start(&broker, key_path, sock_path,
-				      (const char *[]){ donor[0].addr, donor[1].addr, NULL },
-				      (const char *[]){ "--budget", budget, NULL }));
-	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
+	snprintf(name, sizeof(name), "huge-%d", ++serial);
+	gvmt_cluster_start(&cl, name, key_path, 2, broker_args);
 }
 
 static void cluster_stop(void)
 {
-	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(gvmt_proc_stop(&donor[i], SIGTERM), 0);
+	gvmt_cluster_stop_clean(&cl);
 }
 
 struct guest {
@@ -153,7 +148,7 @@ static int guest_attach(struct guest *g, const char *vm, size_t size, uint64_t o
 	CHILD_CHECK(g->mem != MAP_FAILED, 71, "mmap: %s", strerror(errno));
 	r.host_addr = g->mem;
 	r.memfd = g->memfd;
-	g->s = gvm_attach_flags(sock_path, vm, &r, 1, flags, &err);
+	g->s = gvm_attach_flags(cl.sock, vm, &r, 1, flags, &err);
 	return g->s ? 0 : err;
 }
 
@@ -201,129 +196,137 @@ static int wait_exit(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void test_hugetlb_region_larger_than_the_budget_reads_back_page_by_page(void **state)
+/* Runs vm, a guest that ends with _exit(0) when all is well, in a child;
+ * it must exit 0. */
+static void in_child(void (*vm)(void))
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		vm();
+	assert_int_equal(wait_exit(pid), 0);
+}
+
+/* The guests of the tests below, each in a child of the test. */
+
+static void guest_hugetlb_region_larger_than_the_budget_reads_back_page_by_page(void)
 {
 	const size_t size = (size_t)REGION_MIB * MIB, nhuge = size / HUGE;
-	pid_t pid;
+	struct guest g;
+	uint64_t bad = 0;
+	int err = guest_attach(&g, "huge", size, 0, 0);
 
+	CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
+	guest_write(&g, 0, size / GVM_PAGE_SIZE, 1);
+	for (size_t h = 0; h < nhuge; h++) /* page by page, in order */
+		bad += huge_bad(&g, h, 1);
+	CHILD_CHECK(!bad, 73, "%llu pages wrong, first reading", (unsigned long long)bad);
+	for (size_t h = nhuge; h-- > 0;) /* the other way */
+		bad += huge_bad(&g, h, 1);
+	CHILD_CHECK(!bad, 74, "%llu pages wrong, backwards", (unsigned long long)bad);
+	for (size_t h = 1; h < nhuge; h += 2) /* huge pages fetched back, written again */
+		guest_write(&g, h * HPAGES, HPAGES, 2);
+	for (size_t h = 0; h < nhuge; h++)
+		bad += huge_bad(&g, h, h % 2 ? 2 : 1);
+	CHILD_CHECK(!bad, 75, "%llu pages wrong after rewriting", (unsigned long long)bad);
+	CHILD_CHECK(g.max_bytes <= (size_t)BUDGET_MIB * MIB + SLACK_BYTES, 76,
+		    "the memfd held %zu bytes; budget %u MiB", g.max_bytes, BUDGET_MIB);
+	gvm_detach(g.s);
+	_exit(0);
+}
+
+static void test_hugetlb_region_larger_than_the_budget_reads_back_page_by_page(void **state)
+{
 	(void)state;
 	cluster_start();
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct guest g;
-		uint64_t bad = 0;
-		int err = guest_attach(&g, "huge", size, 0, 0);
-
-		CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
-		guest_write(&g, 0, size / GVM_PAGE_SIZE, 1);
-		for (size_t h = 0; h < nhuge; h++) /* page by page, in order */
-			bad += huge_bad(&g, h, 1);
-		CHILD_CHECK(!bad, 73, "%llu pages wrong, first reading", (unsigned long long)bad);
-		for (size_t h = nhuge; h-- > 0;) /* the other way */
-			bad += huge_bad(&g, h, 1);
-		CHILD_CHECK(!bad, 74, "%llu pages wrong, backwards", (unsigned long long)bad);
-		for (size_t h = 1; h < nhuge; h += 2) /* huge pages fetched back, written again */
-			guest_write(&g, h * HPAGES, HPAGES, 2);
-		for (size_t h = 0; h < nhuge; h++)
-			bad += huge_bad(&g, h, h % 2 ? 2 : 1);
-		CHILD_CHECK(!bad, 75, "%llu pages wrong after rewriting", (unsigned long long)bad);
-		CHILD_CHECK(g.max_bytes <= (size_t)BUDGET_MIB * MIB + SLACK_BYTES, 76,
-			    "the memfd held %zu bytes; budget %u MiB", g.max_bytes, BUDGET_MIB);
-		gvm_detach(g.s);
-		_exit(0);
-	}
-	assert_int_equal(wait_exit(pid), 0);
+	in_child(guest_hugetlb_region_larger_than_the_budget_reads_back_page_by_page);
 	/* Moved in huge pages: every eviction and read is of whole ones. */
-	assert_true(gvmt_broker_stat(sock_path, "evictions") >= (REGION_MIB - BUDGET_MIB) * MIB /
+	assert_true(gvmt_broker_stat(cl.sock, "evictions") >= (REGION_MIB - BUDGET_MIB) * MIB /
 								       GVM_PAGE_SIZE);
-	assert_int_equal(gvmt_broker_stat(sock_path, "evictions") % HPAGES, 0);
-	assert_true(gvmt_broker_stat(sock_path, "writebacks") > 0);
-	assert_true(gvmt_broker_stat(sock_path, "remote_reads") > 0);
-	assert_int_equal(gvmt_broker_stat(sock_path, "remote_pages"),
-			 gvmt_broker_stat(sock_path, "remote_reads") * HPAGES);
-	assert_int_equal(gvmt_broker_stat(sock_path, "poisoned_pages"), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "evictions") % HPAGES, 0);
+	assert_true(gvmt_broker_stat(cl.sock, "writebacks") > 0);
+	assert_true(gvmt_broker_stat(cl.sock, "remote_reads") > 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "remote_pages"),
+			 gvmt_broker_stat(cl.sock, "remote_reads") * HPAGES);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
 	cluster_stop();
+}
+
+static void guest_huge_pages_the_vm_punches_read_as_zero(void)
+{
+	const size_t size = (size_t)REGION_MIB * MIB, nhuge = size / HUGE;
+	struct guest g;
+	uint64_t bad = 0;
+	int err = guest_attach(&g, "punch", size, 0, 0);
+
+	CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
+	guest_write(&g, 0, size / GVM_PAGE_SIZE, 3);
+	/* The first huge page went to the donors and is read back into
+	 * memory; it and the last one, in memory since written, are
+	 * punched as QEMU discards a hugetlb page (fallocate alone: the
+	 * kernel tells the broker nothing). */
+	bad += huge_bad(&g, 0, 3);
+	CHILD_CHECK(!fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, HUGE) &&
+			    !fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(size - HUGE), HUGE),
+		    77, "punch: %s", strerror(errno));
+	for (int round = 0; round < 2; round++) { /* and again after more eviction */
+		bad += huge_bad(&g, 0, 0) + huge_bad(&g, nhuge - 1, 0);
+		for (size_t h = 1; h < nhuge - 1; h++)
+			bad += huge_bad(&g, h, 3);
+	}
+	CHILD_CHECK(!bad, 78, "%llu pages wrong", (unsigned long long)bad);
+	gvm_detach(g.s);
+	_exit(0);
 }
 
 static void test_huge_pages_the_vm_punches_read_as_zero(void **state)
 {
-	const size_t size = (size_t)REGION_MIB * MIB, nhuge = size / HUGE;
-	pid_t pid;
-
 	(void)state;
 	cluster_start();
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct guest g;
-		uint64_t bad = 0;
-		int err = guest_attach(&g, "punch", size, 0, 0);
-
-		CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
-		guest_write(&g, 0, size / GVM_PAGE_SIZE, 3);
-		/* The first huge page went to the donors and is read back into
-		 * memory; it and the last one, in memory since written, are
-		 * punched as QEMU discards a hugetlb page (fallocate alone: the
-		 * kernel tells the broker nothing). */
-		bad += huge_bad(&g, 0, 3);
-		CHILD_CHECK(!fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, HUGE) &&
-				    !fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					       (off_t)(size - HUGE), HUGE),
-			    77, "punch: %s", strerror(errno));
-		for (int round = 0; round < 2; round++) { /* and again after more eviction */
-			bad += huge_bad(&g, 0, 0) + huge_bad(&g, nhuge - 1, 0);
-			for (size_t h = 1; h < nhuge - 1; h++)
-				bad += huge_bad(&g, h, 3);
-		}
-		CHILD_CHECK(!bad, 78, "%llu pages wrong", (unsigned long long)bad);
-		gvm_detach(g.s);
-		_exit(0);
-	}
-	assert_int_equal(wait_exit(pid), 0);
-	assert_int_equal(gvmt_broker_stat(sock_path, "removed_pages"), 2 * HPAGES);
-	assert_int_equal(gvmt_broker_stat(sock_path, "poisoned_pages"), 0);
+	in_child(guest_huge_pages_the_vm_punches_read_as_zero);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "removed_pages"), 2 * HPAGES);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
 	cluster_stop();
+}
+
+static void guest_pinned_hugetlb_vm_is_filled_and_misaligned_regions_are_refused(void)
+{
+	struct guest g, off;
+	int err = guest_attach(&g, "pinned-huge", 8 * MIB, 0, GVM_ATTACH_PINNED);
+
+	CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
+	/* in memory at attach, before any touch: counted by the broker */
+	for (int i = 0; i < 250 && gvmt_broker_stat(cl.sock, "resident_pages") <
+					   8 * MIB / GVM_PAGE_SIZE; i++)
+		usleep(20000);
+	CHILD_CHECK(gvmt_broker_stat(cl.sock, "resident_pages") == 8 * MIB / GVM_PAGE_SIZE,
+		    79, "resident %llu pages",
+		    (unsigned long long)gvmt_broker_stat(cl.sock, "resident_pages"));
+	guest_write(&g, 0, 8 * MIB / GVM_PAGE_SIZE, 4);
+	CHILD_CHECK(!huge_bad(&g, 3, 4), 80, "pinned huge page wrong");
+	/* 4 KiB of a memfd of 2 MiB pages: refused, not served 4 KiB wide */
+	off.memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_HUGETLB);
+	CHILD_CHECK(off.memfd >= 0 && !ftruncate(off.memfd, HUGE), 81, "memfd");
+	off.mem = mmap(NULL, HUGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       off.memfd, 0);
+	CHILD_CHECK(off.mem != MAP_FAILED, 82, "mmap");
+	off.s = gvm_attach(cl.sock, "misaligned",
+			   &(struct gvm_region){ "ram", off.mem, GVM_PAGE_SIZE, off.memfd, 0, 0 },
+			   1, &err);
+	CHILD_CHECK(!off.s && err == -EINVAL, 83, "a 4 KiB hugetlb region: %s",
+		    gvm_strerror(err));
+	gvm_detach(g.s);
+	_exit(0);
 }
 
 static void test_pinned_hugetlb_vm_is_filled_and_misaligned_regions_are_refused(void **state)
 {
-	pid_t pid;
-
 	(void)state;
 	cluster_start();
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct guest g, off;
-		int err = guest_attach(&g, "pinned-huge", 8 * MIB, 0, GVM_ATTACH_PINNED);
-
-		CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
-		/* in memory at attach, before any touch: counted by the broker */
-		for (int i = 0; i < 250 && gvmt_broker_stat(sock_path, "resident_pages") <
-						   8 * MIB / GVM_PAGE_SIZE; i++)
-			usleep(20000);
-		CHILD_CHECK(gvmt_broker_stat(sock_path, "resident_pages") == 8 * MIB / GVM_PAGE_SIZE,
-			    79, "resident %llu pages",
-			    (unsigned long long)gvmt_broker_stat(sock_path, "resident_pages"));
-		guest_write(&g, 0, 8 * MIB / GVM_PAGE_SIZE, 4);
-		CHILD_CHECK(!huge_bad(&g, 3, 4), 80, "pinned huge page wrong");
-		/* 4 KiB of a memfd of 2 MiB pages: refused, not served 4 KiB wide */
-		off.memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_HUGETLB);
-		CHILD_CHECK(off.memfd >= 0 && !ftruncate(off.memfd, HUGE), 81, "memfd");
-		off.mem = mmap(NULL, HUGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			       off.memfd, 0);
-		CHILD_CHECK(off.mem != MAP_FAILED, 82, "mmap");
-		off.s = gvm_attach(sock_path, "misaligned",
-				   &(struct gvm_region){ "ram", off.mem, GVM_PAGE_SIZE, off.memfd, 0, 0 },
-				   1, &err);
-		CHILD_CHECK(!off.s && err == -EINVAL, 83, "a 4 KiB hugetlb region: %s",
-			    gvm_strerror(err));
-		gvm_detach(g.s);
-		_exit(0);
-	}
-	assert_int_equal(wait_exit(pid), 0);
-	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), 0);
+	in_child(guest_pinned_hugetlb_vm_is_filled_and_misaligned_regions_are_refused);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), 0);
 	cluster_stop();
 }
 

@@ -31,6 +31,7 @@
 
 #include "gvmmem.h"
 #include "pattern.h"
+#include "cluster.h"
 #include "procs.h"
 #include "vmchild.h"
 
@@ -42,30 +43,24 @@
 #define SEED_VM 11u
 #define SEED_FILE 29u
 
-static char key_path[512], sock_path[512], file_path[512];
+static char key_path[512], file_path[512];
+static struct gvmt_cluster cl;
+static const char *const broker_args[] = { "--budget", "32M", NULL }; /* BUDGET_MIB */
 static struct gvmt_vm_user user;
-static struct gvmt_proc donor[2], broker;
 
+/* This test's broker (--budget BUDGET_MIB) over two donors. */
 static void cluster_start(void)
 {
 	static int serial;
-	char budget[32];
+	char name[32];
 
-	for (int i = 0; i < 2; i++)
-		assert_true(gvmt_memserver_start(&donor[i], key_path, NULL));
-	snprintf(sock_path, sizeof(sock_path), "%s/pinned-%d.sock", gvmt_dir(), ++serial);
-	snprintf(budget, sizeof(budget), "%uM", BUDGET_MIB);
-	assert_true(gvmt_broker_start(&broker, key_path, sock_path,
-				      (const char *[]){ donor[0].addr, donor[1].addr, NULL },
-				      (const char *[]){ "--budget", budget, NULL }));
-	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
+	snprintf(name, sizeof(name), "pinned-%d", ++serial);
+	gvmt_cluster_start(&cl, name, key_path, 2, broker_args);
 }
 
 static void cluster_stop(void)
 {
-	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(gvmt_proc_stop(&donor[i], SIGTERM), 0);
+	gvmt_cluster_stop_clean(&cl);
 }
 
 /* Whether [0, size) of fd is all data: no page punched out. */
@@ -116,7 +111,7 @@ static struct gvm_session *pinned_start(const char *name, int *fd, uint8_t **mem
 	CHILD_CHECK(*mem != MAP_FAILED, 62, "mmap");
 	r.host_addr = *mem;
 	r.memfd = *fd;
-	s = gvm_attach_flags(sock_path, name, &r, 1, GVM_ATTACH_PINNED, &err);
+	s = gvm_attach_flags(cl.sock, name, &r, 1, GVM_ATTACH_PINNED, &err);
 	CHILD_CHECK(s, 63, "attach: %s", gvm_strerror(err));
 	for (size_t p = 0; p < size / GVM_PAGE_SIZE; p++)
 		gvm_pattern_fill_page(*mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
@@ -201,14 +196,53 @@ static int wait_exit(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* A pinned VM in a child: vm(cmd, res) runs there, with the ends of two
+ * pipes; the parent keeps the others (go, to let it on; res) and waits for
+ * its 'r'. */
+struct pinned_child {
+	pid_t pid;
+	int go, res;
+};
+
+static struct pinned_child pinned_child_start(void (*vm)(int cmd, int res))
+{
+	struct pinned_child ch;
+	int cmd[2], res[2];
+	uint8_t c;
+
+	assert_true(!pipe(cmd) && !pipe(res));
+	ch.pid = fork();
+	assert_true(ch.pid >= 0);
+	if (ch.pid == 0) {
+		close(cmd[1]);
+		close(res[0]);
+		vm(cmd[0], res[1]);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	ch.go = cmd[1];
+	ch.res = res[0];
+	assert_int_equal(read(ch.res, &c, 1), 1);
+	return ch;
+}
+
+/* Lets the child go on; it must exit 0. */
+static void pinned_child_end(struct pinned_child *ch)
+{
+	assert_int_equal(write(ch->go, "g", 1), 1);
+	assert_int_equal(wait_exit(ch->pid), 0);
+	close(ch->go);
+	close(ch->res);
+}
+
 static void test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_coherent(
 	void **state)
 {
 	size_t pinned_pages = (size_t)PINNED_MIB * MIB / GVM_PAGE_SIZE;
-	int cmd[2], res[2], fd;
-	uint8_t page[GVM_PAGE_SIZE], c;
+	uint8_t page[GVM_PAGE_SIZE];
+	struct pinned_child ch;
 	struct gvmt_vm other;
-	pid_t pid;
+	int fd;
 
 	(void)state;
 	/* what io_uring reads into the fixed buffer */
@@ -220,35 +254,22 @@ static void test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_c
 	}
 	close(fd);
 	cluster_start();
-	assert_true(!pipe(cmd) && !pipe(res));
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(cmd[1]);
-		close(res[0]);
-		pinned_vm(cmd[0], res[1]);
-	}
-	close(cmd[0]);
-	close(res[1]);
-	assert_int_equal(read(res[0], &c, 1), 1);
+	ch = pinned_child_start(pinned_vm);
 	/* All of it in memory at attach, and counted. */
-	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), pinned_pages);
-	assert_true(gvmt_broker_stat(sock_path, "resident_pages") >= pinned_pages);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), pinned_pages);
+	assert_true(gvmt_broker_stat(cl.sock, "resident_pages") >= pinned_pages);
 
 	/* Another VM writes and reads back twice the budget: only its own
 	 * pages can make room. */
-	gvmt_vm_start(&other, sock_path, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
+	gvmt_vm_start(&other, cl.sock, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
 	gvmt_vm_write(&other, 0, (size_t)PRESSURE_MIB * MIB / GVM_PAGE_SIZE);
 	gvmt_vm_verify(&other, "under the pinned VM");
-	assert_true(gvmt_broker_stat(sock_path, "evictions") > 0);
-	assert_true(gvmt_broker_stat(sock_path, "resident_pages") >= pinned_pages);
+	assert_true(gvmt_broker_stat(cl.sock, "evictions") > 0);
+	assert_true(gvmt_broker_stat(cl.sock, "resident_pages") >= pinned_pages);
 
-	assert_int_equal(write(cmd[1], "g", 1), 1);
-	assert_int_equal(wait_exit(pid), 0);
-	assert_true(gvmt_broker_wait_stat(sock_path, "pinned_pages", 0, 5000));
+	pinned_child_end(&ch);
+	assert_true(gvmt_broker_wait_stat(cl.sock, "pinned_pages", 0, 5000));
 	gvmt_vm_quit(&other);
-	close(cmd[1]);
-	close(res[0]);
 	cluster_stop();
 }
 
@@ -258,45 +279,29 @@ static void test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_c
 static void test_pinned_vm_survives_broker_restarts(void **state)
 {
 	size_t pinned_pages = (size_t)PINNED_MIB * MIB / GVM_PAGE_SIZE;
-	int cmd[2], res[2], sigs[] = { SIGTERM, SIGKILL };
+	int sigs[] = { SIGTERM, SIGKILL };
+	struct pinned_child ch;
 	struct gvmt_vm other;
-	uint8_t c;
-	pid_t pid;
 
 	(void)state;
 	cluster_start();
-	assert_true(!pipe(cmd) && !pipe(res));
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(cmd[1]);
-		close(res[0]);
-		pinned_vm_across_restarts(cmd[0], res[1]);
-	}
-	close(cmd[0]);
-	close(res[1]);
-	assert_int_equal(read(res[0], &c, 1), 1);
+	ch = pinned_child_start(pinned_vm_across_restarts);
 	for (unsigned i = 0; i < 2; i++) {
-		char budget[32];
-
-		assert_int_equal(gvmt_proc_stop(&broker, sigs[i]), sigs[i] == SIGKILL ? 128 + SIGKILL : 0);
-		snprintf(budget, sizeof(budget), "%uM", BUDGET_MIB);
-		assert_true(gvmt_broker_start(&broker, key_path, sock_path,
-					      (const char *[]){ donor[0].addr, donor[1].addr, NULL },
-					      (const char *[]){ "--budget", budget, NULL }));
-		assert_true(gvmt_broker_wait_stat(sock_path, "vms", 1, 20000));
-		assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), pinned_pages);
-		assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", pinned_pages, 5000));
+		assert_int_equal(gvmt_proc_stop(&cl.broker, sigs[i]),
+				 sigs[i] == SIGKILL ? 128 + SIGKILL : 0);
+		assert_true(gvmt_broker_start(&cl.broker, key_path, cl.sock,
+					      (const char *[]){ cl.donor[0].addr, cl.donor[1].addr, NULL },
+					      broker_args));
+		assert_true(gvmt_broker_wait_stat(cl.sock, "vms", 1, 20000));
+		assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), pinned_pages);
+		assert_true(gvmt_broker_wait_stat(cl.sock, "resident_pages", pinned_pages, 5000));
 	}
-	gvmt_vm_start(&other, sock_path, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
+	gvmt_vm_start(&other, cl.sock, "pressure", (size_t)PRESSURE_MIB * MIB, &user);
 	gvmt_vm_write(&other, 0, (size_t)PRESSURE_MIB * MIB / GVM_PAGE_SIZE);
 	gvmt_vm_verify(&other, "beside the re-attached pinned VM");
-	assert_true(gvmt_broker_stat(sock_path, "evictions") > 0);
-	assert_int_equal(write(cmd[1], "g", 1), 1);
-	assert_int_equal(wait_exit(pid), 0);
+	assert_true(gvmt_broker_stat(cl.sock, "evictions") > 0);
+	pinned_child_end(&ch);
 	gvmt_vm_quit(&other);
-	close(cmd[1]);
-	close(res[0]);
 	cluster_stop();
 }
 
@@ -321,7 +326,7 @@ static int local_attach(struct local_vm *v, const char *name, size_t size, unsig
 	assert_true(v->mem != MAP_FAILED);
 	r.host_addr = v->mem;
 	r.memfd = v->fd;
-	v->s = gvm_attach_flags(sock_path, name, &r, 1, flags, &err);
+	v->s = gvm_attach_flags(cl.sock, name, &r, 1, flags, &err);
 	return v->s ? 0 : err;
 }
 
@@ -348,8 +353,8 @@ static void test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason(voi
 
 	/* One fits, and is all in memory before the VM touches a page. */
 	assert_int_equal(local_attach(&a, "a", (size_t)PINNED_MIB * MIB, GVM_ATTACH_PINNED), 0);
-	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), page_count);
-	assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", page_count, 5000));
+	assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), page_count);
+	assert_true(gvmt_broker_wait_stat(cl.sock, "resident_pages", page_count, 5000));
 	assert_true(memfd_whole(a.fd, a.size));
 	for (size_t p = 0; p < page_count; p += 97)
 		assert_int_equal(a.mem[p * GVM_PAGE_SIZE + 5], 0);
@@ -372,7 +377,7 @@ static void test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason(voi
 
 	/* Room made: the second fits now, through GVM_PINNED=1. */
 	local_detach(&a);
-	assert_true(gvmt_broker_wait_stat(sock_path, "pinned_pages", 0, 5000));
+	assert_true(gvmt_broker_wait_stat(cl.sock, "pinned_pages", 0, 5000));
 	setenv("GVM_PINNED", "1", 1);
 	{
 		struct gvm_region r = { "ram", NULL, 16 * MIB, -1, 0, 0 };
@@ -385,16 +390,16 @@ static void test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason(voi
 		assert_true(envvm.mem != MAP_FAILED);
 		r.host_addr = envvm.mem;
 		r.memfd = envvm.fd;
-		envvm.s = gvm_attach(sock_path, "env", &r, 1, &err);
+		envvm.s = gvm_attach(cl.sock, "env", &r, 1, &err);
 		assert_non_null(envvm.s);
 	}
 	unsetenv("GVM_PINNED");
-	assert_int_equal(gvmt_broker_stat(sock_path, "pinned_pages"), 16 * MIB / GVM_PAGE_SIZE);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), 16 * MIB / GVM_PAGE_SIZE);
 	/* filled at attach: nothing else is attached now */
-	assert_true(gvmt_broker_wait_stat(sock_path, "resident_pages", 16 * MIB / GVM_PAGE_SIZE,
+	assert_true(gvmt_broker_wait_stat(cl.sock, "resident_pages", 16 * MIB / GVM_PAGE_SIZE,
 					  5000));
 	local_detach(&envvm);
-	assert_int_equal(gvmt_broker_stat(sock_path, "attach_errors"), 3);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "attach_errors"), 3);
 	cluster_stop();
 }
 
