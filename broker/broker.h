@@ -251,6 +251,9 @@ struct bk_broker {
 	struct gvm_key key;
 	struct bk_identity id;
 	int uffd_dev; /* /dev/userfaultfd, opened once, handed to every client; -1 if none */
+	/* The host's 2 MiB huge page pool: free and reserved pages (sysfs,
+	 * opened before the sandbox; -1 if none). */
+	int huge_free_fd, huge_resv_fd;
 	struct bk_pool *pool;
 	struct bk_cache *cache;
 	struct bk_vm *vms;

@@ -29,6 +29,8 @@
 #include "replica.h"
 #include "sandbox.h"
 
+#define HUGE_POOL_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -544,6 +546,9 @@ int main(int argc, char **argv)
 	if (broker.uffd_dev < 0)
 		gvm_warn("cannot open /dev/userfaultfd (%s): clients must create their uffd themselves, which needs privileges",
 			 strerror(errno));
+	/* Read when a huge page cannot be installed (region.c). */
+	broker.huge_free_fd = open(HUGE_POOL_DIR "/free_hugepages", O_RDONLY | O_CLOEXEC);
+	broker.huge_resv_fd = open(HUGE_POOL_DIR "/resv_hugepages", O_RDONLY | O_CLOEXEC);
 	broker.loop = uv_default_loop();
 	bk_evict_setup(&broker);
 	/* as large as the largest extent: --extent-pages, or a huge page */

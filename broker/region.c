@@ -298,6 +298,41 @@ static int64_t installed(struct bk_region *rg, uint64_t page, uint64_t n, int er
 	return err;
 }
 
+/* A count in a sysfs file (fd), or -1. */
+static long read_count(int fd)
+{
+	char buf[32];
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* Whether the host's pool has no 2 MiB page left for a mapping without
+ * a reservation of its own. The kernel then answers a hugetlb
+ * UFFDIO_COPY with ENOMEM, or with EEXIST where the VM's page tables
+ * already reach that address: an EEXIST is read in its light. */
+static bool huge_pool_dry(const struct bk_broker *b)
+{
+	long free_pages = read_count(b->huge_free_fd), resv = read_count(b->huge_resv_fd);
+
+	return free_pages >= 0 && resv >= 0 && free_pages <= resv;
+}
+
+/* No huge page for [page, page+n) of rg: its faults wait and are asked
+ * again, while eviction (or another user) gives pages back. */
+static void huge_wait(struct bk_region *rg, uint64_t page, uint64_t n)
+{
+	static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
+
+	gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: no free 2 MiB huge page for %s (reserve "
+			"more in /proc/sys/vm/nr_hugepages, or lower --budget); its faults wait",
+			rg->vm->name, rg->name);
+	bk_region_later(rg, page, n, BK_HUGE_RETRY_MS, false);
+}
+
 /* UFFDIO_COPY of n pages from src, or UFFDIO_CONTINUE of them (src NULL):
  * the pages done are resident; EAGAIN is tried again a few times, then the
  * threads fault again; a CONTINUE that finds a page gone from the memfd
@@ -315,21 +350,18 @@ static int64_t install(struct bk_region *rg, uint64_t page, uint64_t n, const ui
 		int err = src ? bk_uffd_copy(rg->vm->uffd, addr, src + done * GVM_PAGE_SIZE, len, wp,
 					     &bytes) :
 				bk_uffd_continue(rg->vm->uffd, addr, len, wp, &bytes);
-		int64_t r = installed(rg, page, n, err == -EFAULT && !src ? 0 : err, bytes, &done);
+		int64_t r;
+
+		if (err == -EEXIST && rg->huge && huge_pool_dry(rg->vm->b))
+			err = -ENOMEM;
+		r = installed(rg, page, n, err == -EFAULT && !src ? 0 : err, bytes, &done);
 
 		if (err == -EFAULT && !src) {
 			bk_region_wake(rg, page, n);
 			return (int64_t)n;
 		}
 		if (err == -ENOMEM && rg->huge) {
-			/* The host's pool of huge pages is empty: the faults wait
-			 * and are asked again, while eviction gives pages back. */
-			static struct gvm_log_limit lines = GVM_LOG_LIMIT_INIT(BK_REFUSAL_LOG_MS);
-
-			gvm_log_limited(&lines, GVM_LOG_ERROR, "vm %s: no free 2 MiB huge page for "
-					"%s (reserve more in /proc/sys/vm/nr_hugepages, or lower "
-					"--budget); its faults wait", rg->vm->name, rg->name);
-			bk_region_later(rg, page + done, n - done, BK_HUGE_RETRY_MS, false);
+			huge_wait(rg, page + done, n - done);
 			return (int64_t)n;
 		}
 		if (err != -EAGAIN)
@@ -362,6 +394,10 @@ int bk_region_install_if_gone(struct bk_region *rg, uint64_t first, uint64_t n,
 
 	if (!err)
 		return 1;
+	if (err == -ENOMEM || (err == -EEXIST && huge_pool_dry(rg->vm->b))) {
+		huge_wait(rg, first, n);
+		return 0;
+	}
 	if (err == -EEXIST || err == -EAGAIN) {
 		bk_region_wake(rg, first, n); /* there, or the mm changes: fault again */
 		return 0;

@@ -5,8 +5,10 @@
  * by page, in two orders and after a rewrite of every other huge page,
  * while its memfd never holds more than the budget and a few huge pages;
  * a huge page the VM punches while it is in memory reads as zero ever
- * after, also once evicted and read back; a pinned hugetlb VM is filled at attach; and a
- * region not aligned to its huge pages is refused. The test reserves the
+ * after, also once evicted and read back; a VM whose host runs out of huge
+ * pages waits, and goes on once there are some again; a pinned hugetlb VM
+ * is filled at attach; and a region not aligned to its huge pages is
+ * refused. The test reserves the
  * huge pages it needs (/proc/sys/vm/nr_hugepages) and gives back what it
  * added. */
 #include <errno.h>
@@ -41,6 +43,7 @@
  * an eviction pass on their way (a few huge pages). */
 #define SLACK_BYTES (4u * HUGE)
 #define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+#define FREE_HUGEPAGES "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
 
 static char key_path[512];
 static struct gvmt_cluster cl;
@@ -78,7 +81,7 @@ static int reserve_hugepages(void **state)
 {
 	long want = 2 * REGION_MIB * MIB / HUGE; /* two regions at once, at most */
 	long total = read_long(NR_HUGEPAGES);
-	long free_now = read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+	long free_now = read_long(FREE_HUGEPAGES);
 
 	(void)state;
 	if (total < 0 || free_now < 0) {
@@ -88,7 +91,7 @@ static int reserve_hugepages(void **state)
 	hugepages_before = total;
 	if (free_now < want && !write_long(NR_HUGEPAGES, total + want - free_now))
 		return -1;
-	if (read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages") < want) {
+	if (read_long(FREE_HUGEPAGES) < want) {
 		fprintf(stderr, "cannot reserve %ld free 2 MiB huge pages\n", want);
 		return -1;
 	}
@@ -330,12 +333,55 @@ static void test_pinned_hugetlb_vm_is_filled_and_misaligned_regions_are_refused(
 	cluster_stop();
 }
 
+static void guest_writes_through_an_empty_pool(void)
+{
+	const size_t size = 4 * HUGE;
+	struct guest g;
+	uint64_t bad = 0;
+	int err = guest_attach(&g, "dry", size, 0, 0);
+
+	CHILD_CHECK(!err, 72, "attach: %s", gvm_strerror(err));
+	guest_write(&g, 0, size / GVM_PAGE_SIZE, 5); /* waits at the third huge page */
+	for (size_t h = 0; h < size / HUGE; h++)
+		bad += huge_bad(&g, h, 5);
+	CHILD_CHECK(!bad, 84, "%llu pages wrong", (unsigned long long)bad);
+	gvm_detach(g.s);
+	_exit(0);
+}
+
+/* The host's pool of huge pages runs dry under a VM (2 free for its 4):
+ * its fault waits, the broker says why and keeps the VM, and once pages
+ * are there again the VM goes on and every page is right. */
+static void test_an_empty_pool_makes_faults_wait_not_fail(void **state)
+{
+	long total = read_long(NR_HUGEPAGES), free_now = read_long(FREE_HUGEPAGES);
+	pid_t pid;
+
+	(void)state;
+	cluster_start();
+	assert_true(write_long(NR_HUGEPAGES, total - free_now + 2));
+	assert_int_equal(read_long(FREE_HUGEPAGES), 2);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		guest_writes_through_an_empty_pool();
+	assert_true(gvmt_file_wait(cl.broker.log, "no free 2 MiB huge page", 1, 30000));
+	usleep(300 * 1000); /* several retries */
+	assert_int_equal(waitpid(pid, NULL, WNOHANG), 0); /* still waiting, not failed */
+	assert_int_equal(gvmt_broker_stat(cl.sock, "vms"), 1);
+	assert_true(write_long(NR_HUGEPAGES, total));
+	assert_int_equal(wait_exit(pid), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "poisoned_pages"), 0);
+	cluster_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hugetlb_region_larger_than_the_budget_reads_back_page_by_page),
 		cmocka_unit_test(test_huge_pages_the_vm_punches_read_as_zero),
 		cmocka_unit_test(test_pinned_hugetlb_vm_is_filled_and_misaligned_regions_are_refused),
+		cmocka_unit_test(test_an_empty_pool_makes_faults_wait_not_fail),
 	};
 	struct gvm_key key;
 
