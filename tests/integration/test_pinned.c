@@ -403,6 +403,34 @@ static void test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason(voi
 	cluster_stop();
 }
 
+/* A broker that receives pages into VMs' memory (--install continue)
+ * still installs a pinned VM's with UFFDIO_COPY, all of them at attach,
+ * and its pages read back. */
+static void test_pinned_vm_goes_in_with_copy_whatever_install_says(void **state)
+{
+	const size_t size = 8 * MIB, pages = size / GVM_PAGE_SIZE;
+	struct local_vm v;
+
+	(void)state;
+	gvmt_cluster_start(&cl, "pinned-continue", key_path, 2,
+			   (const char *[]){ "--budget", "32M", "--install", "continue", NULL });
+	assert_int_equal(local_attach(&v, "pinned-continue", size, GVM_ATTACH_PINNED), 0);
+	assert_true(gvmt_broker_wait_stat(cl.sock, "resident_pages", pages, 5000));
+	assert_int_equal(gvmt_broker_stat(cl.sock, "install_continue"), 0);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "pinned_pages"), pages);
+	for (size_t p = 0; p < pages; p++)
+		gvm_pattern_fill_page(v.mem + p * GVM_PAGE_SIZE, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+	for (size_t p = 0; p < pages; p++) {
+		uint8_t want[GVM_PAGE_SIZE];
+
+		gvm_pattern_fill_page(want, SEED_VM, p, GVMT_VM_ZERO_EVERY);
+		assert_memory_equal(v.mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE);
+	}
+	assert_int_equal(gvmt_broker_stat(cl.sock, "minor_faults"), 0);
+	local_detach(&v);
+	cluster_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +438,7 @@ int main(void)
 			test_eviction_never_touches_a_pinned_vm_and_its_fixed_buffers_stay_coherent),
 		cmocka_unit_test(test_pinned_vms_the_budget_cannot_hold_are_refused_with_a_reason),
 		cmocka_unit_test(test_pinned_vm_survives_broker_restarts),
+		cmocka_unit_test(test_pinned_vm_goes_in_with_copy_whatever_install_says),
 	};
 	struct gvm_key key;
 
