@@ -465,6 +465,9 @@ static const char *reply_mismatch(const struct gvm_hdr *q, const struct gvm_hdr 
 		return "the reply names another namespace";
 	if (paged && (h->first_page != q->first_page || h->page_count != q->page_count))
 		return "the reply covers other pages than asked";
+	if (!h->status && q->op == GVM__OP__OP_READ && h->tag_bytes != q->tag_bytes)
+		return h->tag_bytes ? "the READ reply carries tags that were not asked for" :
+				      "the READ reply has no page tags (a donor older than sealed pages?)";
 	if (!h->status && q->op == GVM__OP__OP_OPEN_NS && !h->ns)
 		return "OPEN_NS answered namespace 0";
 	if (!h->status && q->op == GVM__OP__OP_LIST &&

@@ -83,6 +83,7 @@ int gvm_hdr_encode(const struct gvm_hdr *h, uint8_t *out, size_t cap)
 	f.ns_name.len = strlen(h->ns_name);
 	f.host_id.data = (uint8_t *)h->host_id;
 	f.host_id.len = strlen(h->host_id);
+	f.tag_bytes = h->tag_bytes;
 	if (h->page_count && h->page_count <= GVM_FRAME_PAGES_MAX &&
 	    gvm_hdr_data_pages(h) != h->page_count) {
 		f.zero_bitmap.data = (uint8_t *)h->zero_bitmap;
@@ -139,6 +140,7 @@ int gvm_hdr_decode(const uint8_t *buf, size_t len, struct gvm_hdr *h,
 	h->first_page = f->first_page;
 	h->page_count = f->page_count;
 	h->payload_len = f->payload_len;
+	h->tag_bytes = f->tag_bytes;
 	if (!copy_text(h->error, &f->error, GVM_ERROR_MAX_BYTES)) {
 		*why = "error string too long or not text";
 		err = -EBADMSG;
@@ -175,8 +177,9 @@ static int check_payload(const struct gvm_hdr *h, const char **why)
 	bool carries_list = h->op == GVM__OP__OP_LIST && h->response && !h->status;
 
 	if (carries_pages) {
-		if (h->payload_len != (uint64_t)gvm_hdr_data_pages(h) * GVM_PAGE_SIZE)
-			return bad(why, "payload_len does not match the non-zero pages");
+		if (h->payload_len !=
+		    (uint64_t)gvm_hdr_data_pages(h) * (GVM_PAGE_SIZE + h->tag_bytes))
+			return bad(why, "payload_len does not match the non-zero pages and their tags");
 		return 0;
 	}
 	if (carries_list) {
@@ -243,6 +246,10 @@ int gvm_hdr_check(const struct gvm_hdr *h, const char **why)
 	} else if (h->page_count || h->first_page) {
 		return bad(why, "page range on an op that takes none");
 	}
+	if (h->tag_bytes && h->tag_bytes != GVM_PAGE_TAG_BYTES)
+		return bad(why, "tag_bytes is neither 0 nor GVM_PAGE_TAG_BYTES");
+	if (h->tag_bytes && h->op != GVM__OP__OP_READ && (h->op != GVM__OP__OP_WRITE || h->response))
+		return bad(why, "tag_bytes outside a READ or a WRITE request");
 	if (h->host_id[0] && (h->op != GVM__OP__OP_AUTH || h->response))
 		return bad(why, "host id outside an AUTH answer");
 	if (h->host_id[0] && gvm_host_id_invalid(h->host_id))
@@ -255,13 +262,13 @@ void gvm_reader_init(struct gvm_reader *r)
 	memset(r, 0, sizeof(*r));
 	r->state = GVM_RD_LEN;
 	r->need = GVM_FRAME_LEN_BYTES;
-	r->max_payload = GVM_FRAME_DATA_MAX_BYTES;
+	r->max_payload = GVM_FRAME_PAYLOAD_MAX_BYTES;
 }
 
 void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload)
 {
-	r->max_payload = max_payload < GVM_FRAME_DATA_MAX_BYTES ? max_payload :
-								  GVM_FRAME_DATA_MAX_BYTES;
+	r->max_payload = max_payload < GVM_FRAME_PAYLOAD_MAX_BYTES ? max_payload :
+								     GVM_FRAME_PAYLOAD_MAX_BYTES;
 }
 
 void gvm_reader_set_dst(struct gvm_reader *r, gvm_payload_dst_fn fn, void *ctx)

@@ -28,6 +28,9 @@ struct gvm_hdr {
 	uint32_t payload_len;
 	char ns_name[GVM_NS_NAME_MAX_BYTES + 1];
 	char host_id[GVM_HOST_ID_MAX_BYTES + 1]; /* AUTH answer only */
+	/* READ (request and reply), WRITE request: 0, or GVM_PAGE_TAG_BYTES:
+	 * the payload's data pages are followed by a tag each, in order. */
+	uint32_t tag_bytes;
 };
 
 /* A zeroed header of the current version for op. */
@@ -44,6 +47,11 @@ static inline void gvm_hdr_zero_set(struct gvm_hdr *h, uint32_t i)
 }
 /* Pages that travel as bytes: page_count minus the zero bits. */
 uint32_t gvm_hdr_data_pages(const struct gvm_hdr *h);
+/* The tags of a READ reply's or WRITE's data pages: after the pages. */
+static inline const uint8_t *gvm_frame_tags(const struct gvm_hdr *h, const uint8_t *payload)
+{
+	return payload + (size_t)gvm_hdr_data_pages(h) * GVM_PAGE_SIZE;
+}
 bool gvm_page_is_zero(const void *page);
 
 /* Encodes the length prefix and header into out. Returns the byte count, or
@@ -84,7 +92,7 @@ struct gvm_reader {
 void gvm_reader_init(struct gvm_reader *r);
 void gvm_reader_free(struct gvm_reader *r);
 /* Refuse frames whose payload exceeds max_payload bytes (default and upper
- * bound GVM_FRAME_DATA_MAX_BYTES): e.g. a donor allows only an AUTH answer
+ * bound GVM_FRAME_PAYLOAD_MAX_BYTES): e.g. a donor allows only an AUTH answer
  * until the peer has authenticated. */
 void gvm_reader_limit(struct gvm_reader *r, uint32_t max_payload);
 /* Lets the caller say where each payload goes (see gvm_payload_dst_fn), so
@@ -126,7 +134,8 @@ bool gvm_reader_idle(const struct gvm_reader *r);
 uint32_t gvm_hdr_mark_zero_pages(struct gvm_hdr *h, const uint8_t *pages,
 				 uint32_t count);
 /* Expands a READ response payload to h->page_count full pages in out; out
- * may be payload itself, when it has room for page_count pages. */
+ * may be payload itself, when it has room for page_count pages (the tags,
+ * if any, are overwritten then: take them first). */
 void gvm_frame_unpack_pages(const struct gvm_hdr *h, const uint8_t *payload,
 			    uint8_t *out);
 

@@ -19,6 +19,11 @@
 #define GVM_FRAME_PAGES_MAX 512u
 #define GVM_FRAME_BITMAP_MAX_BYTES (GVM_FRAME_PAGES_MAX / 8u)
 #define GVM_FRAME_DATA_MAX_BYTES (GVM_FRAME_PAGES_MAX * GVM_PAGE_SIZE)
+/* A sealed page's authentication tag (broker/seal.c): a donor stores it
+ * beside the page and hands it back with it (Frame.tag_bytes). */
+#define GVM_PAGE_TAG_BYTES 16u
+/* The largest page payload: every page with its tag. */
+#define GVM_FRAME_PAYLOAD_MAX_BYTES (GVM_FRAME_PAGES_MAX * (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES))
 #define GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES 4096u /* AUTH, STATS, PING payloads */
 /* Pages one LIST asks about: its reply, a bit per page, is 1 MiB at most
  * (8M pages, 32 GiB of guest memory). */
