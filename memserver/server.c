@@ -637,7 +637,7 @@ static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
 
 	reply_init(&r, h);
 	err = ms_store_read(c->w->srv->store, c->host, h->ns, h->first_page,
-			    h->page_count, r.zero_bitmap, c->w->scratch, &data_pages);
+			    h->page_count, r.zero_bitmap, c->w->scratch, &data_pages, NULL);
 	if (err) {
 		reply_store_error(c, h, err);
 		return;
@@ -678,7 +678,7 @@ static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 	int err;
 
 	err = ms_store_write(c->w->srv->store, c->host, h->ns, h->first_page,
-			     h->page_count, h->zero_bitmap, p);
+			     h->page_count, h->zero_bitmap, p, NULL);
 	if (err == -ENOSPC) {
 		atomic_fetch_add(&st->enospc, 1);
 		ms_store_get_info(c->w->srv->store, &info);

@@ -1,6 +1,7 @@
 /* store.c: the donor's page store (store.h). One layout for anonymous memory
  * and for a backing file: a header, a namespace table, a slot table saying
- * which (namespace, page) each 4 KiB data slot holds, then the slots. Each
+ * which (namespace, page) each 4 KiB data slot holds, the slots, then each
+ * slot's page tag (16 opaque bytes the broker keeps beside a page). Each
  * namespace indexes its pages with an open-addressing hash map; a restart
  * from a file rebuilds the maps from the slot table. A namespace belongs to
  * the host its name starts with (names.h): every call checks that under
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,11 @@
 #include "names.h"
 
 #define STORE_MAGIC "GVMSTOR1"
-/* 2: a namespace record keeps its id's tag. A file of format 1 (no tags)
- * is upgraded in place when opened: its namespaces get tags, so new ids. */
-#define STORE_VERSION 2u
+/* 2: a namespace record keeps its id's tag. 3: a page tag per slot, in an
+ * area after the slots. A file of format 1 or 2 is upgraded in place when
+ * opened: it grows by the page tag area (its pages' tags read as zero), and
+ * a format-1 file's namespaces get id tags, so new ids. */
+#define STORE_VERSION 3u
 
 struct store_hdr {
 	char magic[8];
@@ -39,7 +43,13 @@ struct store_hdr {
 	uint64_t slots;
 	uint64_t ns_off, slot_off, data_off, total_bytes;
 	uint32_t clean; /* 1 after a clean shutdown */
+	/* Format 3: GVM_PAGE_TAG_BYTES per slot, where formats 1 and 2 ended
+	 * (their files hold 0 here: the header page was zero past clean). */
+	uint64_t page_tag_off;
 };
+_Static_assert(offsetof(struct store_hdr, clean) == 56 &&
+		       offsetof(struct store_hdr, page_tag_off) == 64,
+	       "formats 1 and 2 keep their header fields where they were");
 
 struct store_ns_rec {
 	char name[GVM_NS_NAME_MAX_BYTES + 1];
@@ -71,6 +81,12 @@ struct ms_store {
 	struct store_ns_rec *nsrec; /* [MS_NAMESPACES_MAX], see ns_id() */
 	struct store_slot_rec *slot;
 	uint8_t *data;
+	uint8_t *page_tags; /* GVM_PAGE_TAG_BYTES per slot */
+	/* A backing file of an older format this open upgrades: its format,
+	 * header and size as found (0: none), to undo it if the open fails. */
+	uint32_t upgraded_from;
+	struct store_hdr found_hdr;
+	uint64_t found_bytes;
 	struct pmap maps[MS_NAMESPACES_MAX];
 	uint32_t *free_slots; /* stack of released slots */
 	uint32_t nfree;
@@ -194,6 +210,11 @@ static uint8_t *slot_data(struct ms_store *s, uint32_t slot)
 	return s->data + (size_t)slot * GVM_PAGE_SIZE;
 }
 
+static uint8_t *slot_page_tag(struct ms_store *s, uint32_t slot)
+{
+	return s->page_tags + (size_t)slot * GVM_PAGE_TAG_BYTES;
+}
+
 static uint64_t slots_available(const struct ms_store *s)
 {
 	return s->nfree + s->npend + (s->hdr->slots - s->next_fresh);
@@ -217,7 +238,8 @@ static int cmp_slot_desc(const void *a, const void *b)
 
 /* Returns the memory of n slots, sorted highest first, to the host, so a
  * donor's RSS follows its data: one madvise (or hole punch) per run of
- * adjacent slots (a namespace written in order sits in long runs). */
+ * adjacent slots (a namespace written in order sits in long runs). Their
+ * page tags are zeroed, so no dropped page leaves its tag behind either. */
 static void release_memory(struct ms_store *s, const uint32_t *slots, size_t n)
 {
 	for (size_t i = 0, j; i < n; i = j) {
@@ -233,6 +255,7 @@ static void release_memory(struct ms_store *s, const uint32_t *slots, size_t n)
 				  (off_t)(p - s->base), (off_t)len);
 		else
 			madvise(p, len, MADV_DONTNEED);
+		memset(slot_page_tag(s, slots[j - 1]), 0, (j - i) * GVM_PAGE_TAG_BYTES);
 	}
 }
 
@@ -364,19 +387,39 @@ static int name_check(const char *host, const char *name)
 	return strcmp(owner, host) ? -EACCES : 0;
 }
 
+static uint64_t page_round_up(uint64_t n)
+{
+	return (n + GVM_PAGE_SIZE - 1) & ~(uint64_t)(GVM_PAGE_SIZE - 1);
+}
+
+/* Where everything lies in a store of slots slots, format 3. Formats 1 and
+ * 2 are the same up to the end of the data slots, where they ended: at
+ * page_tag_off. */
+struct store_geometry {
+	uint64_t ns_off, slot_off, data_off, page_tag_off, total_bytes;
+};
+
+static void store_geometry(uint64_t slots, struct store_geometry *g)
+{
+	g->ns_off = 4096;
+	g->slot_off = g->ns_off + MS_NAMESPACES_MAX * sizeof(struct store_ns_rec);
+	g->data_off = page_round_up(g->slot_off + slots * sizeof(struct store_slot_rec));
+	g->page_tag_off = g->data_off + slots * GVM_PAGE_SIZE;
+	g->total_bytes = page_round_up(g->page_tag_off + slots * GVM_PAGE_TAG_BYTES);
+}
+
 static void store_layout(struct ms_store *s, uint64_t slots)
 {
-	uint64_t ns_off = 4096;
-	uint64_t slot_off = ns_off + MS_NAMESPACES_MAX * sizeof(struct store_ns_rec);
-	uint64_t data_off = slot_off + slots * sizeof(struct store_slot_rec);
+	struct store_geometry g;
 
-	data_off = (data_off + GVM_PAGE_SIZE - 1) & ~(uint64_t)(GVM_PAGE_SIZE - 1);
-	s->map_bytes = data_off + slots * GVM_PAGE_SIZE;
+	store_geometry(slots, &g);
+	s->map_bytes = g.total_bytes;
 	s->hdr->slots = slots;
-	s->hdr->ns_off = ns_off;
-	s->hdr->slot_off = slot_off;
-	s->hdr->data_off = data_off;
-	s->hdr->total_bytes = s->map_bytes;
+	s->hdr->ns_off = g.ns_off;
+	s->hdr->slot_off = g.slot_off;
+	s->hdr->data_off = g.data_off;
+	s->hdr->page_tag_off = g.page_tag_off;
+	s->hdr->total_bytes = g.total_bytes;
 }
 
 static void store_bind(struct ms_store *s)
@@ -385,19 +428,39 @@ static void store_bind(struct ms_store *s)
 	s->nsrec = (struct store_ns_rec *)(s->base + s->hdr->ns_off);
 	s->slot = (struct store_slot_rec *)(s->base + s->hdr->slot_off);
 	s->data = s->base + s->hdr->data_off;
+	s->page_tags = s->base + s->hdr->page_tag_off;
 }
 
 static size_t layout_bytes(uint64_t slots)
 {
-	struct store_hdr h;
-	struct ms_store tmp = { .hdr = &h };
+	struct store_geometry g;
 
-	store_layout(&tmp, slots);
-	return tmp.map_bytes;
+	store_geometry(slots, &g);
+	return g.total_bytes;
+}
+
+/* A file header h (magic, page size and slot count checked) of a format
+ * this store reads, st_size bytes long: its offsets are where this store
+ * puts them. A file of format 1 or 2 ends with its data slots; it may also
+ * be already grown by an upgrade that stopped before it rewrote the header
+ * (store_map_file grows the file first). */
+static bool store_sizes_sound(const struct store_hdr *h, uint64_t st_size)
+{
+	struct store_geometry g;
+
+	store_geometry(h->slots, &g);
+	if (h->ns_off != g.ns_off || h->slot_off != g.slot_off || h->data_off != g.data_off)
+		return false;
+	if (h->version >= 3)
+		return h->page_tag_off == g.page_tag_off && h->total_bytes == g.total_bytes &&
+		       st_size == h->total_bytes;
+	return h->page_tag_off == 0 && h->total_bytes == g.page_tag_off &&
+	       (st_size == h->total_bytes || st_size == g.total_bytes);
 }
 
 /* Rebuilds the namespace maps and the free list from a file's slot table;
- * gives a namespace without a tag (format 1) one. */
+ * gives a namespace without a tag (format 1) one, and says in one line what
+ * an upgrade (store_map_file) did. */
 static int store_recover(struct ms_store *s)
 {
 	uint32_t orphans = 0, tagged = 0;
@@ -435,10 +498,14 @@ static int store_recover(struct ms_store *s)
 		if (rec->used && gvm_ns_host(rec->name, owner))
 			orphans++;
 	}
-	if (s->hdr->version != STORE_VERSION) {
-		gvm_info("backing file: store format %u upgraded to %u: its %u namespace%s got new ids (with a random tag); a client opens them again by name",
-			 s->hdr->version, STORE_VERSION, tagged, tagged == 1 ? "" : "s");
-		s->hdr->version = STORE_VERSION;
+	if (s->upgraded_from == 1) {
+		gvm_info("backing file: store format 1 upgraded to %u: its %u namespace%s got new ids (with a random tag); a client opens them again by name; its %llu page%s have a page tag area now, all tags zero",
+			 STORE_VERSION, tagged, tagged == 1 ? "" : "s",
+			 (unsigned long long)s->used, s->used == 1 ? "" : "s");
+	} else if (s->upgraded_from) {
+		gvm_info("backing file: store format %u upgraded to %u: its %llu page%s keep their data and ids, and have a page tag area now, all tags zero",
+			 s->upgraded_from, STORE_VERSION, (unsigned long long)s->used,
+			 s->used == 1 ? "" : "s");
 	} else if (tagged) {
 		gvm_warn("backing file: %u namespace%s had no id tag (damaged?): given new ids",
 			 tagged, tagged == 1 ? "" : "s");
@@ -478,12 +545,11 @@ static int store_map_file(struct ms_store *s, const char *path,
 				 path, h.version, STORE_VERSION);
 			return -EINVAL;
 		}
-		/* Format 1 has format 2's layout; store_recover upgrades it. */
+		/* Formats 1 and 2 are format 3 without the page tag area. */
 		if (!got || memcmp(h.magic, STORE_MAGIC, 8) ||
 		    h.page_size != GVM_PAGE_SIZE || h.slots == 0 ||
 		    h.slots > MS_STORE_SLOTS_MAX ||
-		    h.total_bytes != layout_bytes(h.slots) ||
-		    (uint64_t)st.st_size != h.total_bytes) {
+		    !store_sizes_sound(&h, (uint64_t)st.st_size)) {
 			snprintf(why, n, "backing file %s: not a gvm-memserver store (or damaged); move it away to start empty",
 				 path);
 			return -EINVAL;
@@ -500,9 +566,17 @@ static int store_map_file(struct ms_store *s, const char *path,
 			GVM_PAGE_SIZE;
 	}
 	s->map_bytes = layout_bytes(slots);
-	if (fresh && ftruncate(s->fd, (off_t)s->map_bytes) < 0) {
+	if (!fresh && h.version < STORE_VERSION) {
+		/* Upgraded here: recorded first, so a failed open undoes it. */
+		s->upgraded_from = h.version;
+		s->found_hdr = h;
+		s->found_bytes = (uint64_t)st.st_size;
+	}
+	if ((fresh || s->upgraded_from) && (uint64_t)st.st_size != s->map_bytes &&
+	    ftruncate(s->fd, (off_t)s->map_bytes) < 0) {
 		err = -errno;
-		snprintf(why, n, "backing file %s: cannot size to %llu bytes: %s", path,
+		snprintf(why, n, "backing file %s: cannot %s to %llu bytes: %s", path,
+			 fresh ? "size" : "grow by the page tag area (store format 3)",
 			 (unsigned long long)s->map_bytes, strerror(errno));
 		return err;
 	}
@@ -519,7 +593,13 @@ static int store_map_file(struct ms_store *s, const char *path,
 		s->hdr->version = STORE_VERSION;
 		s->hdr->page_size = GVM_PAGE_SIZE;
 		store_layout(s, slots);
-	} else if (!((struct store_hdr *)s->base)->clean) {
+	} else if (s->upgraded_from) {
+		/* The grown area reads as zero: every page's tag is zero. */
+		s->hdr = (struct store_hdr *)s->base;
+		store_layout(s, slots);
+		s->hdr->version = STORE_VERSION;
+	}
+	if (!fresh && !((struct store_hdr *)s->base)->clean) {
 		gvm_warn("backing file %s was not closed cleanly; pages written just before the stop may be stale",
 			 path);
 	}
@@ -605,14 +685,20 @@ int ms_store_open(struct ms_store **out, const char *backing,
 	return 0;
 fail:
 	/* A backing file is left as it was found: its clean flag untouched
-	 * (ms_store_close would mark it clean), and emptied again if this open
-	 * sized it. */
+	 * (ms_store_close would mark it clean), emptied again if this open
+	 * sized it, its header and size put back if this open upgraded it
+	 * (store_recover's changes to an old file are sound in any format). */
+	if (s->base && s->upgraded_from)
+		*s->hdr = s->found_hdr;
 	if (s->base)
 		munmap(s->base, s->map_bytes);
 	s->base = NULL;
 	if (fresh && ftruncate(s->fd, 0) < 0)
 		gvm_warn("backing file %s: left at %llu bytes: %s", backing,
 			 (unsigned long long)s->map_bytes, strerror(errno));
+	if (s->upgraded_from && ftruncate(s->fd, (off_t)s->found_bytes) < 0)
+		gvm_warn("backing file %s: left at %llu bytes, format %u: %s", backing,
+			 (unsigned long long)s->map_bytes, s->upgraded_from, strerror(errno));
 	store_free(s);
 	return err;
 }
@@ -756,7 +842,7 @@ int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 
 int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
 		  uint64_t first, uint32_t count, uint8_t *zero_bitmap,
-		  uint8_t *out, uint32_t *data_pages)
+		  uint8_t *out, uint32_t *data_pages, uint8_t *tags_out)
 {
 	uint32_t copied = 0, idx, cell;
 	struct pmap *m;
@@ -774,6 +860,9 @@ int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
 		if (pmap_find(m, first + i, &cell)) {
 			memcpy(out + (size_t)copied * GVM_PAGE_SIZE,
 			       slot_data(s, m->vals[cell]), GVM_PAGE_SIZE);
+			if (tags_out)
+				memcpy(tags_out + (size_t)copied * GVM_PAGE_TAG_BYTES,
+				       slot_page_tag(s, m->vals[cell]), GVM_PAGE_TAG_BYTES);
 			copied++;
 		} else {
 			zero_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -818,7 +907,7 @@ static void forget_range(struct ms_store *s, uint32_t ns_idx, uint64_t first, ui
 
 int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
 		   uint64_t first, uint32_t count, const uint8_t *zero_bitmap,
-		   const uint8_t *data)
+		   const uint8_t *data, const uint8_t *tags)
 {
 	uint64_t needed;
 	struct pmap *m;
@@ -867,6 +956,12 @@ again:
 		}
 		memcpy(slot_data(s, slot), data, GVM_PAGE_SIZE);
 		data += GVM_PAGE_SIZE;
+		if (tags) {
+			memcpy(slot_page_tag(s, slot), tags, GVM_PAGE_TAG_BYTES);
+			tags += GVM_PAGE_TAG_BYTES;
+		} else {
+			memset(slot_page_tag(s, slot), 0, GVM_PAGE_TAG_BYTES);
+		}
 		s->slot[slot].page = page;
 		s->slot[slot].ns = idx + 1;
 	}

@@ -1,6 +1,8 @@
 /* store.h: the donor's page store: namespaces (one per VM) of 4 KiB pages in
- * a fixed number of slots, in anonymous memory or a backing file whose pages
- * survive a restart. Thread-safe; server.c calls it from every loop. */
+ * a fixed number of slots, each page with a page tag (GVM_PAGE_TAG_BYTES
+ * the store keeps opaquely beside it), in anonymous memory or a backing file
+ * whose pages and tags survive a restart. Thread-safe; server.c calls it
+ * from every loop. */
 #ifndef MS_STORE_H
 #define MS_STORE_H
 
@@ -16,7 +18,11 @@ struct ms_store_info {
 };
 
 /* backing NULL: anonymous memory. capacity_bytes 0: the file's capacity or
- * MS_DEFAULT_CAPACITY_BYTES. On failure *why says what and how to fix it. */
+ * MS_DEFAULT_CAPACITY_BYTES. On failure *why says what and how to fix it.
+ * Capacity counts page data only (a slot per 4 KiB); the store's memory or
+ * file is larger by its metadata: 32 bytes per slot (its record and its
+ * page tag), the namespace table and a 4 KiB header. A backing file of an
+ * older store format is upgraded in place (store.c). */
 int ms_store_open(struct ms_store **out, const char *backing,
 		  uint64_t capacity_bytes, char *why, size_t n);
 /* Flushes a backing file to disk and frees everything. */
@@ -47,15 +53,19 @@ int ms_store_drop_ns(struct ms_store *s, const char *host, const char *name,
 void ms_store_release_now(struct ms_store *s);
 
 /* Copies the stored pages of [first, first+count) into out, packed; sets the
- * zero bit of every page never written. *data_pages: pages copied. */
+ * zero bit of every page never written. *data_pages: pages copied. tags_out
+ * NULL, or room for count page tags: the tag of each page copied, in the
+ * same order (the i-th tag the i-th page's). */
 int ms_store_read(struct ms_store *s, const char *host, uint32_t ns,
 		  uint64_t first, uint32_t count, uint8_t *zero_bitmap,
-		  uint8_t *out, uint32_t *data_pages);
+		  uint8_t *out, uint32_t *data_pages, uint8_t *tags_out);
 /* Stores count pages: packed non-zero pages in data, zero bits for the
- * rest. All or nothing: -ENOSPC changes no page. */
+ * rest (a zero page keeps no slot, so no tag). tags: NULL, and each page
+ * stored gets an all-zero tag; or one tag per page in data, in its order.
+ * All or nothing: -ENOSPC changes no page. */
 int ms_store_write(struct ms_store *s, const char *host, uint32_t ns,
 		   uint64_t first, uint32_t count, const uint8_t *zero_bitmap,
-		   const uint8_t *data);
+		   const uint8_t *data, const uint8_t *tags);
 int ms_store_discard(struct ms_store *s, const char *host, uint32_t ns,
 		     uint64_t first, uint32_t count);
 /* Sets bit i of bitmap (LSB first, ceil(count / 8) bytes, cleared first)
