@@ -94,7 +94,9 @@ struct ms_worker {
 	uv_tcp_t listener;
 	uv_async_t stop;
 	uv_thread_t thread;
-	uint8_t *scratch; /* a READ or LIST reply's payload, built then sent */
+	/* A READ or LIST reply's payload, built then sent:
+	 * GVM_FRAME_PAYLOAD_MAX_BYTES, the pages and their tags. */
+	uint8_t *scratch;
 	struct ms_conn *conns;
 	/* Its unauthenticated connections, oldest first (MS_UNAUTH_MAX). */
 	struct ms_conn *unauth_head, *unauth_tail;
@@ -589,7 +591,7 @@ static void handle_auth(struct ms_conn *c, const struct gvm_hdr *h,
 	}
 	c->authed = true;
 	unauth_remove(c);
-	gvm_reader_limit(&c->rd, GVM_FRAME_DATA_MAX_BYTES);
+	gvm_reader_limit(&c->rd, GVM_FRAME_PAYLOAD_MAX_BYTES);
 	uv_timer_stop(&c->auth_timer);
 	gvm_debug("peer %s: authenticated for host %s", c->peer, c->host);
 	gvm_auth_donor_mac(key, c->nonce, p, c->host, mac);
@@ -628,21 +630,34 @@ static void reply_store_error(struct ms_conn *c, const struct gvm_hdr *h, int er
 	reply_error(c, h, err, store_error(err));
 }
 
+/* READ: the pages, packed, in the worker's scratch buffer; with tag_bytes,
+ * their tags right after them. The store puts the tags past the room of
+ * GVM_FRAME_PAGES_MAX pages, before it knows how many pages it copies;
+ * they move down behind the last page. */
+_Static_assert(GVM_FRAME_PAYLOAD_MAX_BYTES ==
+		       GVM_FRAME_DATA_MAX_BYTES + GVM_FRAME_PAGES_MAX * GVM_PAGE_TAG_BYTES,
+	       "scratch holds every page, then every tag");
 static void handle_read(struct ms_conn *c, const struct gvm_hdr *h)
 {
 	struct ms_stats *st = &c->w->srv->stats;
+	uint8_t *tags = h->tag_bytes ? c->w->scratch + GVM_FRAME_DATA_MAX_BYTES : NULL;
 	uint32_t data_pages;
 	struct gvm_hdr r;
 	int err;
 
 	reply_init(&r, h);
 	err = ms_store_read(c->w->srv->store, c->host, h->ns, h->first_page,
-			    h->page_count, r.zero_bitmap, c->w->scratch, &data_pages, NULL);
+			    h->page_count, r.zero_bitmap, c->w->scratch, &data_pages, tags);
 	if (err) {
 		reply_store_error(c, h, err);
 		return;
 	}
-	r.payload_len = data_pages * GVM_PAGE_SIZE;
+	if (tags) {
+		r.tag_bytes = GVM_PAGE_TAG_BYTES;
+		memmove(c->w->scratch + (size_t)data_pages * GVM_PAGE_SIZE, tags,
+			(size_t)data_pages * GVM_PAGE_TAG_BYTES);
+	}
+	r.payload_len = data_pages * (GVM_PAGE_SIZE + r.tag_bytes);
 	atomic_fetch_add(&st->reads, 1);
 	atomic_fetch_add(&st->pages_read, h->page_count);
 	atomic_fetch_add(&st->zero_pages_read, h->page_count - data_pages);
@@ -668,6 +683,8 @@ static void handle_list(struct ms_conn *c, const struct gvm_hdr *h)
 	conn_send(c, &r, c->w->scratch);
 }
 
+/* WRITE: the pages, and with tag_bytes each data page's tag after them
+ * (gvm_frame_tags); without, the store gives every page a zero tag. */
 static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 			 const uint8_t *p)
 {
@@ -678,7 +695,8 @@ static void handle_write(struct ms_conn *c, const struct gvm_hdr *h,
 	int err;
 
 	err = ms_store_write(c->w->srv->store, c->host, h->ns, h->first_page,
-			     h->page_count, h->zero_bitmap, p, NULL);
+			     h->page_count, h->zero_bitmap, p,
+			     h->tag_bytes && h->payload_len ? gvm_frame_tags(h, p) : NULL);
 	if (err == -ENOSPC) {
 		atomic_fetch_add(&st->enospc, 1);
 		ms_store_get_info(c->w->srv->store, &info);
@@ -1137,7 +1155,7 @@ static int worker_init(struct ms_worker *w, struct sockaddr_storage *ss,
 {
 	int fd, err;
 
-	w->scratch = malloc(GVM_FRAME_DATA_MAX_BYTES);
+	w->scratch = malloc(GVM_FRAME_PAYLOAD_MAX_BYTES);
 	if (!w->scratch)
 		return -ENOMEM;
 	err = uv_loop_init(&w->loop);

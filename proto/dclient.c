@@ -94,11 +94,25 @@ int gvm_dconn_send(struct gvm_dconn *c, const struct gvm_hdr *h,
 	return dconn_writev(c, iov, h->payload_len ? 2 : 1);
 }
 
-int gvm_dconn_send_write(struct gvm_dconn *c, uint64_t id, uint32_t ns,
-			 uint64_t first, uint32_t count, const uint8_t *pages)
+/* Adds the bytes at p to iov (*cnt used, the first one the header's): to
+ * the last one when they follow it in memory, as adjacent pages or tags
+ * do (the bytes go out in the same order either way). */
+static void iov_append(struct iovec *iov, int *cnt, const uint8_t *p, size_t len)
+{
+	struct iovec *last = &iov[*cnt - 1];
+
+	if (*cnt > 1 && (const uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += len;
+	else
+		iov[(*cnt)++] = (struct iovec){ (void *)p, len };
+}
+
+int gvm_dconn_send_write_tagged(struct gvm_dconn *c, uint64_t id, uint32_t ns,
+				uint64_t first, uint32_t count, const uint8_t *pages,
+				const uint8_t *tags)
 {
 	uint8_t hdr[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES];
-	struct iovec iov[1 + GVM_FRAME_PAGES_MAX];
+	struct iovec iov[1 + 2 * GVM_FRAME_PAGES_MAX]; /* header, pages, tags */
 	struct gvm_hdr h;
 	int len, cnt = 1;
 
@@ -108,24 +122,25 @@ int gvm_dconn_send_write(struct gvm_dconn *c, uint64_t id, uint32_t ns,
 	h.ns = ns;
 	h.first_page = first;
 	h.page_count = count;
-	h.payload_len = gvm_hdr_mark_zero_pages(&h, pages, count) * GVM_PAGE_SIZE;
+	h.tag_bytes = tags ? GVM_PAGE_TAG_BYTES : 0;
+	h.payload_len = gvm_hdr_mark_zero_pages(&h, pages, count) * (GVM_PAGE_SIZE + h.tag_bytes);
 	len = gvm_hdr_encode(&h, hdr, sizeof(hdr));
 	if (len < 0)
 		return dconn_fail(c, len, "header too large to encode");
 	iov[0] = (struct iovec){ hdr, (size_t)len };
-	for (uint32_t i = 0; i < count; i++) {
-		const uint8_t *p = pages + (size_t)i * GVM_PAGE_SIZE;
-
-		if (gvm_hdr_zero_test(&h, i))
-			continue;
-		/* Adjacent non-zero pages share one iovec. */
-		if (cnt > 1 && (const uint8_t *)iov[cnt - 1].iov_base +
-					       iov[cnt - 1].iov_len == p)
-			iov[cnt - 1].iov_len += GVM_PAGE_SIZE;
-		else
-			iov[cnt++] = (struct iovec){ (void *)p, GVM_PAGE_SIZE };
-	}
+	for (uint32_t i = 0; i < count; i++)
+		if (!gvm_hdr_zero_test(&h, i))
+			iov_append(iov, &cnt, pages + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+	for (uint32_t i = 0; tags && i < count; i++)
+		if (!gvm_hdr_zero_test(&h, i))
+			iov_append(iov, &cnt, tags + (size_t)i * GVM_PAGE_TAG_BYTES, GVM_PAGE_TAG_BYTES);
 	return dconn_writev(c, iov, cnt);
+}
+
+int gvm_dconn_send_write(struct gvm_dconn *c, uint64_t id, uint32_t ns,
+			 uint64_t first, uint32_t count, const uint8_t *pages)
+{
+	return gvm_dconn_send_write_tagged(c, id, ns, first, count, pages, NULL);
 }
 
 int gvm_dconn_recv(struct gvm_dconn *c, const struct gvm_hdr **h,
@@ -337,21 +352,28 @@ int gvm_dconn_drop_ns(struct gvm_dconn *c, const char *name)
 	return dconn_call(c, &req, NULL, &h, &p);
 }
 
-int gvm_dconn_write(struct gvm_dconn *c, uint32_t ns, uint64_t first,
-		    uint32_t count, const uint8_t *pages)
+int gvm_dconn_write_tagged(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+			   uint32_t count, const uint8_t *pages, const uint8_t *tags)
 {
 	const struct gvm_hdr *h;
 	const uint8_t *p;
 	uint64_t id = gvm_dconn_next_id(c);
-	int err = gvm_dconn_send_write(c, id, ns, first, count, pages);
+	int err = gvm_dconn_send_write_tagged(c, id, ns, first, count, pages, tags);
 
 	return err ? err : dconn_expect(c, id, GVM__OP__OP_WRITE, &h, &p);
 }
 
+int gvm_dconn_write(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+		    uint32_t count, const uint8_t *pages)
+{
+	return gvm_dconn_write_tagged(c, ns, first, count, pages, NULL);
+}
+
 /* A request for pages [first, first+count) of ns with no payload (READ,
- * DISCARD, LIST), and its answer. */
+ * DISCARD, LIST; a READ may ask for tags), and its answer. */
 static int dconn_paged(struct gvm_dconn *c, Gvm__Op op, uint32_t ns, uint64_t first,
-		       uint32_t count, const struct gvm_hdr **h, const uint8_t **p)
+		       uint32_t count, uint32_t tag_bytes, const struct gvm_hdr **h,
+		       const uint8_t **p)
 {
 	struct gvm_hdr req;
 
@@ -359,24 +381,47 @@ static int dconn_paged(struct gvm_dconn *c, Gvm__Op op, uint32_t ns, uint64_t fi
 	req.ns = ns;
 	req.first_page = first;
 	req.page_count = count;
+	req.tag_bytes = tag_bytes;
 	return dconn_call(c, &req, NULL, h, p);
 }
 
-int gvm_dconn_read(struct gvm_dconn *c, uint32_t ns, uint64_t first,
-		   uint32_t count, uint8_t *out, uint32_t *zero_pages)
+int gvm_dconn_read_tagged(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+			  uint32_t count, uint8_t *out, uint32_t *zero_pages,
+			  uint8_t *tags_out)
 {
+	uint32_t tag_bytes = tags_out ? GVM_PAGE_TAG_BYTES : 0;
+	const uint8_t *p, *tags;
 	const struct gvm_hdr *h;
-	const uint8_t *p;
-	int err = dconn_paged(c, GVM__OP__OP_READ, ns, first, count, &h, &p);
+	int err = dconn_paged(c, GVM__OP__OP_READ, ns, first, count, tag_bytes, &h, &p);
 
 	if (err)
 		return err;
 	if (h->page_count != count || h->first_page != first)
 		return dconn_fail(c, -EPROTO, "READ answered a different range");
+	if (h->tag_bytes != tag_bytes)
+		return dconn_fail(c, -EPROTO, "READ answered with tag_bytes %u, asked for %u",
+				  h->tag_bytes, tag_bytes);
+	if (tags_out) {
+		tags = gvm_frame_tags(h, p);
+		for (uint32_t i = 0; i < count; i++, tags_out += GVM_PAGE_TAG_BYTES) {
+			if (gvm_hdr_zero_test(h, i)) {
+				memset(tags_out, 0, GVM_PAGE_TAG_BYTES);
+			} else {
+				memcpy(tags_out, tags, GVM_PAGE_TAG_BYTES);
+				tags += GVM_PAGE_TAG_BYTES;
+			}
+		}
+	}
 	gvm_frame_unpack_pages(h, p, out);
 	if (zero_pages)
 		*zero_pages = count - gvm_hdr_data_pages(h);
 	return 0;
+}
+
+int gvm_dconn_read(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+		   uint32_t count, uint8_t *out, uint32_t *zero_pages)
+{
+	return gvm_dconn_read_tagged(c, ns, first, count, out, zero_pages, NULL);
 }
 
 int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
@@ -385,7 +430,7 @@ int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 	const struct gvm_hdr *h;
 	const uint8_t *p;
 
-	return dconn_paged(c, GVM__OP__OP_DISCARD, ns, first, count, &h, &p);
+	return dconn_paged(c, GVM__OP__OP_DISCARD, ns, first, count, 0, &h, &p);
 }
 
 int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
@@ -393,7 +438,7 @@ int gvm_dconn_list(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 {
 	const struct gvm_hdr *h;
 	const uint8_t *p;
-	int err = dconn_paged(c, GVM__OP__OP_LIST, ns, first, count, &h, &p);
+	int err = dconn_paged(c, GVM__OP__OP_LIST, ns, first, count, 0, &h, &p);
 
 	if (err)
 		return err;

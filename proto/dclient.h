@@ -30,6 +30,13 @@ int gvm_dconn_send(struct gvm_dconn *c, const struct gvm_hdr *h,
 /* Sends a WRITE of count pages (zero pages become bits). */
 int gvm_dconn_send_write(struct gvm_dconn *c, uint64_t id, uint32_t ns,
 			 uint64_t first, uint32_t count, const uint8_t *pages);
+/* The same with page tags (Frame.tag_bytes): tags holds count tags of
+ * GVM_PAGE_TAG_BYTES, the i-th for page i; those of the data pages follow
+ * the pages. A page all zero travels as a zero bit without its tag: it is
+ * stored as no page, and reads back zero with a zero tag. NULL: no tags. */
+int gvm_dconn_send_write_tagged(struct gvm_dconn *c, uint64_t id, uint32_t ns,
+				uint64_t first, uint32_t count, const uint8_t *pages,
+				const uint8_t *tags);
 /* Receives the next frame; *h and *payload stay valid until the next recv. */
 int gvm_dconn_recv(struct gvm_dconn *c, const struct gvm_hdr **h,
 		   const uint8_t **payload);
@@ -42,6 +49,16 @@ int gvm_dconn_write(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		    uint32_t count, const uint8_t *pages);
 int gvm_dconn_read(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		   uint32_t count, uint8_t *out, uint32_t *zero_pages);
+/* With page tags (gvm_dconn_send_write_tagged): the WRITE sends them, the
+ * READ asks for them and puts count tags into tags_out, the i-th page's
+ * i-th, a zero page's all zero. A donor older than tags closes the
+ * connection on a tagged WRITE (its decoder finds payload_len wrong), and
+ * answers a tagged READ without tags, which is -EPROTO here. */
+int gvm_dconn_write_tagged(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+			   uint32_t count, const uint8_t *pages, const uint8_t *tags);
+int gvm_dconn_read_tagged(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+			  uint32_t count, uint8_t *out, uint32_t *zero_pages,
+			  uint8_t *tags_out);
 int gvm_dconn_discard(struct gvm_dconn *c, uint32_t ns, uint64_t first,
 		      uint32_t count);
 /* Which of count pages (1..GVM_LIST_PAGES_MAX) from first the donor holds:

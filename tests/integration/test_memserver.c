@@ -8,7 +8,10 @@
  * floods of connections that never authenticate (from one source, from
  * many), the fixed authentication deadline, authenticated connections
  * limited per host id (--host-conns) and in all by the open-file limit, not
- * a constant, and the command line. */
+ * a constant, the command line, and page tags: stored beside each page by
+ * a tagged WRITE, handed back by a tagged READ (an untagged one reads as
+ * before), kept across a restart from a backing file, and a tagged WRITE
+ * that leaves its tags out refused as malformed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -980,6 +983,233 @@ static void test_list_past_its_bounds_closes_that_connection_only(void **state)
 	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: page_count out of range 1..GVM_LIST_PAGES_MAX (op LIST"), 3);
 	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: page range overflows the address space (op LIST"), 1);
 	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: payload on an op that takes none (op LIST"), 1);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* The page tag the tests give page p under seed: another for every page,
+ * never all zero. */
+static void fill_page_tags(uint8_t *tags, uint64_t seed, uint64_t first, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t x = (seed << 32) ^ (first + i) ^ 0x5a5a5a5a5a5a5a5aull, y = ~x * 31;
+
+		memcpy(tags + (size_t)i * GVM_PAGE_TAG_BYTES, &x, sizeof(x));
+		memcpy(tags + (size_t)i * GVM_PAGE_TAG_BYTES + sizeof(x), &y, sizeof(y));
+	}
+}
+
+/* A tagged READ of count pages from first with the blocking client: each
+ * page is the pattern's, each data page's tag the one fill_page_tags
+ * gives, a zero page's tag zero. Returns the zero pages. */
+static uint32_t expect_tagged_pages(struct gvm_dconn *c, uint32_t ns, uint64_t first,
+				    uint32_t count, uint64_t seed, unsigned zero_every,
+				    uint64_t tag_seed)
+{
+	static uint8_t pages[GVM_FRAME_DATA_MAX_BYTES], want[GVM_PAGE_SIZE];
+	static uint8_t tags[GVM_FRAME_PAGES_MAX * GVM_PAGE_TAG_BYTES];
+	uint8_t want_tag[GVM_PAGE_TAG_BYTES], zero_tag[GVM_PAGE_TAG_BYTES] = { 0 };
+	uint32_t zeros;
+
+	if (gvm_dconn_read_tagged(c, ns, first, count, pages, &zeros, tags))
+		fail_msg("tagged read: %s", gvm_dconn_error(c));
+	for (uint32_t i = 0; i < count; i++) {
+		gvm_pattern_fill_page(want, seed, first + i, zero_every);
+		assert_memory_equal(pages + (size_t)i * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE);
+		fill_page_tags(want_tag, tag_seed, first + i, 1);
+		assert_memory_equal(tags + (size_t)i * GVM_PAGE_TAG_BYTES,
+				    gvm_page_is_zero(want) ? zero_tag : want_tag, GVM_PAGE_TAG_BYTES);
+	}
+	return zeros;
+}
+
+/* A WRITE with tag_bytes 16 stores each data page's tag beside it: a READ
+ * with tag_bytes 16 answers tag_bytes 16 and, after the packed pages, each
+ * data page's tag in their order (payload_len data pages × 4112); a READ
+ * without answers exactly as before (data pages × 4096, no tags). A full
+ * 512-page tagged WRITE (more than 2 MiB) is taken; an untagged WRITE over
+ * tagged pages leaves them zero tags. */
+static void test_tagged_write_then_tagged_read_returns_each_pages_tag(void **state)
+{
+	static uint8_t pages[GVM_FRAME_DATA_MAX_BYTES], tags[GVM_FRAME_PAGES_MAX * GVM_PAGE_TAG_BYTES];
+	static uint8_t want[GVM_PAGE_SIZE];
+	const struct gvm_hdr *h;
+	const uint8_t *payload;
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	struct gvm_hdr req;
+	uint32_t ns, k;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-sealed", &ns), 0);
+	/* 512 data pages with their tags: 2 MiB + 8 KiB of payload. */
+	for (uint32_t i = 0; i < GVM_FRAME_PAGES_MAX; i++)
+		gvm_pattern_fill_page(pages + (size_t)i * GVM_PAGE_SIZE, 61, i, 0);
+	fill_page_tags(tags, 1, 0, GVM_FRAME_PAGES_MAX);
+	if (gvm_dconn_write_tagged(c, ns, 0, GVM_FRAME_PAGES_MAX, pages, tags))
+		fail_msg("full tagged write: %s", gvm_dconn_error(c));
+	assert_int_equal(expect_tagged_pages(c, ns, 0, GVM_FRAME_PAGES_MAX, 61, 0, 1), 0);
+	/* 200 pages from 1000, every third zero: no slot, no tag. */
+	for (uint32_t i = 0; i < 200; i++)
+		gvm_pattern_fill_page(pages + (size_t)i * GVM_PAGE_SIZE, 62, 1000 + i, 3);
+	fill_page_tags(tags, 2, 1000, 200);
+	assert_int_equal(gvm_dconn_write_tagged(c, ns, 1000, 200, pages, tags), 0);
+	assert_int_equal(expect_tagged_pages(c, ns, 1000, 200, 62, 3, 2), 67);
+	assert_int_equal(expect_tagged_pages(c, ns, 1033, 41, 62, 3, 2), 14);
+
+	/* The reply's layout, as the bytes come: pages, then their tags. */
+	gvm_hdr_init(&req, GVM__OP__OP_READ, 900);
+	req.ns = ns;
+	req.first_page = 1000;
+	req.page_count = 200;
+	req.tag_bytes = GVM_PAGE_TAG_BYTES;
+	assert_int_equal(gvm_dconn_send(c, &req, NULL), 0);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->id, 900);
+	assert_int_equal(h->status, 0);
+	assert_int_equal(h->tag_bytes, GVM_PAGE_TAG_BYTES);
+	assert_int_equal(gvm_hdr_data_pages(h), 133);
+	assert_int_equal(h->payload_len, 133 * (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES));
+	k = 0;
+	for (uint32_t i = 0; i < 200; i++) {
+		uint8_t want_tag[GVM_PAGE_TAG_BYTES];
+
+		gvm_pattern_fill_page(want, 62, 1000 + i, 3);
+		assert_int_equal(gvm_hdr_zero_test(h, i), gvm_page_is_zero(want));
+		if (gvm_hdr_zero_test(h, i))
+			continue;
+		assert_memory_equal(payload + (size_t)k * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE);
+		fill_page_tags(want_tag, 2, 1000 + i, 1);
+		assert_memory_equal(gvm_frame_tags(h, payload) + (size_t)k * GVM_PAGE_TAG_BYTES,
+				    want_tag, GVM_PAGE_TAG_BYTES);
+		k++;
+	}
+	/* The same READ without tags: the plain layout. */
+	req.id = 901;
+	req.tag_bytes = 0;
+	assert_int_equal(gvm_dconn_send(c, &req, NULL), 0);
+	assert_int_equal(gvm_dconn_recv(c, &h, &payload), 0);
+	assert_int_equal(h->id, 901);
+	assert_int_equal(h->tag_bytes, 0);
+	assert_int_equal(h->payload_len, 133 * GVM_PAGE_SIZE);
+	k = 0;
+	for (uint32_t i = 0; i < 200; i++) {
+		gvm_pattern_fill_page(want, 62, 1000 + i, 3);
+		if (!gvm_hdr_zero_test(h, i))
+			assert_memory_equal(payload + (size_t)k++ * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE);
+	}
+	assert_int_equal(k, 133);
+
+	/* Pages 100..109 written again without tags: zero tags there only. */
+	for (uint32_t i = 0; i < 10; i++)
+		gvm_pattern_fill_page(pages + (size_t)i * GVM_PAGE_SIZE, 61, 100 + i, 0);
+	assert_int_equal(gvm_dconn_write(c, ns, 100, 10, pages), 0);
+	assert_int_equal(gvm_dconn_read_tagged(c, ns, 96, 16, pages, NULL, tags), 0);
+	for (uint32_t i = 0; i < 16; i++) {
+		uint8_t want_tag[GVM_PAGE_TAG_BYTES] = { 0 };
+
+		if (96 + i < 100 || 96 + i >= 110)
+			fill_page_tags(want_tag, 1, 96 + i, 1);
+		assert_memory_equal(tags + (size_t)i * GVM_PAGE_TAG_BYTES, want_tag,
+				    GVM_PAGE_TAG_BYTES);
+	}
+	m = stats(c, HOST ".vm-sealed");
+	assert_int_equal(m->ns_used_pages, GVM_FRAME_PAGES_MAX + 133);
+	assert_int_equal(m->bad_frames, 0);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* A donor with a backing file keeps each page's tag across a restart, as
+ * it keeps the page. */
+static void test_page_tags_survive_a_restart_from_the_backing_file(void **state)
+{
+	static uint8_t pages[300 * GVM_PAGE_SIZE], tags[300 * GVM_PAGE_TAG_BYTES];
+	char backing[512];
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	uint32_t ns, again;
+
+	(void)state;
+	gvmt_path(backing, sizeof(backing), "tags.img");
+	assert_true(gvmt_memserver_start(&p, key_path,
+					 (const char *[]){ "--backing", backing, "--capacity", "16M", NULL }));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-kept", &ns), 0);
+	for (uint32_t i = 0; i < 300; i++)
+		gvm_pattern_fill_page(pages + (size_t)i * GVM_PAGE_SIZE, 71, 5000 + i, 7);
+	fill_page_tags(tags, 3, 5000, 300);
+	assert_int_equal(gvm_dconn_write_tagged(c, ns, 5000, 300, pages, tags), 0);
+	gvm_dconn_close(c);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+
+	assert_true(gvmt_memserver_restart(&p, key_path, (const char *[]){ "--backing", backing, NULL }));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-kept", &again), 0);
+	assert_int_equal(again, ns);
+	assert_int_equal(expect_tagged_pages(c, ns, 5000, 300, 71, 7, 3), 300 / 7 + 1);
+	gvm_dconn_close(c);
+	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
+}
+
+/* A WRITE that says tag_bytes 16 but carries its pages only (what a client
+ * sends that forgets the tags), a READ asking for tags of 8 bytes, and a
+ * DISCARD with tags are malformed: each closes its connection with a line
+ * saying why and counts a bad frame; a client connected before goes on,
+ * its tagged pages as they were. */
+static void test_tagged_write_without_its_tags_closes_that_connection_only(void **state)
+{
+	static uint8_t page[GVM_PAGE_SIZE], tag[GVM_PAGE_TAG_BYTES];
+	uint8_t frame[GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES + GVM_PAGE_SIZE];
+	Gvm__MemserverStats *m;
+	struct gvmt_proc p;
+	struct gvm_dconn *c;
+	struct gvm_hdr h;
+	uint32_t ns;
+	size_t len;
+
+	(void)state;
+	assert_true(gvmt_memserver_start(&p, key_path, NULL));
+	c = connect_ok(&p);
+	assert_int_equal(gvm_dconn_open_ns(c, HOST ".vm-strict", &ns), 0);
+	gvm_pattern_fill_page(page, 81, 7, 0);
+	fill_page_tags(tag, 4, 7, 1);
+	assert_int_equal(gvm_dconn_write_tagged(c, ns, 7, 1, page, tag), 0);
+
+	gvm_hdr_init(&h, GVM__OP__OP_WRITE, 1);
+	h.ns = ns;
+	h.first_page = 7;
+	h.page_count = 1;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	h.payload_len = GVM_PAGE_SIZE; /* the page, not its tag */
+	len = encode(&h, frame);
+	memset(frame + len, 0xab, GVM_PAGE_SIZE);
+	send_bad_after_auth(&p, frame, len + GVM_PAGE_SIZE, false);
+	gvm_hdr_init(&h, GVM__OP__OP_READ, 2);
+	h.ns = ns;
+	h.first_page = 7;
+	h.page_count = 1;
+	h.tag_bytes = 8;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+	h.op = GVM__OP__OP_DISCARD;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	len = encode(&h, frame);
+	send_bad_after_auth(&p, frame, len, false);
+
+	assert_int_equal(expect_tagged_pages(c, ns, 7, 1, 81, 0, 4), 0);
+	m = stats(c, NULL);
+	assert_int_equal(m->bad_frames, 3);
+	assert_int_equal(m->writes, 1);
+	gvm__memserver_stats__free_unpacked(m, NULL);
+	gvm_dconn_close(c);
+	assert_true(gvmt_proc_alive(&p));
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: payload_len does not match the non-zero pages and their tags (op WRITE"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: tag_bytes is neither 0 nor GVM_PAGE_TAG_BYTES (op READ"), 1);
+	assert_int_equal(gvmt_file_count(p.log, "closing: bad frame: tag_bytes outside a READ or a WRITE request (op DISCARD"), 1);
 	assert_int_equal(gvmt_proc_stop(&p, SIGTERM), 0);
 }
 
@@ -2028,6 +2258,9 @@ int main(void)
 		cmocka_unit_test(test_list_reports_exactly_the_pages_held_bit_by_bit),
 		cmocka_unit_test(test_list_of_another_hosts_namespace_is_eacces_and_of_an_unknown_id_enoent),
 		cmocka_unit_test(test_list_past_its_bounds_closes_that_connection_only),
+		cmocka_unit_test(test_tagged_write_then_tagged_read_returns_each_pages_tag),
+		cmocka_unit_test(test_page_tags_survive_a_restart_from_the_backing_file),
+		cmocka_unit_test(test_tagged_write_without_its_tags_closes_that_connection_only),
 		cmocka_unit_test(test_anonymous_restart_gives_new_ids_and_old_ids_are_unknown),
 		cmocka_unit_test(test_file_backing_keeps_namespace_ids_across_restart),
 		cmocka_unit_test(test_flood_from_one_source_keeps_16_unauthenticated_and_serves_others),
