@@ -4,7 +4,9 @@
  * version, op, page range, bitmap, payload length, garbage protobuf) is
  * refused with a negative errno and a reason before a payload is allocated.
  * LIST has its own bounds: up to GVM_LIST_PAGES_MAX pages, a reply of
- * exactly one bit per page.
+ * exactly one bit per page. Page tags (tag_bytes 16) ride on READs and
+ * WRITE requests only, one after the pages for each data page, and a reply
+ * of 512 tagged pages is the largest payload a reader takes.
  * Malformed headers are built with gvm_hdr_encode (it does not validate) or
  * packed by hand with gvm__frame__pack. */
 #include <errno.h>
@@ -20,13 +22,13 @@
 
 #include "frame.h"
 
-#define FRAME_MAX_BYTES	 (GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES + GVM_FRAME_DATA_MAX_BYTES)
+#define FRAME_MAX_BYTES	 (GVM_FRAME_LEN_BYTES + GVM_FRAME_HDR_MAX_BYTES + GVM_FRAME_PAYLOAD_MAX_BYTES)
 #define STREAM_FRAMES	 24
 #define STREAM_MAX_BYTES (STREAM_FRAMES * 64 * 1024 + 2 * FRAME_MAX_BYTES)
 #define CHUNK_ALL	 SIZE_MAX
 
 static uint8_t frame_buf[FRAME_MAX_BYTES];
-static uint8_t payload_buf[GVM_FRAME_DATA_MAX_BYTES];
+static uint8_t payload_buf[GVM_FRAME_PAYLOAD_MAX_BYTES];
 
 static uint64_t rng_state;
 static uint64_t rnd(void)
@@ -98,6 +100,7 @@ static void assert_hdr_equal(const struct gvm_hdr *got, const struct gvm_hdr *wa
 	assert_memory_equal(got->zero_bitmap, want->zero_bitmap, sizeof(got->zero_bitmap));
 	assert_int_equal(got->payload_len, want->payload_len);
 	assert_string_equal(got->ns_name, want->ns_name);
+	assert_int_equal(got->tag_bytes, want->tag_bytes);
 }
 
 /* Feeds len bytes at once into a fresh reader: they must be one frame. */
@@ -182,7 +185,7 @@ static bool carries_pages(const struct gvm_hdr *h)
 
 /* A random valid header for op (status 0), with payload random bytes in
  * payload; page-carrying frames get at most max_pages pages, LIST at most
- * 8 * max_pages. */
+ * 8 * max_pages; half the READs and WRITE requests carry page tags. */
 static void random_valid_hdr(struct gvm_hdr *h, uint32_t op, bool response, uint32_t max_pages,
 			     uint8_t *payload)
 {
@@ -195,11 +198,13 @@ static void random_valid_hdr(struct gvm_hdr *h, uint32_t op, bool response, uint
 	}
 	if (op == GVM__OP__OP_LIST && response)
 		h->payload_len = gvm_list_bitmap_bytes(h->page_count);
+	if ((op == GVM__OP__OP_READ || (op == GVM__OP__OP_WRITE && !response)) && rnd() % 2)
+		h->tag_bytes = GVM_PAGE_TAG_BYTES;
 	if (carries_pages(h)) {
 		for (uint32_t i = 0; i < h->page_count; i++)
 			if (rnd() % 3 == 0)
 				gvm_hdr_zero_set(h, i);
-		h->payload_len = gvm_hdr_data_pages(h) * GVM_PAGE_SIZE;
+		h->payload_len = gvm_hdr_data_pages(h) * (GVM_PAGE_SIZE + h->tag_bytes);
 	} else if (op == GVM__OP__OP_AUTH || op == GVM__OP__OP_STATS || op == GVM__OP__OP_PING) {
 		h->payload_len = (uint32_t)(rnd() % (GVM_FRAME_SMALL_PAYLOAD_MAX_BYTES + 1));
 	}
@@ -1509,6 +1514,184 @@ static void test_list_bitmap_valid_only_without_bits_past_page_count(void **stat
 	assert_true(gvm_list_test(bitmap, 0));
 }
 
+/* ---- page tags (tag_bytes) ---- */
+
+/* A tagged WRITE, READ request and READ reply keep tag_bytes through
+ * encode and decode; the tags of the data pages sit right after the pages,
+ * where gvm_frame_tags points, one per data page in their order. */
+static void test_roundtrip_tagged_write_and_read_keep_tag_bytes_and_each_tag(void **state)
+{
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	size_t len;
+
+	(void)state;
+	for (uint32_t op = GVM__OP__OP_READ; op <= GVM__OP__OP_WRITE; op++) {
+		gvm_hdr_init(&h, op, 20 + op);
+		h.response = op == GVM__OP__OP_READ;
+		h.ns = 5;
+		h.first_page = 64;
+		h.page_count = 10;
+		gvm_hdr_zero_set(&h, 0);
+		gvm_hdr_zero_set(&h, 4);
+		h.tag_bytes = GVM_PAGE_TAG_BYTES;
+		h.payload_len = 8 * (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES);
+		rng_state = 21 + op;
+		fill_random(payload_buf, 8 * GVM_PAGE_SIZE);
+		for (uint32_t k = 0; k < 8; k++) /* tag k: the byte k + 1, 16 times */
+			memset(payload_buf + 8 * GVM_PAGE_SIZE + k * GVM_PAGE_TAG_BYTES, (int)k + 1,
+			       GVM_PAGE_TAG_BYTES);
+		len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+		decode_one(&r, frame_buf, len);
+		assert_hdr_equal(&r.hdr, &h);
+		assert_int_equal(r.hdr.tag_bytes, GVM_PAGE_TAG_BYTES);
+		assert_ptr_equal(gvm_frame_tags(&r.hdr, r.payload), r.payload + 8 * GVM_PAGE_SIZE);
+		for (uint32_t k = 0; k < 8; k++)
+			for (uint32_t b = 0; b < GVM_PAGE_TAG_BYTES; b++)
+				assert_int_equal(gvm_frame_tags(&r.hdr, r.payload)[k * GVM_PAGE_TAG_BYTES + b],
+						 k + 1);
+		assert_memory_equal(r.payload, payload_buf, h.payload_len);
+		gvm_reader_free(&r);
+	}
+	gvm_hdr_init(&h, GVM__OP__OP_READ, 30);
+	h.page_count = GVM_FRAME_PAGES_MAX;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	roundtrip(&h, NULL); /* the request asks; it carries nothing */
+	h.response = true;
+	memset(h.zero_bitmap, 0xff, sizeof(h.zero_bitmap));
+	roundtrip(&h, NULL); /* every page zero: no pages, no tags */
+}
+
+static void test_tag_bytes_other_than_0_or_16_is_ebadmsg(void **state)
+{
+	const uint32_t bad_sizes[] = { 8, 1, 15, 17, 32, UINT32_MAX };
+	struct gvm_hdr h;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+		gvm_hdr_init(&h, GVM__OP__OP_WRITE, 1);
+		h.page_count = 2;
+		h.tag_bytes = bad_sizes[i];
+		h.payload_len = (uint32_t)(2 * ((uint64_t)GVM_PAGE_SIZE + bad_sizes[i]));
+		expect_hdr_refused(&h, -EBADMSG);
+		gvm_hdr_init(&h, GVM__OP__OP_READ, 1);
+		h.page_count = 2;
+		h.tag_bytes = bad_sizes[i];
+		expect_hdr_refused(&h, -EBADMSG);
+	}
+}
+
+/* Tags ride on READs and WRITE requests only: a DISCARD, LIST, OPEN_NS,
+ * PING or a WRITE reply with tag_bytes is malformed. */
+static void test_tag_bytes_outside_a_read_or_a_write_request_is_ebadmsg(void **state)
+{
+	struct gvm_hdr h;
+
+	(void)state;
+	gvm_hdr_init(&h, GVM__OP__OP_DISCARD, 1);
+	h.page_count = 4;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	expect_hdr_refused(&h, -EBADMSG);
+	gvm_hdr_init(&h, GVM__OP__OP_LIST, 1);
+	h.page_count = 64;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.response = true;
+	h.payload_len = gvm_list_bitmap_bytes(64);
+	expect_hdr_refused(&h, -EBADMSG);
+	gvm_hdr_init(&h, GVM__OP__OP_OPEN_NS, 1);
+	snprintf(h.ns_name, sizeof(h.ns_name), "host.vm");
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	expect_hdr_refused(&h, -EBADMSG);
+	gvm_hdr_init(&h, GVM__OP__OP_PING, 1);
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	expect_hdr_refused(&h, -EBADMSG);
+	gvm_hdr_init(&h, GVM__OP__OP_WRITE, 1);
+	h.response = true;
+	h.page_count = 4;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	expect_hdr_refused(&h, -EBADMSG);
+	h.tag_bytes = 0; /* the same reply without: fine */
+	roundtrip(&h, NULL);
+}
+
+/* With tag_bytes 16, payload_len is exactly data pages × 4112: pages
+ * without their tags (what a sender that forgot them sends), a byte short
+ * or over, or tags on a frame that says none, are malformed. */
+static void test_payload_len_not_data_pages_times_page_and_tag_is_ebadmsg(void **state)
+{
+	const uint32_t tagged = GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES;
+	struct gvm_hdr h;
+
+	(void)state;
+	for (int reply = 0; reply < 2; reply++) {
+		gvm_hdr_init(&h, reply ? GVM__OP__OP_READ : GVM__OP__OP_WRITE, 1);
+		h.response = reply;
+		h.page_count = 6;
+		gvm_hdr_zero_set(&h, 2); /* 5 data pages */
+		h.tag_bytes = GVM_PAGE_TAG_BYTES;
+		h.payload_len = 5 * GVM_PAGE_SIZE;
+		expect_hdr_refused(&h, -EBADMSG);
+		h.payload_len = 5 * tagged - 1;
+		expect_hdr_refused(&h, -EBADMSG);
+		h.payload_len = 5 * tagged + GVM_PAGE_TAG_BYTES;
+		expect_hdr_refused(&h, -EBADMSG);
+		h.payload_len = 6 * tagged; /* a tag for the zero page too */
+		expect_hdr_refused(&h, -EBADMSG);
+		h.tag_bytes = 0;
+		h.payload_len = 5 * tagged;
+		expect_hdr_refused(&h, -EBADMSG);
+		h.tag_bytes = GVM_PAGE_TAG_BYTES;
+		h.payload_len = 5 * tagged;
+		rng_state = 40 + (uint64_t)reply;
+		fill_random(payload_buf, h.payload_len);
+		roundtrip(&h, payload_buf);
+	}
+}
+
+/* The largest payload is a READ reply of 512 data pages with their tags:
+ * GVM_FRAME_PAYLOAD_MAX_BYTES, which a reader takes by default and at most
+ * (a limit above it is cut to it); one byte more is refused, and so is
+ * that reply by a reader held to the pages alone (GVM_FRAME_DATA_MAX_BYTES,
+ * a donor's limit before tags). */
+static void test_reader_takes_512_tagged_pages_and_refuses_one_byte_more(void **state)
+{
+	struct gvm_reader r;
+	struct gvm_hdr h;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(GVM_FRAME_PAYLOAD_MAX_BYTES,
+			 GVM_FRAME_PAGES_MAX * (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES));
+	gvm_hdr_init(&h, GVM__OP__OP_READ, 50);
+	h.response = true;
+	h.page_count = GVM_FRAME_PAGES_MAX;
+	h.tag_bytes = GVM_PAGE_TAG_BYTES;
+	h.payload_len = GVM_FRAME_PAYLOAD_MAX_BYTES;
+	rng_state = 50;
+	fill_random(payload_buf, h.payload_len);
+	len = build_frame(&h, payload_buf, frame_buf, sizeof(frame_buf));
+	decode_one(&r, frame_buf, len);
+	assert_int_equal(r.max_payload, GVM_FRAME_PAYLOAD_MAX_BYTES);
+	assert_int_equal(r.hdr.payload_len, GVM_FRAME_PAYLOAD_MAX_BYTES);
+	assert_int_equal(checksum(r.payload, r.hdr.payload_len),
+			 checksum(payload_buf, GVM_FRAME_PAYLOAD_MAX_BYTES));
+	assert_ptr_equal(gvm_frame_tags(&r.hdr, r.payload), r.payload + GVM_FRAME_DATA_MAX_BYTES);
+	gvm_reader_free(&r);
+
+	gvm_reader_init(&r);
+	gvm_reader_limit(&r, UINT32_MAX);
+	assert_int_equal(r.max_payload, GVM_FRAME_PAYLOAD_MAX_BYTES);
+	gvm_reader_limit(&r, GVM_FRAME_DATA_MAX_BYTES);
+	assert_int_equal(gvm_reader_feed(&r, frame_buf, len), -EBADMSG);
+	assert_non_null(strstr(r.why, "over this connection's limit"));
+	assert_null(r.payload);
+	gvm_reader_free(&r);
+
+	h.payload_len = GVM_FRAME_PAYLOAD_MAX_BYTES + 1;
+	expect_hdr_refused(&h, -EBADMSG);
+}
+
 /* A connection's payload limit refuses a larger frame before allocating,
  * and the buffer grows only to the largest payload actually received. */
 static void test_reader_limit_refuses_before_allocating_and_buffer_grows_to_need(void **state)
@@ -1549,6 +1732,11 @@ int main(void)
 		cmocka_unit_test(test_ns_name_with_a_nul_inside_is_ebadmsg),
 		cmocka_unit_test(test_garbage_header_reason_does_not_name_the_previous_frame),
 		cmocka_unit_test(test_roundtrip_every_op_request_and_response),
+		cmocka_unit_test(test_roundtrip_tagged_write_and_read_keep_tag_bytes_and_each_tag),
+		cmocka_unit_test(test_tag_bytes_other_than_0_or_16_is_ebadmsg),
+		cmocka_unit_test(test_tag_bytes_outside_a_read_or_a_write_request_is_ebadmsg),
+		cmocka_unit_test(test_payload_len_not_data_pages_times_page_and_tag_is_ebadmsg),
+		cmocka_unit_test(test_reader_takes_512_tagged_pages_and_refuses_one_byte_more),
 	    cmocka_unit_test(test_roundtrip_auth_request_with_nonce_payload),
 	    cmocka_unit_test(test_roundtrip_auth_response_keeps_status_and_error_string),
 	    cmocka_unit_test(test_roundtrip_keeps_max_length_error_string_and_max_id),
