@@ -2,8 +2,10 @@
  * proto/frame.c. Byte 0 picks how the rest is cut into reads (all at once,
  * byte by byte, random sizes, payloads through gvm_reader_direct), byte 1
  * seeds the sizes. Every frame the reader hands out must pass gvm_hdr_check,
- * stay within the payload bounds (a LIST within GVM_LIST_PAGES_MAX, its
- * reply one bit per page), and survive gvm_hdr_encode + decode. */
+ * stay within the payload bounds (GVM_FRAME_PAYLOAD_MAX_BYTES: pages and
+ * their tags; a LIST within GVM_LIST_PAGES_MAX, its reply one bit per page;
+ * page tags only on READs and WRITE requests), and survive gvm_hdr_encode +
+ * decode. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,7 +34,8 @@ static bool hdr_equal(const struct gvm_hdr *a, const struct gvm_hdr *b)
 	       !strcmp(a->error, b->error) && a->ns == b->ns && a->first_page == b->first_page &&
 	       a->page_count == b->page_count &&
 	       !memcmp(a->zero_bitmap, b->zero_bitmap, sizeof(a->zero_bitmap)) &&
-	       a->payload_len == b->payload_len && !strcmp(a->ns_name, b->ns_name);
+	       a->payload_len == b->payload_len && !strcmp(a->ns_name, b->ns_name) &&
+	       a->tag_bytes == b->tag_bytes;
 }
 
 /* The invariants of a frame the reader has accepted. */
@@ -46,8 +49,13 @@ static void check_frame(const struct gvm_reader *r)
 
 	if (gvm_hdr_check(h, &why))
 		fuzz_fail("accepted header fails gvm_hdr_check", h);
-	if (h->payload_len > GVM_FRAME_DATA_MAX_BYTES)
-		fuzz_fail("payload_len above GVM_FRAME_DATA_MAX_BYTES", h);
+	if (h->payload_len > GVM_FRAME_PAYLOAD_MAX_BYTES)
+		fuzz_fail("payload_len above GVM_FRAME_PAYLOAD_MAX_BYTES", h);
+	if (h->tag_bytes != 0 && h->tag_bytes != GVM_PAGE_TAG_BYTES)
+		fuzz_fail("tag_bytes neither 0 nor GVM_PAGE_TAG_BYTES", h);
+	if (h->tag_bytes && h->op != GVM__OP__OP_READ &&
+	    (h->op != GVM__OP__OP_WRITE || h->response))
+		fuzz_fail("tag_bytes outside a READ or a WRITE request", h);
 	if (h->payload_len && !r->payload)
 		fuzz_fail("payload without a buffer", h);
 	if (memchr(h->error, 0, sizeof(h->error)) == NULL ||
@@ -77,9 +85,14 @@ static void check_frame(const struct gvm_reader *r)
 	if (!hdr_equal(h, &back))
 		fuzz_fail("re-encoded header decodes differently", h);
 
-	/* Frames that carry pages expand to exactly page_count pages. */
-	if (h->payload_len && h->payload_len == gvm_hdr_data_pages(h) * GVM_PAGE_SIZE &&
+	/* Frames that carry pages expand to exactly page_count pages; their
+	 * tags, if any, follow the last one and end the payload. */
+	if (h->payload_len &&
+	    h->payload_len == gvm_hdr_data_pages(h) * (GVM_PAGE_SIZE + h->tag_bytes) &&
 	    h->op == GVM__OP__OP_READ && h->response) {
+		if (gvm_frame_tags(h, r->payload) + (size_t)gvm_hdr_data_pages(h) * h->tag_bytes !=
+		    r->payload + h->payload_len)
+			fuzz_fail("tags do not end the payload", h);
 		gvm_frame_unpack_pages(h, r->payload, pages_buf);
 		for (uint32_t i = 0, k = 0; i < h->page_count; i++) {
 			const uint8_t *page = pages_buf + (size_t)i * GVM_PAGE_SIZE;

@@ -26,7 +26,7 @@ mkdir -p "$corpus"
 # big-endian header length, the protobuf gvm.Frame header, the payload.
 # Keys: 08 version (03: GVM_PROTO_VERSION), 10 id, 18 op, 20 response,
 # 28 status, 32 error, 38 ns, 40 first_page, 48 page_count, 52 zero_bitmap,
-# 58 payload_len, 62 ns_name.
+# 58 payload_len, 62 ns_name, 70 tag_bytes.
 seed() {
 	printf "$2" >"$corpus/seed-$1"
 }
@@ -48,6 +48,21 @@ seed list '\x02\x10\x00\x00\x00\x0d\x08\x03\x10\x08\x18\x09\x38\x01\x40\x0a\x48\
 	printf '\x04\x03\x00\x00\x00\x10\x08\x03\x10\x07\x18\x03\x20\x01\x48\x02\x52\x01\x01\x58\x80\x20'
 	head -c 4096 /dev/zero | tr '\0' 'x'
 } >"$corpus/seed-read-pages"
+# READ request for 4 pages with tags (tag_bytes 16).
+seed read-tagged '\x02\x07\x00\x00\x00\x0e\x08\x03\x10\x0c\x18\x03\x38\x01\x40\x0a\x48\x04\x70\x10'
+# READ response of 2 pages with tags, page 0 zero, page 1 as 4096 bytes and
+# its 16-byte tag (payload_len 4112), via direct.
+{
+	printf '\x04\x05\x00\x00\x00\x12\x08\x03\x10\x0b\x18\x03\x20\x01\x48\x02\x52\x01\x01\x58\x90\x20\x70\x10'
+	head -c 4096 /dev/zero | tr '\0' 'x'
+	head -c 16 /dev/zero | tr '\0' 't'
+} >"$corpus/seed-read-pages-tagged"
+# WRITE of one page with its tag, random small reads.
+{
+	printf '\x02\x0b\x00\x00\x00\x0f\x08\x03\x10\x0d\x18\x04\x38\x01\x48\x01\x58\x90\x20\x70\x10'
+	head -c 4096 /dev/zero | tr '\0' 'w'
+	head -c 16 /dev/zero | tr '\0' 't'
+} >"$corpus/seed-write-tagged"
 
 "$bin" -max_total_time="$secs" -print_final_stats=1 -max_len=16384 \
 	-artifact_prefix="$dir/" "$corpus"
