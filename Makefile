@@ -116,7 +116,7 @@ $(BIN)/gvm-memserver: $(MEMSERVER_SRC:%.c=$(OBJ)/%.o) $(LIB)/libgvmproto.a
 # The device knows the broker only through struct bk_cuse_host (cuse_dev.h):
 # cuse-dev/ is compiled without -Ibroker, so a broker header there fails.
 BROKER_SRC := broker/main.c broker/control.c broker/attach.c broker/identity.c broker/fault.c \
-	broker/region.c broker/uffd.c broker/followup.c broker/journal.c \
+	broker/region.c broker/uffd.c broker/followup.c broker/journal.c broker/seal.c \
 	broker/evict.c broker/pool.c broker/prefetch.c broker/replica.c broker/stats.c broker/token.c \
 	broker/sandbox.c broker/notify.c broker/donors.c broker/device.c cuse-dev/cuse_dev.c
 $(OBJ)/broker/%.o: CPPFLAGS += -Ibroker -Icuse-dev -Icuse-dev/include

@@ -42,6 +42,7 @@
 #include "prefetch.h"
 #include "region.h"
 #include "replica.h"
+#include "seal.h"
 #include "stats.h"
 #include "uffd.h"
 #include "uffd_compat.h"
@@ -498,6 +499,9 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 		}
 	}
 	take_fds(vm, at);
+	err = bk_seal_attach(vm, incarnation != NULL, why, n);
+	if (err)
+		goto out_vm;
 	for (size_t i = 0; vm->minor && i < vm->nregions; i++) {
 		err = bk_region_map(&vm->regions[i]);
 		if (err) {
@@ -519,6 +523,8 @@ int bk_vm_attach(struct bk_broker *b, struct bk_attach *at, pid_t pid,
 				     "UFFDIO_COPY");
 	err = bk_fault_start(vm);
 	if (err) {
+		if (!incarnation)
+			bk_seal_forget(b, vm->incarnation);
 		bk_vm_put(vm); /* freed once its poll handle has closed */
 		return refuse(why, n, err, "cannot poll the uffd: %s", uv_strerror(err));
 	}
@@ -613,6 +619,7 @@ static void orphan_end(struct bk_orphan *o, bool drop, const char *why)
 		for (size_t i = 0; i < o->nregions; i++)
 			for (size_t k = 0; k < o->ndonors; k++)
 				bk_drop_namespace(o->b, o->donors[k], o->ns[i]);
+		bk_seal_forget(o->b, o->incarnation);
 		gvm_info("vm %s (pid %d): %s; its pages are dropped", o->vm_name, (int)o->pid, why);
 	}
 	uv_close((uv_handle_t *)&o->poll, orphan_closed);
@@ -719,6 +726,7 @@ void bk_vm_detach(struct bk_vm *vm, const char *reason, enum bk_detach_how how)
 			for (unsigned d = 0; d < b->ndonors; d++)
 				if (vm->regions[i].ns_id[d] || vm->regions[i].ns_was[d])
 					bk_drop_namespace(b, d, vm->regions[i].ns);
+		bk_seal_forget(b, vm->incarnation);
 		gvm_info("vm %s (pid %d): detached: %s", vm->name, (int)vm->pid, reason);
 	} else {
 		gvm_info("vm %s (pid %d): detached: %s; its pages stay on the donors while its "

@@ -109,6 +109,14 @@ enum bk_install {
 	BK_INSTALL_AUTO,     /* continue where the kernel and the memfd allow, else copy */
 };
 
+/* How pages are sealed on the donors (--page-crypto, seal.h). */
+enum bk_page_crypto {
+	BK_CRYPTO_DEFAULT,  /* AES-256-GCM where the CPU has AES-NI, else XChaCha20-Poly1305 */
+	BK_CRYPTO_NONE,
+	BK_CRYPTO_AES256GCM,
+	BK_CRYPTO_XCHACHA20,
+};
+
 struct bk_config {
 	const char *socket_path;
 	const char *state_dir;   /* identity.h: host id and host key */
@@ -130,6 +138,7 @@ struct bk_config {
 	uint64_t rereplicate_bytes; /* per second (--rereplicate-rate) */
 	bool no_cuse;
 	enum bk_install install;   /* --install */
+	enum bk_page_crypto page_crypto; /* --page-crypto (settled by bk_seal_setup) */
 };
 
 /* A region's LIST on one donor (rg->list_state), while its map is made
@@ -175,6 +184,9 @@ struct bk_region {
 	uint16_t *loc;
 	uint64_t *lost;      /* page bitmap: its only copies were lost: it is poisoned */
 	uint32_t *ext_ver;   /* per extent: bumped by every write-back and discard */
+	/* Per page, when the VM's pages are sealed (seal.h), else NULL: its
+	 * version word, in the VM's file in the state directory. */
+	uint32_t *ver;
 	/* A re-attached region learns its locations from the donors (LIST);
 	 * until every donor answered or died, an extent with no known copy
 	 * waits rather than reading as zero. */
@@ -223,6 +235,7 @@ struct bk_vm {
 	uint64_t fill_extent;
 	unsigned refs; /* pool requests and handles still pointing here */
 	uint64_t limit_pages; /* per-VM budget from Attach; 0: the host's only */
+	struct bk_seal *seal; /* its key and versions (seal.c), or NULL: pages go unsealed */
 	size_t nregions;
 	struct bk_region *regions;
 };
@@ -278,6 +291,7 @@ struct bk_broker {
 	int donors_dirfd;      /* --donors-file's directory, for SIGHUP; -1 */
 	struct bk_etcd *etcd;  /* --etcd: the watch (donors.c), or NULL */
 	struct bk_journal *journal; /* READs received into VMs' memory (journal.c) */
+	int seal_dirfd;        /* STATE_DIR/pages (seal.c), or -1 */
 	uv_idle_t fill;        /* turns the loop while pinned VMs are being filled */
 	uv_timer_t fill_wait;  /* ... or waits a little while they cannot be */
 	bool filling;

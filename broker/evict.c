@@ -26,6 +26,7 @@
 #include "prefetch.h"
 #include "region.h"
 #include "replica.h"
+#include "seal.h"
 #include "stats.h"
 
 /* A write-back (WRITE) or DISCARD of a run of pages within one extent, to
@@ -450,6 +451,9 @@ static void do_read(uv_work_t *w)
 					wb->data + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
 			k++;
 		}
+	/* sealed (seal.h): encrypted in place, the tags after the pages */
+	if (bk_sealed(j->rg))
+		j->err = bk_seal_pages(j->rg, &wb->hdr, wb->data);
 }
 
 static void on_read(uv_work_t *w, int status)
@@ -459,6 +463,13 @@ static void on_read(uv_work_t *w, int status)
 	struct bk_wb *wb = j->wb;
 
 	if (status || j->err || rg->vm->detached) {
+		if (j->err == -EOVERFLOW && !rg->vm->detached) {
+			gvm_log_limited(&refused_lines, GVM_LOG_ERROR, "vm %s: pages %llu+%u of %s "
+					"were sealed %u times, all their versions: they stay resident",
+					rg->vm->name, (unsigned long long)j->first, j->count, rg->name,
+					BK_SEAL_VER_MAX);
+			rg->quiet_until_ms = uv_now(rg->vm->b->loop) + BK_WRITEBACK_RETRY_MS;
+		}
 		if (!rg->vm->detached)
 			bk_region_protect(rg, j->first, j->count, false);
 		rg->wb_inflight[j->first / bk_extent_pages(rg)]--;
@@ -478,7 +489,7 @@ static void on_read(uv_work_t *w, int status)
 static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 {
 	struct bk_broker *b = rg->vm->b;
-	struct bk_wb *wb = calloc(1, sizeof(*wb) + (size_t)count * GVM_PAGE_SIZE);
+	struct bk_wb *wb = calloc(1, sizeof(*wb) + bk_frame_bytes(rg, count));
 	struct evict_job *j = wb ? job_new(rg, first, count) : NULL;
 
 	if (!j) {
@@ -498,6 +509,7 @@ static void writeback(struct bk_region *rg, uint64_t first, uint32_t count)
 	wb->count = count;
 	j->wb = wb;
 	begin_evicting(rg, first, count);
+	bk_seal_writeback_begin(rg, first, count);
 	rg->wb_inflight[first / bk_extent_pages(rg)]++;
 	if (uv_queue_work(b->loop, &j->work, do_read, on_read)) {
 		do_read(&j->work);
@@ -659,6 +671,7 @@ bool bk_evict_hold_writer(struct bk_region *rg, uint64_t page)
 /* Sends DISCARDs for [first, first+count), one per extent run. */
 static void discard_on_donors(struct bk_region *rg, uint64_t first, uint64_t count)
 {
+	bk_seal_zeroed(rg, first, count); /* sealed: zero whatever the donors keep */
 	for (uint64_t p = first; p < first + count;) {
 		uint64_t e = p / bk_extent_pages(rg), end = (e + 1) * bk_extent_pages(rg);
 		struct bk_wb *w = NULL;

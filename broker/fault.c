@@ -39,6 +39,7 @@
 #include "prefetch.h"
 #include "region.h"
 #include "replica.h"
+#include "seal.h"
 #include "stats.h"
 #include "uffd.h"
 #include "uffd_compat.h"
@@ -76,7 +77,7 @@ struct bk_deferred {
 };
 
 /* Where an extent goes when no buffer could be had for its READ. */
-static uint8_t fetch_buf[GVM_FRAME_DATA_MAX_BYTES];
+static uint8_t fetch_buf[GVM_FRAME_PAYLOAD_MAX_BYTES];
 
 /* READs received straight into guest memory whose payload may be there in
  * part: each holds a journal slot (journal.h) until it is whole, or punched. */
@@ -530,8 +531,7 @@ static void direct_divert(struct bk_fetch *f)
 {
 	struct bk_broker *b = f->rg->vm->b;
 	uint8_t *buf = bk_cache_buf(b->cache, f->rg);
-	uint32_t cap = buf ? (uint32_t)(bk_extent_pages(f->rg) * GVM_PAGE_SIZE) :
-			     (uint32_t)sizeof(fetch_buf);
+	uint32_t cap = buf ? (uint32_t)bk_cache_buf_bytes(f->rg) : (uint32_t)sizeof(fetch_buf);
 
 	f->direct = false;
 	f->req.flags &= ~(unsigned)BK_REQ_RX_BORROWED;
@@ -577,7 +577,7 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 
 	if (err == -ENOENT)
 		bk_replica_ns_lost(rg, d, "READ: unknown namespace");
-	else if (err != -EHOSTDOWN && err != -ESTALE) {
+	else if (err != -EHOSTDOWN && err != -ESTALE && err != -EBADMSG) {
 		bk_stats.donor_errors++;
 		gvm_log_limited(&lines, GVM_LOG_WARN, "donor %s: READ of %s pages %llu+%llu failed: "
 				"%s", bk_pool_donor_addr(rg->vm->b->pool, d), rg->ns,
@@ -616,12 +616,33 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 	if (f->page == NO_PAGE || rg->ext_state[e] == BK_EXT_PAGES)
 		bk_region_set_extent(rg, e, BK_EXT_NONE);
 	if (f->demand) {
-		if (!bk_loc_count(rg, e) || err == -EHOSTDOWN || err == -ENOENT || err == -ESTALE)
+		if (!bk_loc_count(rg, e) || err == -EHOSTDOWN || err == -ENOENT || err == -ESTALE ||
+		    err == -EBADMSG)
 			bk_region_wake(rg, first, count); /* lost, or another copy: fault again */
 		else
 			wake_later(rg, first, count);
 	}
 	fetch_free(f);
+}
+
+/* The READ reply's pages, opened and expanded to full pages in out. False
+ * (and f is ended) when one fails authentication. */
+static bool fetch_open(struct bk_fetch *f, const struct gvm_hdr *h, const uint8_t *payload,
+		       uint8_t *out)
+{
+	uint64_t bad;
+
+	if (!bk_sealed(f->rg)) {
+		if (payload != out || gvm_hdr_data_pages(h) != h->page_count)
+			gvm_frame_unpack_pages(h, payload, out); /* in place if received there */
+		return true;
+	}
+	if (!bk_seal_open(f->rg, h, payload, out, &bad))
+		return true;
+	/* Nothing of it is installed; the next copy is asked, if any. */
+	bk_replica_forged(f->rg, f->extent, f->req.donor, bad);
+	fetch_failed(f, -EBADMSG, "a page fails authentication");
+	return false;
 }
 
 static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
@@ -641,6 +662,12 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		fetch_failed(f, err, status ? strerror(-status) : h->error);
 		return;
 	}
+	/* Opened before anything else: a forged reply loses its race. */
+	uint8_t *pages = f->page != NO_PAGE ? (f->direct ? bk_region_page_addr(rg, f->page) :
+							   fetch_buf) :
+			 req->rx_buf ? req->rx_buf : fetch_buf;
+	if (!fetch_open(f, h, payload, pages))
+		return;
 	if (f->demand)
 		lat_record(req->donor, now_us() - f->sent_us);
 	rg->retry_ms = 0;
@@ -658,16 +685,9 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	}
 	if (f->page != NO_PAGE) {
 		/* A faulting page on its own: install just it. */
-		const uint8_t *page = payload;
-		uint8_t *dst = f->direct ? bk_region_page_addr(rg, f->page) : fetch_buf;
-
 		bk_bit_clear(rg->fetching, f->page);
-		if (f->direct || gvm_hdr_data_pages(h) != 1) {
-			gvm_frame_unpack_pages(h, payload, dst); /* in place if received there */
-			page = dst;
-		}
 		direct_end(f); /* whole now */
-		err = install_page(rg, f->page, page, f->write);
+		err = install_page(rg, f->page, pages, f->write);
 		if (err)
 			vm_lost(vm, err);
 		else if (f->t0_us)
@@ -681,11 +701,8 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	}
 	bk_stats.remote_reads++;
 	bk_stats.remote_pages += h->page_count;
-	/* The payload was received in the request's buffer; zero pages are
+	/* The payload was received in the request's buffer; zero pages were
 	 * filled in there, in place. */
-	uint8_t *pages = req->rx_buf ? req->rx_buf : fetch_buf;
-	if (payload != pages || gvm_hdr_data_pages(h) != h->page_count)
-		gvm_frame_unpack_pages(h, payload, pages);
 	direct_end(f); /* whole now */
 	if (rg->ext_state[e] == BK_EXT_FETCHING) {
 		err = install_extent(rg, e, pages, f->fault_page, false);
@@ -789,6 +806,7 @@ static void fetch_send(struct bk_fetch *f)
 	f->req.hdr.ns = rg->ns_id[d];
 	f->req.hdr.first_page = fetch_first(f);
 	f->req.hdr.page_count = count;
+	f->req.hdr.tag_bytes = bk_sealed(rg) ? GVM_PAGE_TAG_BYTES : 0;
 	f->req.cb = on_fetched;
 	if (f->direct) {
 		f->req.rx_buf = bk_region_page_addr(rg, f->req.hdr.first_page);
@@ -799,7 +817,7 @@ static void fetch_send(struct bk_fetch *f)
 		madvise(f->req.rx_buf, f->req.rx_cap, MADV_POPULATE_WRITE);
 	} else if (f->page == NO_PAGE && !f->req.rx_buf) {
 		f->req.rx_buf = bk_cache_buf(b->cache, rg);
-		f->req.rx_cap = f->req.rx_buf ? (uint32_t)(bk_extent_pages(rg) * GVM_PAGE_SIZE) : 0;
+		f->req.rx_cap = f->req.rx_buf ? (uint32_t)bk_cache_buf_bytes(rg) : 0;
 	}
 	if (f->demand && !f->reserved) {
 		f->reserved = count;
@@ -837,7 +855,8 @@ static void fetch_extent(struct bk_region *rg, uint64_t e, bool demand, uint64_t
 		return;
 	}
 	f->fault_page = fault_page;
-	if (rg->map && !extent_any(rg, rg->fetching, e) &&
+	/* (sealed pages are opened from a buffer into the memfd instead) */
+	if (rg->map && !bk_sealed(rg) && !extent_any(rg, rg->fetching, e) &&
 	    (demand || room_within_budget(rg, bk_extent_count(rg, e))) &&
 	    bk_region_holes(rg, e * bk_extent_pages(rg), bk_extent_count(rg, e)))
 		direct_begin(f);
@@ -856,7 +875,7 @@ static void fetch_page(struct bk_region *rg, uint64_t page, bool write, uint64_t
 		return;
 	}
 	f->write = write;
-	if (rg->map && bk_region_holes(rg, page, 1))
+	if (rg->map && !bk_sealed(rg) && bk_region_holes(rg, page, 1))
 		direct_begin(f);
 	bk_bit_set(rg->fetching, page);
 	fetch_send(f);

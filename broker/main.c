@@ -21,6 +21,7 @@
 #include "cuse_dev.h"
 #include "etcd.h"
 #include "journal.h"
+#include "seal.h"
 #include "log.h"
 #include "names.h"
 #include "notify.h"
@@ -91,6 +92,12 @@ static void usage(FILE *f)
 		"                         6.4+); auto is continue where the kernel allows.\n"
 		"                         Measured here, continue costs more CPU per GiB\n"
 		"                         (bench/NOTES.md)\n"
+		"  --page-crypto aes-256-gcm|xchacha20-poly1305|none  how pages are sealed\n"
+		"                         on the donors: encrypted and authenticated under a\n"
+		"                         key of each VM that never leaves this host\n"
+		"                         (default: aes-256-gcm where the CPU has AES-NI,\n"
+		"                         else xchacha20-poly1305); none sends them in clear.\n"
+		"                         A VM keeps the choice it attached with\n"
 		"  --no-cuse              no device: serve the socket only\n"
 		"  --no-sandbox           do not load the seccomp allowlist (debugging)\n"
 		"  --print-seccomp        print the seccomp filter and exit\n"
@@ -358,6 +365,7 @@ int main(int argc, char **argv)
 		{ "rereplicate-rate", required_argument, NULL, 'Y' },
 		{ "no-cuse", no_argument, NULL, 'n' },
 		{ "install", required_argument, NULL, 'i' },
+		{ "page-crypto", required_argument, NULL, 'C' },
 		{ "device-name", required_argument, NULL, 'N' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "print-seccomp", no_argument, NULL, 'P' },
@@ -388,6 +396,7 @@ int main(int argc, char **argv)
 	cfg->idle_ms = BK_DEFAULT_IDLE_MS;
 	cfg->etcd_prefix = GVM_ETCD_DEFAULT_PREFIX;
 	broker.donors_dirfd = -1;
+	broker.seal_dirfd = -1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -510,6 +519,11 @@ int main(int argc, char **argv)
 			else
 				return usage_error("--install %s: want auto, copy or continue", optarg);
 			break;
+		case 'C':
+			if (bk_seal_parse(optarg, &cfg->page_crypto))
+				return usage_error("--page-crypto %s: want aes-256-gcm, "
+						   "xchacha20-poly1305 or none", optarg);
+			break;
 		case 'L':
 			if (gvm_log_parse_level(optarg, &level))
 				return usage_error("--log-level %s: want error, warn, info or debug",
@@ -575,6 +589,11 @@ int main(int argc, char **argv)
 		gvm_err("replica tracking: %s", strerror(-err));
 		return 1;
 	}
+	err = bk_seal_setup(&broker, why, sizeof(why));
+	if (err) {
+		gvm_err("page crypto: %s", why);
+		return 1;
+	}
 	err = bk_journal_open(&broker, cfg->state_dir);
 	if (err)
 		gvm_warn("%s/%s: %s: pages are received into buffers and copied in (as with "
@@ -630,8 +649,9 @@ int main(int argc, char **argv)
 
 		donors_dir(cfg, dir, sizeof(dir));
 		if (nports) {
-			err = bk_sandbox_confine(ports, nports, broker.donors_dirfd, dir, what,
-						 sizeof(what), why, sizeof(why));
+			err = bk_sandbox_confine(ports, nports, broker.donors_dirfd, dir,
+						 bk_seal_dirfd(&broker), what, sizeof(what), why,
+						 sizeof(why));
 		} else {
 			snprintf(why, sizeof(why), "out of memory for the sandbox's port list");
 			err = -ENOMEM;
@@ -681,6 +701,7 @@ int main(int argc, char **argv)
 	bk_pool_free(broker.pool);
 	bk_cache_free(broker.cache);
 	bk_journal_close(&broker);
+	bk_seal_close(&broker);
 	free(broker.zero_extent);
 	uv_loop_close(broker.loop);
 	explicit_bzero(&broker.key, sizeof(broker.key));

@@ -15,6 +15,10 @@
 #define CACHE_SPARE_BUFS 32u /* kept for reuse; READs in flight rarely need more */
 #define CACHE_SPARE_HUGE 8u  /* of huge pages: 16 MiB at most */
 
+/* A buffer has room for each page's tag too: a sealed READ reply
+ * (seal.h) is received in it, and opened in place. */
+#define BUF_PAGE_BYTES (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES)
+
 struct cache_entry {
 	struct bk_region *rg;
 	uint64_t extent;
@@ -48,21 +52,26 @@ int bk_cache_create(struct bk_cache **out, uint64_t max_bytes, unsigned extent_p
 	if (!c)
 		return -ENOMEM;
 	c->max_bytes = max_bytes;
-	c->entry_bytes = (size_t)extent_pages * GVM_PAGE_SIZE;
+	c->entry_bytes = (size_t)extent_pages * BUF_PAGE_BYTES;
 	*out = c;
 	return 0;
 }
 
 static size_t extent_bytes(const struct bk_region *rg)
 {
-	return (size_t)bk_extent_pages(rg) * GVM_PAGE_SIZE;
+	return (size_t)bk_extent_pages(rg) * BUF_PAGE_BYTES;
+}
+
+size_t bk_cache_buf_bytes(const struct bk_region *rg)
+{
+	return extent_bytes(rg);
 }
 
 /* Which spare list keeps buffers of bytes: 0 (--extent-pages), 1 (a huge
  * page), -1 (none). Reused, a buffer costs no fresh heap to fault in. */
 static int spare_class(const struct bk_cache *c, size_t bytes)
 {
-	return bytes == c->entry_bytes ? 0 : bytes == GVM_HUGE_PAGE_SIZE ? 1 : -1;
+	return bytes == c->entry_bytes ? 0 : bytes == GVM_HUGE_PAGE_PAGES * BUF_PAGE_BYTES ? 1 : -1;
 }
 
 static uint8_t *buf_get(struct bk_cache *c, size_t bytes)

@@ -17,6 +17,8 @@ void bk_cache_free(struct bk_cache *c);
  * NULL. Those of --extent-pages are kept for reuse; a hugetlb region's
  * (a huge page) are not. */
 uint8_t *bk_cache_buf(struct bk_cache *c, const struct bk_region *rg);
+/* Its size: the extent's pages and a tag each (a sealed reply's). */
+size_t bk_cache_buf_bytes(const struct bk_region *rg);
 /* Gives a buffer from bk_cache_buf for rg back, to be handed out again. */
 void bk_cache_buf_put(struct bk_cache *c, const struct bk_region *rg, uint8_t *buf);
 /* Keeps pages (a buffer from bk_cache_buf holding the extent) and marks the

@@ -5,6 +5,7 @@
  * fault.c (faults), evict.c (eviction), replica.c (lost copies) and
  * attach.c (attach and re-attach). */
 #include "region.h"
+#include "seal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -153,6 +154,7 @@ void bk_vm_free(struct bk_vm *vm)
 		close(vm->uffd);
 	if (vm->pidfd >= 0)
 		close(vm->pidfd);
+	bk_seal_free(vm);
 	free(vm->regions);
 	free(vm);
 }

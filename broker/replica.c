@@ -27,6 +27,7 @@
 #include "placement.h"
 #include "pool.h"
 #include "region.h"
+#include "seal.h"
 #include "stats.h"
 
 #define REPLICA_TICK_MS 100u
@@ -40,6 +41,10 @@ struct bk_copy {
 	unsigned src, dst;
 	uint32_t ver, count;
 	uint8_t *buf;
+	/* A sealed extent travels as it was read, checked but still sealed:
+	 * the READ reply's zero bits, and its payload (pages, tags) in buf. */
+	uint8_t zero_bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
+	uint32_t payload_len;
 };
 
 /* Per donor. */
@@ -715,6 +720,12 @@ static void copy_write(void *ctx, int err)
 	c->req.hdr.ns = rg->ns_id[c->dst];
 	c->req.hdr.first_page = c->e * bk_extent_pages(rg);
 	c->req.hdr.page_count = c->count;
+	if (bk_sealed(rg)) {
+		memcpy(c->req.hdr.zero_bitmap, c->zero_bitmap, sizeof(c->zero_bitmap));
+		c->req.hdr.tag_bytes = GVM_PAGE_TAG_BYTES;
+		c->req.hdr.payload_len = c->payload_len;
+		goto send;
+	}
 	c->req.hdr.payload_len = gvm_hdr_mark_zero_pages(&c->req.hdr, c->buf, c->count) *
 				 GVM_PAGE_SIZE;
 	for (uint32_t i = 0; i < c->count; i++)
@@ -724,6 +735,7 @@ static void copy_write(void *ctx, int err)
 					c->buf + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
 			k++;
 		}
+send:
 	c->req.payload = c->buf;
 	c->req.rx_buf = c->buf; /* the pool frees it with a request it never answered */
 	bk_pool_submit(rg->vm->b->pool, &c->req);
@@ -742,8 +754,23 @@ static void on_copy_read(struct bk_req *req, int status, const struct gvm_hdr *h
 		copy_end(c);
 		return;
 	}
-	if (payload != c->buf || gvm_hdr_data_pages(h) != h->page_count)
+	if (bk_sealed(rg)) {
+		/* Checked before it is copied: a forged copy is not spread. */
+		static uint8_t opened[GVM_FRAME_DATA_MAX_BYTES];
+		uint64_t bad;
+
+		if (bk_seal_open(rg, h, payload, opened, &bad)) {
+			bk_replica_forged(rg, c->e, c->src, bad);
+			copy_end(c);
+			return;
+		}
+		if (payload != c->buf)
+			memcpy(c->buf, payload, h->payload_len);
+		memcpy(c->zero_bitmap, h->zero_bitmap, sizeof(c->zero_bitmap));
+		c->payload_len = h->payload_len;
+	} else if (payload != c->buf || gvm_hdr_data_pages(h) != h->page_count) {
 		gvm_frame_unpack_pages(h, payload, c->buf);
+	}
 	bk_ns_open(rg, c->dst, copy_write, c);
 }
 
@@ -761,11 +788,12 @@ static void copy_read(void *ctx, int err)
 	c->req.flags = 0; /* behind every fault's READ */
 	c->req.cb = on_copy_read;
 	c->req.rx_buf = c->buf;
-	c->req.rx_cap = c->count * GVM_PAGE_SIZE;
+	c->req.rx_cap = (uint32_t)bk_frame_bytes(rg, c->count);
 	gvm_hdr_init(&c->req.hdr, GVM__OP__OP_READ, 0);
 	c->req.hdr.ns = rg->ns_id[c->src];
 	c->req.hdr.first_page = c->e * bk_extent_pages(rg);
 	c->req.hdr.page_count = c->count;
+	c->req.hdr.tag_bytes = bk_sealed(rg) ? GVM_PAGE_TAG_BYTES : 0;
 	bk_pool_submit(rg->vm->b->pool, &c->req);
 }
 
@@ -802,7 +830,7 @@ static bool copy_maybe(struct bk_replica *rep, struct bk_region *rg, uint64_t e)
 	if (src == BK_NO_DONOR || dst == BK_NO_DONOR || !bk_pool_donor_up(rep->b->pool, src))
 		return false;
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->buf = malloc(bk_extent_pages(rg) * GVM_PAGE_SIZE))) {
+	if (!c || !(c->buf = malloc(bk_frame_bytes(rg, bk_extent_pages(rg))))) {
 		free(c);
 		bk_stats_nomem("vm %s: copy of extent %llu of %s not started: tried again on a "
 			       "later pass", rg->vm->name, (unsigned long long)e, rg->ns);
@@ -1012,4 +1040,22 @@ uint64_t bk_replica_degraded(const struct bk_broker *b)
 			}
 		}
 	return n;
+}
+
+void bk_replica_forged(struct bk_region *rg, uint64_t e, unsigned d, uint64_t bad)
+{
+	bool held = bk_loc_has(rg, e, d);
+	unsigned n = bk_loc_count(rg, e);
+
+	/* Every one is logged: each costs the donor a copy, so a donor that
+	 * lies on and on runs out of copies to lie about. */
+	bk_stats.integrity_failures++;
+	gvm_err("donor %s: page %llu of %s (vm %s) fails authentication (altered, another "
+		"page's, or an older version): its copy of extent %llu is dropped%s",
+		bk_pool_donor_addr(rg->vm->b->pool, d), (unsigned long long)bad, rg->ns,
+		rg->vm->name, (unsigned long long)e,
+		!held ? "" : n > 1 ? "; the other copies stand" :
+		"; it was the last: the extent's pages not in memory are lost");
+	if (held)
+		bk_loc_del(rg, e, d);
 }

@@ -68,6 +68,12 @@ void bk_replica_ns_opened(struct bk_region *rg, unsigned d, uint32_t id);
 /* Donor d answered ENOENT for rg's namespace: it lost it. */
 void bk_replica_ns_lost(struct bk_region *rg, unsigned d, const char *why);
 
+/* Donor d handed back a page of extent e that fails authentication (bad:
+ * seal.h): its copy is not what was sealed (altered, another page's, an
+ * older version). Counted, logged with the donor and the page, and dropped
+ * like a lost copy (bk_loc_del). */
+void bk_replica_forged(struct bk_region *rg, uint64_t e, unsigned d, uint64_t bad);
+
 /* A re-attached region learns where its copies are: LIST on every donor. */
 void bk_replica_map(struct bk_region *rg);
 

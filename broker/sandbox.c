@@ -124,6 +124,7 @@ static const int allowed_domains[] = { AF_INET, AF_INET6 };
 
 /* What the sandbox allows beyond the fixed lists (set by confine). */
 static int read_dirfd = -1;
+static int state_dirfd = -1;
 static uint16_t *net_ports;
 static unsigned net_nports;
 static bool net_confined;
@@ -176,6 +177,16 @@ static int build(scmp_filter_ctx *out)
 				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)read_dirfd),
 				       SCMP_A2(SCMP_CMP_MASKED_EQ, (scmp_datum_t)~0u,
 					       (scmp_datum_t)(O_RDONLY | O_CLOEXEC)));
+	/* The page seals' files (seal.c): opened, made and removed relative
+	 * to their directory's descriptor (Landlock keeps them beneath it). */
+	if (!err && state_dirfd >= 0)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)state_dirfd));
+	if (!err && state_dirfd >= 0)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unlinkat), 1,
+				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)state_dirfd));
+	if (!err && state_dirfd >= 0)
+		err = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ftruncate), 0);
 	if (err) {
 		seccomp_release(ctx);
 		return err;
@@ -237,7 +248,7 @@ static int ll_abi(void)
  * by path (read /proc only in the sanitizer build), TCP connect to ports
  * only, signals to this process only. Appends what is in force to what. */
 static int landlock(const uint16_t *ports, unsigned nports, int dirfd, const char *dir,
-		    char *what, size_t n)
+		    int sdirfd, char *what, size_t n)
 {
 	struct ll_ruleset_attr attr = { 0 };
 	size_t attr_size = sizeof(attr.handled_access_fs), len = strlen(what);
@@ -278,6 +289,17 @@ static int landlock(const uint16_t *ports, unsigned nports, int dirfd, const cha
 		if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
 			err = -errno;
 	}
+	if (sdirfd >= 0 && !err) {
+		struct landlock_path_beneath_attr pb = {
+			LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+				LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_REMOVE_FILE |
+				(abi >= 3 ? LL_FS_TRUNCATE : 0),
+			sdirfd
+		};
+
+		if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+			err = -errno;
+	}
 	if (SANDBOX_READ_PROC && !err) {
 		struct landlock_path_beneath_attr pb = {
 			LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, -1
@@ -300,6 +322,9 @@ static int landlock(const uint16_t *ports, unsigned nports, int dirfd, const cha
 				SANDBOX_READ_PROC ? " but /proc (sanitizer build)" : "");
 	if (dirfd >= 0)
 		len += (size_t)snprintf(what + len, n - len, ", files beneath %s read-only", dir);
+	if (sdirfd >= 0)
+		len += (size_t)snprintf(what + len, n - len, ", page-seal files in the state "
+					"directory's %s/", "pages");
 	net_confined = abi >= 4;
 	if (abi >= 4) {
 		len += (size_t)snprintf(what + len, n - len, ", TCP connect to port%s",
@@ -321,7 +346,7 @@ static int landlock(const uint16_t *ports, unsigned nports, int dirfd, const cha
 }
 
 int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const char *dir,
-		       char *what, size_t wn, char *why, size_t n)
+		       int sdirfd, char *what, size_t wn, char *why, size_t n)
 {
 	int err;
 
@@ -333,6 +358,7 @@ int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const 
 	memcpy(net_ports, ports, nports * sizeof(*ports));
 	net_nports = nports;
 	read_dirfd = dirfd;
+	state_dirfd = sdirfd;
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		err = -errno;
@@ -345,7 +371,7 @@ int bk_sandbox_confine(const uint16_t *ports, unsigned nports, int dirfd, const 
 		goto fail;
 	}
 	snprintf(what, wn, "no capabilities");
-	err = landlock(ports, nports, dirfd, dir, what, wn);
+	err = landlock(ports, nports, dirfd, dir, sdirfd, what, wn);
 	if (err) {
 		snprintf(why, n, "cannot apply Landlock: %s", strerror(-err));
 		goto fail;
@@ -356,5 +382,6 @@ fail: /* (privileges dropped stay dropped: the broker does not go on) */
 	net_ports = NULL;
 	net_nports = 0;
 	read_dirfd = -1;
+	state_dirfd = -1;
 	return err;
 }

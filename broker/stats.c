@@ -103,6 +103,16 @@ static uint64_t continue_vms(const struct bk_broker *b)
 	return n;
 }
 
+/* Attached VMs whose pages are sealed on the donors (seal.h). */
+static uint64_t sealed_vms(const struct bk_broker *b)
+{
+	uint64_t n = 0;
+
+	for (const struct bk_vm *vm = b->vms; vm; vm = vm->next)
+		n += !vm->detached && vm->seal;
+	return n;
+}
+
 /* Every counter, in `gvmctl stats` order: the name it is reported under and
  * the value now. The first 33 are struct gvmmem_stats (v1) in its order; a
  * new counter is one line at the end, and is reported by gvmctl stats and
@@ -145,7 +155,9 @@ static uint64_t continue_vms(const struct bk_broker *b)
 	X(alloc_failures, bk_stats.alloc_failures)                      \
 	X(minor_faults, bk_stats.minor_faults)                          \
 	X(install_continue, continue_vms(b))                            \
-	X(pinned_pages, bk_pinned_pages(b))
+	X(pinned_pages, bk_pinned_pages(b))                             \
+	X(sealed_vms, sealed_vms(b))                                    \
+	X(integrity_failures, bk_stats.integrity_failures)
 
 enum {
 #define X(name, value) STAT_##name,

@@ -17,7 +17,8 @@ struct bk_stats {
 		removed_pages, evict_waits, failovers, hedged_reads, rereplicated_pages,
 		poisoned_pages,
 		alloc_failures, /* operations dropped for lack of memory (bk_stats_nomem) */
-		minor_faults;   /* UFFD_PAGEFAULT_FLAG_MINOR: the page was in the memfd */
+		minor_faults,   /* UFFD_PAGEFAULT_FLAG_MINOR: the page was in the memfd */
+		integrity_failures; /* sealed pages a donor handed back altered (seal.h) */
 };
 
 extern struct bk_stats bk_stats;

@@ -99,7 +99,7 @@ static int sandboxed_child(const char *root_file)
 	*strrchr(path, '/') = '\0';
 	dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	CHILD_CHECK(dirfd >= 0, 24, "open %s: %s", path, strerror(errno));
-	if (bk_sandbox_confine(&donor_port, 1, dirfd, path, what, sizeof(what), why, sizeof(why))) {
+	if (bk_sandbox_confine(&donor_port, 1, dirfd, path, -1, what, sizeof(what), why, sizeof(why))) {
 		fprintf(stderr, "child: %s\n", why);
 		return 1;
 	}
