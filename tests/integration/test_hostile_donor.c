@@ -3,7 +3,11 @@
  * gvm-memserver and re-sends the donor's frames (proto/frame.h), tampering
  * with READ replies when told. Unprivileged libgvmmem clients check every page
  * against what they pushed: the broker must drop the lying connection, name
- * the donor in its log, ask again, get it right, and keep serving others. */
+ * the donor in its log, ask again, get it right, and keep serving others.
+ * Lies in well-formed replies about sealed pages (broker/seal.h: a flipped
+ * bit, another page's sealed copy, an older sealed version of the page)
+ * must fail authentication: served from the other copy when there is one,
+ * poisoned (SIGBUS in the VM) when there is not, never installed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +69,15 @@ enum evil_mode {
 	EVIL_SHORT_PAYLOAD, /* the true header, half the payload, then hang up */
 	EVIL_UNSOLICITED,   /* a well-formed reply nobody asked for, then the true one */
 	EVIL_GARBAGE,       /* 64 bytes of 0xff instead of the reply */
+	/* Well-formed replies, lies about sealed pages (tags): */
+	EVIL_FLIP_BIT,      /* one bit of the first data page flipped */
+	EVIL_OTHER_PAGE,    /* the first data page and its tag: another page's, as sent before */
+	EVIL_STALE,         /* a data page and its tag: the copy of it sent first, older */
 };
+
+/* A sealed page as the donor sent it: its bytes, then its tag. */
+#define SEALED_BYTES (GVM_PAGE_SIZE + GVM_PAGE_TAG_BYTES)
+#define RECORD_PAGES (VM_BYTES / GVM_PAGE_SIZE)
 
 struct evil;
 
@@ -91,6 +103,14 @@ struct evil {
 	atomic_uint faults;     /* what the proxy itself failed at: must stay 0 */
 	struct evil_link *links; /* the acceptor's until it is joined */
 	uint8_t *marker;         /* GVM_FRAME_DATA_MAX_BYTES of MARK_BYTE */
+	/* Sealed pages seen in READ replies (one VM's): the first copy of
+	 * each page, and the last page sent, for the sealed lies. */
+	pthread_mutex_t rec_mu;
+	uint8_t *first_copy;     /* RECORD_PAGES x SEALED_BYTES */
+	bool *recorded;
+	uint8_t last_copy[SEALED_BYTES];
+	uint64_t last_page;      /* UINT64_MAX: none yet */
+	uint8_t *scratch;        /* a reply being changed: GVM_FRAME_PAYLOAD_MAX_BYTES */
 };
 
 static bool send_all(int fd, const uint8_t *p, size_t len)
@@ -122,6 +142,103 @@ static bool send_frame(struct evil *ev, int fd, const struct gvm_hdr *h, const u
 	return send_all(fd, wire, (size_t)n) && (!len || send_all(fd, payload, len));
 }
 
+/* The sealed pages of a READ reply (data page k: its bytes at k x 4096,
+ * its tag after all of them) go into the record: a page recorded keeps
+ * its first copy; the last one is the last page sent. */
+static void evil_record(struct evil *ev, const struct gvm_hdr *h, const uint8_t *payload)
+{
+	uint32_t k = 0, n = gvm_hdr_data_pages(h);
+	const uint8_t *tags = gvm_frame_tags(h, payload);
+
+	pthread_mutex_lock(&ev->rec_mu);
+	for (uint32_t i = 0; i < h->page_count; i++) {
+		uint64_t p = h->first_page + i;
+
+		if (gvm_hdr_zero_test(h, i))
+			continue;
+		if (p < RECORD_PAGES && !ev->recorded[p]) {
+			memcpy(ev->first_copy + p * SEALED_BYTES, payload + (size_t)k * GVM_PAGE_SIZE,
+			       GVM_PAGE_SIZE);
+			memcpy(ev->first_copy + p * SEALED_BYTES + GVM_PAGE_SIZE,
+			       tags + (size_t)k * GVM_PAGE_TAG_BYTES, GVM_PAGE_TAG_BYTES);
+			ev->recorded[p] = true;
+		}
+		if (k == n - 1) {
+			memcpy(ev->last_copy, payload + (size_t)k * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
+			memcpy(ev->last_copy + GVM_PAGE_SIZE, tags + (size_t)k * GVM_PAGE_TAG_BYTES,
+			       GVM_PAGE_TAG_BYTES);
+			ev->last_page = p;
+		}
+		k++;
+	}
+	pthread_mutex_unlock(&ev->rec_mu);
+}
+
+/* Puts the sealed copy src (page bytes, tag) in place of data page k of a
+ * reply whose payload was copied to out. */
+static void put_sealed(const struct gvm_hdr *h, uint8_t *out, uint32_t k, const uint8_t *src)
+{
+	memcpy(out + (size_t)k * GVM_PAGE_SIZE, src, GVM_PAGE_SIZE);
+	memcpy(out + (size_t)gvm_hdr_data_pages(h) * GVM_PAGE_SIZE + (size_t)k * GVM_PAGE_TAG_BYTES,
+	       src + GVM_PAGE_SIZE, GVM_PAGE_TAG_BYTES);
+}
+
+/* A READ reply of sealed pages while a sealed lie is armed: told when it
+ * can be (another page was sent before; a page of this reply has an older
+ * copy on record), else the reply goes on true and the lie stays armed. */
+static bool evil_sealed_lie(struct evil_link *l, const struct gvm_hdr *h, const uint8_t *payload,
+			    int armed)
+{
+	struct evil *ev = l->ev;
+	uint32_t n = gvm_hdr_data_pages(h), k = 0, at = UINT32_MAX;
+	uint64_t first_data = UINT64_MAX;
+	uint8_t *out = ev->scratch;
+	bool lie = false;
+
+	memcpy(out, payload, h->payload_len);
+	pthread_mutex_lock(&ev->rec_mu);
+	for (uint32_t i = 0; i < h->page_count && n; i++) {
+		uint64_t p = h->first_page + i;
+
+		if (gvm_hdr_zero_test(h, i))
+			continue;
+		if (first_data == UINT64_MAX)
+			first_data = p;
+		if (armed == EVIL_STALE && at == UINT32_MAX && p < RECORD_PAGES && ev->recorded[p] &&
+		    (memcmp(ev->first_copy + p * SEALED_BYTES, payload + (size_t)k * GVM_PAGE_SIZE,
+			    GVM_PAGE_SIZE) ||
+		     memcmp(ev->first_copy + p * SEALED_BYTES + GVM_PAGE_SIZE,
+			    gvm_frame_tags(h, payload) + (size_t)k * GVM_PAGE_TAG_BYTES,
+			    GVM_PAGE_TAG_BYTES)))
+			at = k; /* sealed anew since the copy on record */
+		k++;
+	}
+	if (armed == EVIL_FLIP_BIT && n) {
+		out[100] ^= 0x10;
+		lie = true;
+	} else if (armed == EVIL_OTHER_PAGE && n && ev->last_page != UINT64_MAX &&
+		   ev->last_page != first_data) {
+		put_sealed(h, out, 0, ev->last_copy);
+		lie = true;
+	} else if (armed == EVIL_STALE && at != UINT32_MAX) {
+		uint64_t p = UINT64_MAX;
+
+		for (uint32_t i = 0, j = 0; i < h->page_count; i++)
+			if (!gvm_hdr_zero_test(h, i) && j++ == at)
+				p = h->first_page + i;
+		put_sealed(h, out, at, ev->first_copy + p * SEALED_BYTES);
+		lie = true;
+	}
+	pthread_mutex_unlock(&ev->rec_mu);
+	if (lie && !atomic_compare_exchange_strong(&ev->mode, &armed, EVIL_PASS))
+		lie = false; /* the other link told it */
+	evil_record(ev, h, payload);
+	if (!lie)
+		return send_frame(ev, l->bfd, h, payload, h->payload_len);
+	atomic_fetch_add(&ev->tampers, 1);
+	return send_frame(ev, l->bfd, h, out, h->payload_len);
+}
+
 /* Sends the donor's frame h on to the broker, or the lie the test armed.
  * False when the link is to close. */
 static bool evil_forward(struct evil_link *l, const struct gvm_hdr *h, const uint8_t *payload)
@@ -132,21 +249,27 @@ static bool evil_forward(struct evil_link *l, const struct gvm_hdr *h, const uin
 	int mode = EVIL_PASS, armed = atomic_load(&ev->mode);
 	bool ok = true;
 
+	if (h->op == GVM__OP__OP_READ && h->response && !h->status && h->tag_bytes &&
+	    armed >= EVIL_FLIP_BIT)
+		return evil_sealed_lie(l, h, payload, armed);
 	if (h->op == GVM__OP__OP_READ && h->response && !h->status) {
 		if (atomic_load(&ev->persistent))
 			mode = EVIL_OVERSIZED;
-		else if (armed != EVIL_PASS && h->payload_len &&
+		else if (armed != EVIL_PASS && armed < EVIL_FLIP_BIT && h->payload_len &&
 			 /* too many pages for an extent's buffer: what overflowed it */
 			 (armed != EVIL_OVERSIZED || h->page_count == EXTENT_PAGES) &&
 			 atomic_compare_exchange_strong(&ev->mode, &armed, EVIL_PASS))
 			mode = armed;
 	}
+	if (h->op == GVM__OP__OP_READ && h->response && !h->status && h->tag_bytes)
+		evil_record(ev, h, payload);
 	switch (mode) {
 	case EVIL_PASS:
 		return send_frame(ev, l->bfd, h, payload, h->payload_len);
 	case EVIL_OVERSIZED:
 		t.page_count = GVM_FRAME_PAGES_MAX;
 		memset(t.zero_bitmap, 0, sizeof(t.zero_bitmap));
+		t.tag_bytes = 0; /* untagged pages: well-formed, of the wrong range */
 		t.payload_len = GVM_FRAME_DATA_MAX_BYTES;
 		ok = send_frame(ev, l->bfd, &t, ev->marker, t.payload_len);
 		break;
@@ -219,7 +342,7 @@ static void *evil_link_run(void *arg)
 	bool open = buf != NULL;
 
 	gvm_reader_init(&rd);
-	gvm_reader_limit(&rd, GVM_FRAME_DATA_MAX_BYTES);
+	gvm_reader_limit(&rd, GVM_FRAME_PAYLOAD_MAX_BYTES);
 	while (open && !atomic_load(&l->ev->stop)) {
 		struct pollfd pf[2] = { { l->bfd, POLLIN, 0 }, { l->dfd, POLLIN, 0 } };
 		ssize_t n;
@@ -325,9 +448,14 @@ static bool evil_start(struct evil *ev, const char *backend_addr)
 	socklen_t len = sizeof(sa);
 
 	memset(ev, 0, sizeof(*ev));
+	pthread_mutex_init(&ev->rec_mu, NULL);
+	ev->last_page = UINT64_MAX;
+	ev->first_copy = malloc((size_t)RECORD_PAGES * SEALED_BYTES);
+	ev->recorded = calloc(RECORD_PAGES, sizeof(*ev->recorded));
+	ev->scratch = malloc(GVM_FRAME_PAYLOAD_MAX_BYTES);
 	ev->marker = malloc(GVM_FRAME_DATA_MAX_BYTES);
 	ev->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!ev->marker || ev->lfd < 0 || bind(ev->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	if (!ev->marker || !ev->first_copy || !ev->recorded || !ev->scratch || ev->lfd < 0 || bind(ev->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    listen(ev->lfd, 64) || getsockname(ev->lfd, (struct sockaddr *)&sa, &len))
 		goto out_free;
 	memset(ev->marker, MARK_BYTE, GVM_FRAME_DATA_MAX_BYTES);
@@ -341,6 +469,9 @@ out_free:
 	if (ev->lfd >= 0)
 		close(ev->lfd);
 	free(ev->marker);
+	free(ev->first_copy);
+	free(ev->recorded);
+	free(ev->scratch);
 	return false;
 }
 
@@ -351,6 +482,9 @@ static void evil_stop(struct evil *ev)
 	evil_reap(ev, true);
 	close(ev->lfd);
 	free(ev->marker);
+	free(ev->first_copy);
+	free(ev->recorded);
+	free(ev->scratch);
 }
 
 /* ---- the clients (forked, unprivileged) ---- */
@@ -403,13 +537,32 @@ static void child_attach(struct guest *g, const char *vm, size_t size)
 	CHILD_CHECK(g->s, 83, "attach %s: %s", vm, gvm_strerror(err));
 }
 
-/* Pages of [from, to) that differ from the pattern of seed. */
+/* In a child: the pattern its pages hold now, and the pages that raised
+ * SIGBUS (poisoned) so far. */
+static uint64_t child_seed = SEED;
+static uint32_t child_bus;
+static sigjmp_buf child_bus_jump;
+
+static void child_on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(child_bus_jump, 1);
+}
+
+/* Pages of [from, to) that differ from the pattern of seed; a page that
+ * raises SIGBUS counts in child_bus instead. */
 static uint32_t child_bad_pages(const struct guest *g, uint64_t seed, uint64_t from, uint64_t to)
 {
+	struct sigaction sa = { .sa_handler = child_on_sigbus, .sa_flags = SA_NODEFER };
 	uint8_t want[GVM_PAGE_SIZE];
-	uint32_t bad = 0;
+	volatile uint32_t bad = 0;
 
-	for (uint64_t p = from; p < to; p++) {
+	sigaction(SIGBUS, &sa, NULL);
+	for (volatile uint64_t p = from; p < to; p++) {
+		if (sigsetjmp(child_bus_jump, 1)) {
+			child_bus++;
+			continue;
+		}
 		gvm_pattern_fill_page(want, seed, p, ZERO_EVERY);
 		bad += memcmp(g->mem + p * GVM_PAGE_SIZE, want, GVM_PAGE_SIZE) != 0;
 	}
@@ -427,7 +580,7 @@ static uint32_t child_bad_pages_on(const struct guest *g, const char *ns, unsign
 
 		gvm_place(ns, e, donors, 2, &d, 1);
 		if (d == donor)
-			bad += child_bad_pages(g, SEED, e * EXTENT_PAGES, (e + 1) * EXTENT_PAGES);
+			bad += child_bad_pages(g, child_seed, e * EXTENT_PAGES, (e + 1) * EXTENT_PAGES);
 	}
 	return bad;
 }
@@ -440,7 +593,10 @@ static void child_report(int fd, uint32_t v)
 /* A VM whose every page is on the donors, then read as the parent says:
  * 'r' the next 1 MiB not read yet, 'g' / 'e' the extents on the good /
  * evil donor, 'v' every page, then detach and exit. Each answer is the
- * count of pages that differ from what it pushed. */
+ * count of pages that differ from what it pushed (a page that raised
+ * SIGBUS is not one). 'w' writes every page anew (another pattern) and
+ * pushes them to the donors again, from where 'r' starts over: answers 0;
+ * 'b' answers the pages that raised SIGBUS so far. */
 static void pushed_vm_run(const char *vm, int cmd_fd, int rep_fd)
 {
 	struct guest g;
@@ -464,16 +620,29 @@ static void pushed_vm_run(const char *vm, int cmd_fd, int rep_fd)
 		CHILD_CHECK(read(cmd_fd, &c, 1) == 1, 87, "the parent went away");
 		switch (c) {
 		case 'r':
-			bad = next < pages ? child_bad_pages(&g, SEED, next, next + RANGE_PAGES) :
+			bad = next < pages ? child_bad_pages(&g, child_seed, next, next + RANGE_PAGES) :
 					     NO_RANGE;
 			next += RANGE_PAGES;
+			break;
+		case 'w':
+			child_seed = SEED + 2;
+			for (uint64_t p = 0; p < pages; p++)
+				gvm_pattern_fill_page(g.mem + p * GVM_PAGE_SIZE, child_seed, p,
+						      ZERO_EVERY);
+			err = gvm_push_to_donors(g.s, g.memfd, 0, PUSH_WAIT_MS - 10000);
+			CHILD_CHECK(!err, 85, "pushing %s again: %s", vm, gvm_strerror(err));
+			next = 0;
+			bad = 0;
+			break;
+		case 'b':
+			bad = child_bus;
 			break;
 		case 'g':
 		case 'e':
 			bad = child_bad_pages_on(&g, ns, c == 'e');
 			break;
 		case 'v':
-			bad = child_bad_pages(&g, SEED, 0, pages);
+			bad = child_bad_pages(&g, child_seed, 0, pages);
 			child_report(rep_fd, bad);
 			gvm_detach(g.s);
 			_exit(bad ? 88 : 0);
@@ -648,6 +817,9 @@ static uint32_t vm_ask(struct fixture *fx, struct vm_child *c, char cmd, int tim
 
 static int teardown(void **state);
 
+/* The next setup's broker arguments beyond the defaults, or NULL. */
+static const char *const *broker_extra;
+
 /* Donor 0 honest, donor 1 the proxy in front of a real donor, a broker. */
 static int setup(void **state)
 {
@@ -668,7 +840,7 @@ static int setup(void **state)
 		snprintf(good_addr, sizeof(good_addr), "%s", fx->good.addr);
 		snprintf(evil_addr, sizeof(evil_addr), "%s", fx->ev.addr);
 		snprintf(sock_path, sizeof(sock_path), "%s/hostile-%d.sock", gvmt_dir(), ++serial);
-		if (!gvmt_broker_start(&fx->broker, key_path, sock_path, donors, NULL))
+		if (!gvmt_broker_start(&fx->broker, key_path, sock_path, donors, broker_extra))
 			failed = "gvm-broker did not start";
 		snprintf(broker_log, sizeof(broker_log), "%s", fx->broker.log);
 	}
@@ -681,6 +853,30 @@ static int setup(void **state)
 		return -1;
 	}
 	return 0;
+}
+
+/* Every extent on both donors. */
+static int setup_replicas2(void **state)
+{
+	static const char *const args[] = { "--replicas", "2", NULL };
+	int rc;
+
+	broker_extra = args;
+	rc = setup(state);
+	broker_extra = NULL;
+	return rc;
+}
+
+/* Each page its own extent: the READ a lie is told in is of one page. */
+static int setup_extent1(void **state)
+{
+	static const char *const args[] = { "--extent-pages", "1", NULL };
+	int rc;
+
+	broker_extra = args;
+	rc = setup(state);
+	broker_extra = NULL;
+	return rc;
 }
 
 /* Also after a failure: no child, daemon or thread outlives the test. */
@@ -863,6 +1059,81 @@ static void test_a_persistently_bad_donor_stalls_only_its_extents_and_others_are
 	cluster_stop_clean(fx);
 }
 
+/* Lies in well-formed replies about sealed pages: no protocol is broken,
+ * only authentication fails. */
+static const struct lie sealed_lies[] = {
+	{ EVIL_FLIP_BIT, "flipped bit", false, "fails authentication" },
+	{ EVIL_OTHER_PAGE, "another page", false, "fails authentication" },
+	{ EVIL_STALE, "older version", false, "fails authentication" },
+};
+
+/* With two copies of every extent, each sealed lie is caught: the page
+ * comes from the honest copy, the lying copy is dropped (and made again),
+ * the donor and page are logged, and integrity_failures counts it. */
+static void test_sealed_pages_a_donor_alters_are_caught_and_read_from_the_other_copy(
+	void **state)
+{
+	struct fixture *fx = *state;
+	struct vm_child *vm = &fx->vm[0];
+
+	vm_fork(vm, pushed_vm_run, "vm-sealed-lies");
+	assert_int_equal(vm_ask(fx, vm, 0, PUSH_WAIT_MS), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "sealed_vms"), 1);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 0);
+	tell_lie(fx, vm, &sealed_lies[0]);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 1);
+	tell_lie(fx, vm, &sealed_lies[1]);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 2);
+	/* A second version of every page: the first, on record, is older. */
+	assert_int_equal(vm_ask(fx, vm, 'w', PUSH_WAIT_MS), 0);
+	tell_lie(fx, vm, &sealed_lies[2]);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 3);
+	assert_int_equal(vm_ask(fx, vm, 'b', ANSWER_WAIT_MS), 0); /* nothing poisoned */
+	assert_int_equal(vm_ask(fx, vm, 'v', ANSWER_WAIT_MS), 0);
+	assert_int_equal(vm_wait_exit(vm, ANSWER_WAIT_MS), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 3);
+	assert_int_equal(gvmt_broker_stat(sock_path, "poisoned_pages"), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "donor_errors"), 0);
+	assert_int_equal(log_count(evil_addr, "fails authentication"), 3);
+	assert_int_equal(log_count(good_addr, "fails authentication"), 0);
+	cluster_stop_clean(fx);
+}
+
+/* With one copy, a page whose copy fails authentication is lost: the VM
+ * gets SIGBUS there (UFFDIO_POISON), never the donor's bytes, and every
+ * other page reads right. */
+static void test_a_sealed_page_with_no_good_copy_left_is_poisoned_never_installed(void **state)
+{
+	struct fixture *fx = *state;
+	struct vm_child *vm = &fx->vm[0];
+	unsigned tampers = atomic_load(&fx->ev.tampers);
+	uint32_t bad;
+
+	vm_fork(vm, pushed_vm_run, "vm-sealed-poison");
+	assert_int_equal(vm_ask(fx, vm, 0, PUSH_WAIT_MS), 0);
+	assert_true(gvmt_broker_wait_stat(sock_path, "donor_connections", 4, STAT_WAIT_MS));
+	atomic_store(&fx->ev.mode, EVIL_FLIP_BIT);
+	do {
+		bad = vm_ask(fx, vm, 'r', ANSWER_WAIT_MS);
+		if (bad == NO_RANGE)
+			fail_msg("no READ reply to lie in, in the whole VM");
+		assert_int_equal(bad, 0); /* poisoned, or right: never wrong */
+	} while (atomic_load(&fx->ev.tampers) == tampers);
+	assert_true(gvmt_broker_wait_stat(sock_path, "integrity_failures", 1, STAT_WAIT_MS));
+	/* The page of the lie: it raises SIGBUS when touched (an extent of one
+	 * page: the lie was its only copy's). */
+	while ((bad = vm_ask(fx, vm, 'r', ANSWER_WAIT_MS)) != NO_RANGE)
+		assert_int_equal(bad, 0);
+	assert_int_equal(vm_ask(fx, vm, 'b', ANSWER_WAIT_MS), 1);
+	assert_int_equal(gvmt_broker_stat(sock_path, "poisoned_pages"), 1);
+	assert_int_equal(log_count(evil_addr, "it was the last"), 1);
+	assert_int_equal(vm_ask(fx, vm, 'v', ANSWER_WAIT_MS), 0); /* all the rest right */
+	assert_int_equal(vm_wait_exit(vm, ANSWER_WAIT_MS), 0);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 1);
+	assert_int_equal(gvmt_broker_stat(sock_path, "donor_errors"), 0);
+	cluster_stop_clean(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -872,6 +1143,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_a_persistently_bad_donor_stalls_only_its_extents_and_others_are_served,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_sealed_pages_a_donor_alters_are_caught_and_read_from_the_other_copy,
+			setup_replicas2, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_sealed_page_with_no_good_copy_left_is_poisoned_never_installed,
+			setup_extent1, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
@@ -881,5 +1158,7 @@ int main(void)
 	if (!have_user)
 		fprintf(stderr, "test_hostile_donor: not root: clients run as this user\n");
 	chmod(gvmt_dir(), 0755); /* the unprivileged clients reach the socket in it */
+	if (getenv("GVM_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("hostile_donor", tests, NULL, NULL);
 }
