@@ -447,6 +447,14 @@ int bk_seal_open(const struct bk_region *rg, const struct gvm_hdr *h, const uint
 		uint8_t *to = out + (size_t)i * GVM_PAGE_SIZE;
 		bool zero_now = !v || (v & BK_SEAL_VER_ZERO);
 
+		/* In memory, or lost: never installed from this reply. Its
+		 * version may be ahead of every donor's (a write-back refused,
+		 * or cut short by a crash, counted it). */
+		if (bk_bit_test(rg->resident, p) || bk_bit_test(rg->lost, p)) {
+			k -= !gvm_hdr_zero_test(h, i);
+			memset(to, 0, GVM_PAGE_SIZE);
+			continue;
+		}
 		if (gvm_hdr_zero_test(h, i)) {
 			if (!zero_now) {
 				*bad = p; /* it has data: the donor says zero */

@@ -76,7 +76,8 @@ void bk_seal_zeroed(struct bk_region *rg, uint64_t first, uint64_t count);
 /* A READ reply h of a sealed region (tags after the data pages in
  * payload): every page checked and opened, expanded to h->page_count full
  * pages in out (which may be payload itself). A page never sealed, or
- * zero now, comes out zero whatever the donor sent. 0, or -EBADMSG with
+ * zero now, comes out zero whatever the donor sent; so does a page in
+ * memory or lost, unchecked: nothing installs it from a reply. 0, or -EBADMSG with
  * *bad the first page that failed (a flipped bit, another page's or an
  * older version's data, a zero bit for a page that has data): out is then
  * garbage. */
