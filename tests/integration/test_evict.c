@@ -39,7 +39,10 @@ struct cluster {
 	struct gvmt_proc donor[2], broker;
 };
 
-/* --install for the next cluster_start (NULL: the default, auto). */
+/* --install for the next cluster_start (NULL: the default, auto). With
+ * continue, pages are sealed off (--page-crypto none): sealed pages are
+ * opened from a buffer, never received in the memfd, and these tests are
+ * about pages received there. */
 static const char *install_mode;
 
 static void cluster_start(struct cluster *cl, const char *budget, const char *donor_capacity)
@@ -57,7 +60,8 @@ static void cluster_start(struct cluster *cl, const char *budget, const char *do
 	assert_true(gvmt_broker_start(&cl->broker, key_path, sock_path, donors,
 				      (const char *[]){ "--budget", budget,
 							install_mode ? "--install" : NULL,
-							install_mode, NULL }));
+							install_mode, "--page-crypto", "none",
+							NULL }));
 	assert_true(gvmt_broker_wait_stat(sock_path, "donors", 2, 10000));
 }
 

@@ -77,7 +77,7 @@ static int sandboxed_child(const char *root_file)
 	char why[256], what[1024], path[600];
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct caps[2];
-	int uffd, s, donor, other, fd, dirfd;
+	int uffd, s, donor, other, fd, dirfd, sdirfd;
 	uint16_t donor_port, other_port;
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_continue cont;
@@ -99,7 +99,14 @@ static int sandboxed_child(const char *root_file)
 	*strrchr(path, '/') = '\0';
 	dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	CHILD_CHECK(dirfd >= 0, 24, "open %s: %s", path, strerror(errno));
-	if (bk_sandbox_confine(&donor_port, 1, dirfd, path, -1, what, sizeof(what), why, sizeof(why))) {
+	/* The page seals' folder (broker/seal.c): files made, written and
+	 * removed there, by its descriptor. */
+	snprintf(why, sizeof(why), "%s/pages-dir", gvmt_dir());
+	mkdir(why, 0700);
+	sdirfd = open(why, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHILD_CHECK(sdirfd >= 0, 33, "open %s: %s", why, strerror(errno));
+	if (bk_sandbox_confine(&donor_port, 1, dirfd, path, sdirfd, what, sizeof(what), why,
+			       sizeof(why))) {
 		fprintf(stderr, "child: %s\n", why);
 		return 1;
 	}
@@ -153,6 +160,25 @@ static int sandboxed_child(const char *root_file)
 		    "reading outside the donors file's directory was not refused");
 	CHILD_CHECK(openat(AT_FDCWD, root_file, O_RDONLY | O_CLOEXEC) < 0 && errno == EPERM, 28,
 		    "an openat by path was not refused");
+	/* The page seals' folder: a file made, sized and removed there by its
+	 * descriptor; nothing outside it, by path or by "..", nor a removal
+	 * in the donors file's directory. */
+	fd = openat(sdirfd, "seal", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	CHILD_CHECK(fd >= 0 && ftruncate(fd, 8192) == 0, 34, "making a seal file was refused: %s",
+		    strerror(errno));
+	close(fd);
+	CHILD_CHECK(unlinkat(sdirfd, "seal", 0) == 0, 35, "removing a seal file was refused: %s",
+		    strerror(errno));
+	CHILD_CHECK(openat(sdirfd, "../root-only", O_RDONLY | O_CLOEXEC) < 0, 36,
+		    "reading outside the seals' folder was not refused");
+	CHILD_CHECK(openat(sdirfd, root_file, O_RDWR | O_CLOEXEC) < 0, 37,
+		    "an absolute path by the seals' folder was not refused");
+	CHILD_CHECK(openat(sdirfd, "../made-outside", O_RDWR | O_CREAT | O_CLOEXEC, 0600) < 0, 38,
+		    "making a file outside the seals' folder was not refused");
+	CHILD_CHECK(unlinkat(sdirfd, "../root-only", 0) < 0, 39,
+		    "removing a file outside the seals' folder was not refused");
+	CHILD_CHECK(unlinkat(dirfd, "donors", 0) < 0 && errno == EPERM, 40,
+		    "removing the donors file was not refused");
 	/* What the broker needs still works. */
 	CHILD_CHECK(connect_tcp(donor_port) == 0, 9, "a connect to the donor was refused");
 	CHILD_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0, 11, "UFFDIO_API was refused: %s",
