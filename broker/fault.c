@@ -22,7 +22,10 @@
  * hedged read: the first good answer is installed). With no copy left, a
  * page not in memory is poisoned (UFFDIO_POISON); a READ that failed for
  * another reason is asked again after a backoff. No path refaults in a
- * loop. */
+ * loop. A sealed VM's replies (seal.h) are opened before anything of them
+ * is used, a one-page READ's on the loop, an extent's on libuv's thread
+ * pool; a reply with a page that fails authentication is a lost copy
+ * (replica.h), and the READ goes to the next one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -67,6 +70,16 @@ struct bk_fetch {
 	bool superseded;
 	struct bk_fetch *hnext, **hprev; /* waiting to be hedged */
 	uint64_t hedge_at_us;
+	/* A sealed extent's reply is opened on the thread pool (seal.h): its
+	 * header meanwhile (malloc'd), the pages it leaves unchecked, the
+	 * result; opened: its pages in rx_buf are plain now. */
+	struct gvm_hdr *sealed;
+	uv_work_t open_work;
+	uint64_t skip[BK_SEAL_SKIP_WORDS], unopened[BK_SEAL_SKIP_WORDS];
+	int open_err;
+	uint64_t bad;
+	bool opened;
+	bool no_cache; /* pages of it did not open: install now, never keep it */
 };
 
 struct bk_deferred {
@@ -558,6 +571,7 @@ static void fetch_free(struct bk_fetch *f)
 	}
 	/* still holding a slot: diverted, its part overwritten by its twin */
 	direct_end(f);
+	free(f->sealed);
 	if (!f->direct && f->req.rx_buf != fetch_buf)
 		bk_cache_buf_put(vm->b->cache, rg, f->req.rx_buf);
 	free(f);
@@ -625,23 +639,113 @@ static void fetch_failed(struct bk_fetch *f, int err, const char *why)
 	fetch_free(f);
 }
 
+/* A reply with a page that fails authentication: nothing of it is
+ * installed; that copy is dropped and the next one asked, if any. */
+static void fetch_forged(struct bk_fetch *f, uint64_t bad)
+{
+	bk_replica_forged(f->rg, f->extent, f->req.donor, bad);
+	fetch_failed(f, -EBADMSG, "a page fails authentication");
+}
+
+static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
+		       const uint8_t *payload);
+
+/* Pages that did not open (in memory or lost when the reply came) must
+ * still be so, or the reply is forged for them; and the extent is then
+ * not kept for later. False when f was ended as forged. */
+static bool unopened_ok(struct bk_fetch *f, const struct gvm_hdr *h,
+			const uint64_t unopened[BK_SEAL_SKIP_WORDS])
+{
+	struct bk_region *rg = f->rg;
+
+	for (uint32_t i = 0; i < h->page_count && i < GVM_FRAME_PAGES_MAX; i++) {
+		uint64_t p = h->first_page + i;
+
+		if (!bk_bit_test(unopened, i))
+			continue;
+		f->no_cache = true;
+		if (!bk_bit_test(rg->resident, p) && !bk_bit_test(rg->lost, p)) {
+			fetch_forged(f, p);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void do_open(uv_work_t *w)
+{
+	struct bk_fetch *f = w->data;
+
+	f->open_err = bk_seal_open(f->rg, f->sealed, f->req.rx_buf, f->req.rx_buf, f->skip,
+				   f->unopened, &f->bad);
+}
+
+/* Back on the loop: the opened extent goes on as if it had just arrived,
+ * unless it lost its race, its VM went, or it failed. */
+static void on_opened(uv_work_t *w, int status)
+{
+	struct bk_fetch *f = w->data;
+
+	if (f->superseded || f->rg->vm->detached) {
+		fetch_free(f);
+		return;
+	}
+	if (status || f->open_err) {
+		free(f->sealed);
+		f->sealed = NULL;
+		if (status) /* (cancelled: only at shutdown) */
+			fetch_failed(f, -ECANCELED, "its pages were not opened");
+		else
+			fetch_forged(f, f->bad);
+		return;
+	}
+	if (!unopened_ok(f, f->sealed, f->unopened))
+		return; /* (f->sealed goes with f, or is replaced by its next reply's) */
+	f->opened = true;
+	on_fetched(&f->req, 0, f->sealed, f->req.rx_buf); /* ends f */
+}
+
+/* A sealed extent received in its own buffer is opened off the loop: 128
+ * KiB is some 100 us of AES-GCM, which faults of every VM would wait for.
+ * False when it cannot be queued (then it is opened here). */
+static bool open_off_loop(struct bk_fetch *f, const struct gvm_hdr *h)
+{
+	free(f->sealed); /* (a failed reply's, when this is the next copy's) */
+	f->sealed = malloc(sizeof(*h));
+	if (!f->sealed)
+		return false;
+	*f->sealed = *h;
+	bk_seal_skip_map(f->rg, h->first_page, h->page_count, f->skip);
+	hedge_unlink(f); /* it has its answer */
+	f->open_work.data = f;
+	if (!uv_queue_work(f->rg->vm->b->loop, &f->open_work, do_open, on_opened))
+		return true;
+	free(f->sealed);
+	f->sealed = NULL;
+	return false;
+}
+
 /* The READ reply's pages, opened and expanded to full pages in out. False
- * (and f is ended) when one fails authentication. */
+ * (and f is ended, or on the thread pool) when it is not done here. */
 static bool fetch_open(struct bk_fetch *f, const struct gvm_hdr *h, const uint8_t *payload,
 		       uint8_t *out)
 {
-	uint64_t bad;
+	uint64_t bad, skip[BK_SEAL_SKIP_WORDS], unopened[BK_SEAL_SKIP_WORDS];
 
 	if (!bk_sealed(f->rg)) {
 		if (payload != out || gvm_hdr_data_pages(h) != h->page_count)
 			gvm_frame_unpack_pages(h, payload, out); /* in place if received there */
 		return true;
 	}
-	if (!bk_seal_open(f->rg, h, payload, out, &bad))
+	if (f->opened)
 		return true;
-	/* Nothing of it is installed; the next copy is asked, if any. */
-	bk_replica_forged(f->rg, f->extent, f->req.donor, bad);
-	fetch_failed(f, -EBADMSG, "a page fails authentication");
+	f->no_cache = false;
+	if (f->page == NO_PAGE && payload == out && out == f->req.rx_buf && open_off_loop(f, h))
+		return false;
+	bk_seal_skip_map(f->rg, h->first_page, h->page_count, skip);
+	if (!bk_seal_open(f->rg, h, payload, out, skip, unopened, &bad))
+		return unopened_ok(f, h, unopened);
+	fetch_forged(f, bad);
 	return false;
 }
 
@@ -713,7 +817,7 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING && f->direct) {
 		installed_ahead(rg, e);
 	} else if (rg->ext_state[e] == BK_EXT_PREFETCHING) {
-		if (req->rx_buf && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
+		if (req->rx_buf && !f->no_cache && bk_cache_put(vm->b->cache, rg, e, req->rx_buf)) {
 			req->rx_buf = NULL; /* the cache has it now */
 			/* (a huge page waits there whole: no 4 KiB tripwire) */
 			if (!rg->huge && room_ahead(rg, bk_extent_count(rg, e)))

@@ -757,9 +757,10 @@ static void on_copy_read(struct bk_req *req, int status, const struct gvm_hdr *h
 	if (bk_sealed(rg)) {
 		/* Checked before it is copied: a forged copy is not spread. */
 		static uint8_t opened[GVM_FRAME_DATA_MAX_BYTES];
-		uint64_t bad;
+		uint64_t bad, skip[BK_SEAL_SKIP_WORDS];
 
-		if (bk_seal_open(rg, h, payload, opened, &bad)) {
+		bk_seal_skip_map(rg, h->first_page, h->page_count, skip);
+		if (bk_seal_open(rg, h, payload, opened, skip, NULL, &bad)) {
 			bk_replica_forged(rg, c->e, c->src, bad);
 			copy_end(c);
 			return;

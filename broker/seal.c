@@ -425,14 +425,26 @@ int bk_seal_pages(struct bk_region *rg, struct gvm_hdr *h, uint8_t *data)
 	return 0;
 }
 
+void bk_seal_skip_map(const struct bk_region *rg, uint64_t first, uint32_t count,
+		      uint64_t skip[BK_SEAL_SKIP_WORDS])
+{
+	memset(skip, 0, BK_SEAL_SKIP_WORDS * sizeof(skip[0]));
+	for (uint32_t i = 0; i < count && i < GVM_FRAME_PAGES_MAX; i++)
+		if (bk_bit_test(rg->resident, first + i) || bk_bit_test(rg->lost, first + i))
+			bk_bit_set(skip, i);
+}
+
 int bk_seal_open(const struct bk_region *rg, const struct gvm_hdr *h, const uint8_t *payload,
-		 uint8_t *out, uint64_t *bad)
+		 uint8_t *out, const uint64_t skip[BK_SEAL_SKIP_WORDS],
+		 uint64_t unopened[BK_SEAL_SKIP_WORDS], uint64_t *bad)
 {
 	const struct bk_seal *s = rg->vm->seal;
 	uint32_t n = h->page_count < GVM_FRAME_PAGES_MAX ? h->page_count : GVM_FRAME_PAGES_MAX;
 	uint32_t k = gvm_hdr_data_pages(h);
 	uint8_t tags[GVM_FRAME_PAGES_MAX * GVM_PAGE_TAG_BYTES];
 
+	if (unopened)
+		memset(unopened, 0, BK_SEAL_SKIP_WORDS * sizeof(unopened[0]));
 	if (h->tag_bytes != GVM_PAGE_TAG_BYTES) {
 		*bad = h->first_page;
 		return -EBADMSG;
@@ -445,34 +457,26 @@ int bk_seal_open(const struct bk_region *rg, const struct gvm_hdr *h, const uint
 		uint64_t p = h->first_page + i;
 		uint32_t v = ver_load(rg, p);
 		uint8_t *to = out + (size_t)i * GVM_PAGE_SIZE;
-		bool zero_now = !v || (v & BK_SEAL_VER_ZERO);
+		bool zero_now = !v || (v & BK_SEAL_VER_ZERO), ok = true;
 
-		/* In memory, or lost: never installed from this reply. Its
-		 * version may be ahead of every donor's (a write-back refused,
-		 * or cut short by a crash, counted it). */
-		if (bk_bit_test(rg->resident, p) || bk_bit_test(rg->lost, p)) {
-			k -= !gvm_hdr_zero_test(h, i);
-			memset(to, 0, GVM_PAGE_SIZE);
-			continue;
-		}
 		if (gvm_hdr_zero_test(h, i)) {
-			if (!zero_now) {
-				*bad = p; /* it has data: the donor says zero */
-				return -EBADMSG;
-			}
+			ok = zero_now; /* a donor's zero for a page with data is a lie */
 			memset(to, 0, GVM_PAGE_SIZE);
-			continue;
-		}
-		k--;
-		if (zero_now) {
+		} else if (k--, zero_now) {
 			memset(to, 0, GVM_PAGE_SIZE); /* old data of a page zero now */
-			continue;
+		} else if (open_page(s, rg, p, v, payload + (size_t)k * GVM_PAGE_SIZE,
+				     tags + (size_t)k * GVM_PAGE_TAG_BYTES, to)) {
+			ok = false;
+			memset(to, 0, GVM_PAGE_SIZE);
 		}
-		if (open_page(s, rg, p, v, payload + (size_t)k * GVM_PAGE_SIZE,
-			      tags + (size_t)k * GVM_PAGE_TAG_BYTES, to)) {
+		if (ok)
+			continue;
+		if (!skip || !bk_bit_test(skip, i)) {
 			*bad = p;
 			return -EBADMSG;
 		}
+		if (unopened)
+			bk_bit_set(unopened, i);
 	}
 	return 0;
 }

@@ -73,15 +73,26 @@ int bk_seal_pages(struct bk_region *rg, struct gvm_hdr *h, uint8_t *data);
 /* Pages the VM removed: zero from now on, whatever a donor holds. */
 void bk_seal_zeroed(struct bk_region *rg, uint64_t first, uint64_t count);
 
+/* Pages of a reply that need not open, bit i for page first + i: in
+ * memory or lost when it came, so nothing installs them from it while
+ * they stay so. The version of one in memory may be ahead of every
+ * donor's (a write-back refused, or cut short by a crash, counted it).
+ * Taken on the loop, which owns those bits. */
+#define BK_SEAL_SKIP_WORDS (GVM_FRAME_PAGES_MAX / 64u)
+void bk_seal_skip_map(const struct bk_region *rg, uint64_t first, uint32_t count,
+		      uint64_t skip[BK_SEAL_SKIP_WORDS]);
+
 /* A READ reply h of a sealed region (tags after the data pages in
  * payload): every page checked and opened, expanded to h->page_count full
  * pages in out (which may be payload itself). A page never sealed, or
- * zero now, comes out zero whatever the donor sent; so does a page in
- * memory or lost, unchecked: nothing installs it from a reply. 0, or -EBADMSG with
- * *bad the first page that failed (a flipped bit, another page's or an
- * older version's data, a zero bit for a page that has data): out is then
- * garbage. */
+ * zero now, comes out zero whatever the donor sent. A page of skip that
+ * fails comes out zero, with its bit set in unopened (if not NULL): the
+ * caller must not install it, nor keep the pages for later. Any thread.
+ * 0, or -EBADMSG with *bad the first other page that failed (a flipped
+ * bit, another page's or an older version's data, a zero bit for a page
+ * that has data): out is then garbage. */
 int bk_seal_open(const struct bk_region *rg, const struct gvm_hdr *h, const uint8_t *payload,
-		 uint8_t *out, uint64_t *bad);
+		 uint8_t *out, const uint64_t skip[BK_SEAL_SKIP_WORDS],
+		 uint64_t unopened[BK_SEAL_SKIP_WORDS], uint64_t *bad);
 
 #endif
