@@ -156,6 +156,12 @@ $(BIN)/gvm-failover-bench: $(OBJ)/bench/failover_bench.o $(LIB)/libgvmmem.a $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# The seal benchmark runs the broker's own sealing code.
+$(OBJ)/bench/seal_bench.o: CPPFLAGS += -Ibroker
+$(BIN)/gvm-seal-bench: $(OBJ)/bench/seal_bench.o $(OBJ)/broker/seal.o $(LIB)/libgvmproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BIN)/gvm-placement-bench: $(OBJ)/bench/placement_bench.o $(LIB)/libgvmproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -171,7 +177,7 @@ $(BIN)/gvm-thp-probe: $(OBJ)/bench/thp_probe.o
 
 PROGS := $(BIN)/gvm-memserver $(BIN)/gvm-broker $(BIN)/gvmctl $(BIN)/gvm-memserver-bench \
 	$(BIN)/gvm-fault-bench $(BIN)/gvm-failover-bench $(BIN)/gvm-qemu $(BIN)/gvm-dsm-sim \
-	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench $(BIN)/gvm-rss-bench \
+	$(BIN)/gvm-seed-bench $(BIN)/gvm-placement-bench $(BIN)/gvm-rss-bench $(BIN)/gvm-seal-bench \
 	$(BIN)/gvm-thp-probe
 
 # ---- the demo's and end-to-end tests' guest (dist/guest/) ----
