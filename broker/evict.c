@@ -559,7 +559,9 @@ static uint64_t evict_from(struct bk_region *rg, uint64_t want)
 				if (bk_bit_test(rg->ref, p))
 					bk_region_clear_ref(rg, p); /* second chance */
 				else
-					pick = bk_bit_test(rg->dirty, p) == dirty_pass;
+					pick = bk_bit_test(rg->dirty, p) == dirty_pass &&
+					       /* its versions used up: it cannot be sealed again */
+					       !(dirty_pass && bk_seal_exhausted(rg, p));
 			}
 			if (pick && st == BK_EXT_CACHED) {
 				/* its cached copy would be stale once this page moves */

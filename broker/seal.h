@@ -61,6 +61,15 @@ static inline size_t bk_frame_bytes(const struct bk_region *rg, uint64_t count)
 	return (size_t)count * (bk_sealed(rg) ? BK_SEALED_PAGE_BYTES : GVM_PAGE_SIZE);
 }
 
+/* Whether page has been sealed BK_SEAL_VER_MAX times: it cannot be
+ * sealed again, so it stays resident once written (evict.c skips it). */
+static inline bool bk_seal_exhausted(const struct bk_region *rg, uint64_t page)
+{
+	return bk_sealed(rg) &&
+	       (__atomic_load_n(&rg->ver[page], __ATOMIC_RELAXED) & BK_SEAL_VER_MAX) ==
+		       BK_SEAL_VER_MAX;
+}
+
 /* A write-back starts (on the loop): the run's pages are data again until
  * the sealing finds them zero. */
 void bk_seal_writeback_begin(struct bk_region *rg, uint64_t first, uint64_t count);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,11 +104,12 @@ static void state_dir(char *out, size_t n, const char *sock)
 }
 
 /* The page-seal files in the broker's state directory: how many, and the
- * last one's stat. */
-static unsigned seal_files(const char *sock, struct stat *st, mode_t *dir_mode)
+ * last one's stat (and path, if not NULL). */
+static unsigned seal_files_at(const char *sock, struct stat *st, mode_t *dir_mode, char *last,
+			      size_t n)
 {
 	char dir[600], path[1200];
-	unsigned n = 0;
+	unsigned count = 0;
 	FILE *ls;
 
 	state_dir(dir, sizeof(dir), sock);
@@ -124,10 +126,17 @@ static unsigned seal_files(const char *sock, struct stat *st, mode_t *dir_mode)
 		path[600 + strcspn(path + 600, "\n")] = '\0';
 		snprintf(file, sizeof(file), "%s/pages/%s", dir, path + 600);
 		assert_int_equal(stat(file, st), 0);
-		n++;
+		if (last)
+			snprintf(last, n, "%s", file);
+		count++;
 	}
 	pclose(ls);
-	return n;
+	return count;
+}
+
+static unsigned seal_files(const char *sock, struct stat *st, mode_t *dir_mode)
+{
+	return seal_files_at(sock, st, dir_mode, NULL, 0);
 }
 
 static bool log_has(const char *log, const char *text)
@@ -314,6 +323,68 @@ static void test_a_vm_attached_unsealed_stays_unsealed_after_a_restart(void **st
 	gvmt_cluster_stop_clean(&cl);
 }
 
+/* A page sealed 2^31 - 1 times (its versions used up: one more would
+ * repeat a nonce) is never sealed again: once written it stays in memory,
+ * and reads right, while the rest of the VM goes on being evicted. The
+ * test sets the version words of 64 pages, before the VM writes anything,
+ * to one short of the last, in the VM's own file. */
+static void test_a_page_whose_versions_are_used_up_stays_in_memory(void **state)
+{
+	const uint32_t ver_max = 0x7fffffffu;
+	const uint64_t tired = 64;
+	char path[1300];
+	struct gvmt_vm vm;
+	uint64_t writebacks;
+	struct stat st;
+	mode_t dir_mode;
+	uint32_t *ver;
+	uint8_t *map;
+	int fd;
+
+	(void)state;
+	gvmt_cluster_start(&cl, "tired", key_path, 1, (const char *[]){ "--budget", BUDGET, NULL });
+	gvmt_vm_start(&vm, cl.sock, "tired", (size_t)VM_MIB * MIB, &user);
+	assert_int_equal(seal_files_at(cl.sock, &st, &dir_mode, path, sizeof(path)), 1);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	ver = (uint32_t *)(map + SEAL_HDR_BYTES); /* region 0's words */
+	for (uint64_t p = 0; p < tired; p++)
+		ver[p] = ver_max - 1;
+	/* Written and pressed out: sealed for the last time, and read back. */
+	gvmt_vm_write(&vm, 0, VM_PAGES);
+	gvmt_vm_verify(&vm, "after the last seal");
+	for (uint64_t p = 0; p < tired; p++)
+		if (p % GVMT_VM_ZERO_EVERY != GVMT_VM_ZERO_EVERY - 1)
+			assert_int_equal(ver[p], ver_max);
+	/* Written again, they cannot go: the rest is evicted around them. */
+	gvmt_vm_write(&vm, 0, tired);
+	writebacks = gvmt_broker_stat(cl.sock, "writebacks");
+	gvmt_vm_write(&vm, tired, VM_PAGES - tired);
+	gvmt_vm_verify(&vm, "with pages whose versions are used up");
+	assert_true(gvmt_broker_stat(cl.sock, "writebacks") > writebacks);
+	for (uint64_t p = 0; p < tired; p++)
+		assert_int_equal(ver[p] & ver_max, p % GVMT_VM_ZERO_EVERY == GVMT_VM_ZERO_EVERY - 1 ?
+							   ver_max - 1 : ver_max);
+	assert_int_equal(gvmt_broker_stat(cl.sock, "integrity_failures"), 0);
+	munmap(map, (size_t)st.st_size);
+	close(fd);
+	gvmt_vm_quit(&vm);
+	gvmt_cluster_stop_clean(&cl);
+}
+
+/* With --install continue sealed pages are opened from a buffer into the
+ * VM's memfd and mapped there: every page right, none in clear on the
+ * donor. */
+static void test_sealed_pages_go_in_with_install_continue(void **state)
+{
+	(void)state;
+	assert_int_equal(pages_in_clear("continue", (const char *[]){ "--install", "continue", NULL },
+					true),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +393,8 @@ int main(void)
 		cmocka_unit_test(test_the_broker_says_which_page_crypto_is_in_force),
 		cmocka_unit_test(test_sealed_pages_survive_broker_restarts),
 		cmocka_unit_test(test_a_vm_attached_unsealed_stays_unsealed_after_a_restart),
+		cmocka_unit_test(test_a_page_whose_versions_are_used_up_stays_in_memory),
+		cmocka_unit_test(test_sealed_pages_go_in_with_install_continue),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
