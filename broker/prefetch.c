@@ -80,7 +80,9 @@ static uint8_t *buf_get(struct bk_cache *c, size_t bytes)
 
 	if (k >= 0 && c->nspare[k])
 		return c->spare[k][--c->nspare[k]];
-	return aligned_alloc(GVM_PAGE_SIZE, bytes);
+	/* (C11: the size a multiple of the alignment; a sealed extent's
+	 * buffer holds its tags past the last page) */
+	return aligned_alloc(GVM_PAGE_SIZE, (bytes + GVM_PAGE_SIZE - 1) & ~(size_t)(GVM_PAGE_SIZE - 1));
 }
 
 static void buf_put(struct bk_cache *c, uint8_t *buf, size_t bytes)
