@@ -5,7 +5,8 @@
  * against what they pushed: the broker must drop the lying connection, name
  * the donor in its log, ask again, get it right, and keep serving others.
  * Lies in well-formed replies about sealed pages (broker/seal.h: a flipped
- * bit, another page's sealed copy, an older sealed version of the page)
+ * bit, another page's sealed copy, an older sealed version of the page, a
+ * page with data said to be zero)
  * must fail authentication: served from the other copy when there is one,
  * poisoned (SIGBUS in the VM) when there is not, never installed. */
 #include <arpa/inet.h>
@@ -73,6 +74,7 @@ enum evil_mode {
 	EVIL_FLIP_BIT,      /* one bit of the first data page flipped */
 	EVIL_OTHER_PAGE,    /* the first data page and its tag: another page's, as sent before */
 	EVIL_STALE,         /* a data page and its tag: the copy of it sent first, older */
+	EVIL_ZERO_PAGE,     /* the first data page said to be all zero (its bit, no bytes) */
 };
 
 /* A sealed page as the donor sent it: its bytes, then its tag. */
@@ -193,6 +195,7 @@ static bool evil_sealed_lie(struct evil_link *l, const struct gvm_hdr *h, const 
 	uint32_t n = gvm_hdr_data_pages(h), k = 0, at = UINT32_MAX;
 	uint64_t first_data = UINT64_MAX;
 	uint8_t *out = ev->scratch;
+	struct gvm_hdr t = *h; /* the header sent: h, or the lie's */
 	bool lie = false;
 
 	memcpy(out, payload, h->payload_len);
@@ -220,6 +223,16 @@ static bool evil_sealed_lie(struct evil_link *l, const struct gvm_hdr *h, const 
 		   ev->last_page != first_data) {
 		put_sealed(h, out, 0, ev->last_copy);
 		lie = true;
+	} else if (armed == EVIL_ZERO_PAGE && n) {
+		/* pages 2..n and their tags, moved down over the first */
+		memmove(out, out + GVM_PAGE_SIZE, (size_t)(n - 1) * GVM_PAGE_SIZE);
+		memmove(out + (size_t)(n - 1) * GVM_PAGE_SIZE,
+			gvm_frame_tags(h, payload) + GVM_PAGE_TAG_BYTES,
+			(size_t)(n - 1) * GVM_PAGE_TAG_BYTES);
+		t = *h;
+		gvm_hdr_zero_set(&t, (uint32_t)(first_data - h->first_page));
+		t.payload_len = (n - 1) * SEALED_BYTES;
+		lie = true;
 	} else if (armed == EVIL_STALE && at != UINT32_MAX) {
 		uint64_t p = UINT64_MAX;
 
@@ -236,7 +249,7 @@ static bool evil_sealed_lie(struct evil_link *l, const struct gvm_hdr *h, const 
 	if (!lie)
 		return send_frame(ev, l->bfd, h, payload, h->payload_len);
 	atomic_fetch_add(&ev->tampers, 1);
-	return send_frame(ev, l->bfd, h, out, h->payload_len);
+	return send_frame(ev, l->bfd, &t, out, t.payload_len);
 }
 
 /* Sends the donor's frame h on to the broker, or the lie the test armed.
@@ -1065,9 +1078,11 @@ static const struct lie sealed_lies[] = {
 	{ EVIL_FLIP_BIT, "flipped bit", false, "fails authentication" },
 	{ EVIL_OTHER_PAGE, "another page", false, "fails authentication" },
 	{ EVIL_STALE, "older version", false, "fails authentication" },
+	{ EVIL_ZERO_PAGE, "said zero", false, "fails authentication" },
 };
 
-/* With two copies of every extent, each sealed lie is caught: the page
+/* With two copies of every extent, each sealed lie is caught (a page said
+ * to be zero too: the broker knows it has data): the page
  * comes from the honest copy, the lying copy is dropped (and made again),
  * the donor and page are logged, and integrity_failures counts it. */
 static void test_sealed_pages_a_donor_alters_are_caught_and_read_from_the_other_copy(
@@ -1088,13 +1103,15 @@ static void test_sealed_pages_a_donor_alters_are_caught_and_read_from_the_other_
 	assert_int_equal(vm_ask(fx, vm, 'w', PUSH_WAIT_MS), 0);
 	tell_lie(fx, vm, &sealed_lies[2]);
 	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 3);
+	tell_lie(fx, vm, &sealed_lies[3]);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 4);
 	assert_int_equal(vm_ask(fx, vm, 'b', ANSWER_WAIT_MS), 0); /* nothing poisoned */
 	assert_int_equal(vm_ask(fx, vm, 'v', ANSWER_WAIT_MS), 0);
 	assert_int_equal(vm_wait_exit(vm, ANSWER_WAIT_MS), 0);
-	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 3);
+	assert_int_equal(gvmt_broker_stat(sock_path, "integrity_failures"), 4);
 	assert_int_equal(gvmt_broker_stat(sock_path, "poisoned_pages"), 0);
 	assert_int_equal(gvmt_broker_stat(sock_path, "donor_errors"), 0);
-	assert_int_equal(log_count(evil_addr, "fails authentication"), 3);
+	assert_int_equal(log_count(evil_addr, "fails authentication"), 4);
 	assert_int_equal(log_count(good_addr, "fails authentication"), 0);
 	cluster_stop_clean(fx);
 }
