@@ -136,6 +136,9 @@ if [ "$qemu_rc" -eq 0 ] && grep -q 'GVM-MEMTEST OK' "$work/guest.log" &&
 	echo "  evictions:              $(stat evictions) pages: $(stat clean_drops) clean ones dropped," \
 		"$(($(stat evictions) - $(stat clean_drops))) dirty ones written back in $(stat writebacks) writes"
 	echo "  fault latency:          p50 $(stat fault_latency_p50_us) us, p99 $(stat fault_latency_p99_us) us"
+	echo "  pages on the donors:    sealed with" \
+		"$(sed -n 's/.*page crypto: \([a-z0-9-]*\).*/\1/p' "$work/broker.log" | head -1)," \
+		"$(stat integrity_failures) integrity failures"
 else
 	grep -a -E 'GVM-|gvm-qemu-hook|Kernel panic' "$work/guest.log" | tail -20 >&2
 	die "the guest did not finish its workload (QEMU exit $qemu_rc)"
