@@ -344,6 +344,7 @@ static void test_a_page_whose_versions_are_used_up_stays_in_memory(void **state)
 	(void)state;
 	gvmt_cluster_start(&cl, "tired", key_path, 1, (const char *[]){ "--budget", BUDGET, NULL });
 	gvmt_vm_start(&vm, cl.sock, "tired", (size_t)VM_MIB * MIB, &user);
+	assert_true(gvmt_broker_wait_stat(cl.sock, "sealed_vms", 1, 20000)); /* attached */
 	assert_int_equal(seal_files_at(cl.sock, &st, &dir_mode, path, sizeof(path)), 1);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	assert_true(fd >= 0);
