@@ -725,28 +725,31 @@ static bool open_off_loop(struct bk_fetch *f, const struct gvm_hdr *h)
 	return false;
 }
 
-/* The READ reply's pages, opened and expanded to full pages in out. False
- * (and f is ended, or on the thread pool) when it is not done here. */
-static bool fetch_open(struct bk_fetch *f, const struct gvm_hdr *h, const uint8_t *payload,
-		       uint8_t *out)
+/* The READ reply's pages as full pages: opened and expanded into out, or,
+ * a lone unsealed page that came whole, where it is. NULL (and f is
+ * ended, or on the thread pool) when they are not ready here. */
+static const uint8_t *fetch_open(struct bk_fetch *f, const struct gvm_hdr *h,
+				 const uint8_t *payload, uint8_t *out)
 {
 	uint64_t bad, skip[BK_SEAL_SKIP_WORDS], unopened[BK_SEAL_SKIP_WORDS];
 
 	if (!bk_sealed(f->rg)) {
+		if (f->page != NO_PAGE && !f->direct && gvm_hdr_data_pages(h) == h->page_count)
+			return payload;
 		if (payload != out || gvm_hdr_data_pages(h) != h->page_count)
 			gvm_frame_unpack_pages(h, payload, out); /* in place if received there */
-		return true;
+		return out;
 	}
 	if (f->opened)
-		return true;
+		return out;
 	f->no_cache = false;
 	if (f->page == NO_PAGE && payload == out && out == f->req.rx_buf && open_off_loop(f, h))
-		return false;
+		return NULL;
 	bk_seal_skip_map(f->rg, h->first_page, h->page_count, skip);
 	if (!bk_seal_open(f->rg, h, payload, out, skip, unopened, &bad))
-		return unopened_ok(f, h, unopened);
+		return unopened_ok(f, h, unopened) ? out : NULL;
 	fetch_forged(f, bad);
-	return false;
+	return NULL;
 }
 
 static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
@@ -767,10 +770,11 @@ static void on_fetched(struct bk_req *req, int status, const struct gvm_hdr *h,
 		return;
 	}
 	/* Opened before anything else: a forged reply loses its race. */
-	uint8_t *pages = f->page != NO_PAGE ? (f->direct ? bk_region_page_addr(rg, f->page) :
-							   fetch_buf) :
-			 req->rx_buf ? req->rx_buf : fetch_buf;
-	if (!fetch_open(f, h, payload, pages))
+	const uint8_t *pages = fetch_open(f, h, payload,
+					  f->page != NO_PAGE ?
+						  (f->direct ? bk_region_page_addr(rg, f->page) : fetch_buf) :
+					  req->rx_buf ? req->rx_buf : fetch_buf);
+	if (!pages)
 		return;
 	if (f->demand)
 		lat_record(req->donor, now_us() - f->sent_us);
