@@ -41,10 +41,10 @@ struct bk_copy {
 	unsigned src, dst;
 	uint32_t ver, count;
 	uint8_t *buf;
-	/* A sealed extent travels as it was read, checked but still sealed:
-	 * the READ reply's zero bits, and its payload (pages, tags) in buf. */
+	/* The extent is written as it was read (a sealed one checked, still
+	 * sealed): the READ reply's zero bits, tags and payload (in buf). */
 	uint8_t zero_bitmap[GVM_FRAME_BITMAP_MAX_BYTES];
-	uint32_t payload_len;
+	uint32_t payload_len, tag_bytes;
 };
 
 /* Per donor. */
@@ -706,7 +706,6 @@ static void copy_write(void *ctx, int err)
 {
 	struct bk_copy *c = ctx;
 	struct bk_region *rg = c->rg;
-	uint32_t k = 0;
 
 	if (err || copy_void(c)) {
 		copy_end(c);
@@ -720,22 +719,9 @@ static void copy_write(void *ctx, int err)
 	c->req.hdr.ns = rg->ns_id[c->dst];
 	c->req.hdr.first_page = c->e * bk_extent_pages(rg);
 	c->req.hdr.page_count = c->count;
-	if (bk_sealed(rg)) {
-		memcpy(c->req.hdr.zero_bitmap, c->zero_bitmap, sizeof(c->zero_bitmap));
-		c->req.hdr.tag_bytes = GVM_PAGE_TAG_BYTES;
-		c->req.hdr.payload_len = c->payload_len;
-		goto send;
-	}
-	c->req.hdr.payload_len = gvm_hdr_mark_zero_pages(&c->req.hdr, c->buf, c->count) *
-				 GVM_PAGE_SIZE;
-	for (uint32_t i = 0; i < c->count; i++)
-		if (!gvm_hdr_zero_test(&c->req.hdr, i)) {
-			if (k != i)
-				memmove(c->buf + (size_t)k * GVM_PAGE_SIZE,
-					c->buf + (size_t)i * GVM_PAGE_SIZE, GVM_PAGE_SIZE);
-			k++;
-		}
-send:
+	memcpy(c->req.hdr.zero_bitmap, c->zero_bitmap, sizeof(c->zero_bitmap));
+	c->req.hdr.tag_bytes = c->tag_bytes;
+	c->req.hdr.payload_len = c->payload_len;
 	c->req.payload = c->buf;
 	c->req.rx_buf = c->buf; /* the pool frees it with a request it never answered */
 	bk_pool_submit(rg->vm->b->pool, &c->req);
@@ -765,13 +751,12 @@ static void on_copy_read(struct bk_req *req, int status, const struct gvm_hdr *h
 			copy_end(c);
 			return;
 		}
-		if (payload != c->buf)
-			memcpy(c->buf, payload, h->payload_len);
-		memcpy(c->zero_bitmap, h->zero_bitmap, sizeof(c->zero_bitmap));
-		c->payload_len = h->payload_len;
-	} else if (payload != c->buf || gvm_hdr_data_pages(h) != h->page_count) {
-		gvm_frame_unpack_pages(h, payload, c->buf);
 	}
+	if (payload != c->buf)
+		memcpy(c->buf, payload, h->payload_len);
+	memcpy(c->zero_bitmap, h->zero_bitmap, sizeof(c->zero_bitmap));
+	c->tag_bytes = h->tag_bytes;
+	c->payload_len = h->payload_len;
 	bk_ns_open(rg, c->dst, copy_write, c);
 }
 
