@@ -318,11 +318,6 @@ void bk_seal_free(struct bk_vm *vm)
 
 /* ---- the versions ---- */
 
-static uint32_t ver_load(const struct bk_region *rg, uint64_t page)
-{
-	return __atomic_load_n(&rg->ver[page], __ATOMIC_RELAXED);
-}
-
 void bk_seal_writeback_begin(struct bk_region *rg, uint64_t first, uint64_t count)
 {
 	if (!bk_sealed(rg))
@@ -399,12 +394,11 @@ int bk_seal_pages(struct bk_region *rg, struct gvm_hdr *h, uint8_t *data)
 	uint8_t *tags = data + (size_t)ndata * GVM_PAGE_SIZE;
 
 	for (uint32_t i = 0; i < h->page_count; i++)
-		if (!gvm_hdr_zero_test(h, i) &&
-		    (ver_load(rg, h->first_page + i) & BK_SEAL_VER_MAX) == BK_SEAL_VER_MAX)
+		if (!gvm_hdr_zero_test(h, i) && bk_seal_exhausted(rg, h->first_page + i))
 			return -EOVERFLOW;
 	for (uint32_t i = 0; i < h->page_count; i++) {
 		uint64_t p = h->first_page + i;
-		uint32_t old = ver_load(rg, p), next;
+		uint32_t old = bk_seal_ver(rg, p), next;
 
 		if (gvm_hdr_zero_test(h, i)) {
 			__atomic_fetch_or(&rg->ver[p], BK_SEAL_VER_ZERO, __ATOMIC_RELAXED);
@@ -455,7 +449,7 @@ int bk_seal_open(const struct bk_region *rg, const struct gvm_hdr *h, const uint
 	memcpy(tags, gvm_frame_tags(h, payload), (size_t)k * GVM_PAGE_TAG_BYTES);
 	for (uint32_t i = n; i-- > 0;) {
 		uint64_t p = h->first_page + i;
-		uint32_t v = ver_load(rg, p);
+		uint32_t v = bk_seal_ver(rg, p);
 		uint8_t *to = out + (size_t)i * GVM_PAGE_SIZE;
 		bool zero_now = !v || (v & BK_SEAL_VER_ZERO), ok = true;
 

@@ -61,13 +61,18 @@ static inline size_t bk_frame_bytes(const struct bk_region *rg, uint64_t count)
 	return (size_t)count * (bk_sealed(rg) ? BK_SEALED_PAGE_BYTES : GVM_PAGE_SIZE);
 }
 
+/* A sealed region's page's version word (any thread: eviction's seal
+ * runs on the thread pool). */
+static inline uint32_t bk_seal_ver(const struct bk_region *rg, uint64_t page)
+{
+	return __atomic_load_n(&rg->ver[page], __ATOMIC_RELAXED);
+}
+
 /* Whether page has been sealed BK_SEAL_VER_MAX times: it cannot be
  * sealed again, so it stays resident once written (evict.c skips it). */
 static inline bool bk_seal_exhausted(const struct bk_region *rg, uint64_t page)
 {
-	return bk_sealed(rg) &&
-	       (__atomic_load_n(&rg->ver[page], __ATOMIC_RELAXED) & BK_SEAL_VER_MAX) ==
-		       BK_SEAL_VER_MAX;
+	return bk_sealed(rg) && (bk_seal_ver(rg, page) & BK_SEAL_VER_MAX) == BK_SEAL_VER_MAX;
 }
 
 /* A write-back starts (on the loop): the run's pages are data again until
