@@ -8,7 +8,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h>
 #include <curl/curl.h>
 
 #include "ctlmsg.h"
@@ -159,9 +163,11 @@ static bool addr_ready(const struct gvmt_proc *p)
 	return ok;
 }
 
+/* A broker is ready once its loop answers: the socket takes connections
+ * before it runs, and a SIGTERM then would find no handler yet. */
 static bool unix_ready(const struct gvmt_proc *p)
 {
-	return unix_connects(p->addr);
+	return unix_connects(p->addr) && gvmt_broker_stat(p->addr, "vms") != UINT64_MAX;
 }
 
 /* One try at gvm-memserver on p->addr, inside network namespace p->netns
@@ -242,13 +248,29 @@ static bool unix_connects(const char *path)
 	return ok;
 }
 
+void gvmt_main_init(char *key_path, size_t n, struct gvm_key *key)
+{
+	signal(SIGPIPE, SIG_IGN);
+	gvmt_path(key_path, n, "cluster.key");
+	gvmt_make_key(key_path, 32, key);
+	chmod(gvmt_dir(), 0755);
+	if (getenv("GVM_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
+}
+
+void gvmt_broker_state_dir(const char *socket_path, char *out, size_t n)
+{
+	const char *base = strrchr(socket_path, '/');
+
+	snprintf(out, n, "%s/state-%s", gvmt_dir(), base ? base + 1 : socket_path);
+}
+
 bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *socket_path,
 		       const char *const *donors, const char *const *extra)
 {
 	static int serial;
 	const char *argv[48];
 	char bin[512], state[600];
-	const char *base = strrchr(socket_path, '/');
 	bool own_state = false;
 	int argc = 0;
 
@@ -257,7 +279,7 @@ bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *so
 	snprintf(p->log, sizeof(p->log), "%s/broker-%d.log", gvmt_dir(), ++serial);
 	/* Its identity: one state directory per socket, so a restarted broker
 	 * is the same host and two brokers are two hosts. */
-	snprintf(state, sizeof(state), "%s/state-%s", gvmt_dir(), base ? base + 1 : socket_path);
+	gvmt_broker_state_dir(socket_path, state, sizeof(state));
 	for (int i = 0; extra && extra[i]; i++)
 		own_state |= !strcmp(extra[i], "--state-dir");
 	argv[argc++] = gvmt_bin("gvm-broker", bin, sizeof(bin));

@@ -31,6 +31,12 @@ struct gvmt_proc {
 	char netns[32]; /* a memserver run in this network namespace, or "" */
 };
 
+/* What every integration test's main() does first: SIGPIPE ignored (a
+ * daemon that goes away fails a write instead), the cluster key made in
+ * key_path (gvmt_dir()/cluster.key, loaded into key if not NULL), the
+ * folder opened to the unprivileged clients (their sockets are in it),
+ * and GVM_TEST_FILTER applied (e.g. GVM_TEST_FILTER='*restart*'). */
+void gvmt_main_init(char *key_path, size_t n, struct gvm_key *key);
 /* A fresh folder under $TMPDIR for this test program. */
 const char *gvmt_dir(void);
 /* path = gvmt_dir()/name. */
@@ -49,6 +55,8 @@ bool gvmt_memserver_start(struct gvmt_proc *p, const char *key_path,
  * gvmt_dir()/state-<socket file name>: one host per socket. */
 bool gvmt_broker_start(struct gvmt_proc *p, const char *key_path, const char *socket_path,
 		       const char *const *donors, const char *const *extra);
+/* The state directory gvmt_broker_start gives the broker on socket_path. */
+void gvmt_broker_state_dir(const char *socket_path, char *out, size_t n);
 /* One counter from the broker's Stats (gvmctl stats), or UINT64_MAX. */
 uint64_t gvmt_broker_stat(const char *socket_path, const char *key);
 /* Polls gvmt_broker_stat until it equals want or timeout_ms passes. */

@@ -922,14 +922,9 @@ int main(void)
 		cmocka_unit_test(test_broker_command_line_errors_are_explained),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, &key);
+	gvmt_main_init(key_path, sizeof(key_path), &key);
 	have_user = gvmt_test_user(&test_uid, &test_gid, &gvm_gid);
 	if (!have_user)
 		fprintf(stderr, "test_broker: not root: clients run as this user, the unprivileged test is skipped\n");
-	chmod(gvmt_dir(), 0755); /* the unprivileged clients reach the socket in it */
-	if (getenv("GVM_TEST_FILTER")) /* e.g. GVM_TEST_FILTER='*stop_signal*' */
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }

@@ -465,12 +465,7 @@ int main(void)
 	};
 	struct gvm_key key;
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, &key);
+	gvmt_main_init(key_path, sizeof(key_path), &key);
 	have_user = gvmt_test_user(&test_uid, &test_gid, &gvm_gid);
-	chmod(gvmt_dir(), 0755);
-	if (getenv("GVM_TEST_FILTER")) /* e.g. GVM_TEST_FILTER='*minor*' */
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("evict", tests, NULL, NULL);
 }

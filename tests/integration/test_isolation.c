@@ -1260,15 +1260,10 @@ int main(void)
 		cmocka_unit_test(test_a_donor_flood_of_unauthenticated_peers_locks_no_broker_out),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, NULL);
+	gvmt_main_init(key_path, sizeof(key_path), NULL);
 	have_users = gvmt_test_user_named("gvmtest", &tenant_a.uid, &tenant_a.gid, &tenant_a.gvm) &&
 		     gvmt_test_user_named("gvmtest2", &tenant_b.uid, &tenant_b.gid, &tenant_b.gvm);
 	if (!have_users)
 		fprintf(stderr, "test_isolation: needs root to make two test users; skipped\n");
-	chmod(gvmt_dir(), 0755); /* the unprivileged clients reach the sockets in it */
-	if (getenv("GVM_TEST_FILTER")) /* e.g. GVM_TEST_FILTER='*mappings*' */
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("isolation", tests, NULL, NULL);
 }

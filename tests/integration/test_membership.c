@@ -586,12 +586,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_a_low_open_file_limit_is_logged, teardown),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, &key);
+	gvmt_main_init(key_path, sizeof(key_path), &key);
 	user.have = gvmt_test_user(&user.uid, &user.gid, &user.gvm_gid);
-	chmod(gvmt_dir(), 0755);
-	if (getenv("GVM_TEST_FILTER")) /* e.g. GVM_TEST_FILTER='*idle*' */
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("membership", tests, NULL, NULL);
 }

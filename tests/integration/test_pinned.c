@@ -442,13 +442,8 @@ int main(void)
 	};
 	struct gvm_key key;
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, &key);
+	gvmt_main_init(key_path, sizeof(key_path), &key);
 	gvmt_path(file_path, sizeof(file_path), "fixed-buffer.data");
 	user.have = gvmt_test_user(&user.uid, &user.gid, &user.gvm_gid);
-	chmod(gvmt_dir(), 0755);
-	if (getenv("GVM_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("pinned", tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
  * broker stopped and one killed, and keeps its cipher whatever the next
  * broker's --page-crypto says. Donors that lie about sealed pages are
  * test_hostile_donor.c's. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -95,42 +96,34 @@ static uint64_t plaintext_pages_in(const char *path)
 
 /* ---- the state directory ---- */
 
-/* The broker's state directory (procs.c: one per socket). */
-static void state_dir(char *out, size_t n, const char *sock)
-{
-	const char *base = strrchr(sock, '/');
-
-	snprintf(out, n, "%s/state-%s", gvmt_dir(), base ? base + 1 : sock);
-}
-
-/* The page-seal files in the broker's state directory: how many, and the
- * last one's stat (and path, if not NULL). */
+/* The page-seal files in the state directory of the broker on sock: how
+ * many, the last one's stat and path (if last is not NULL), and the
+ * folder's mode. */
 static unsigned seal_files_at(const char *sock, struct stat *st, mode_t *dir_mode, char *last,
 			      size_t n)
 {
-	char dir[600], path[1200];
+	char dir[600], pages[700];
+	struct dirent *de;
 	unsigned count = 0;
-	FILE *ls;
+	DIR *d;
 
-	state_dir(dir, sizeof(dir), sock);
-	snprintf(path, sizeof(path), "%s/pages", dir);
-	if (stat(path, st))
+	gvmt_broker_state_dir(sock, dir, sizeof(dir));
+	snprintf(pages, sizeof(pages), "%s/pages", dir);
+	if (stat(pages, st) || !(d = opendir(pages)))
 		return 0;
 	*dir_mode = st->st_mode & 07777;
-	snprintf(path, sizeof(path), "ls -1 %s/pages", dir);
-	ls = popen(path, "r");
-	assert_non_null(ls);
-	while (fgets(path + 600, 600, ls)) {
+	while ((de = readdir(d))) {
 		char file[1300];
 
-		path[600 + strcspn(path + 600, "\n")] = '\0';
-		snprintf(file, sizeof(file), "%s/pages/%s", dir, path + 600);
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", pages, de->d_name);
 		assert_int_equal(stat(file, st), 0);
 		if (last)
 			snprintf(last, n, "%s", file);
 		count++;
 	}
-	pclose(ls);
+	closedir(d);
 	return count;
 }
 
@@ -141,10 +134,7 @@ static unsigned seal_files(const char *sock, struct stat *st, mode_t *dir_mode)
 
 static bool log_has(const char *log, const char *text)
 {
-	char cmd[1200];
-
-	snprintf(cmd, sizeof(cmd), "grep -qF -- '%s' %s", text, log);
-	return system(cmd) == 0;
+	return gvmt_file_count(log, text) > 0;
 }
 
 /* ---- the tests ---- */
@@ -197,6 +187,7 @@ static uint64_t pages_in_clear(const char *name, const char *const *extra, bool 
 	}
 	gvmt_vm_quit(&vm);
 	/* detached: its pages dropped, and its file with them */
+	assert_true(gvmt_broker_wait_stat(sock, "vms", 0, 10000));
 	assert_int_equal(seal_files(sock, &st, &dir_mode), 0);
 	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
 	assert_int_equal(gvmt_proc_stop(&donor, SIGTERM), 0);
@@ -234,7 +225,7 @@ static void test_the_broker_says_which_page_crypto_is_in_force(void **state)
 {
 	char sock[512];
 	struct gvmt_proc broker = { 0 }, donor = { 0 };
-	char cmd[1024];
+	char bin[512], log[600];
 
 	(void)state;
 	snprintf(sock, sizeof(sock), "%s/say.sock", gvmt_dir());
@@ -243,11 +234,12 @@ static void test_the_broker_says_which_page_crypto_is_in_force(void **state)
 				      NULL));
 	assert_true(log_has(broker.log, "page crypto: aes-256-gcm (AES-NI)"));
 	assert_int_equal(gvmt_proc_stop(&broker, SIGTERM), 0);
-	snprintf(cmd, sizeof(cmd),
-		 "%s/gvm-broker --page-crypto rot13 --donor %s 2>&1 | grep -q 'want aes-256-gcm, "
-		 "xchacha20-poly1305 or none'",
-		 getenv("GVM_BIN_DIR") ? getenv("GVM_BIN_DIR") : "build/bin", donor.addr);
-	assert_int_equal(system(cmd), 0);
+	snprintf(log, sizeof(log), "%s/page-crypto-cli.log", gvmt_dir());
+	assert_int_equal(gvmt_run(log, (const char *[]){ gvmt_bin("gvm-broker", bin, sizeof(bin)),
+							 "--page-crypto", "rot13", "--donor",
+							 donor.addr, NULL }),
+			 2);
+	assert_true(log_has(log, "want aes-256-gcm, xchacha20-poly1305 or none"));
 	assert_int_equal(gvmt_proc_stop(&donor, SIGTERM), 0);
 }
 
@@ -294,6 +286,7 @@ static void test_sealed_pages_survive_broker_restarts(void **state)
 	}
 	assert_true(log_has(cl.broker.log, "its pages stay sealed with aes-256-gcm"));
 	gvmt_vm_quit(&vm);
+	assert_true(gvmt_broker_wait_stat(cl.sock, "vms", 0, 10000));
 	assert_int_equal(seal_files(cl.sock, &st, &dir_mode), 0);
 	gvmt_cluster_stop_clean(&cl);
 }
@@ -398,12 +391,7 @@ int main(void)
 		cmocka_unit_test(test_sealed_pages_go_in_with_install_continue),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	gvmt_path(key_path, sizeof(key_path), "cluster.key");
-	gvmt_make_key(key_path, 32, NULL);
+	gvmt_main_init(key_path, sizeof(key_path), NULL);
 	user.have = gvmt_test_user(&user.uid, &user.gid, &user.gvm_gid);
-	chmod(gvmt_dir(), 0755);
-	if (getenv("GVM_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("GVM_TEST_FILTER"));
 	return cmocka_run_group_tests_name("seal", tests, NULL, NULL);
 }
